@@ -1,0 +1,69 @@
+"""A serving endpoint: its served models and the gateway route that splits traffic between them."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.artifact_store import ArtifactStore
+from infra.components.gateway import Gateway
+from infra.components.image_registry import ImageRegistry
+from infra.components.served_model import ServedModel
+from infra.plan import EndpointPlan
+from models.bake import BakedModel
+
+
+class Endpoint(pulumi.ComponentResource):
+    """`/serving-endpoints/<name>/invocations` forwarded to its served models by route weight.
+
+    A served model at 0 % keeps its instances (at its minimum) and its target group, so
+    shifting traffic to it is a weight change, not a deployment.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        plan: EndpointPlan,
+        baked: dict[str, BakedModel],
+        gateway: Gateway,
+        artifact_store: ArtifactStore,
+        registry: ImageRegistry,
+        vpc_id: str,
+        subnet_ids: list[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("kiln:serving:Endpoint", name, None, opts)
+        self.served_models = {
+            served.name: ServedModel(
+                served.resource_name,
+                served,
+                baked[served.name],
+                gateway,
+                artifact_store,
+                registry,
+                vpc_id,
+                subnet_ids,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for served in plan.served_models
+        }
+        self.route = aws.lb.ListenerRule(
+            f"{name}-route",
+            listener_arn=gateway.listener.arn,
+            priority=plan.listener_priority,
+            conditions=[{"path_pattern": {"values": [plan.path]}}],
+            actions=[
+                {
+                    "type": "forward",
+                    "forward": {
+                        "target_groups": [
+                            {"arn": self.served_models[served.name].target_group.arn, "weight": served.traffic_percentage}
+                            for served in plan.served_models
+                        ],
+                    },
+                }
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.url = pulumi.Output.concat(gateway.base_url, plan.path)
+        self.register_outputs({"url": self.url})

@@ -1,0 +1,228 @@
+"""One served model: instance role, launch template, target group, autoscaling group, scaling."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.catalog import ami_parameter
+from infra.components.artifact_store import ArtifactStore
+from infra.components.gateway import Gateway
+from infra.components.image_registry import ImageRegistry
+from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
+from infra.user_data import Deployment, render_user_data
+from models.bake import BakedModel
+
+LOG_RETENTION_DAYS = 30
+# A new instance must pass this many consecutive /ping checks (10 s apart) to take traffic.
+HEALTHY_THRESHOLD = 2
+UNHEALTHY_THRESHOLD = 3
+
+
+class ServedModel(pulumi.ComponentResource):
+    """An autoscaling group of identical instances, each running one Kiln runtime.
+
+    The ALB health check is the runtime's readiness path, and the group trusts it (ELB
+    health checks), so an instance whose model cannot load is replaced, and an instance
+    refresh that never becomes healthy rolls back while the old instances keep serving.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        plan: ServedModelPlan,
+        baked: BakedModel,
+        gateway: Gateway,
+        artifact_store: ArtifactStore,
+        registry: ImageRegistry,
+        vpc_id: str,
+        subnet_ids: list[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("kiln:serving:ServedModel", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = plan.tags
+        sizing = plan.capacity.sizing
+
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child
+        )
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+                }
+            ),
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-least-privilege",
+            role=self.role.id,
+            policy=pulumi.Output.all(
+                artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn
+            ).apply(lambda arns: _instance_policy(*arns, artifact_key=baked.artifact_key)),
+            opts=child,
+        )
+        # Session Manager instead of SSH: no key pairs, no port 22, every session audited.
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm",
+            role=self.role.name,
+            policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+            opts=child,
+        )
+        self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=tags, opts=child)
+
+        image = pulumi.Output.concat(registry.repository.repository_url, ":", baked.image_tag)
+        deployment = pulumi.Output.all(
+            registry.repository.repository_url, artifact_store.bucket.bucket, self.log_group.name
+        ).apply(
+            lambda values: Deployment(
+                registry=values[0].split("/", 1)[0],
+                image=f"{values[0]}:{baked.image_tag}",
+                model_artifact_uri=f"s3://{values[1]}/{baked.artifact_key}",
+                model_digest=baked.artifact_digest,
+                log_group=values[2],
+            )
+        )
+        user_data = deployment.apply(lambda d: base64.b64encode(render_user_data(plan, d).encode()).decode())
+        ami = aws.ssm.get_parameter_output(name=ami_parameter(plan.profile), opts=pulumi.InvokeOutputOptions(parent=self))
+
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            image_id=ami.value,
+            instance_type=sizing.instance.name,
+            iam_instance_profile={"arn": self.instance_profile.arn},
+            vpc_security_group_ids=[gateway.instance_security_group.id],
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                # 2 hops: the runtime container reaches IMDS through the Docker bridge.
+                "http_put_response_hop_limit": 2,
+            },
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_size": plan.profile.root_volume_gib,
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            monitoring={"enabled": True},
+            user_data=user_data,
+            update_default_version=True,
+            tag_specifications=[
+                {"resource_type": "instance", "tags": tags},
+                {"resource_type": "volume", "tags": tags},
+            ],
+            tags=tags,
+            opts=child,
+        )
+        self.target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            name=plan.target_group_name,
+            port=RUNTIME_PORT,
+            protocol="HTTP",
+            target_type="instance",
+            vpc_id=vpc_id,
+            deregistration_delay=plan.deregistration_delay_seconds,
+            # Model latency varies per request; send work to the least busy instance.
+            load_balancing_algorithm_type="least_outstanding_requests",
+            health_check={
+                "enabled": True,
+                "path": READINESS_PATH,
+                "port": "traffic-port",
+                "protocol": "HTTP",
+                "matcher": "200",
+                "interval": 10,
+                "timeout": 5,
+                "healthy_threshold": HEALTHY_THRESHOLD,
+                "unhealthy_threshold": UNHEALTHY_THRESHOLD,
+            },
+            tags=tags,
+            opts=child,
+        )
+        grace = plan.health_check_grace_seconds
+        self.group = aws.autoscaling.Group(
+            f"{name}-asg",
+            min_size=sizing.min_instances,
+            max_size=sizing.max_instances,
+            vpc_zone_identifiers=subnet_ids,
+            target_group_arns=[self.target_group.arn],
+            health_check_type="ELB",
+            health_check_grace_period=grace,
+            default_instance_warmup=grace,
+            # A concrete version (not $Latest) is what lets an instance refresh roll back to it.
+            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
+            instance_refresh={
+                "strategy": "Rolling",
+                "preferences": {
+                    "min_healthy_percentage": 100,
+                    "max_healthy_percentage": 200,
+                    "auto_rollback": True,
+                    "instance_warmup": str(grace),
+                },
+            },
+            tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
+            # Scaling policies own the desired capacity once the group exists.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+        )
+        self.scaling_policy = aws.autoscaling.Policy(
+            f"{name}-requests-per-target",
+            autoscaling_group_name=self.group.name,
+            policy_type="TargetTrackingScaling",
+            estimated_instance_warmup=grace,
+            target_tracking_configuration={
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "ALBRequestCountPerTarget",
+                    "resource_label": pulumi.Output.concat(
+                        gateway.load_balancer.arn_suffix, "/", self.target_group.arn_suffix
+                    ),
+                },
+                "target_value": plan.capacity.target_requests_per_minute,
+            },
+            opts=child,
+        )
+        self.image = image
+        self.register_outputs(
+            {
+                "instanceType": sizing.instance.name,
+                "minInstances": sizing.min_instances,
+                "maxInstances": sizing.max_instances,
+                "targetGroupArn": self.target_group.arn,
+                "image": image,
+            }
+        )
+
+
+def _instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str) -> str:
+    """Read this model's files and pull this stack's images; nothing else."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
+                {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+                {
+                    "Sid": "PullImages",
+                    "Effect": "Allow",
+                    "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                    "Resource": repository_arn,
+                },
+                {
+                    "Sid": "WriteLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": f"{log_group_arn}:*",
+                },
+            ],
+        }
+    )
