@@ -19,7 +19,6 @@ import json
 import runpy
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -28,7 +27,7 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.settings import reset_options
 
-from infra.config import NAMESPACE, PROJECT_ROOT
+from infra.config import PROJECT_ROOT
 from infra.names import digest
 
 PROJECT = "kiln"
@@ -158,11 +157,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def _plain(value: Any) -> Any:
-    """Drop the SDK's internal keys (`__defaults`, `__provider`), as the engine does for policies."""
+    """Drop the SDK's internal keys (`__defaults`, `__provider`), as the engine does for
+    policies, and give back the integers that protobuf's Struct carries as floats."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if not k.startswith("__")}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -197,10 +199,29 @@ def run_program(stack: str, config: dict[str, Any], preview: bool) -> ProgramRun
         program()
         root = pulumi.runtime.get_root_resource()
         outputs = _resolve_outputs(getattr(root, "outputs", {}) or {}, loop)
-        return ProgramRun(stack=stack, preview=preview, registrations=list(monitor.registrations), outputs=outputs)
+        return ProgramRun(stack=stack, preview=preview, registrations=_tree_order(monitor.registrations), outputs=outputs)
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def _tree_order(registrations: list[Registration]) -> list[Registration]:
+    """Parents before children, siblings by type and name: the engine registers resources
+    concurrently, and a plan that reorders itself between runs would read as a change."""
+    children: dict[str, list[Registration]] = {}
+    urns = {r.urn for r in registrations}
+    for registration in registrations:
+        parent = registration.parent if registration.parent in urns else ""
+        children.setdefault(parent, []).append(registration)
+    ordered: list[Registration] = []
+
+    def visit(parent: str) -> None:
+        for child in sorted(children.get(parent, []), key=lambda r: (r.type.startswith("kiln:"), r.type, r.name)):
+            ordered.append(child)
+            visit(child.urn)
+
+    visit("")
+    return ordered
 
 
 def _resolve_outputs(outputs: dict[str, Any], loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
@@ -211,9 +232,3 @@ def _resolve_outputs(outputs: dict[str, Any], loop: asyncio.AbstractEventLoop) -
 
     return {name: loop.run_until_complete(resolve(value)) for name, value in outputs.items()}
 
-
-def namespace_key(key: str) -> str:
-    return f"{NAMESPACE}:{key}"
-
-
-__all__ = ["ProgramRun", "Registration", "run_program", "config_strings", "Path"]

@@ -30,7 +30,6 @@ class ModelFiles:
     resolved_uri: str
     directory: Path
     digest: str
-    size_bytes: int
 
 
 def tree_digest(directory: Path) -> str:
@@ -57,10 +56,21 @@ def resolve_model_uri(model_uri: str, tracking_uri: str) -> str:
     return f"models:/{name}/{version.version}"
 
 
-def _absolute_local(model_uri: str) -> str:
-    if model_uri.startswith(("models:/", "runs:/", "s3://")):
-        return model_uri
-    return str((PROJECT_ROOT / Path(model_uri).expanduser()).resolve())
+def download_location(resolved_uri: str, tracking_uri: str) -> str:
+    """Where the files are: a registry version's storage location, or the URI itself.
+
+    Asking the registry directly keeps the download independent of MLflow's process-wide
+    registry URI, which a library must not change.
+    """
+    if resolved_uri.startswith("models:/"):
+        from mlflow import MlflowClient
+
+        name, version = resolved_uri.removeprefix("models:/").split("/", 1)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        return client.get_model_version_download_uri(name, version)
+    if resolved_uri.startswith(("runs:/", "s3://", "file:")):
+        return resolved_uri
+    return str((PROJECT_ROOT / Path(resolved_uri).expanduser()).resolve())
 
 
 def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
@@ -73,13 +83,14 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
     staging = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=".download-"))
     try:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=_absolute_local(resolved), dst_path=str(staging), tracking_uri=tracking_uri
+            artifact_uri=download_location(resolved, tracking_uri),
+            dst_path=str(staging),
+            tracking_uri=tracking_uri,
         )
         directory = Path(local)
         if not (directory / "MLmodel").is_file():
             raise ModelResolutionError(f"{model_uri}: no MLmodel file at {resolved}; is this an MLflow model?")
         digest = tree_digest(directory)
-        size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
         cached = CACHE_DIR / digest
         if not cached.exists():
             directory.rename(cached)
@@ -89,4 +100,4 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
         raise ModelResolutionError(f"{model_uri}: cannot read the model ({error})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ModelFiles(model_uri, resolved, cached, digest, size)
+    return ModelFiles(model_uri, resolved, cached, digest)

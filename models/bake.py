@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from models.artifacts import ModelResolutionError, fetch_model
 from models.environment import Environment, environment_for
+from models.manifest import Manifest, read_manifest
 
 # MLflow retries an unreachable server for minutes by default; a plan should say so at once.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -22,7 +23,7 @@ class BakedModel:
     model_uri: str
     resolved_uri: str
     artifact_digest: str
-    artifact_size_bytes: int
+    manifest: Manifest
     environment: Environment
 
     @property
@@ -37,12 +38,13 @@ class BakedModel:
 
 def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
     files = fetch_model(model_uri, tracking_uri)
+    manifest = read_manifest(files.directory)
     return BakedModel(
         model_uri=model_uri,
         resolved_uri=files.resolved_uri,
         artifact_digest=files.digest,
-        artifact_size_bytes=files.size_bytes,
-        environment=environment_for(files.directory, gpu),
+        manifest=manifest,
+        environment=environment_for(manifest, gpu),
     )
 
 

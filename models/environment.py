@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 from models import RUNTIME_VERSION
+from models.manifest import Manifest
 
 CPU_BASE_IMAGE = "public.ecr.aws/docker/library/python:{python}-slim-bookworm"
 GPU_BASE_IMAGE = "public.ecr.aws/docker/library/nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
@@ -35,25 +33,8 @@ class Environment:
         return f"env-{self.hash[:20]}"
 
 
-def python_version(model_dir: Path) -> str:
-    """major.minor from python_env.yaml (MLflow ≥ 2), else conda.yaml, else MLmodel."""
-    env_file = model_dir / "python_env.yaml"
-    if env_file.is_file():
-        full = str((yaml.safe_load(env_file.read_text()) or {}).get("python", ""))
-    else:
-        full = str((yaml.safe_load((model_dir / "MLmodel").read_text()) or {}).get("python_version", ""))
-    return ".".join(full.split(".")[:2]) if full else ""
-
-
-def declared_requirements(model_dir: Path) -> tuple[str, ...]:
-    path = model_dir / "requirements.txt"
-    if not path.is_file():
-        return ()
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return tuple(line for line in lines if line)
-
-
-def environment_for(model_dir: Path, gpu: bool) -> Environment:
-    version = python_version(model_dir)
-    base = GPU_BASE_IMAGE if gpu else CPU_BASE_IMAGE.format(python=version or "3")
-    return Environment(python_version=version, requirements=declared_requirements(model_dir), base_image=base)
+def environment_for(manifest: Manifest, gpu: bool) -> Environment:
+    """Python major.minor picks the base image; the patch level does not change the ABI."""
+    python = ".".join(manifest.python_version.split(".")[:2])
+    base = GPU_BASE_IMAGE if gpu else CPU_BASE_IMAGE.format(python=python or "3")
+    return Environment(python_version=python, requirements=manifest.requirements, base_image=base)

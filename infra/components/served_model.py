@@ -42,10 +42,12 @@ class ServedModel(pulumi.ComponentResource):
         subnet_ids: list[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("kiln:serving:ServedModel", name, None, opts)
+        sizing = plan.capacity.sizing
+        # Registered as the component's inputs so the policy pack and the review see the
+        # served model as a whole: its plan, its model and what the model says about itself.
+        super().__init__("kiln:serving:ServedModel", name, served_model_properties(plan, baked), opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = plan.tags
-        sizing = plan.capacity.sizing
 
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child
@@ -201,6 +203,29 @@ class ServedModel(pulumi.ComponentResource):
                 "image": image,
             }
         )
+
+
+def served_model_properties(plan: ServedModelPlan, baked: BakedModel) -> dict:
+    sizing = plan.capacity.sizing
+    return {
+        "endpoint": plan.endpoint,
+        "servedModelName": plan.name,
+        "environment": plan.tags["kiln:environment"],
+        "computeType": plan.profile.compute_type.value,
+        "instanceType": sizing.instance.name,
+        "unitsPerInstance": sizing.units_per_instance,
+        "minInstances": sizing.min_instances,
+        "maxInstances": sizing.max_instances,
+        "scaleToZeroEnabled": plan.scale_to_zero,
+        "trafficPercentage": plan.traffic_percentage,
+        "requestTimeoutSeconds": plan.request_timeout_seconds,
+        "hourlyCostMax": sizing.hourly_cost_max,
+        "modelUri": plan.model_uri,
+        "resolvedModelUri": baked.resolved_uri,
+        "artifactDigest": baked.artifact_digest,
+        "imageTag": baked.image_tag,
+        "manifest": baked.manifest.as_properties(),
+    }
 
 
 def _instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str) -> str:

@@ -30,6 +30,13 @@ class LocalStore:
 EXAMPLE_MODELS = ("fraud-scorer", "ticket-router")
 
 
+def pinned(*packages: str) -> list[str]:
+    """Exact pins of what is installed here: what the model was trained and tested with."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in packages]
+
+
 def seed(store: LocalStore) -> list[str]:
     """Log and register the examples unless already there; returns the model URIs it created."""
     import cloudpickle
@@ -60,6 +67,7 @@ def seed(store: LocalStore) -> list[str]:
                 info = mlflow.sklearn.log_model(
                     model,
                     name="model",
+                    pip_requirements=pinned("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops"),
                     signature=infer_signature(example, model.predict(example)),
                     input_example=example,
                     registered_model_name="fraud-scorer",
@@ -77,7 +85,7 @@ def seed(store: LocalStore) -> list[str]:
                 python_model=router,
                 signature=infer_signature(example, router.predict(None, example)),
                 input_example=example,
-                pip_requirements=[f"mlflow=={mlflow.__version__}", f"pandas=={__import__('pandas').__version__}"],
+                pip_requirements=pinned("mlflow", "pandas"),
                 registered_model_name="ticket-router",
             )
         client.set_registered_model_alias("ticket-router", "champion", info.registered_model_version)

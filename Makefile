@@ -1,0 +1,17 @@
+# The two README commands: `make plan` (main job, offline) and `make test` (what CI runs).
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/kiln: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: plan test
+plan: $(BIN)/kiln
+	$(BIN)/kiln examples
+	$(BIN)/kiln plan dev
+
+test: $(BIN)/kiln
+	$(BIN)/pytest

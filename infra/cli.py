@@ -1,0 +1,92 @@
+"""The `kiln` command line: everything Kiln does, offline.
+
+Exit codes: 0 ok, 1 findings (policy violations), 2 invalid input (config, model, usage).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from infra.config import ConfigError, json_schema
+from infra.plan_report import PlanReport, build_plan_report, plan_as_json
+from infra.plan_console import print_plan
+from models.artifacts import ModelResolutionError
+
+# Tables stay readable when piped into a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _plan_or_exit(stack: str, tracking_uri: str | None, preview: bool) -> PlanReport:
+    try:
+        return build_plan_report(stack, tracking_uri=tracking_uri, preview=preview)
+    except ConfigError as error:
+        _fail(f"invalid stack config\n{error}")
+    except ModelResolutionError as error:
+        _fail(f"cannot resolve a served model: {error}")
+    raise AssertionError("unreachable")
+
+
+@click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.")
+def main() -> None:
+    pass
+
+
+tracking_option = click.option(
+    "--mlflow-tracking-uri",
+    help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri "
+    "(e.g. to plan prod from a registry mirror).",
+)
+
+
+@main.command(help="Show what `pulumi up --stack STACK` would create and what it costs (offline).")
+@click.argument("stack")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
+@tracking_option
+def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | None) -> None:
+    report = _plan_or_exit(stack, mlflow_tracking_uri, preview)
+    if as_json:
+        click.echo(json.dumps(plan_as_json(report), indent=2))
+    else:
+        print_plan(console, report)
+
+
+@main.command(help="Write the JSON Schema of stack files (for editor validation).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write; stdout if omitted.")
+def schema(output: Path | None) -> None:
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        errors.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command(help="Fill the local MLflow store the dev stack uses with the example models (if empty).")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Store folder (default: .kiln/mlflow).")
+def examples(store: Path | None) -> None:
+    from models.examples.seed import DEFAULT_STORE, LocalStore, seed
+
+    local = LocalStore((store or DEFAULT_STORE).resolve())
+    with errors.status("logging example models to MLflow…"):
+        created = seed(local)
+    if created:
+        errors.print(f"registered {', '.join(created)} in {local.tracking_uri}")
+    else:
+        errors.print(f"example models already in {local.tracking_uri}")
+
+
+if __name__ == "__main__":
+    main()
