@@ -29,8 +29,22 @@ def short_name(parts: list[str], limit: int = AWS_LB_NAME_LIMIT, salt: str = "")
     if len(full) <= limit and not salt:
         return full
     suffix = digest(f"{full}|{salt}")
-    prefix = full[: limit - len(suffix) - 1].rstrip("-")
-    return f"{prefix}-{suffix}"
+    budget = limit - len(suffix) - len(parts)  # one '-' after each part
+    kept = [part[:width].rstrip("-") for part, width in zip(parts, _fair_widths([len(p) for p in parts], budget))]
+    return "-".join([*(part for part in kept if part), suffix])
+
+
+def _fair_widths(lengths: list[int], budget: int) -> list[int]:
+    """Share `budget` characters so short parts stay whole and long parts are cut evenly:
+    `kiln-prod-customer-lifeti-gradient-boo-1a2b3c4` keeps a bit of every part readable."""
+    widths = [0] * len(lengths)
+    remaining = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    while remaining:
+        share = budget // len(remaining)
+        index = remaining.pop(0)
+        widths[index] = min(lengths[index], share)
+        budget -= widths[index]
+    return widths
 
 
 def listener_rule_priorities(endpoint_names: list[str]) -> dict[str, int]:

@@ -141,7 +141,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     custom=request.custom,
                     inputs=_plain(json_format.MessageToDict(request.object)),
-                    outputs=_plain(json_format.MessageToDict(response.object)),
+                    outputs={"id": response.id, **_plain(json_format.MessageToDict(response.object))},
                     options={
                         "protect": request.protect,
                         "ignoreChanges": list(request.ignoreChanges),
