@@ -255,7 +255,7 @@ def test_long_names_are_shortened_without_colliding(example_store) -> None:
 
     assert all(len(name) <= 32 for name in names)
     assert len(set(names)) == 2
-    assert all(name.startswith("kiln-dev-customer-") for name in names)
+    assert all(name.startswith("kiln-dev-custom") for name in names)
 
 
 def test_unresolvable_model_stops_the_program_naming_the_uri(example_store) -> None:
