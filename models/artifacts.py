@@ -73,12 +73,35 @@ def download_location(resolved_uri: str, tracking_uri: str) -> str:
     return str((PROJECT_ROOT / Path(resolved_uri).expanduser()).resolve())
 
 
+def _index_entry(resolved_uri: str, tracking_uri: str) -> Path | None:
+    """Registry versions never change their files, so their digest can be remembered;
+    run artifacts, S3 objects and local folders can, so they are always fetched again."""
+    if not resolved_uri.startswith("models:/") or "@" in resolved_uri:
+        return None
+    return CACHE_DIR / "index" / hashlib.sha256(f"{tracking_uri}|{resolved_uri}".encode()).hexdigest()
+
+
+def _known_digest(resolved_uri: str, tracking_uri: str) -> str | None:
+    entry = _index_entry(resolved_uri, tracking_uri)
+    return entry.read_text().strip() if entry and entry.is_file() else None
+
+
+def _remember_digest(resolved_uri: str, tracking_uri: str, digest: str) -> None:
+    entry = _index_entry(resolved_uri, tracking_uri)
+    if entry:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_text(digest)
+
+
 def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
     """Download (or reuse) the model's files; raises ModelResolutionError naming the URI."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     resolved = resolve_model_uri(model_uri, tracking_uri)
+    known = _known_digest(resolved, tracking_uri)
+    if known and (CACHE_DIR / known).is_dir():
+        return ModelFiles(model_uri, resolved, CACHE_DIR / known, known)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=".download-"))
     try:
@@ -94,6 +117,7 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
         cached = CACHE_DIR / digest
         if not cached.exists():
             directory.rename(cached)
+        _remember_digest(resolved, tracking_uri, digest)
     except MlflowException as error:
         raise ModelResolutionError(f"{model_uri}: {error.message} (tracking URI {tracking_uri})") from None
     except OSError as error:
