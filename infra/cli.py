@@ -15,6 +15,7 @@ from rich.console import Console
 from infra.config import ConfigError, json_schema
 from infra.plan_report import PlanReport, build_plan_report, plan_as_json
 from infra.plan_console import print_plan
+from infra.review.command import review
 from models.artifacts import ModelResolutionError
 
 # Tables stay readable when piped into a file or a CI log.
@@ -87,6 +88,8 @@ def examples(store: Path | None) -> None:
     else:
         errors.print(f"example models already in {local.tracking_uri}")
 
+
+main.add_command(review)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""`kiln review`: the report a platform team reads before approving a stack change."""

@@ -1,0 +1,45 @@
+"""Render a review as Markdown (a pull-request comment) or as one self-contained HTML file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markdown_it import MarkdownIt
+
+from infra.review.chart import cost_chart
+from infra.review.report import Review
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _delta(value: float) -> str:
+    return f"{'+' if value > 0 else '−' if value < 0 else '±'}${abs(value):,.2f}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return f"`{text}`".replace("|", "\\|")
+
+
+def render_markdown(review: Review) -> str:
+    template = _TEMPLATES.get_template("review.md.j2")
+    return template.render(r=review, money=_money, delta=_delta, show=_show).strip() + "\n"
+
+
+def render_html(review: Review) -> str:
+    body = MarkdownIt("commonmark").enable("table").render(render_markdown(review))
+    return _TEMPLATES.get_template("review.html.j2").render(r=review, chart=cost_chart(review), body=body)

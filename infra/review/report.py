@@ -1,0 +1,170 @@
+"""The review of one stack, optionally against a base (another stack or a git ref)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.catalog import PRICES_AS_OF
+from infra.config import ConfigError, resolve_stack_path, stack_name
+from infra.plan_report import PlanReport, build_plan_report, served_model_rows
+from infra.review.diff import Change, ResourceChange, diff_resources, diff_settings
+
+HOURS_PER_MONTH = 730  # AWS pricing pages' month
+
+
+@dataclass(frozen=True)
+class ServedModelReview:
+    row: dict[str, Any]
+    resolved_uri: str
+    image_tag: str
+    image_status: str
+    request_timeout: int
+    manifest: dict[str, Any]
+
+    @property
+    def monthly_cost_min(self) -> float:
+        return round(self.row["hourlyCostMin"] * HOURS_PER_MONTH, 2)
+
+    @property
+    def monthly_cost_max(self) -> float:
+        return round(self.row["hourlyCostMax"] * HOURS_PER_MONTH, 2)
+
+
+@dataclass(frozen=True)
+class Cost:
+    hourly_min: float
+    hourly_max: float
+
+    @property
+    def monthly_min(self) -> float:
+        return round(self.hourly_min * HOURS_PER_MONTH, 2)
+
+    @property
+    def monthly_max(self) -> float:
+        return round(self.hourly_max * HOURS_PER_MONTH, 2)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base_label: str
+    base_cost: Cost
+    settings: list[Change]
+    resources: list[ResourceChange]
+
+    @property
+    def restarts(self) -> list[ResourceChange]:
+        """Changes that replace resources or roll instances: the ones a reviewer must see."""
+        return [c for c in self.resources if c.kind == "replaced" or c.note.startswith("new launch template")]
+
+
+@dataclass(frozen=True)
+class Review:
+    stack: str
+    environment: str
+    region: str
+    served_models: list[ServedModelReview]
+    cost: Cost
+    prices_as_of: str = PRICES_AS_OF
+    comparison: Comparison | None = None
+
+    @property
+    def cost_delta(self) -> Cost | None:
+        if self.comparison is None:
+            return None
+        base = self.comparison.base_cost
+        return Cost(round(self.cost.hourly_min - base.hourly_min, 4), round(self.cost.hourly_max - base.hourly_max, 4))
+
+
+class ReviewError(Exception):
+    """The base to compare against cannot be read."""
+
+
+def _served_model_props(report: PlanReport) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (r.inputs["endpoint"], r.inputs["servedModelName"]): r.inputs
+        for r in report.run.of_type("kiln:serving:ServedModel")
+    }
+
+
+def _image_status(tag: str, owner: str, owners: dict[str, list[str]], base_tags: set[str]) -> str:
+    if tag in base_tags:
+        return "cached: the base already runs this environment image"
+    others = [name for name in owners[tag] if name != owner]
+    if others:
+        return f"built once, shared with {', '.join(others)}"
+    return "new environment: built at `pulumi up` unless ECR already holds this tag"
+
+
+def review_served_models(report: PlanReport, base: PlanReport | None) -> list[ServedModelReview]:
+    """`base` only counts for images when it is this same stack: each stack has its own registry."""
+    props = _served_model_props(report)
+    same_stack = base is not None and base.plan.stack == report.plan.stack
+    base_tags = {p["imageTag"] for p in _served_model_props(base).values()} if same_stack else set()
+    owners: dict[str, list[str]] = {}
+    for (endpoint, name), p in props.items():
+        owners.setdefault(p["imageTag"], []).append(f"{endpoint}/{name}")
+    reviews = []
+    for row in served_model_rows(report.plan):
+        p = props[(row["endpoint"], row["name"])]
+        reviews.append(
+            ServedModelReview(
+                row=row,
+                resolved_uri=p["resolvedModelUri"],
+                image_tag=p["imageTag"],
+                image_status=_image_status(p["imageTag"], f"{row['endpoint']}/{row['name']}", owners, base_tags),
+                request_timeout=p["requestTimeoutSeconds"],
+                manifest=p["manifest"],
+            )
+        )
+    return reviews
+
+
+def base_stack_file(against: str, stack_path: Path, workdir: Path) -> tuple[str, Path]:
+    """`against` names a stack (`dev`), a stack file, or a git ref of this stack's file."""
+    candidate = resolve_stack_path(against)
+    if candidate.is_file():
+        return stack_name(candidate), candidate
+    shown = subprocess.run(
+        ["git", "show", f"{against}:./{stack_path.name}"],
+        cwd=stack_path.resolve().parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if shown.returncode != 0:
+        raise ReviewError(
+            f"--against {against}: neither a stack nor a git ref holding {stack_path} ({shown.stderr.strip()})"
+        )
+    copy = workdir / stack_path.name
+    copy.write_text(shown.stdout)
+    return f"{stack_name(stack_path)}@{against}", copy
+
+
+def build_review(stack: str, against: str | None = None, tracking_uri: str | None = None) -> Review:
+    head = build_plan_report(stack, tracking_uri=tracking_uri)
+    base = comparison = None
+    if against:
+        with tempfile.TemporaryDirectory() as workdir:
+            label, path = base_stack_file(against, resolve_stack_path(stack), Path(workdir))
+            try:
+                base = build_plan_report(str(path), tracking_uri=tracking_uri)
+            except ConfigError as error:
+                raise ReviewError(f"--against {against}: the base stack is invalid\n{error}") from None
+        comparison = Comparison(
+            base_label=label,
+            base_cost=Cost(base.plan.hourly_cost_min, base.plan.hourly_cost_max),
+            settings=diff_settings(base.plan.config, head.plan.config),
+            resources=diff_resources(base.run, head.run),
+        )
+    return Review(
+        stack=head.plan.stack,
+        environment=head.plan.config.environment,
+        region=head.plan.config.region,
+        served_models=review_served_models(head, base),
+        cost=Cost(head.plan.hourly_cost_min, head.plan.hourly_cost_max),
+        comparison=comparison,
+    )
