@@ -15,6 +15,7 @@ from rich.console import Console
 from infra.config import ConfigError, json_schema
 from infra.plan_report import PlanReport, build_plan_report, plan_as_json
 from infra.plan_console import print_plan
+from infra.import_command import import_databricks
 from infra.review.command import review
 from models.artifacts import ModelResolutionError
 
@@ -90,6 +91,7 @@ def examples(store: Path | None) -> None:
 
 
 main.add_command(review)
+main.add_command(import_databricks)
 
 if __name__ == "__main__":
     main()

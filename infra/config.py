@@ -287,18 +287,18 @@ def _key_path(location: tuple[str | int, ...]) -> str:
     return path
 
 
-def _unknown_key_message(error: dict[str, Any]) -> str:
+def _unknown_key_message(error: dict[str, Any], root: type[BaseModel]) -> str:
     """Turn pydantic's 'Extra inputs are not permitted' into a hint with the likely key."""
     key = str(error["loc"][-1])
-    model = _model_at(error["loc"][:-1])
+    model = _model_at(root, error["loc"][:-1])
     known = [field.alias or name for name, field in model.model_fields.items()] if model else []
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
     return f"unknown key {key!r}{hint}"
 
 
-def _model_at(location: tuple[str | int, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = StackConfig
+def _model_at(root: type[BaseModel], location: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
     for part in location:
         if isinstance(part, int) or model is None:
             continue
@@ -319,7 +319,8 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _problems(error: ValidationError) -> list[str]:
+def validation_problems(error: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One 'key.path: what is wrong' line per pydantic error, in stack-file spelling."""
     problems = []
     for item in error.errors():
         location = tuple(item["loc"])
@@ -328,7 +329,7 @@ def _problems(error: ValidationError) -> list[str]:
             location += cause.path
             message = str(cause)
         elif item["type"] == "extra_forbidden":
-            message = _unknown_key_message(item)
+            message = _unknown_key_message(item, root or StackConfig)
         elif item["type"] == "missing":
             message = "is required"
         else:
@@ -342,7 +343,7 @@ def parse_stack_config(values: dict[str, Any], source: str) -> StackConfig:
     try:
         return StackConfig.model_validate(values)
     except ValidationError as error:
-        raise ConfigError(source, _problems(error)) from None
+        raise ConfigError(source, validation_problems(error)) from None
 
 
 def resolve_stack_path(stack: str) -> Path:

@@ -1,0 +1,31 @@
+"""`kiln import-databricks ENDPOINT_JSON`: a Databricks endpoint as a Kiln stack entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import yaml
+
+from infra.config import NAMESPACE, ConfigError
+from infra.databricks_import import import_endpoint
+
+
+@click.command(
+    "import-databricks",
+    help="Print a Databricks serving endpoint (JSON from GET /api/2.0/serving-endpoints/NAME) as a "
+    "kiln:endpoints entry to paste into a stack file.",
+)
+@click.argument("endpoint_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_databricks(endpoint_json: Path) -> None:
+    try:
+        document = json.loads(endpoint_json.read_text())
+        endpoint = import_endpoint(document, str(endpoint_json))
+    except json.JSONDecodeError as error:
+        click.echo(f"error: {endpoint_json}: not valid JSON ({error})", err=True)
+        raise SystemExit(2) from None
+    except ConfigError as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+    click.echo(yaml.safe_dump({f"{NAMESPACE}:endpoints": [endpoint]}, sort_keys=False), nl=False)
