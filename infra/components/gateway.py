@@ -36,45 +36,21 @@ class Gateway(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        def allow(rule: type, rule_name: str, group: aws.ec2.SecurityGroup, port: int, **peer: object) -> None:
+            rule(
+                f"{name}-{rule_name}", security_group_id=group.id, ip_protocol="tcp", from_port=port, to_port=port,
+                **peer, opts=child,
+            )
+
+        ingress, egress = aws.vpc.SecurityGroupIngressRule, aws.vpc.SecurityGroupEgressRule
         for index, cidr in enumerate(plan.ingress_cidrs):
+            peer = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
             for port in sorted({plan.listener_port, 80}):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-alb-in-{port}-{index}",
-                    security_group_id=self.security_group.id,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    **({"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}),
-                    opts=child,
-                )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-to-instances",
-            security_group_id=self.security_group.id,
-            ip_protocol="tcp",
-            from_port=RUNTIME_PORT,
-            to_port=RUNTIME_PORT,
-            referenced_security_group_id=self.instance_security_group.id,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-instances-from-alb",
-            security_group_id=self.instance_security_group.id,
-            ip_protocol="tcp",
-            from_port=RUNTIME_PORT,
-            to_port=RUNTIME_PORT,
-            referenced_security_group_id=self.security_group.id,
-            opts=child,
-        )
+                allow(ingress, f"alb-in-{port}-{index}", self.security_group, port, **peer)
+        allow(egress, "alb-to-instances", self.security_group, RUNTIME_PORT, referenced_security_group_id=self.instance_security_group.id)
+        allow(ingress, "instances-from-alb", self.instance_security_group, RUNTIME_PORT, referenced_security_group_id=self.security_group.id)
         # Instances reach ECR, S3 and CloudWatch over HTTPS (through a NAT gateway or VPC endpoints).
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-instances-https-out",
-            security_group_id=self.instance_security_group.id,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            cidr_ipv4="0.0.0.0/0",
-            opts=child,
-        )
+        allow(egress, "instances-https-out", self.instance_security_group, 443, cidr_ipv4="0.0.0.0/0")
         self.load_balancer = aws.lb.LoadBalancer(
             f"{name}-alb",
             name=plan.load_balancer_name,
