@@ -41,6 +41,16 @@ def tree_digest(directory: Path) -> str:
     return outer.hexdigest()
 
 
+def require_store(tracking_uri: str) -> None:
+    """A sqlite store that is not there is a typo or a missing `kiln examples`, and MLflow
+    would silently create an empty database in its place."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not Path(tracking_uri.removeprefix(prefix)).is_file():
+        raise ModelResolutionError(
+            f"no MLflow store at {tracking_uri} (for the example models of the dev stack, run `kiln examples`)"
+        )
+
+
 def resolve_model_uri(model_uri: str, tracking_uri: str) -> str:
     """Pin aliases to versions (models:/fraud@champion → models:/fraud/3) so a plan is reproducible."""
     if not model_uri.startswith("models:/") or "@" not in model_uri:
@@ -98,6 +108,7 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
+    require_store(tracking_uri)
     resolved = resolve_model_uri(model_uri, tracking_uri)
     known = _known_digest(resolved, tracking_uri)
     if known and (CACHE_DIR / known).is_dir():

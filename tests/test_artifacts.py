@@ -62,3 +62,12 @@ def test_folder_without_mlmodel_is_refused(tmp_path: Path, example_store) -> Non
 def test_unknown_version_names_the_uri(example_store) -> None:
     with pytest.raises(ModelResolutionError, match="models:/fraud-scorer/42"):
         fetch_model("models:/fraud-scorer/42", example_store.tracking_uri)
+
+
+def test_missing_local_store_is_reported_not_created(tmp_path: Path) -> None:
+    store = tmp_path / "mlflow.db"
+
+    with pytest.raises(ModelResolutionError, match="run `kiln examples`"):
+        fetch_model("models:/fraud-scorer/1", f"sqlite:///{store}")
+
+    assert not store.exists()
