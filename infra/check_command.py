@@ -16,7 +16,7 @@ from rich.console import Console
 
 from infra.config import ConfigError
 from infra.plan_report import PlanReport, build_plan_report
-from infra.policy_check import PolicyPackError, load_policy_pack_config
+from infra.policy_check import POLICIES_DIR, PolicyPackError, load_policy_pack_config
 from infra.policy_console import print_policy_check
 from models.artifacts import ModelResolutionError
 
@@ -36,11 +36,23 @@ def _fail(message: str) -> None:
 )
 @click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
 @click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
-def check(stack: str, as_json: bool, policy_pack_config: Path | None, mlflow_tracking_uri: str | None, preview: bool) -> None:
+@click.option(
+    "--policy-pack",
+    "pack_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=POLICIES_DIR,
+    show_default="policies/",
+    help="Policy pack directory, as `pulumi preview --policy-pack` takes.",
+)
+def check(
+    stack: str, as_json: bool, policy_pack_config: Path | None, mlflow_tracking_uri: str | None, preview: bool, pack_dir: Path
+) -> None:
     report: PlanReport | None = None
     try:
         policy_config = load_policy_pack_config(policy_pack_config)
-        report = build_plan_report(stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=policy_config)
+        report = build_plan_report(
+            stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=policy_config, pack_dir=pack_dir
+        )
     except ConfigError as error:
         _fail(f"invalid stack config\n{error}")
     except ModelResolutionError as error:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from infra.catalog import PRICES_AS_OF
 from infra.config import NAMESPACE, load_stack, read_stack_file, resolve_stack_path
 from infra.offline import ProgramRun, run_program
 from infra.plan import StackPlan, plan_stack
-from infra.policy_check import PolicyCheck, PolicyConfig, check_policies
+from infra.policy_check import POLICIES_DIR, PolicyCheck, PolicyConfig, check_policies
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ def build_plan_report(
     preview: bool = False,
     policies: bool = True,
     policy_config: Mapping[str, PolicyConfig] | None = None,
+    pack_dir: Path = POLICIES_DIR,
 ) -> PlanReport:
     """Validate the stack file, plan capacity, run the program under mocks and the policy pack on it."""
     name, config = load_stack(stack)
@@ -34,7 +36,7 @@ def build_plan_report(
     if tracking_uri:
         raw = {**raw, f"{NAMESPACE}:mlflowTrackingUri": tracking_uri}
     run = run_program(name, raw, preview=preview)
-    policy = check_policies(run, raw, policy_config) if policies else None
+    policy = check_policies(run, raw, policy_config, pack_dir) if policies else None
     return PlanReport(plan=plan_stack(name, config), run=run, policy=policy)
 
 
