@@ -243,7 +243,7 @@ class _PackProcess:
     """`python -u -m pulumi.policy 127.0.0.1:0 .` in the pack dir; always stopped on exit."""
 
     def __init__(self, pack_dir: Path, env: dict[str, str]) -> None:
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."],
             cwd=pack_dir,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import PolicyPack  # noqa: E402
+from pulumi_policy import PolicyPack
 
-from policies.pack import PACK_NAME, policies_for, stack_environment  # noqa: E402
-from policies.rules import RULES  # noqa: E402
+from policies.pack import PACK_NAME, policies_for, stack_environment
+from policies.rules import RULES
 
 PolicyPack(name=PACK_NAME, policies=policies_for(RULES, stack_environment()))

@@ -18,8 +18,8 @@ def build_within_limit(props: Props, config: Config) -> list[str]:
     timeout = props.get("buildTimeout", DEFAULT_BUILD_TIMEOUT_MINUTES)
     if timeout <= limit:
         return []
-    return [f"buildTimeout is {timeout:g} min, above the {limit:g} min limit; lower kiln:build.timeoutMinutes "
-            "(a build that long usually means an unpinned or oversized dependency set)"]
+    return [(f"buildTimeout is {timeout:g} min, above the {limit:g} min limit; lower kiln:build.timeoutMinutes "
+            "(a build that long usually means an unpinned or oversized dependency set)")]
 
 
 def cost_within_budget(resources: Sequence[Resource], config: Config) -> list[Violation]:

@@ -21,8 +21,8 @@ def root_volume_encrypted(props: Props, config: Config) -> list[str]:
     mappings = items(props.get("blockDeviceMappings"))
     if not mappings:
         return [
-            "no blockDeviceMappings: the root volume takes the AMI's default, which is unencrypted unless the "
-            "account turned on EBS encryption by default; add a mapping for the root device with ebs.encrypted='true'"
+            ("no blockDeviceMappings: the root volume takes the AMI's default, which is unencrypted unless the "
+            "account turned on EBS encryption by default; add a mapping for the root device with ebs.encrypted='true'")
         ]
     messages = []
     for index, mapping in enumerate(mappings):
@@ -43,8 +43,8 @@ def instance_type_allowed(props: Props, config: Config) -> list[str]:
     if instance_type in allowed:
         return []
     return [
-        f"instance type {instance_type!r} is not allowed for {compute_type}; use one of {', '.join(allowed)} "
-        "(or change computeType)"
+        (f"instance type {instance_type!r} is not allowed for {compute_type}; use one of {', '.join(allowed)} "
+        "(or change computeType)")
     ]
 
 
@@ -60,9 +60,9 @@ def gpu_on_gpu_ami(props: Props, config: Config) -> list[str]:
     if ami in allowed:
         return []
     return [
-        f"{compute_type} on {instance_type} boots AMI {ami!r}, which is not a GPU AMI; use the SSM parameter "
+        (f"{compute_type} on {instance_type} boots AMI {ami!r}, which is not a GPU AMI; use the SSM parameter "
         f"{allowed[0] if allowed else GPU_AMI_PARAMETER} (NVIDIA driver + container toolkit) or list yours in "
-        "this policy's gpuAmiParameters"
+        "this policy's gpuAmiParameters")
     ]
 
 

@@ -89,8 +89,8 @@ def request_timeout_within_databricks(props: Props, config: Config) -> list[str]
     limit = config.get("maxRequestTimeoutSeconds", DATABRICKS_REQUEST_TIMEOUT_SECONDS)
     if timeout is None or timeout <= limit:
         return []
-    return [f"requestTimeoutSeconds {timeout:g} is above {limit:g} s: clients and proxies in between often give up "
-            "first, and one slow request holds a worker; lower it or make the call asynchronous"]
+    return [(f"requestTimeoutSeconds {timeout:g} is above {limit:g} s: clients and proxies in between often give up "
+            "first, and one slow request holds a worker; lower it or make the call asynchronous")]
 
 
 IDLE_TIMEOUT = StackRule(

@@ -42,8 +42,8 @@ def no_ssh_ingress_rule(props: Props, config: Config) -> list[str]:
     if not _covers_ssh(props.get("ipProtocol"), props.get("fromPort"), props.get("toPort")):
         return []
     source = _sources(props, "cidrIpv4", "cidrIpv6", "prefixListId", "referencedSecurityGroupId") or ["anywhere"]
-    return [f"ingress {props.get('ipProtocol')} {props.get('fromPort')}-{props.get('toPort')} from {', '.join(source)} "
-            "opens SSH; remove it and use Session Manager (the instance role already allows it)"]
+    return [(f"ingress {props.get('ipProtocol')} {props.get('fromPort')}-{props.get('toPort')} from {', '.join(source)} "
+            "opens SSH; remove it and use Session Manager (the instance role already allows it)")]
 
 
 def no_ssh_security_group_rule(props: Props, config: Config) -> list[str]:

@@ -23,8 +23,8 @@ def group_trusts_load_balancer(props: Props, config: Config) -> list[str]:
     kind = props.get("healthCheckType", "EC2")
     if kind == "ELB":
         return []
-    return [f"healthCheckType is {kind!r}: an instance whose model never loads stays in service; "
-            "set health_check_type='ELB'"]
+    return [(f"healthCheckType is {kind!r}: an instance whose model never loads stays in service; "
+            "set health_check_type='ELB'")]
 
 
 READINESS_HEALTH_CHECKS = ResourceRule(

@@ -10,8 +10,8 @@ def keeps_an_instance(props: Props, config: Config) -> list[str]:
     """Cold starts take 10-20 s on a warm pool and minutes from nothing, with no latency SLA."""
     name = f"{props.get('endpoint')}/{props.get('servedModelName')}"
     if truthy(props.get("scaleToZeroEnabled")):
-        return [f"{name} scales to zero: the first request after idle waits for an instance to boot (minutes); "
-                "set scaleToZeroEnabled: false"]
+        return [(f"{name} scales to zero: the first request after idle waits for an instance to boot (minutes); "
+                "set scaleToZeroEnabled: false")]
     if props.get("minInstances") == 0:
         return [f"{name} has minInstances 0; give it a minimum provisioned concurrency of at least 1"]
     return []
@@ -20,8 +20,8 @@ def keeps_an_instance(props: Props, config: Config) -> list[str]:
 def refresh_rolls_back(props: Props, config: Config) -> list[str]:
     """A refresh that kills old instances first, or never rolls back, turns one bad model into an outage."""
     if prop(props, "instanceRefresh") is None:
-        return ["no instanceRefresh: a launch template change only reaches new instances and never rolls back; "
-                "add instance_refresh with min_healthy_percentage=100 and auto_rollback=True"]
+        return [("no instanceRefresh: a launch template change only reaches new instances and never rolls back; "
+                "add instance_refresh with min_healthy_percentage=100 and auto_rollback=True")]
     messages = []
     if not truthy(prop(props, "instanceRefresh.preferences.autoRollback")):
         messages.append("instanceRefresh.preferences.autoRollback is off; set auto_rollback=True so a model that "
@@ -38,8 +38,8 @@ def spans_zones(props: Props, config: Config) -> list[str]:
     zones = {str(zone) for zone in items(props.get("availabilityZones"))}
     if len(subnets) >= 2 or len(zones) >= 2:
         return []
-    return [f"the group launches into {len(subnets) or len(zones)} subnet(s): one availability zone outage stops the "
-            "served model; list private subnets in at least two zones in network.privateSubnetIds"]
+    return [(f"the group launches into {len(subnets) or len(zones)} subnet(s): one availability zone outage stops the "
+            "served model; list private subnets in at least two zones in network.privateSubnetIds")]
 
 
 def covers_peak(props: Props, config: Config) -> list[str]:
@@ -49,8 +49,8 @@ def covers_peak(props: Props, config: Config) -> list[str]:
     most = props.get("maxInstances", 0) * props.get("unitsPerInstance", 0)
     if most >= peak:
         return []
-    return [f"max concurrency {most:g} (= {props.get('maxInstances'):g} instances × {props.get('unitsPerInstance'):g} "
-            f"workers) is below the expected peak {peak:g} (= QPS × latency); raise maxProvisionedConcurrency"]
+    return [(f"max concurrency {most:g} (= {props.get('maxInstances'):g} instances × {props.get('unitsPerInstance'):g} "
+            f"workers) is below the expected peak {peak:g} (= QPS × latency); raise maxProvisionedConcurrency")]
 
 
 NO_SCALE_TO_ZERO = ResourceRule(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.rules.resource_types import SERVED_MODEL, LISTENER_RULE
+from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
 from policies.rules.rule import MANDATORY, MANDATORY_IN_PROD, Config, Props, ResourceRule, items, prop, truthy
 
 
@@ -14,8 +14,8 @@ def has_signature(props: Props, config: Config) -> list[str]:
     """Without a signature the runtime cannot validate inputs and clients learn the schema from errors."""
     if truthy(prop(props, "manifest.hasSignature")):
         return []
-    return [f"{_name(props)} was logged without a signature; log it again with "
-            "signature=mlflow.models.infer_signature(X, model.predict(X))"]
+    return [(f"{_name(props)} was logged without a signature; log it again with "
+            "signature=mlflow.models.infer_signature(X, model.predict(X))")]
 
 
 def no_defaults_channel(props: Props, config: Config) -> list[str]:
@@ -23,8 +23,8 @@ def no_defaults_channel(props: Props, config: Config) -> list[str]:
     channels = [str(channel) for channel in items(prop(props, "manifest.condaChannels"))]
     if "defaults" not in channels:
         return []
-    return [f"{_name(props)} pins conda channel 'defaults' (licence terms, non-reproducible builds); log it "
-            "again with conda-forge only (or pip requirements)"]
+    return [(f"{_name(props)} pins conda channel 'defaults' (licence terms, non-reproducible builds); log it "
+            "again with conda-forge only (or pip requirements)")]
 
 
 def weights_sum_to_100(props: Props, config: Config) -> list[str]:
