@@ -12,10 +12,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from infra.check_command import check
 from infra.config import ConfigError, json_schema
 from infra.plan_report import PlanReport, build_plan_report, plan_as_json
 from infra.plan_console import print_plan
 from infra.import_command import import_databricks
+from infra.policy_check import PolicyPackError
 from infra.review.command import review
 from models.artifacts import ModelResolutionError
 
@@ -36,6 +38,8 @@ def _plan_or_exit(stack: str, tracking_uri: str | None, preview: bool) -> PlanRe
         _fail(f"invalid stack config\n{error}")
     except ModelResolutionError as error:
         _fail(f"cannot resolve a served model: {error}")
+    except PolicyPackError as error:
+        _fail(f"the policy pack gave no verdict: {error}")
     raise AssertionError("unreachable")
 
 
@@ -62,6 +66,9 @@ def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | No
         click.echo(json.dumps(plan_as_json(report), indent=2))
     else:
         print_plan(console, report)
+
+
+main.add_command(check)
 
 
 @main.command(help="Write the JSON Schema of stack files (for editor validation).")

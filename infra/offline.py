@@ -155,6 +155,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             )
         return response
 
+    def RegisterResourceOutputs(self, request):  # noqa: N802 (gRPC method name)
+        """A component's registered outputs become its state's outputs, as in the engine
+        (the policy pack's stack rules read them there)."""
+        with self._lock:
+            for registration in self.registrations:
+                if registration.urn == request.urn and not registration.custom:
+                    registration.outputs = _plain(json_format.MessageToDict(request.outputs))
+        return super().RegisterResourceOutputs(request)
+
 
 def _plain(value: Any) -> Any:
     """Drop the SDK's internal keys (`__defaults`, `__provider`), as the engine does for

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.capacity import CapacityPlan, plan_capacity
+from infra.capacity import CapacityPlan, concurrency_for, plan_capacity
 from infra.catalog import PROFILES, ComputeProfile
 from infra.config import IDLE_TIMEOUT_MARGIN_SECONDS, StackConfig
 from infra.names import listener_rule_priorities, short_name
@@ -36,6 +36,8 @@ class ServedModelPlan:
     environment_vars: dict[str, str]
     target_group_name: str
     tags: dict[str, str]
+    # QPS × latency when the stack states expected traffic; the policy pack checks max concurrency covers it.
+    expected_peak_concurrency: int | None = None
 
     @property
     def resource_name(self) -> str:
@@ -124,6 +126,11 @@ def plan_stack(stack: str, config: StackConfig) -> StackPlan:
                     salt=f"{config.network.vpc_id}:{RUNTIME_PORT}",
                 ),
                 tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
+                expected_peak_concurrency=(
+                    concurrency_for(served.expected_qps, served.expected_latency_ms)
+                    if served.expected_qps is not None and served.expected_latency_ms is not None
+                    else None
+                ),
             )
             for served in endpoint.served_models
         ]

@@ -11,6 +11,7 @@ from rich.tree import Tree
 from infra.catalog import PRICES_AS_OF
 from infra.offline import UNKNOWN, Registration
 from infra.plan_report import PlanReport, served_model_rows
+from infra.policy_console import print_policy_check
 
 # The inputs a reviewer looks at first, per resource type.
 KEY_INPUTS: dict[str, tuple[str, ...]] = {
@@ -90,3 +91,5 @@ def print_plan(console: Console, report: PlanReport) -> None:
     console.print(f"[dim]Prices: {PRICES_AS_OF}. {len(report.run.registrations)} resources.[/]")
     for served in report.plan.served_models:
         console.print(f"[dim]{served.endpoint}/{served.name}: " + "; ".join(served.capacity.arithmetic()) + "[/]")
+    if report.policy is not None:
+        print_policy_check(console, report.policy, report.plan.stack)

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from infra.catalog import PRICES_AS_OF
 from infra.config import NAMESPACE, load_stack, read_stack_file, resolve_stack_path
 from infra.offline import ProgramRun, run_program
 from infra.plan import StackPlan, plan_stack
+from infra.policy_check import POLICIES_DIR, PolicyCheck, PolicyConfig, check_policies
 
 
 @dataclass(frozen=True)
 class PlanReport:
     plan: StackPlan
     run: ProgramRun
+    # What the policy pack in policies/ says about the run (None when not asked for).
+    policy: PolicyCheck | None = None
 
 
-def build_plan_report(stack: str, tracking_uri: str | None = None, preview: bool = False) -> PlanReport:
-    """Validate the stack file, plan capacity, and run the program under mocks."""
+def build_plan_report(
+    stack: str,
+    tracking_uri: str | None = None,
+    preview: bool = False,
+    policies: bool = True,
+    policy_config: Mapping[str, PolicyConfig] | None = None,
+    pack_dir: Path = POLICIES_DIR,
+) -> PlanReport:
+    """Validate the stack file, plan capacity, run the program under mocks and the policy pack on it."""
     name, config = load_stack(stack)
     raw = read_stack_file(resolve_stack_path(stack))
     if tracking_uri:
         raw = {**raw, f"{NAMESPACE}:mlflowTrackingUri": tracking_uri}
-    return PlanReport(plan=plan_stack(name, config), run=run_program(name, raw, preview=preview))
+    run = run_program(name, raw, preview=preview)
+    policy = check_policies(run, raw, policy_config, pack_dir) if policies else None
+    return PlanReport(plan=plan_stack(name, config), run=run, policy=policy)
 
 
 def served_model_rows(plan: StackPlan) -> list[dict[str, Any]]:
@@ -77,4 +91,5 @@ def plan_as_json(report: PlanReport) -> dict[str, Any]:
             "pricesAsOf": PRICES_AS_OF,
         },
         "outputs": report.run.outputs,
+        **({"policyViolations": [v.as_json() for v in report.policy.violations]} if report.policy else {}),
     }

@@ -153,3 +153,23 @@ def test_review_command_writes_markdown_and_html(tmp_path: Path, example_store) 
         )
         assert result.exit_code == 0, result.output
         assert "Kiln review: <code>dev</code>" in out.read_text() or "## Kiln review: `dev`" in out.read_text()
+
+
+def test_review_carries_the_policy_results(example_store) -> None:
+    review = build_review("dev", tracking_uri=example_store.tracking_uri)
+    markdown = render_markdown(review)
+
+    assert review.policy is not None and review.policy.passed
+    assert "### Policies: ✅ passed" in markdown
+    assert "| `no-scale-to-zero` | `fraud-scorer.champion` |" in markdown  # advisory outside prod
+
+
+def test_review_of_a_stack_breaking_policy_says_failed(tmp_path: Path, example_store) -> None:
+    config = stack_config("prod", example_store)
+    config["kiln:endpoints"][0]["servedModels"][0]["scaleToZeroEnabled"] = True
+    path = write_stack(tmp_path, config, stack="prod")
+
+    markdown = render_markdown(build_review(str(path)))
+
+    assert "### Policies: ❌ failed" in markdown
+    assert "**mandatory**" in markdown and "`no-scale-to-zero`" in markdown

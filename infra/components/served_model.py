@@ -199,6 +199,8 @@ class ServedModel(pulumi.ComponentResource):
                 "instanceType": sizing.instance.name,
                 "minInstances": sizing.min_instances,
                 "maxInstances": sizing.max_instances,
+                # Read by the policy pack's stack rules, which see component outputs (not inputs).
+                "requestTimeoutSeconds": plan.request_timeout_seconds,
                 "targetGroupArn": self.target_group.arn,
                 "image": image,
             }
@@ -207,6 +209,7 @@ class ServedModel(pulumi.ComponentResource):
 
 def served_model_properties(plan: ServedModelPlan, baked: BakedModel) -> dict:
     sizing = plan.capacity.sizing
+    optional = {} if plan.expected_peak_concurrency is None else {"expectedPeakConcurrency": plan.expected_peak_concurrency}
     return {
         "endpoint": plan.endpoint,
         "servedModelName": plan.name,
@@ -225,6 +228,10 @@ def served_model_properties(plan: ServedModelPlan, baked: BakedModel) -> dict:
         "artifactDigest": baked.artifact_digest,
         "imageTag": baked.image_tag,
         "manifest": baked.manifest.as_properties(),
+        # The SSM parameter the launch template's AMI comes from: the resolved AMI id says
+        # nothing about its drivers, the parameter does.
+        "amiParameter": ami_parameter(plan.profile),
+        **optional,
     }
 
 

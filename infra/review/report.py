@@ -11,6 +11,7 @@ from typing import Any
 from infra.catalog import PRICES_AS_OF
 from infra.config import ConfigError, resolve_stack_path, stack_name
 from infra.plan_report import PlanReport, build_plan_report, served_model_rows
+from infra.policy_check import PolicyCheck
 from infra.review.diff import Change, ResourceChange, diff_resources, diff_settings
 
 HOURS_PER_MONTH = 730  # AWS pricing pages' month
@@ -70,6 +71,7 @@ class Review:
     cost: Cost
     prices_as_of: str = PRICES_AS_OF
     comparison: Comparison | None = None
+    policy: PolicyCheck | None = None
 
     @property
     def cost_delta(self) -> Cost | None:
@@ -151,7 +153,7 @@ def build_review(stack: str, against: str | None = None, tracking_uri: str | Non
         with tempfile.TemporaryDirectory() as workdir:
             label, path = base_stack_file(against, resolve_stack_path(stack), Path(workdir))
             try:
-                base = build_plan_report(str(path), tracking_uri=tracking_uri)
+                base = build_plan_report(str(path), tracking_uri=tracking_uri, policies=False)
             except ConfigError as error:
                 raise ReviewError(f"--against {against}: the base stack is invalid\n{error}") from None
         comparison = Comparison(
@@ -167,4 +169,5 @@ def build_review(stack: str, against: str | None = None, tracking_uri: str | Non
         served_models=review_served_models(head, base),
         cost=Cost(head.plan.hourly_cost_min, head.plan.hourly_cost_max),
         comparison=comparison,
+        policy=head.policy,
     )

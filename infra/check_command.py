@@ -1,0 +1,71 @@
+"""`kiln check STACK`: the policy pack against the stack's program, offline, for CI.
+
+Exit 0 when no mandatory policy is violated, 1 when one is, 2 when no verdict could be
+reached (invalid stack or policy config, a model that cannot be resolved, a policy that
+raised): CI must never read a broken check as a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from infra.config import ConfigError
+from infra.plan_report import PlanReport, build_plan_report
+from infra.policy_check import POLICIES_DIR, PolicyPackError, load_policy_pack_config
+from infra.policy_console import print_policy_check
+from models.artifacts import ModelResolutionError
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+@click.command(help="Run the policy pack in policies/ against STACK offline (as `pulumi preview --policy-pack policies`).")
+@click.argument("stack")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the violations.")
+@click.option(
+    "--policy-pack-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON file of policy levels and settings, as `pulumi preview --policy-pack-config` takes.",
+)
+@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
+@click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
+@click.option(
+    "--policy-pack",
+    "pack_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=POLICIES_DIR,
+    show_default="policies/",
+    help="Policy pack directory, as `pulumi preview --policy-pack` takes.",
+)
+def check(
+    stack: str, as_json: bool, policy_pack_config: Path | None, mlflow_tracking_uri: str | None, preview: bool, pack_dir: Path
+) -> None:
+    report: PlanReport | None = None
+    try:
+        policy_config = load_policy_pack_config(policy_pack_config)
+        report = build_plan_report(
+            stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=policy_config, pack_dir=pack_dir
+        )
+    except ConfigError as error:
+        _fail(f"invalid stack config\n{error}")
+    except ModelResolutionError as error:
+        _fail(f"cannot resolve a served model: {error}")
+    except PolicyPackError as error:
+        _fail(f"no policy verdict: {error}")
+    assert report is not None and report.policy is not None
+    if as_json:
+        click.echo(json.dumps(
+            {"stack": report.plan.stack, "environment": report.plan.config.environment, "preview": preview,
+             **report.policy.as_json()},
+            indent=2,
+        ))
+    else:
+        print_policy_check(Console(width=None if sys.stdout.isatty() else 160), report.policy, report.plan.stack)
+    sys.exit(0 if report.policy.passed else 1)

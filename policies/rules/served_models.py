@@ -1,0 +1,68 @@
+"""What the model says about itself (the bake manifest): a contract and a reproducible environment."""
+
+from __future__ import annotations
+
+from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
+from policies.rules.rule import MANDATORY, MANDATORY_IN_PROD, Config, Props, ResourceRule, items, prop, truthy
+
+
+def _name(props: Props) -> str:
+    return f"{props.get('endpoint')}/{props.get('servedModelName')} ({props.get('resolvedModelUri') or props.get('modelUri')})"
+
+
+def has_signature(props: Props, config: Config) -> list[str]:
+    """Without a signature the runtime cannot validate inputs and clients learn the schema from errors."""
+    if truthy(prop(props, "manifest.hasSignature")):
+        return []
+    return [(f"{_name(props)} was logged without a signature; log it again with "
+            "signature=mlflow.models.infer_signature(X, model.predict(X))")]
+
+
+def no_defaults_channel(props: Props, config: Config) -> list[str]:
+    """Anaconda's `defaults` channel needs a commercial licence in most companies and drifts between builds."""
+    channels = [str(channel) for channel in items(prop(props, "manifest.condaChannels"))]
+    if "defaults" not in channels:
+        return []
+    return [(f"{_name(props)} pins conda channel 'defaults' (licence terms, non-reproducible builds); log it "
+            "again with conda-forge only (or pip requirements)")]
+
+
+def weights_sum_to_100(props: Props, config: Config) -> list[str]:
+    """An ALB weighted forward with weights not summing to 100 silently shifts the route percentages."""
+    messages = []
+    for action in items(props.get("actions")):
+        groups = items(prop(action, "forward.targetGroups"))
+        if len(groups) < 2:
+            continue
+        weights = [prop(group, "weight", 0) for group in groups]
+        if sum(weights) != 100:
+            shown = " + ".join(f"{w:g}" for w in weights)
+            messages.append(f"route weights {shown} = {sum(weights):g}, not 100; fix trafficConfig.routes")
+    return messages
+
+
+SIGNATURE = ResourceRule(
+    id="model-signature",
+    description="Served models carry an MLflow signature.",
+    levels=MANDATORY_IN_PROD,
+    checks={SERVED_MODEL: has_signature},
+    fix="Log the model with a signature (mlflow.models.infer_signature) and register the new version.",
+)
+
+NO_DEFAULTS_CHANNEL = ResourceRule(
+    id="no-conda-defaults-channel",
+    description="Served models do not depend on Anaconda's `defaults` conda channel.",
+    levels=MANDATORY_IN_PROD,
+    checks={SERVED_MODEL: no_defaults_channel},
+    fix="Log the model with conda-forge (or pip requirements) and register the new version.",
+)
+
+TRAFFIC_WEIGHTS = ResourceRule(
+    id="traffic-weights-sum-to-100",
+    description="Traffic weights of an endpoint's served models sum to 100.",
+    levels=MANDATORY,
+    checks={LISTENER_RULE: weights_sum_to_100},
+    fix="Make trafficConfig.routes[].trafficPercentage add up to 100 for the endpoint.",
+)
+
+RULES = [SIGNATURE, NO_DEFAULTS_CHANNEL, TRAFFIC_WEIGHTS]

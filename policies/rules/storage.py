@@ -1,0 +1,142 @@
+"""The S3 artifact store: private, encrypted, versioned, reachable over TLS only.
+
+Each bucket setting is its own resource in pulumi_aws 7; they are linked to their bucket
+through the `bucket` property's dependency, which (unlike the bucket name) is known in preview.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from policies.rules.resource_types import (
+    BUCKET,
+    BUCKET_ENCRYPTION,
+    BUCKET_ENCRYPTION_V2,
+    BUCKET_POLICY,
+    BUCKET_PUBLIC_ACCESS_BLOCK,
+    BUCKET_V2,
+    BUCKET_VERSIONING,
+    BUCKET_VERSIONING_V2,
+)
+from policies.rules.rule import MANDATORY, Config, Resource, StackRule, Violation, items, of_type, prop, truthy
+
+PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+SSE_ALGORITHMS = ("aws:kms", "aws:kms:dsse", "AES256")
+
+
+def _settings_of(bucket: Resource, resources: Sequence[Resource], *types: str) -> list[Resource]:
+    return [r for r in of_type(resources, *types) if bucket.urn in r.depends_through("bucket")]
+
+
+def _per_bucket(check: Callable[[Resource, Sequence[Resource]], str | None]) -> Callable[[Sequence[Resource], Config], list[Violation]]:
+    def run(resources: Sequence[Resource], config: Config) -> list[Violation]:
+        violations = []
+        for bucket in of_type(resources, BUCKET, BUCKET_V2):
+            message = check(bucket, resources)
+            if message:
+                violations.append(Violation(message, bucket.urn))
+        return violations
+
+    return run
+
+
+def blocks_public_access(bucket: Resource, resources: Sequence[Resource]) -> str | None:
+    blocks = _settings_of(bucket, resources, BUCKET_PUBLIC_ACCESS_BLOCK)
+    if not blocks:
+        return "no BucketPublicAccessBlock for this bucket; add one with all four settings true"
+    missing = [flag for flag in PUBLIC_ACCESS_FLAGS if not any(truthy(b.props.get(flag)) for b in blocks)]
+    if missing:
+        return f"public access is not fully blocked ({', '.join(missing)} off); set all four to true"
+    return None
+
+
+def encrypted(bucket: Resource, resources: Sequence[Resource]) -> str | None:
+    configs = _settings_of(bucket, resources, BUCKET_ENCRYPTION, BUCKET_ENCRYPTION_V2)
+    algorithms = [
+        prop(rule, "applyServerSideEncryptionByDefault.sseAlgorithm")
+        for config in configs
+        for rule in items(config.props.get("rules"))
+    ]
+    if any(algorithm in SSE_ALGORITHMS for algorithm in algorithms):
+        return None
+    return ("no default server-side encryption for this bucket; add BucketServerSideEncryptionConfiguration "
+            "with sse_algorithm 'aws:kms'")
+
+
+def versioned(bucket: Resource, resources: Sequence[Resource]) -> str | None:
+    settings = _settings_of(bucket, resources, BUCKET_VERSIONING, BUCKET_VERSIONING_V2)
+    if any(prop(s.props, "versioningConfiguration.status") == "Enabled" for s in settings):
+        return None
+    return "versioning is not enabled, so an overwritten model artifact cannot be recovered; add BucketVersioning with status 'Enabled'"
+
+
+def _statements(policy: Any) -> list[Mapping[str, Any]]:
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    statements = prop(document, "Statement", [])
+    return [statements] if isinstance(statements, Mapping) else [s for s in items(statements) if isinstance(s, Mapping)]
+
+
+def _denies_plain_http(statement: Mapping[str, Any]) -> bool:
+    actions = statement.get("Action")
+    actions = [actions] if isinstance(actions, str) else items(actions)
+    principal = statement.get("Principal")
+    everyone = principal == "*" or (isinstance(principal, Mapping) and principal.get("AWS") in ("*", ["*"]))
+    secure = prop(statement, "Condition.Bool.aws:SecureTransport")
+    return (
+        statement.get("Effect") == "Deny"
+        and everyone
+        and any(action in ("s3:*", "*") for action in actions)
+        and str(secure).lower() == "false"
+    )
+
+
+def tls_only(bucket: Resource, resources: Sequence[Resource]) -> str | None:
+    for policy in _settings_of(bucket, resources, BUCKET_POLICY):
+        try:
+            if any(_denies_plain_http(s) for s in _statements(policy.props.get("policy"))):
+                return None
+        except json.JSONDecodeError:
+            return "the bucket policy is not valid JSON; fix it and add a statement denying aws:SecureTransport=false"
+    return ("no bucket policy denies requests without TLS; add a Deny s3:* statement for Principal '*' "
+            "with Condition {Bool: {aws:SecureTransport: 'false'}}")
+
+
+BLOCK_PUBLIC_ACCESS = StackRule(
+    id="s3-block-public-access",
+    description="Artifact buckets block all public access.",
+    levels=MANDATORY,
+    resource_types=(BUCKET, BUCKET_V2, BUCKET_PUBLIC_ACCESS_BLOCK),
+    run=_per_bucket(blocks_public_access),
+    fix="aws.s3.BucketPublicAccessBlock with block/ignore/restrict settings all true.",
+)
+
+ENCRYPTION = StackRule(
+    id="s3-encryption",
+    description="Artifact buckets encrypt objects by default.",
+    levels=MANDATORY,
+    resource_types=(BUCKET, BUCKET_V2, BUCKET_ENCRYPTION, BUCKET_ENCRYPTION_V2),
+    run=_per_bucket(encrypted),
+    fix="aws.s3.BucketServerSideEncryptionConfiguration with sse_algorithm 'aws:kms'.",
+)
+
+VERSIONING = StackRule(
+    id="s3-versioning",
+    description="Artifact buckets keep object versions.",
+    levels=MANDATORY,
+    resource_types=(BUCKET, BUCKET_V2, BUCKET_VERSIONING, BUCKET_VERSIONING_V2),
+    run=_per_bucket(versioned),
+    fix="aws.s3.BucketVersioning with versioning_configuration status 'Enabled'.",
+)
+
+TLS_ONLY = StackRule(
+    id="s3-tls-only",
+    description="Artifact buckets refuse requests that do not use TLS.",
+    levels=MANDATORY,
+    resource_types=(BUCKET, BUCKET_V2, BUCKET_POLICY),
+    run=_per_bucket(tls_only),
+    fix="A bucket policy that denies s3:* to everyone when aws:SecureTransport is false.",
+)
+
+RULES = [BLOCK_PUBLIC_ACCESS, ENCRYPTION, VERSIONING, TLS_ONLY]
