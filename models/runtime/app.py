@@ -50,7 +50,7 @@ def _error_body(error_code: str, message: str) -> bytes:
     return json.dumps({"error_code": error_code, "message": message}).encode()
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
+async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
                    headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     await send({
         "type": "http.response.start",
@@ -106,12 +106,12 @@ class RuntimeApp:
             return
         path, method = scope["path"], scope["method"]
         if not self.auth.allows(path, _header(scope, b"authorization")):
-            await _respond(send, 401, _error_body("UNAUTHENTICATED", "missing or invalid bearer token"),
+            await respond(send, 401, _error_body("UNAUTHENTICATED", "missing or invalid bearer token"),
                            headers=((b"www-authenticate", b"Bearer"),))
             return
         if self._is_invocation_path(path):
             if method != "POST":
-                await _respond(send, 405, _error_body("METHOD_NOT_ALLOWED", "use POST for invocations"),
+                await respond(send, 405, _error_body("METHOD_NOT_ALLOWED", "use POST for invocations"),
                                headers=((b"allow", b"POST"),))
                 return
             await self._invoke(scope, receive, send)
@@ -119,20 +119,20 @@ class RuntimeApp:
             await self._ping(send)
         elif path == "/health":
             # Liveness: the process and its event loop answer. Readiness is /ping.
-            await _respond(send, 200, json.dumps({"status": "alive", "phase": self.phase.value}).encode())
+            await respond(send, 200, json.dumps({"status": "alive", "phase": self.phase.value}).encode())
         elif path == "/version":
-            await _respond(send, 200, json.dumps(self.version()).encode())
+            await respond(send, 200, json.dumps(self.version()).encode())
         elif path == "/metrics":
             text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.phase is Phase.READY)
-            await _respond(send, 200, text.encode(), METRICS_CONTENT_TYPE.encode())
+            await respond(send, 200, text.encode(), METRICS_CONTENT_TYPE.encode())
         else:
-            await _respond(send, 404, _error_body("ENDPOINT_NOT_FOUND", f"no route for {path}"))
+            await respond(send, 404, _error_body("ENDPOINT_NOT_FOUND", f"no route for {path}"))
 
     async def _ping(self, send: Send) -> None:
         if self.phase is Phase.READY:
-            await _respond(send, 200, b"\n")
+            await respond(send, 200, b"\n")
         else:
-            await _respond(send, 503, json.dumps({"status": self.phase.value}).encode(),
+            await respond(send, 503, json.dumps({"status": self.phase.value}).encode(),
                            headers=((b"retry-after", RETRY_AFTER_SECONDS),))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -166,13 +166,13 @@ class RuntimeApp:
             # While draining, also close the connection so clients reconnect to another target.
             close = ((b"connection", b"close"),) if self.phase is Phase.DRAINING else ()
             message = "the runtime is shutting down" if self.phase is Phase.DRAINING else "the model is still loading"
-            await _respond(send, 503, _error_body("TEMPORARILY_UNAVAILABLE", message),
+            await respond(send, 503, _error_body("TEMPORARILY_UNAVAILABLE", message),
                            headers=((b"retry-after", RETRY_AFTER_SECONDS), *close))
             return 503
         try:
             self.pool.admit()
         except Overloaded:
-            await _respond(send, 503, _error_body(
+            await respond(send, 503, _error_body(
                 "TEMPORARILY_UNAVAILABLE",
                 f"all {self.pool.size} workers are busy and {self.pool.capacity - self.pool.size} requests are queued; retry"),
                 headers=((b"retry-after", RETRY_AFTER_SECONDS),))
@@ -191,18 +191,18 @@ class RuntimeApp:
                 reply = await self.pool.predict(content_type, body)
         except PayloadTooLarge:
             # The rest of the body is not read, so this connection cannot carry another request.
-            await _respond(send, 413, _error_body(
+            await respond(send, 413, _error_body(
                 "REQUEST_LIMIT_EXCEEDED", f"request body is larger than {self.settings.max_payload_bytes} bytes"),
                 headers=((b"connection", b"close"),))
             return 413
         except TimeoutError:
-            await _respond(send, 504, _error_body(
+            await respond(send, 504, _error_body(
                 "DEADLINE_EXCEEDED", f"no prediction within the request timeout of {timeout:g} s"))
             return 504
         except WorkerDied as died:
             log.error("%s while predicting; a replacement is starting", died)
-            await _respond(send, 500, _error_body(
+            await respond(send, 500, _error_body(
                 "INTERNAL_ERROR", f"the model process exited while predicting ({died}); it is being restarted"))
             return 500
-        await _respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header,))
+        await respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header,))
         return reply.status
