@@ -137,6 +137,24 @@ def wait_ready(runtime: LocalRuntime, timeout_seconds: float = READY_TIMEOUT_SEC
     raise LocalServeError(f"{runtime.endpoint}/{runtime.served_model}: not ready after {timeout_seconds} s")
 
 
+def run_router(local: LocalStack, port: int) -> None:
+    """Serve the router until SIGINT/SIGTERM, then stop the runtimes (they drain, exit 0)."""
+    import uvicorn
+
+    class RouterServer(uvicorn.Server):
+        # uvicorn re-raises a captured SIGTERM once it stops, which would end this process
+        # before the runtimes are stopped; note the request to exit and nothing more.
+        def handle_exit(self, sig: int, frame: object) -> None:
+            self.force_exit = self.should_exit
+            self.should_exit = True
+
+    router = router_for(local)
+    try:
+        RouterServer(uvicorn.Config(router, host="127.0.0.1", port=port, log_level="warning", lifespan="off")).run()
+    finally:
+        local.stop()
+
+
 def router_for(local: LocalStack):  # type: ignore[no-untyped-def]
     """The weighted router over the started runtimes, one backend list per endpoint."""
     from models.runtime.router import Backend, TrafficRouter

@@ -58,10 +58,8 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per served model.")
 @click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri.")
 def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
-    import uvicorn
-
     from infra.config import ConfigError
-    from infra.local_stack import LocalServeError, router_for, start_stack
+    from infra.local_stack import LocalServeError, run_router, start_stack
     from models.artifacts import ModelResolutionError
 
     try:
@@ -77,8 +75,4 @@ def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlf
     for runtime in local.runtimes:
         table.add_row(runtime.endpoint, runtime.served_model, str(runtime.traffic_percentage), runtime.url)
     errors.print(table)
-    router = router_for(local)
-    try:
-        uvicorn.run(router, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    finally:
-        local.stop()
+    run_router(local, port)

@@ -123,13 +123,19 @@ class RuntimeApp:
         elif path == "/version":
             await respond(send, 200, json.dumps(self.version()).encode())
         elif path == "/metrics":
-            text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.phase is Phase.READY)
+            text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.ready)
             await respond(send, 200, text.encode(), METRICS_CONTENT_TYPE.encode())
         else:
             await respond(send, 404, _error_body("ENDPOINT_NOT_FOUND", f"no route for {path}"))
 
+    @property
+    def ready(self) -> bool:
+        """Loaded, warmed up, not draining, and at least one worker alive (while the only
+        worker is being replaced after a timeout, the ALB should send nothing here)."""
+        return self.phase is Phase.READY and self.pool.live > 0
+
     async def _ping(self, send: Send) -> None:
-        if self.phase is Phase.READY:
+        if self.ready:
             await respond(send, 200, b"\n")
         else:
             await respond(send, 503, json.dumps({"status": self.phase.value}).encode(),

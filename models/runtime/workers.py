@@ -124,6 +124,7 @@ class WorkerPool:
         self.on_fatal = on_fatal
         self.in_flight = 0
         self.busy = 0
+        self.live = 0
         self.info: dict[str, Any] = {}
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._all: set[Worker] = set()
@@ -154,6 +155,7 @@ class WorkerPool:
             raise failures[0]
         for worker in results:
             self._idle.put_nowait(worker)  # type: ignore[arg-type]
+        self.live = self.size
         self.info = results[0].info  # type: ignore[union-attr]
         return self.info
 
@@ -187,6 +189,7 @@ class WorkerPool:
 
     def _replace(self, worker: Worker) -> None:
         self._all.discard(worker)
+        self.live -= 1
         if not self._closing:
             log.warning("replacing worker %d (pid %s)", worker.index, worker.process.pid)
             asyncio.get_running_loop().create_task(self._restart(worker.index))
@@ -200,6 +203,7 @@ class WorkerPool:
         if self._closing:
             await worker.stop(1)
             return
+        self.live += 1
         self._idle.put_nowait(worker)
 
     async def close(self, grace_seconds: float = 5) -> None:
