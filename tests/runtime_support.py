@@ -34,8 +34,12 @@ class RunningProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for_ping(self, timeout: float = START_TIMEOUT_SECONDS, path: str = "/ping") -> list[int]:
+    def wait_for_ping(self, timeout: float = START_TIMEOUT_SECONDS) -> list[int]:
         """Poll readiness until 200 or the process exits; returns every status seen."""
+        return self.wait_for_status(200, "/ping", timeout)
+
+    def wait_for_status(self, status: int, path: str, timeout: float = START_TIMEOUT_SECONDS) -> list[int]:
+        """Poll `path` until it answers `status` or the process exits; returns every status seen."""
         seen: list[int] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -43,7 +47,7 @@ class RunningProcess:
                 return seen
             try:
                 seen.append(httpx.get(self.url + path, timeout=2).status_code)
-                if seen[-1] == 200:
+                if seen[-1] == status:
                     return seen
             except httpx.TransportError:
                 pass
