@@ -88,7 +88,7 @@ def examples(store: Path | None) -> None:
         errors.print(f"example models already in {local.tracking_uri}")
 
 
-from infra.serving_commands import runtime_command, serve_command  # noqa: E402
+from infra.serving_commands import runtime_command, serve_command
 
 main.add_command(runtime_command)
 main.add_command(serve_command)

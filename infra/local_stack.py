@@ -83,8 +83,8 @@ def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | Non
     plan = plan_stack(name, config)
     endpoints = [e for e in plan.endpoints if endpoint is None or e.name == endpoint]
     if not endpoints:
-        raise ConfigError(stack, [f"endpoints: no endpoint {endpoint!r}; endpoints here: "
-                                  f"{', '.join(e.name for e in plan.endpoints)}"])
+        names = ", ".join(e.name for e in plan.endpoints)
+        raise ConfigError(stack, [f"endpoints: no endpoint {endpoint!r}; endpoints here: {names}"])
     local = LocalStack()
     try:
         for planned_endpoint in endpoints:

@@ -9,7 +9,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -51,7 +50,7 @@ def _wait_until_ready(runtime: RunningProcess) -> None:
 
 def _in_flight(runtime: RunningProcess) -> int:
     text = httpx.get(f"{runtime.url}/metrics", headers=AUTH).text
-    return int(re.search(r"^kiln_requests_in_flight (\d+)$", text, re.M).group(1))
+    return int(re.search(r"^kiln_requests_in_flight (\d+)$", text, re.MULTILINE).group(1))
 
 
 def _wait_for_in_flight(runtime: RunningProcess, count: int, timeout: float = 10) -> None:

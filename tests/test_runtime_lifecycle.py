@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from runtime_models import FailsToLoad, Switchboard, save
 from runtime_support import fraud_model_dir, moto_s3, start_runtime, upload_model
 
@@ -87,7 +86,7 @@ def test_sigterm_refuses_new_requests_drains_in_flight_ones_and_exits_0(tmp_path
             httpx.post(f"{runtime.url}/invocations", content=body, headers={"content-type": "application/json"}, timeout=30)))
         request.start()
         deadline = time.monotonic() + 10
-        while not re.search(r"^kiln_requests_in_flight 1$", httpx.get(f"{runtime.url}/metrics").text, re.M):
+        while not re.search(r"^kiln_requests_in_flight 1$", httpx.get(f"{runtime.url}/metrics").text, re.MULTILINE):
             assert time.monotonic() < deadline
             time.sleep(0.02)
 

@@ -162,7 +162,7 @@ def score(loaded: LoadedModel, body: bytes, content_type: str | None) -> Reply:
         if status >= 500:
             log.error("predict raised MlflowException:\n%s", traceback.format_exc())
         return error_reply(status, error.error_code, error.message)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - model code may raise anything; the worker must survive
         log.error("the model's predict raised:\n%s", traceback.format_exc())
         return error_reply(500, "INTERNAL_ERROR", f"the model's predict raised {type(error).__name__}: {error}")
     output = StringIO()
@@ -171,7 +171,7 @@ def score(loaded: LoadedModel, body: bytes, content_type: str | None) -> Reply:
             ss.unwrapped_predictions_to_json(predictions, output)
         else:
             ss.predictions_to_json(predictions, output)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - whatever predict returned must not kill the worker
         log.error("cannot serialize predictions:\n%s", traceback.format_exc())
         return error_reply(500, "INTERNAL_ERROR",
                            f"the model's predictions cannot be serialized as JSON: {type(error).__name__}: {error}")

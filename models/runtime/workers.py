@@ -197,7 +197,7 @@ class WorkerPool:
     async def _restart(self, index: int) -> None:
         try:
             worker = await self._start_one(index)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure to restart ends the runtime, with its reason
             self.on_fatal(f"replacement worker {index} failed to start: {error}")
             return
         if self._closing:
