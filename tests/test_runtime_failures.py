@@ -67,7 +67,7 @@ def test_exception_in_predict_is_500_with_a_clear_message_and_the_worker_survive
     assert failed.status_code == 500
     assert "RuntimeError: switchboard was told to fail" in failed.json()["message"]
     assert after.status_code == 200
-    assert after.json() == {"predictions": ["ok"]}
+    assert after.json() == {"predictions": [{"done": "ok"}]}
 
 
 def test_request_beyond_the_queue_gets_503_with_retry_after_at_once(runtime) -> None:
