@@ -19,6 +19,7 @@ from infra.plan_console import print_plan
 from infra.import_command import import_databricks
 from infra.policy_check import PolicyPackError
 from infra.review.command import review
+from infra.serving_commands import runtime_command, serve_command
 from models.artifacts import ModelResolutionError
 
 # Tables stay readable when piped into a file or a CI log.
@@ -99,6 +100,8 @@ def examples(store: Path | None) -> None:
 
 main.add_command(review)
 main.add_command(import_databricks)
+main.add_command(runtime_command)
+main.add_command(serve_command)
 
 if __name__ == "__main__":
     main()

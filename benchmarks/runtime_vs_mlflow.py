@@ -1,0 +1,205 @@
+"""Kiln runtime vs `mlflow models serve` on the same model, same worker count, same client.
+
+Reports, side by side and as ratios: keep-alive throughput on 1 and 8 connections, p50/p99
+latency, and cold start (process start → first 200 on /ping). Bounded: each load phase
+stops after --requests requests or --seconds seconds, whichever comes first, and every
+process it starts is stopped before it exits.
+
+    PYTHONPATH=. python benchmarks/runtime_vs_mlflow.py [--workers 2] [--json out.json]
+
+The model is a scikit-learn logistic regression on iris (predict itself well under 1 ms),
+so the numbers measure the serving overhead, which is what the runtime controls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_SECONDS = 120
+
+
+@dataclass
+class LoadResult:
+    connections: int
+    requests: int
+    errors: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class ServerResult:
+    name: str
+    cold_start_seconds: float
+    load: list[LoadResult]
+
+
+def save_iris_model(directory: Path) -> tuple[Path, str]:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    frame = load_iris(as_frame=True)
+    features = frame.data
+    model = LogisticRegression(max_iter=500).fit(features, frame.target)
+    example = features.head(5)
+    path = directory / "iris"
+    mlflow.sklearn.save_model(model, str(path), signature=infer_signature(example, model.predict(example)),
+                              input_example=example, serialization_format="cloudpickle")
+    body = json.dumps({"dataframe_split": {"columns": list(example.columns), "data": example.values.tolist()}})
+    return path, body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(name: str, model: Path, port: int, workers: int, log_dir: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(PROJECT_ROOT)}
+    if name == "mlflow":
+        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model), "--env-manager", "local",
+                   "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)]
+    else:
+        command = [sys.executable, "-m", "models.runtime"]
+        # A queue as deep as the benchmark's connections, so the runtime queues instead of
+        # refusing: the benchmark measures throughput, not admission control.
+        env.update(KILN_MODEL_URI=str(model), KILN_HOST="127.0.0.1", KILN_PORT=str(port),
+                   KILN_WORKERS=str(workers), KILN_QUEUE_SIZE="8")
+    log = (log_dir / f"{name}.log").open("wb")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < READY_TIMEOUT_SECONDS:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode} before it was ready")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 200:
+                return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"not ready within {READY_TIMEOUT_SECONDS} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def load(port: int, body: str, connections: int, max_requests: int, max_seconds: float) -> LoadResult:
+    """Each connection is one keep-alive HTTP/1.1 connection sending requests back to back."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    sent = [0]
+    deadline = time.perf_counter() + max_seconds
+    headers = {"Content-Type": "application/json"}
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        local: list[float] = []
+        while time.perf_counter() < deadline:
+            with lock:
+                if sent[0] >= max_requests:
+                    break
+                sent[0] += 1
+            started = time.perf_counter()
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            local.append(time.perf_counter() - started)
+            if response.status != 200:
+                with lock:
+                    errors[0] += 1
+        connection.close()
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    return LoadResult(connections, len(latencies), errors[0], round(elapsed, 3), round(len(latencies) / elapsed, 1),
+                      round(quantiles[49] * 1000, 2), round(quantiles[98] * 1000, 2))
+
+
+def measure(name: str, model: Path, body: str, workers: int, requests: int, seconds: float, log_dir: Path) -> ServerResult:
+    port = free_port()
+    process = start_server(name, model, port, workers, log_dir)
+    try:
+        cold = wait_ready(process, port)
+        load(port, body, 1, 50, 5)  # warm the connection path (imports, first-call caches)
+        results = [load(port, body, c, requests, seconds) for c in (1, 8)]
+    finally:
+        stop(process)
+    return ServerResult(name, round(cold, 2), results)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=3000, help="most requests per load phase")
+    parser.add_argument("--seconds", type=float, default=10, help="most seconds per load phase")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
+        model, body = save_iris_model(Path(tmp))
+        results = {name: measure(name, model, body, args.workers, args.requests, args.seconds, Path(tmp))
+                   for name in ("mlflow", "kiln")}
+    mlflow, kiln = results["mlflow"], results["kiln"]
+    print(f"model: sklearn iris, workers: {args.workers}, python {sys.version.split()[0]}")
+    print(f"{'metric':34} {'mlflow serve':>14} {'kiln runtime':>14} {'ratio':>9}")
+    rows = [("cold start to /ping 200 (s)", mlflow.cold_start_seconds, kiln.cold_start_seconds)]
+    for theirs, ours in zip(mlflow.load, kiln.load):
+        c = theirs.connections
+        rows += [
+            (f"throughput, {c} keep-alive conn (req/s)", theirs.throughput, ours.throughput),
+            (f"p50 latency, {c} conn (ms)", theirs.p50_ms, ours.p50_ms),
+            (f"p99 latency, {c} conn (ms)", theirs.p99_ms, ours.p99_ms),
+            (f"non-200 answers, {c} conn", theirs.errors, ours.errors),
+        ]
+    for label, theirs, ours in rows:
+        ratio = "" if not theirs or not ours else (
+            f"{ours / theirs:.1f}x" if "req/s" in label else f"{theirs / ours:.1f}x")
+        print(f"{label:34} {theirs:>14} {ours:>14} {ratio:>9}")
+    print("ratio: kiln's advantage (throughput kiln/mlflow; latency and cold start mlflow/kiln)")
+    if args.json:
+        args.json.write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""`kiln runtime` and `kiln serve`: the serving runtime on this machine.
+
+`kiln runtime` is the container's entrypoint with flags on top of the KILN_* env: the same
+settings parser and the same `serve()`, so what works here works on the instance.
+`kiln serve STACK` runs every served model of a stack that way behind a weighted router.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+errors = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+@click.command("runtime", help="Start one serving runtime for a model (what the image's entrypoint runs). "
+               "KILN_* environment variables apply; flags override them.")
+@click.option("--model-uri", required=True, help="s3://bucket/models/<digest>/, models:/name/version, models:/name@alias, "
+              "runs:/…, or a local model directory.")
+@click.option("--model-digest", help="Refuse to start unless the model files hash to this sha256 (KILN_MODEL_DIGEST).")
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1 here, 0.0.0.0 in the image).")
+@click.option("--port", type=int, default=None, help="Port (default 8080, KILN_PORT).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes = concurrency units (KILN_WORKERS).")
+@click.option("--mlflow-tracking-uri", help="Resolve models:/ and runs:/ URIs against this MLflow store.")
+def runtime_command(model_uri: str, model_digest: str | None, host: str | None, port: int | None,
+                    workers: int | None, mlflow_tracking_uri: str | None) -> None:
+    import os
+
+    from models.runtime.server import serve
+    from models.runtime.settings import SettingsError, settings_from_env
+
+    try:
+        settings = settings_from_env(require_model=False)
+    except SettingsError as error:
+        _fail(f"invalid settings: {error}")
+        return
+    settings = settings.with_overrides(
+        model_uri=model_uri, model_digest=model_digest.lower() if model_digest else None,
+        host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
+        tracking_uri=mlflow_tracking_uri,
+    )
+    sys.exit(serve(settings))
+
+
+@click.command("serve", help="Start a stack's served models locally and route /serving-endpoints/<name>/invocations "
+               "by the stack's traffic weights, to test clients before anything is deployed.")
+@click.argument("stack")
+@click.option("--endpoint", help="Serve only this endpoint.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port of the router.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per served model.")
+@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri.")
+def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
+    from infra.config import ConfigError
+    from infra.local_stack import LocalServeError, run_router, start_stack
+    from models.artifacts import ModelResolutionError
+
+    try:
+        with errors.status("starting served models…") as status:
+            local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)
+    except ConfigError as error:
+        _fail(f"invalid stack config\n{error}")
+        return
+    except (ModelResolutionError, LocalServeError) as error:
+        _fail(str(error))
+        return
+    table = Table("endpoint", "served model", "traffic %", "runtime", title=f"kiln serve {stack} on http://127.0.0.1:{port}")
+    for runtime in local.runtimes:
+        table.add_row(runtime.endpoint, runtime.served_model, str(runtime.traffic_percentage), runtime.url)
+    errors.print(table)
+    run_router(local, port)

@@ -1,0 +1,51 @@
+"""Test-only MLflow models that misbehave on purpose, saved into temp dirs by fixtures.
+
+The Switchboard does what its `action` column says, so one model covers the runtime's
+error paths: "ok" echoes, "raise" raises in predict, "sleep:<s>" holds the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Switchboard(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+        results = []
+        for action in model_input["action"]:
+            if action == "raise":
+                raise RuntimeError("switchboard was told to fail")
+            if action.startswith("sleep:"):
+                time.sleep(float(action.split(":", 1)[1]))
+            results.append(action)
+        return pd.Series(results, name="done")
+
+
+class FailsToLoad(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        raise RuntimeError("weights are corrupt")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def save(model: mlflow.pyfunc.PythonModel, directory: Path, example_action: str) -> Path:
+    """Save with a signature and a serving input example, as the packaging checks require."""
+    import sys
+
+    import cloudpickle
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    # By value, so the runtime's worker loads it without this test module on its path.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    signature = ModelSignature(inputs=Schema([ColSpec("string", "action")]), outputs=Schema([ColSpec("string", "done")]))
+    mlflow.pyfunc.save_model(
+        str(directory), python_model=model, signature=signature,
+        input_example=pd.DataFrame({"action": [example_action]}),
+    )
+    return directory

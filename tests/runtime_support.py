@@ -1,0 +1,123 @@
+"""Start and stop real runtime processes on 127.0.0.1 for the runtime tests, bounded in time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningProcess:
+    process: subprocess.Popen[str]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_ping(self, timeout: float = START_TIMEOUT_SECONDS) -> list[int]:
+        """Poll readiness until 200 or the process exits; returns every status seen."""
+        return self.wait_for_status(200, "/ping", timeout)
+
+    def wait_for_status(self, status: int, path: str, timeout: float = START_TIMEOUT_SECONDS) -> list[int]:
+        """Poll `path` until it answers `status` or the process exits; returns every status seen."""
+        seen: list[int] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return seen
+            try:
+                seen.append(httpx.get(self.url + path, timeout=2).status_code)
+                if seen[-1] == status:
+                    return seen
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{self.url}{path} not ready within {timeout} s; log:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(command: list[str], env: dict[str, str], log_path: Path, port: int) -> RunningProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **env}
+    log = log_path.open("w")
+    process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT)
+    return RunningProcess(process, f"http://127.0.0.1:{port}", log_path)
+
+
+def start_runtime(tmp: Path, name: str, **kiln_env: str) -> RunningProcess:
+    """`python -m models.runtime` (the image entrypoint) with KILN_* env, on a free port."""
+    port = free_port()
+    env = {"KILN_HOST": "127.0.0.1", "KILN_PORT": str(port), **kiln_env}
+    return start([sys.executable, "-m", "models.runtime"], env, tmp / f"{name}.log", port)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[dict[str, str]]:
+    """moto's S3 on loopback and the env that points boto3 at it; never real AWS."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+def upload_model(s3_env: dict[str, str], directory: Path, bucket: str = "kiln-artifacts") -> str:
+    """Store a model directory as bake lays it out: its files under models/<tree digest>/."""
+    import boto3
+
+    from models.artifacts import tree_digest
+
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name=s3_env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    if bucket not in existing:
+        s3.create_bucket(Bucket=bucket)
+    digest = tree_digest(directory)
+    for path in directory.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"models/{digest}/{path.relative_to(directory).as_posix()}")
+    return f"s3://{bucket}/models/{digest}/"
+
+
+@pytest.fixture(scope="session")
+def fraud_model_dir(example_store) -> Path:  # type: ignore[no-untyped-def]
+    from models.artifacts import fetch_model
+
+    return fetch_model("models:/fraud-scorer@champion", example_store.tracking_uri).directory

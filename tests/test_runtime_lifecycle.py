@@ -1,0 +1,104 @@
+"""Readiness means "can answer" (DESIGN decision 4), and SIGTERM drains.
+
+A model that fails to load or to predict its input example, or files that do not match
+the planned digest, never turn /ping to 200: the runtime logs why and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from runtime_models import FailsToLoad, Switchboard, save
+from runtime_support import fraud_model_dir, moto_s3, start_runtime, upload_model
+
+__all__ = ["fraud_model_dir", "moto_s3"]
+
+EXIT_TIMEOUT_SECONDS = 60
+
+
+def test_readiness_stays_503_and_the_runtime_exits_when_the_model_fails_to_load(tmp_path: Path) -> None:
+    model = save(FailsToLoad(), tmp_path / "broken", example_action="ok")
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(model))
+    try:
+        seen = runtime.wait_for_ping()
+        code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
+    finally:
+        runtime.stop()
+
+    assert 200 not in seen
+    assert code != 0
+    assert "weights are corrupt" in runtime.log()
+
+
+def test_readiness_stays_503_and_the_runtime_exits_when_warm_up_fails(tmp_path: Path) -> None:
+    model = save(Switchboard(), tmp_path / "fails-warm-up", example_action="raise")
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(model))
+    try:
+        seen = runtime.wait_for_ping()
+        code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
+    finally:
+        runtime.stop()
+
+    assert 200 not in seen
+    assert code != 0
+    assert "switchboard was told to fail" in runtime.log()
+
+
+def test_files_that_do_not_match_the_digest_refuse_to_start(tmp_path: Path, fraud_model_dir: Path,
+                                                             moto_s3: dict[str, str]) -> None:
+    uri = upload_model(moto_s3, fraud_model_dir)
+    planned = "0" * 64
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=uri, KILN_MODEL_DIGEST=planned,
+                            KILN_CACHE_DIR=str(tmp_path / "cache"), **moto_s3)
+    try:
+        seen = runtime.wait_for_ping()
+        code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
+    finally:
+        runtime.stop()
+
+    assert 200 not in seen
+    assert code != 0
+    assert "digest mismatch" in runtime.log()
+
+
+def test_missing_model_uri_is_a_settings_error(tmp_path: Path) -> None:
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI="")
+    code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
+
+    assert code == 2
+    assert "KILN_MODEL_URI" in runtime.log()
+
+
+def test_sigterm_refuses_new_requests_drains_in_flight_ones_and_exits_0(tmp_path: Path) -> None:
+    model = save(Switchboard(), tmp_path / "switchboard", example_action="ok")
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1", KILN_DRAIN_SECONDS="20")
+    body = json.dumps({"dataframe_split": {"columns": ["action"], "data": [["sleep:1.5"]]}})
+    in_flight: list[httpx.Response] = []
+    try:
+        assert runtime.wait_for_ping()[-1:] == [200], runtime.log()
+        request = threading.Thread(target=lambda: in_flight.append(
+            httpx.post(f"{runtime.url}/invocations", content=body, headers={"content-type": "application/json"}, timeout=30)))
+        request.start()
+        deadline = time.monotonic() + 10
+        while not re.search(r"^kiln_requests_in_flight 1$", httpx.get(f"{runtime.url}/metrics").text, re.MULTILINE):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        runtime.process.send_signal(signal.SIGTERM)
+        pings = runtime.wait_for_status(503, "/ping")
+        refused = httpx.post(f"{runtime.url}/invocations", content=body, headers={"content-type": "application/json"})
+        request.join(30)
+        code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
+    finally:
+        runtime.stop()
+
+    assert pings[-1] == 503
+    assert refused.status_code == 503
+    assert [r.status_code for r in in_flight] == [200]
+    assert code == 0
