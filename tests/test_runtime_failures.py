@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from runtime_models import Switchboard, save
-from runtime_support import RunningProcess, start_runtime
+from tests.runtime_models import Switchboard, save
+from tests.runtime_support import RunningProcess, start_runtime
 
 from models.runtime.auth import token_sha256
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import httpx
-from runtime_models import FailsToLoad, Switchboard, save
-from runtime_support import fraud_model_dir, moto_s3, start_runtime, upload_model
+from tests.runtime_models import FailsToLoad, Switchboard, save
+from tests.runtime_support import fraud_model_dir, moto_s3, start_runtime, upload_model
 
 __all__ = ["fraud_model_dir", "moto_s3"]
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import stack_config, write_stack
-from runtime_support import RunningProcess, free_port, start
+from tests.conftest import stack_config, write_stack
+from tests.runtime_support import RunningProcess, free_port, start
 
 REQUESTS = 100
 BODY = json.dumps({"dataframe_split": {"columns": ["amount", "merchant_risk", "hour", "card_age_days"],
