@@ -93,14 +93,15 @@ def runtime_requirements() -> tuple[str, ...]:
 
 
 def recipe_digest() -> str:
-    """Digest of the templates and the runtime package: a change to either is a new image."""
+    """Digest of the templates, the context renderer and the runtime package: a change to any is a new image."""
     digest = hashlib.sha256()
-    roots = [TEMPLATES_DIR, RUNTIME_PACKAGE_DIR]
-    for root in roots:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts) if root.is_dir() else []
-        for path in files:
-            digest.update(path.relative_to(MODELS_DIR).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    files = [MODELS_DIR / "build_context.py"]
+    for root in (TEMPLATES_DIR, RUNTIME_PACKAGE_DIR):
+        if root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(path.relative_to(MODELS_DIR).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
