@@ -19,7 +19,8 @@ import jinja2
 
 from infra.plan import CPU_HEALTH_CHECK_GRACE_SECONDS, GPU_HEALTH_CHECK_GRACE_SECONDS, READINESS_PATH, RUNTIME_PORT
 from models import RUNTIME_VERSION, artifacts
-from models.environment import MODELS_DIR, RUNTIME_PACKAGE_DIR, TEMPLATES_DIR, Environment
+from models import environment as environment_module
+from models.environment import MODELS_DIR, TEMPLATES_DIR, Environment
 
 # uv only provides a standalone CPython on CUDA bases; pinned so the recipe is reproducible.
 UV_IMAGE = "ghcr.io/astral-sh/uv:0.5.11"
@@ -59,8 +60,10 @@ def render_buildspec() -> str:
     return _TEMPLATES.get_template("buildspec.yml.j2").render()
 
 
-def render_files(environment: Environment, runtime_dir: Path = RUNTIME_PACKAGE_DIR) -> dict[str, bytes]:
+def render_files(environment: Environment, runtime_dir: Path | None = None) -> dict[str, bytes]:
     """Relative path → content of every file in the context."""
+    # Looked up at call time so tests (and the lead, when merging) can point it elsewhere.
+    runtime_dir = runtime_dir or environment_module.RUNTIME_PACKAGE_DIR
     if not (runtime_dir / "__main__.py").is_file():
         raise BuildContextError(
             f"the Kiln runtime package is missing: {runtime_dir}/__main__.py (the image's entrypoint is "
@@ -124,7 +127,7 @@ def write_archive(files: dict[str, bytes], archive: Path) -> str:
 
 
 def render_build_context(
-    environment: Environment, destination: Path | None = None, runtime_dir: Path = RUNTIME_PACKAGE_DIR
+    environment: Environment, destination: Path | None = None, runtime_dir: Path | None = None
 ) -> BuildContext:
     """Write the context as a folder (to read and `docker build` by hand) and as a zip (to upload)."""
     root = destination or artifacts.CACHE_DIR / "contexts"

@@ -95,12 +95,14 @@ def runtime_requirements() -> tuple[str, ...]:
 def recipe_digest() -> str:
     """Digest of the templates, the context renderer and the runtime package: a change to any is a new image."""
     digest = hashlib.sha256()
-    files = [MODELS_DIR / "build_context.py"]
-    for root in (TEMPLATES_DIR, RUNTIME_PACKAGE_DIR):
+    named = {"build_context.py": MODELS_DIR / "build_context.py"}
+    for prefix, root in (("templates", TEMPLATES_DIR), ("runtime", RUNTIME_PACKAGE_DIR)):
         if root.is_dir():
-            files += sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    for path in files:
-        digest.update(path.relative_to(MODELS_DIR).as_posix().encode() + b"\0")
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    named[f"{prefix}/{path.relative_to(root).as_posix()}"] = path
+    for name, path in named.items():
+        digest.update(name.encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
