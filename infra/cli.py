@@ -12,10 +12,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from infra.bake_command import bake_command
 from infra.config import ConfigError, json_schema
 from infra.plan_report import PlanReport, build_plan_report, plan_as_json
 from infra.plan_console import print_plan
 from models.artifacts import ModelResolutionError
+from models.build_context import BuildContextError
+from models.checks import PackagingError
 
 # Tables stay readable when piped into a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -34,6 +37,8 @@ def _plan_or_exit(stack: str, tracking_uri: str | None, preview: bool) -> PlanRe
         _fail(f"invalid stack config\n{error}")
     except ModelResolutionError as error:
         _fail(f"cannot resolve a served model: {error}")
+    except (PackagingError, BuildContextError) as error:
+        _fail(str(error))
     raise AssertionError("unreachable")
 
 
@@ -86,6 +91,9 @@ def examples(store: Path | None) -> None:
         errors.print(f"registered {', '.join(created)} in {local.tracking_uri}")
     else:
         errors.print(f"example models already in {local.tracking_uri}")
+
+
+main.add_command(bake_command)
 
 
 if __name__ == "__main__":
