@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from infra.bake_command import bake_command
 from infra.config import ConfigError, json_schema
@@ -38,7 +39,7 @@ def _plan_or_exit(stack: str, tracking_uri: str | None, preview: bool) -> PlanRe
     except ModelResolutionError as error:
         _fail(f"cannot resolve a served model: {error}")
     except (PackagingError, BuildContextError) as error:
-        _fail(str(error))
+        _fail(escape(str(error)))  # check ids are in [brackets], not rich markup
     raise AssertionError("unreachable")
 
 
