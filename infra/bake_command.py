@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infra.bake_stack import bake_and_check
@@ -103,7 +104,7 @@ def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path
 
 def _print(report: BakeReport) -> None:
     style = "red" if report.has_errors else "green"
-    console.print(f"[bold {style}]{report.served_model}[/] {report.model_uri} → {report.resolved_uri}", highlight=False)
+    console.print(f"[bold {style}]{report.served_model}[/] {escape(report.model_uri)} → {escape(report.resolved_uri)}", highlight=False)
     console.print(f"  image tag {report.image_tag}   model digest {report.artifact_digest[:16]}…", highlight=False)
     e = report.estimate
     if e:
@@ -123,7 +124,7 @@ def _print(report: BakeReport) -> None:
         for column in ("level", "check", "what to fix"):
             table.add_column(column)
         for f in report.findings:
-            table.add_row(f"[{'red' if f.level == 'error' else 'yellow'}]{f.level}[/]", f.id, f.message)
+            table.add_row(f"[{'red' if f.level == 'error' else 'yellow'}]{f.level}[/]", f.id, escape(f.message))
         console.print(table)
     else:
         console.print("  no findings")

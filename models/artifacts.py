@@ -18,6 +18,10 @@ from pathlib import Path
 from infra.config import PROJECT_ROOT
 
 CACHE_DIR = Path(os.environ.get("KILN_CACHE_DIR", PROJECT_ROOT / ".kiln" / "cache"))
+# Registry bookkeeping MLflow writes next to a run's copy of a registered model (name and
+# version), absent from the models:/ download. Not model content: dropped before hashing,
+# so every URI form of the same model has the same digest and is stored once.
+REGISTRY_METADATA_FILES = ("registered_model_meta",)
 
 
 class ModelResolutionError(Exception):
@@ -90,6 +94,8 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
         directory = Path(local)
         if not (directory / "MLmodel").is_file():
             raise ModelResolutionError(f"{model_uri}: no MLmodel file at {resolved}; is this an MLflow model?")
+        for name in REGISTRY_METADATA_FILES:
+            (directory / name).unlink(missing_ok=True)
         digest = tree_digest(directory)
         cached = CACHE_DIR / digest
         if not cached.exists():
