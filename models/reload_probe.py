@@ -79,7 +79,9 @@ def output_problems(prediction: Any, schema: Any) -> list[str]:
         except (AttributeError, TypeError):
             continue
         if not _dtype_matches(expected_kind, column.dtype.kind):
-            problems.append(f"output {name or position} has dtype {column.dtype}, signature says {spec.type}")
+            problems.append(
+                f"output {name or position} has dtype {column.dtype}, signature says {getattr(spec.type, 'name', spec.type)}"
+            )
     return problems
 
 
