@@ -9,8 +9,8 @@ from infra.components.gateway import Gateway
 from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
 from infra.components.model_artifact import ModelArtifactUpload
-from infra.program_config import stack_config_from_pulumi
 from infra.plan import plan_stack
+from infra.program_config import stack_config_from_pulumi
 from models.build_context import render_build_context
 
 stack = pulumi.get_stack()

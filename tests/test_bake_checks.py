@@ -9,7 +9,7 @@ import pytest
 
 from infra.catalog import PROFILES, ComputeType
 from models.bake import BakedModel, bake
-from models.checks import PackagingError, ServingTarget, check_packaging, CheckInput, raise_for_errors
+from models.checks import CheckInput, PackagingError, ServingTarget, check_packaging, raise_for_errors
 from models.estimates import GIB, codebuild_compute_type, estimate_image
 from models.examples.seed import pinned
 from tests.bake_support import edit_yaml, save_pyfunc

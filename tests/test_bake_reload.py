@@ -16,7 +16,6 @@ from mlflow.models import infer_signature
 from models.bake import bake
 from models.reload import ReloadResult, reload_check
 from models.reload_probe import output_problems
-from tests.bake_support import save_pyfunc
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
 TERMINAL_FAILURES = ("FAILED", "FAULT", "STOPPED", "TIMED_OUT")
 # CodeBuild accepts 5-2160 minutes per build.
