@@ -16,6 +16,7 @@ from mlflow.models import infer_signature
 from models.bake import bake
 from models.reload import ReloadResult, reload_check
 from models.reload_probe import output_problems
+from tests.bake_support import save_pyfunc
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,14 @@ def test_output_that_contradicts_the_signature_is_reported(tmp_path: Path) -> No
 
     assert len(problems) == 1
     assert problems[0].startswith("output length has dtype") and problems[0].endswith("signature says long")
+
+
+def test_requirements_pip_cannot_install_fail_at_install_with_pips_reason(example_store, tmp_path: Path) -> None:
+    model = save_pyfunc(tmp_path / "model", requirements=["kiln-no-such-package-anywhere==0.0.1"])
+    baked = bake(str(model), example_store.tracking_uri, gpu=False)
+
+    result = reload_check(baked.model_dir, baked.manifest)
+
+    assert (result.ok, result.stage) == (False, "install")
+    assert "kiln-no-such-package-anywhere" in result.message
+    assert result.finding() is not None and result.finding().id == "reload-failed"
