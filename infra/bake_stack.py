@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pulumi
+
 from infra.plan import ServedModelPlan, StackPlan
 from models.bake import BakedModel, bake
-from models.checks import Finding, ServingTarget, raise_for_errors
+from models.checks import Finding, PackagingError, ServingTarget
 from models.estimates import CODEBUILD_DISK_GB, MIN_CODEBUILD_COMPUTE
+
+
+class StackPackagingError(PackagingError, pulumi.RunError):
+    """A PackagingError that the Pulumi language host reports as its message alone
+    (RunError: "a clean exit rather than ... the complete stack trace"); `kiln plan` still
+    catches it as a PackagingError."""
 
 
 def serving_target(served: ServedModelPlan, plan: StackPlan) -> ServingTarget:
@@ -34,7 +42,8 @@ def bake_served_models(plan: StackPlan) -> dict[str, BakedModel]:
     baked = {}
     for served in plan.served_models:
         model, findings = bake_and_check(served, plan)
-        raise_for_errors(served.resource_name, findings)
+        if any(f.level == "error" for f in findings):
+            raise StackPackagingError(served.resource_name, findings)
         baked[served.resource_name] = model
     return baked
 

@@ -6,6 +6,7 @@ import base64
 import copy
 from pathlib import Path
 
+import pulumi
 import pytest
 from click.testing import CliRunner
 
@@ -81,6 +82,7 @@ def test_an_error_finding_stops_the_program_naming_model_check_and_fix(example_s
     served = config["kiln:endpoints"][0]
     assert f"{served['name']}.{served['servedModels'][0]['name']}" in str(raised.value)
     assert "[signature-missing]" in str(raised.value)
+    assert isinstance(raised.value, pulumi.RunError)  # the engine prints the message, no traceback
 
 
 def test_kiln_plan_exits_2_on_a_packaging_error(example_store, tmp_path: Path, kiln_runtime) -> None:  # noqa: F811
