@@ -2,27 +2,48 @@
 
 import pulumi
 
+from infra.bake_stack import bake_served_models, builder_compute_type
 from infra.components.artifact_store import ArtifactStore
 from infra.components.endpoint import Endpoint
 from infra.components.gateway import Gateway
+from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
-from infra.program_config import stack_config_from_pulumi
+from infra.components.model_artifact import ModelArtifactUpload
 from infra.plan import plan_stack
-from models.bake import bake
+from infra.program_config import stack_config_from_pulumi
+from models.build_context import render_build_context
 
 stack = pulumi.get_stack()
 config = stack_config_from_pulumi()
 plan = plan_stack(stack, config)
 network = config.network
+# Resolve, inspect and check every model before declaring anything (PackagingError stops here).
+baked = bake_served_models(plan)
 
 artifact_store = ArtifactStore("artifacts", tags=plan.tags)
 registry = ImageRegistry("images", tags=plan.tags)
+builder = ImageBuilder(
+    "images", registry, artifact_store, builder_compute_type(baked.values()), config.build.timeout_minutes,
+    config.region, tags=plan.tags,
+)
+# Content addresses dedupe: one image per environment, one upload per model digest.
+images = {}
+artifacts = {}
+for model in baked.values():
+    if model.image_tag not in images:
+        images[model.image_tag] = EnvironmentImage(model.image_tag, render_build_context(model.environment), builder, plan.tags)
+    if model.artifact_digest not in artifacts:
+        artifacts[model.artifact_digest] = ModelArtifactUpload(
+            f"model-{model.artifact_digest[:16]}", model, artifact_store, config.region
+        )
 gateway = Gateway("gateway", plan.gateway, network.vpc_id, tags=plan.tags)
 endpoints = {
     endpoint.name: Endpoint(
         endpoint.name,
         endpoint,
-        {s.name: bake(s.model_uri, config.mlflow_tracking_uri, gpu=s.profile.has_gpu) for s in endpoint.served_models},
+        {s.name: baked[s.resource_name] for s in endpoint.served_models},
+        {s.name: images[baked[s.resource_name].image_tag].image_uri for s in endpoint.served_models},
+        {s.name: artifacts[baked[s.resource_name].artifact_digest].upload for s in endpoint.served_models},
         gateway,
         artifact_store,
         registry,
@@ -46,3 +67,4 @@ pulumi.export(
 )
 pulumi.export("artifactBucket", artifact_store.bucket.bucket)
 pulumi.export("imageRepository", registry.repository.repository_url)
+pulumi.export("images", {tag: image.image_uri for tag, image in images.items()})

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
+from infra.bake_command import bake_command
 from infra.check_command import check
 from infra.config import ConfigError, json_schema
 from infra.plan_report import PlanReport, build_plan_report, plan_as_json
@@ -21,6 +23,8 @@ from infra.policy_check import PolicyPackError
 from infra.review.command import review
 from infra.serving_commands import runtime_command, serve_command
 from models.artifacts import ModelResolutionError
+from models.build_context import BuildContextError
+from models.checks import PackagingError
 
 # Tables stay readable when piped into a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -41,6 +45,8 @@ def _plan_or_exit(stack: str, tracking_uri: str | None, preview: bool) -> PlanRe
         _fail(f"cannot resolve a served model: {error}")
     except PolicyPackError as error:
         _fail(f"the policy pack gave no verdict: {error}")
+    except (PackagingError, BuildContextError) as error:
+        _fail(escape(str(error)))  # check ids are in [brackets], not rich markup
     raise AssertionError("unreachable")
 
 
@@ -98,6 +104,7 @@ def examples(store: Path | None) -> None:
         errors.print(f"example models already in {local.tracking_uri}")
 
 
+main.add_command(bake_command)
 main.add_command(review)
 main.add_command(import_databricks)
 main.add_command(runtime_command)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from infra.catalog import PROFILES, ComputeType
+from models.runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STACKS_DIR = PROJECT_ROOT / "stacks"
@@ -29,7 +30,6 @@ NAMESPACE = "kiln"
 ALB_MAX_IDLE_TIMEOUT_SECONDS = 4000
 IDLE_TIMEOUT_MARGIN_SECONDS = 5
 MAX_REQUEST_TIMEOUT_SECONDS = ALB_MAX_IDLE_TIMEOUT_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS
-DATABRICKS_REQUEST_TIMEOUT_SECONDS = 597
 
 # Databricks workload sizes as provisioned concurrency ranges.
 WORKLOAD_SIZES: dict[str, tuple[int, int]] = {"Small": (4, 4), "Medium": (8, 16), "Large": (16, 64)}

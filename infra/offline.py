@@ -15,6 +15,7 @@ What the mocks stand in for, and so what only `pulumi preview` against AWS can s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import runpy
 import threading
@@ -87,6 +88,13 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
         outputs.update(latestVersion=1, id=f"lt-{digest(name, 17)}")
     elif type_ == "aws:cloudwatch/logGroup:LogGroup":
         outputs["arn"] = f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{physical}"
+    elif type_ == "pulumi-python:dynamic/kiln:ImageBuild":
+        # What the provider returns once the tag is in ECR: a digest-pinned reference.
+        # Whether a build actually runs (or the tag already exists) only AWS can say.
+        image_digest = f"sha256:{hashlib.sha256(str(inputs.get('imageTag')).encode()).hexdigest()}"
+        outputs.update(imageDigest=image_digest, imageUri=f"{inputs.get('repositoryUrl')}@{image_digest}", buildId=None, built=False)
+    elif type_ == "pulumi-python:dynamic/kiln:ModelArtifact":
+        outputs.update(uri=f"s3://{inputs.get('bucket')}/{inputs.get('prefix')}", fileCount=0, uploaded=False)
     return outputs
 
 

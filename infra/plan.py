@@ -12,9 +12,8 @@ from infra.capacity import CapacityPlan, concurrency_for, plan_capacity
 from infra.catalog import PROFILES, ComputeProfile
 from infra.config import IDLE_TIMEOUT_MARGIN_SECONDS, StackConfig
 from infra.names import listener_rule_priorities, short_name
+from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
-RUNTIME_PORT = 8080
-READINESS_PATH = "/ping"
 # ALB deregistration delay range is 0-3600 s.
 MAX_DEREGISTRATION_DELAY_SECONDS = 3600
 # Time from launch to a ready runtime before the ASG trusts ELB health checks: instance

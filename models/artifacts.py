@@ -16,8 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.config import PROJECT_ROOT
+from models.digest import tree_digest
 
 CACHE_DIR = Path(os.environ.get("KILN_CACHE_DIR", PROJECT_ROOT / ".kiln" / "cache"))
+# Registry bookkeeping MLflow writes next to a run's copy of a registered model (name and
+# version), absent from the models:/ download. Not model content: dropped before hashing,
+# so every URI form of the same model has the same digest and is stored once.
+REGISTRY_METADATA_FILES = ("registered_model_meta",)
 
 
 class ModelResolutionError(Exception):
@@ -30,15 +35,6 @@ class ModelFiles:
     resolved_uri: str
     directory: Path
     digest: str
-
-
-def tree_digest(directory: Path) -> str:
-    """sha256 over relative paths and file contents, independent of timestamps and order."""
-    outer = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        outer.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        outer.update(hashlib.sha256(path.read_bytes()).digest())
-    return outer.hexdigest()
 
 
 def require_store(tracking_uri: str) -> None:
@@ -124,6 +120,8 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
         directory = Path(local)
         if not (directory / "MLmodel").is_file():
             raise ModelResolutionError(f"{model_uri}: no MLmodel file at {resolved}; is this an MLflow model?")
+        for name in REGISTRY_METADATA_FILES:
+            (directory / name).unlink(missing_ok=True)
         digest = tree_digest(directory)
         cached = CACHE_DIR / digest
         if not cached.exists():

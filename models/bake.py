@@ -2,15 +2,19 @@
 
 The program never invents an image or an S3 key: both are content addresses computed from
 the model's own files, so a plan names exactly what `pulumi up` will build and fetch.
+`inspect` adds the packaging checks, which need to know where the model will be served.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from models.artifacts import ModelResolutionError, fetch_model
+from models.checks import CheckInput, Finding, PackagingError, ServingTarget, check_packaging
 from models.environment import Environment, environment_for
+from models.estimates import ImageEstimate, estimate_image
 from models.manifest import Manifest, read_manifest
 
 # MLflow retries an unreachable server for minutes by default; a plan should say so at once.
@@ -25,6 +29,9 @@ class BakedModel:
     artifact_digest: str
     manifest: Manifest
     environment: Environment
+    # The model's files in the local cache (named by artifact_digest): what gets uploaded.
+    model_dir: Path
+    estimate: ImageEstimate
 
     @property
     def artifact_key(self) -> str:
@@ -34,6 +41,10 @@ class BakedModel:
     @property
     def image_tag(self) -> str:
         return self.environment.image_tag
+
+    def findings(self, target: ServingTarget) -> list[Finding]:
+        """The packaging checks for this model served on `target`."""
+        return check_packaging(CheckInput(self.manifest, self.environment, self.estimate, target))
 
 
 def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
@@ -45,7 +56,9 @@ def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
         artifact_digest=files.digest,
         manifest=manifest,
         environment=environment_for(manifest, gpu),
+        model_dir=files.directory,
+        estimate=estimate_image(manifest.requirements, manifest.size_bytes, gpu),
     )
 
 
-__all__ = ["BakedModel", "ModelResolutionError", "bake"]
+__all__ = ["BakedModel", "ModelResolutionError", "PackagingError", "ServingTarget", "bake"]

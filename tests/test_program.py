@@ -184,7 +184,9 @@ def test_user_data_runs_the_baked_image_with_the_model_digest(runs) -> None:
     props = run.named("fraud-scorer.champion").inputs
     script = user_data(run, "fraud-scorer.champion")
 
-    assert f":{props['imageTag']}\"" in script
+    [build] = [r for r in run.of_type("pulumi-python:dynamic/kiln:ImageBuild") if r.inputs["imageTag"] == props["imageTag"]]
+    assert f'docker pull "{build.outputs["imageUri"]}"' in script  # pinned by digest, not by tag
+    assert "@sha256:" in build.outputs["imageUri"]
     assert f"KILN_MODEL_URI=s3://{run.outputs['artifactBucket']}/models/{props['artifactDigest']}/" in script
     assert "KILN_WORKERS=3" in script
     assert "LOG_LEVEL=info" in script

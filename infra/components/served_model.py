@@ -35,6 +35,8 @@ class ServedModel(pulumi.ComponentResource):
         name: str,
         plan: ServedModelPlan,
         baked: BakedModel,
+        image: pulumi.Input[str],
+        artifact: pulumi.Resource,
         gateway: Gateway,
         artifact_store: ArtifactStore,
         registry: ImageRegistry,
@@ -80,16 +82,17 @@ class ServedModel(pulumi.ComponentResource):
         )
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=tags, opts=child)
 
-        image = pulumi.Output.concat(registry.repository.repository_url, ":", baked.image_tag)
+        # `image` is the build resource's digest-pinned reference (repo@sha256:…), so an
+        # instance never runs an image other than the one built and checked for this plan.
         deployment = pulumi.Output.all(
-            registry.repository.repository_url, artifact_store.bucket.bucket, self.log_group.name
+            registry.repository.repository_url, image, artifact_store.bucket.bucket, self.log_group.name
         ).apply(
             lambda values: Deployment(
                 registry=values[0].split("/", 1)[0],
-                image=f"{values[0]}:{baked.image_tag}",
-                model_artifact_uri=f"s3://{values[1]}/{baked.artifact_key}",
+                image=values[1],
+                model_artifact_uri=f"s3://{values[2]}/{baked.artifact_key}",
                 model_digest=baked.artifact_digest,
-                log_group=values[2],
+                log_group=values[3],
             )
         )
         user_data = deployment.apply(lambda d: base64.b64encode(render_user_data(plan, d).encode()).decode())
@@ -174,8 +177,9 @@ class ServedModel(pulumi.ComponentResource):
                 },
             },
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
-            # Scaling policies own the desired capacity once the group exists.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+            # Scaling policies own the desired capacity once the group exists. Instances fetch
+            # the model at start, so its upload must be complete before any can launch.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"], depends_on=[artifact]),
         )
         self.scaling_policy = aws.autoscaling.Policy(
             f"{name}-requests-per-target",
@@ -193,7 +197,7 @@ class ServedModel(pulumi.ComponentResource):
             },
             opts=child,
         )
-        self.image = image
+        self.image = pulumi.Output.from_input(image)
         self.register_outputs(
             {
                 "instanceType": sizing.instance.name,
@@ -202,7 +206,7 @@ class ServedModel(pulumi.ComponentResource):
                 # Read by the policy pack's stack rules, which see component outputs (not inputs).
                 "requestTimeoutSeconds": plan.request_timeout_seconds,
                 "targetGroupArn": self.target_group.arn,
-                "image": image,
+                "image": self.image,
             }
         )
 

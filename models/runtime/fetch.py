@@ -2,7 +2,7 @@
 
 S3 layout (the artifact store, written by bake): a model "artifact" is the model
 directory's files, unchanged, under the prefix `models/<digest>/`, where <digest> is
-models.artifacts.tree_digest of that directory. So `s3://bucket/models/<digest>/MLmodel`
+models.digest.tree_digest of that directory. So `s3://bucket/models/<digest>/MLmodel`
 is the MLmodel file, and the digest can be recomputed from what was downloaded.
 
 Any other MLflow URI (models:/, runs:/, a local path) is for local use (`kiln runtime`)
@@ -12,15 +12,18 @@ and goes through MLflow's resolver via models.artifacts.fetch_model.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from models.artifacts import CACHE_DIR, ModelResolutionError, fetch_model, tree_digest
+from models.digest import tree_digest
 
 log = logging.getLogger("kiln.runtime")
+# Where the image's non-root user may write; `kiln runtime` and KILN_CACHE_DIR override it.
+DEFAULT_CACHE_DIR = Path(os.environ.get("KILN_CACHE_DIR") or Path.home() / ".cache" / "kiln")
 
 
 class FetchError(Exception):
@@ -36,7 +39,7 @@ class LocalModel:
 def fetch(model_uri: str, expected_digest: str | None, cache_dir: Path | None = None,
           tracking_uri: str | None = None) -> LocalModel:
     """Download (or reuse from the cache) and verify; raises FetchError on any mismatch."""
-    cache = cache_dir or CACHE_DIR
+    cache = cache_dir or DEFAULT_CACHE_DIR
     if model_uri.startswith("s3://"):
         model = _fetch_s3(model_uri, expected_digest, cache)
     else:
@@ -58,7 +61,10 @@ def _fetch_mlflow(model_uri: str, cache: Path, tracking_uri: str | None) -> Loca
         if not (path / "MLmodel").is_file():
             raise FetchError(f"{model_uri}: no MLmodel file in this directory; is it an MLflow model?")
         return LocalModel(path.resolve(), tree_digest(path))
+    # Local use only (`kiln runtime`): the image is given s3:// URIs and carries no resolver.
     import mlflow
+
+    from models.artifacts import ModelResolutionError, fetch_model
 
     try:
         files = fetch_model(model_uri, tracking_uri or mlflow.get_tracking_uri())

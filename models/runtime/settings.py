@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from infra.config import DATABRICKS_REQUEST_TIMEOUT_SECONDS
-from infra.plan import RUNTIME_PORT
+from models.runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS, RUNTIME_PORT
 
 # Databricks' payload limit for custom models is 16 MB per request.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024

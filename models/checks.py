@@ -1,0 +1,307 @@
+"""Packaging checks: what breaks a model at serving time, found before anything is provisioned.
+
+Each check is a pure function of the model's manifest, where and how it will be served,
+and the image estimate. Each finding has a stable id, a level and a message that says how
+to fix it (the Databricks packaging advice in ../shared/reference/serving-anchors.md §1.6).
+An error-level finding stops `pulumi up` and `kiln plan`; warnings are printed by
+`kiln bake` and kept for the review.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from infra.catalog import ComputeProfile
+from models.environment import SUPPORTED_PYTHON, Environment, python_minor
+from models.estimates import ImageEstimate, is_cpu_only_torch
+from models.manifest import Manifest, requirement_name
+
+Level = Literal["error", "warning"]
+
+# Test, notebook and lint tooling: each adds install time and image size and, in an image
+# that serves requests, attack surface. They belong in a dev requirements file.
+DEV_PACKAGES = frozenset(
+    {
+        "pytest", "pytest-cov", "pytest-mock", "coverage", "tox", "nox", "hypothesis", "mock",
+        "jupyter", "jupyterlab", "notebook", "ipython", "ipykernel", "ipywidgets", "nbconvert",
+        "black", "ruff", "flake8", "pylint", "mypy", "isort", "pre-commit",
+    }
+)
+# MLflow up to 1.17 wrote `defaults` into conda.yaml (Databricks Runtime ML ≤ 8.3).
+LAST_LEGACY_MLFLOW = (1, 17)
+# Above this share of the build timeout, a slow mirror or a cold cache times the build out.
+BUILD_TIME_WARNING_SHARE = 0.75
+# A loaded model typically needs more memory than its files: deserialized objects,
+# framework buffers, one prediction's intermediates (estimate; DESIGN.md memory per
+# concurrency is per worker process), on top of the worker's own interpreter + libraries.
+MODEL_MEMORY_FACTOR = 2.0
+WORKER_BASELINE_GIB = 0.5
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    level: Level
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "level": self.level, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ServingTarget:
+    """Where the model will run: the served model's name, stack environment, compute, build limit."""
+
+    served_model: str
+    environment: str
+    profile: ComputeProfile
+    build_timeout_minutes: int = 60
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    manifest: Manifest
+    environment: Environment
+    estimate: ImageEstimate
+    target: ServingTarget
+
+
+class PackagingError(Exception):
+    """Error-level findings for one served model; the message names it, each check and its fix."""
+
+    def __init__(self, served_model: str, findings: list[Finding]) -> None:
+        self.served_model = served_model
+        self.findings = [f for f in findings if f.level == "error"]
+        lines = [f"served model {served_model} cannot be packaged:"]
+        lines += [f"  [{f.id}] {f.message}" for f in self.findings]
+        super().__init__("\n".join(lines))
+
+
+def _signature(c: CheckInput) -> list[Finding]:
+    if c.manifest.has_signature:
+        return []
+    return [
+        Finding(
+            "signature-missing",
+            "error" if c.target.is_prod else "warning",
+            "the model has no signature, so requests are not validated and Unity Catalog-style registries reject it; "
+            "log it with signature=infer_signature(X, model.predict(X))",
+        )
+    ]
+
+
+def _input_example(c: CheckInput) -> list[Finding]:
+    if c.manifest.has_input_example:
+        return []
+    return [
+        Finding(
+            "input-example-missing",
+            "warning",
+            "no input example: the reload check and the runtime's warm-up prediction cannot prove the model answers "
+            "before it takes traffic; log it with input_example=X[:3]",
+        )
+    ]
+
+
+def _requirements(c: CheckInput) -> list[Finding]:
+    requirements = [r for r in c.manifest.requirements if not r.startswith("-")]
+    if not requirements:
+        return [
+            Finding(
+                "requirements-missing",
+                "error",
+                "the model declares no pip requirements (requirements.txt is missing or empty), so the image cannot "
+                "reproduce its environment; log it with pip_requirements=[...] pinned to what it was trained with",
+            )
+        ]
+    unpinned = [r for r in requirements if not re.search(r"===?\s*[\w.*+!-]+", r) and " @ " not in r]
+    if not unpinned:
+        return []
+    return [
+        Finding(
+            "requirements-unpinned",
+            "error" if c.target.is_prod else "warning",
+            f"requirements without an exact version: {', '.join(unpinned)}; the image installs whatever is newest "
+            "at build time, which the image tag does not capture; pin them with == (e.g. the versions in pip freeze)",
+        )
+    ]
+
+
+def _dev_packages(c: CheckInput) -> list[Finding]:
+    found = sorted({requirement_name(r) for r in c.manifest.requirements} & DEV_PACKAGES)
+    if not found:
+        return []
+    return [
+        Finding(
+            "dev-packages",
+            "warning",
+            f"test or notebook packages in the serving requirements: {', '.join(found)}; they enlarge the image "
+            "and are not needed to serve; drop them from pip_requirements",
+        )
+    ]
+
+
+def _mlflow_version(version: str) -> tuple[int, int] | None:
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _conda(c: CheckInput) -> list[Finding]:
+    findings = []
+    if "defaults" in c.manifest.conda_channels or any("repo.anaconda.com" in ch for ch in c.manifest.conda_channels):
+        findings.append(
+            Finding(
+                "conda-defaults-channel",
+                "error",
+                "conda.yaml uses Anaconda's `defaults` channel, which falls under Anaconda's commercial terms; "
+                "re-log the model with conda_env using conda-forge, or with pip_requirements",
+            )
+        )
+    logged_with = _mlflow_version(c.manifest.mlflow_version)
+    if logged_with is not None and logged_with <= LAST_LEGACY_MLFLOW:
+        findings.append(
+            Finding(
+                "mlflow-legacy",
+                "error",
+                f"logged with MLflow {c.manifest.mlflow_version} (≤ 1.17), whose environments default to the Anaconda "
+                "`defaults` channel and predate requirements.txt; re-log it with a current MLflow and pip_requirements",
+            )
+        )
+    return findings
+
+
+def _python(c: CheckInput) -> list[Finding]:
+    version = python_minor(c.manifest.python_version)
+    if version in SUPPORTED_PYTHON:
+        return []
+    shown = c.manifest.python_version or "(not recorded)"
+    return [
+        Finding(
+            "python-unsupported",
+            "error",
+            f"Python {shown} has no Kiln base image (supported: {', '.join(SUPPORTED_PYTHON)}); "
+            "re-log the model from one of those Python versions",
+        )
+    ]
+
+
+def _accelerator(c: CheckInput) -> list[Finding]:
+    profile = c.target.profile
+    compute = profile.compute_type.value
+    cpu_torch = any(is_cpu_only_torch(r) for r in c.manifest.requirements)
+    if not profile.has_gpu and c.manifest.uses_gpu_framework and not cpu_torch:
+        return [
+            Finding(
+                "gpu-framework-on-cpu",
+                "warning",
+                f"the model uses a GPU framework ({', '.join(c.manifest.flavors)}) but {compute} has no GPU: it will "
+                "run, slowly, in an image carrying unused CUDA libraries; choose GPU_SMALL/GPU_MEDIUM, or pin a CPU "
+                "build (torch==X+cpu) if CPU is intended",
+            )
+        ]
+    if profile.has_gpu and cpu_torch:
+        return [
+            Finding(
+                "cpu-torch-on-gpu",
+                "error",
+                f"the model pins a CPU-only torch build (+cpu) but is served on {compute}: it would never use the GPU "
+                "you pay for; re-log with the CUDA build of torch, or serve it on CPU_MEDIUM/CPU_LARGE",
+            )
+        ]
+    return []
+
+
+def _memory(c: CheckInput) -> list[Finding]:
+    needs = c.estimate.model_gib * MODEL_MEMORY_FACTOR + WORKER_BASELINE_GIB
+    limit = c.target.profile.memory_per_concurrency_gib
+    if needs <= limit:
+        return []
+    return [
+        Finding(
+            "memory-per-concurrency",
+            "error",
+            f"the model needs ~{needs:.1f} GiB per worker ({c.estimate.model_gib:.1f} GiB of files × "
+            f"{MODEL_MEMORY_FACTOR:g} + {WORKER_BASELINE_GIB} GiB runtime), {c.target.profile.compute_type.value} gives "
+            f"{limit:g} GiB per concurrency; choose a larger compute type or shrink the model",
+        )
+    ]
+
+
+def _disk(c: CheckInput) -> list[Finding]:
+    e = c.estimate
+    findings = []
+    if e.builder_compute_type is None:
+        findings.append(
+            Finding(
+                "image-disk-builder",
+                "error",
+                f"building the image needs ~{e.builder_needs_gib:.0f} GiB of builder disk, the largest CodeBuild "
+                f"compute type has {e.builder_disk_gib:.0f} GiB ({e.breakdown()}); drop dependencies from the "
+                "serving requirements",
+            )
+        )
+    root = c.target.profile.root_volume_gib
+    if e.instance_needs_gib > root:
+        findings.append(
+            Finding(
+                "image-disk-instance",
+                "error",
+                f"needs ~{e.instance_needs_gib:.0f} GiB, {c.target.profile.compute_type.value} root volume is {root} GiB "
+                f"(AMI + pulled and extracted image + model: {e.breakdown()}); slim the requirements or choose a "
+                "compute type with a larger root volume",
+            )
+        )
+    return findings
+
+
+def _build_time(c: CheckInput) -> list[Finding]:
+    minutes = c.estimate.build_minutes
+    limit = c.target.build_timeout_minutes
+    if minutes > limit:
+        level: Level = "error"
+        verdict = "exceeds"
+    elif minutes > limit * BUILD_TIME_WARNING_SHARE:
+        level = "warning"
+        verdict = "is close to"
+    else:
+        return []
+    return [
+        Finding(
+            "build-time",
+            level,
+            f"estimated build time ~{minutes:.0f} min {verdict} build.timeoutMinutes {limit} ({c.estimate.breakdown()}); "
+            "raise kiln:build.timeoutMinutes or slim the requirements",
+        )
+    ]
+
+
+CHECKS: tuple[Callable[[CheckInput], list[Finding]], ...] = (
+    _signature,
+    _input_example,
+    _requirements,
+    _dev_packages,
+    _conda,
+    _python,
+    _accelerator,
+    _memory,
+    _disk,
+    _build_time,
+)
+
+
+def check_packaging(check_input: CheckInput) -> list[Finding]:
+    """Every finding for one served model, errors first, in a stable order."""
+    findings = [finding for check in CHECKS for finding in check(check_input)]
+    return sorted(findings, key=lambda f: f.level != "error")
+
+
+def raise_for_errors(served_model: str, findings: list[Finding]) -> None:
+    if any(f.level == "error" for f in findings):
+        raise PackagingError(served_model, findings)

@@ -1,0 +1,129 @@
+"""Load a model and predict its input example, inside the model's own virtualenv.
+
+This file is run as a script by models/reload.py with the virtualenv's interpreter, so it
+imports only the standard library and what the model itself declared (MLflow, pandas,
+numpy): never Kiln. It prints one JSON line, prefixed with RESULT_PREFIX, as its last line.
+
+What it does is what the runtime does at container start (DESIGN.md decision 4): load
+with mlflow.pyfunc, predict the logged input example, check the output against the
+signature. A model that imports a package it did not declare fails here, at "load".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import traceback
+from typing import Any
+
+RESULT_PREFIX = "KILN_RELOAD_RESULT "
+
+
+def _missing_module(error: BaseException) -> str | None:
+    """The module a ModuleNotFoundError names, looking through MLflow's re-raised wrappers."""
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ModuleNotFoundError) and current.name:
+            return current.name.split(".")[0]
+        current = current.__cause__ or current.__context__
+    match = re.search(r"No module named '([\w.]+)'", "".join(traceback.format_exception(error)))
+    return match.group(1).split(".")[0] if match else None
+
+
+def _dtype_matches(expected_kind: str, actual_kind: str) -> bool:
+    # numpy kinds: i/u integers, f floats, b bool, O/U/S strings, M datetimes.
+    groups = {"i": "iu", "u": "iu", "f": "fiu", "b": "b", "O": "OUS", "U": "OUS", "S": "OUS", "M": "M"}
+    return actual_kind in groups.get(expected_kind, expected_kind)
+
+
+def output_problems(prediction: Any, schema: Any) -> list[str]:
+    """Differences between a prediction and the signature's output schema (empty if none)."""
+    import numpy as np
+    import pandas as pd
+
+    if schema is None:
+        return []
+    if schema.is_tensor_spec():
+        spec = schema.inputs[0]
+        array = np.asarray(prediction)
+        problems = []
+        if array.dtype != spec.type:
+            problems.append(f"output dtype {array.dtype}, signature says {spec.type}")
+        expected = tuple(spec.shape[1:])
+        if len(array.shape) != len(spec.shape) or any(e not in (-1, a) for e, a in zip(expected, array.shape[1:])):
+            problems.append(f"output shape {array.shape}, signature says {tuple(spec.shape)}")
+        return problems
+    if isinstance(prediction, pd.DataFrame):
+        frame = prediction
+    elif isinstance(prediction, pd.Series):
+        frame = prediction.to_frame()
+    else:
+        array = np.asarray(prediction)
+        frame = pd.DataFrame(array if array.ndim > 1 else array.reshape(-1, 1))
+    specs = list(schema.inputs)
+    if frame.shape[1] != len(specs):
+        return [f"{frame.shape[1]} output columns, signature declares {len(specs)}"]
+    problems = []
+    for position, spec in enumerate(specs):
+        name = getattr(spec, "name", None)
+        if name is not None and len(specs) > 1 and name not in frame.columns:
+            problems.append(f"output column {name!r} missing (got {list(frame.columns)})")
+            continue
+        column = frame[name] if name is not None and name in frame.columns else frame.iloc[:, position]
+        try:
+            expected_kind = np.dtype(spec.type.to_numpy()).kind
+        except (AttributeError, TypeError):
+            continue
+        if not _dtype_matches(expected_kind, column.dtype.kind):
+            problems.append(
+                f"output {name or position} has dtype {column.dtype}, signature says {getattr(spec.type, 'name', spec.type)}"
+            )
+    return problems
+
+
+def probe(model_dir: str) -> dict[str, Any]:
+    result: dict[str, Any] = {"ok": False, "stage": "import", "message": "", "missing_module": None}
+    try:
+        import mlflow.pyfunc
+        from mlflow.models import Model
+    except ImportError as error:
+        result.update(message=f"cannot import MLflow: {error}", missing_module=_missing_module(error))
+        return result
+    result["stage"] = "load"
+    started = time.perf_counter()
+    try:
+        model = mlflow.pyfunc.load_model(model_dir)
+    except Exception as error:  # noqa: BLE001 (any loader failure is the finding)
+        result.update(message=f"{type(error).__name__}: {error}", missing_module=_missing_module(error))
+        return result
+    result["load_seconds"] = round(time.perf_counter() - started, 3)
+    metadata = Model.load(model_dir)
+    example = metadata.load_input_example(model_dir)
+    if example is None:
+        result.update(ok=True, stage="done", message="loaded; no input example to predict")
+        return result
+    result["stage"] = "predict"
+    started = time.perf_counter()
+    try:
+        prediction = model.predict(example)
+    except Exception as error:  # noqa: BLE001
+        result.update(message=f"{type(error).__name__}: {error}", missing_module=_missing_module(error))
+        return result
+    result["predict_seconds"] = round(time.perf_counter() - started, 3)
+    result["stage"] = "output"
+    signature = metadata.signature
+    problems = output_problems(prediction, signature.outputs if signature else None)
+    if problems:
+        result["message"] = "; ".join(problems)
+        return result
+    result.update(ok=True, stage="done", message="loaded, predicted the input example, output matches the signature")
+    return result
+
+
+if __name__ == "__main__":
+    outcome = probe(sys.argv[1])
+    print(RESULT_PREFIX + json.dumps(outcome), flush=True)

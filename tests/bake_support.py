@@ -1,0 +1,101 @@
+"""Helpers for the bake tests: real MLflow models saved to temp folders, and a moto server.
+
+Models are saved with mlflow.pyfunc.save_model (a real MLmodel, requirements.txt,
+python_env.yaml, conda.yaml and input example, exactly what log_model uploads), then
+bent where a test needs an old or broken model (an MLflow 1.17 MLmodel, no
+requirements.txt) because those cannot be produced with today's MLflow.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+import models.environment as environment_module
+from models.examples.seed import pinned
+
+
+def save_pyfunc(
+    path: Path,
+    requirements: list[str] | None = None,
+    signature: bool = True,
+    input_example: bool = True,
+    conda_env: dict[str, Any] | None = None,
+) -> Path:
+    """A real pyfunc model that returns the length of each text; options bend its packaging."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from mlflow.pyfunc import PythonModel
+
+    # Defined in the function, so cloudpickle stores it by value: it loads without Kiln.
+    class TextLength(PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input["text"].str.len().rename("length")
+
+    example = pd.DataFrame({"text": ["refund please", "locked out"]})
+    kwargs: dict[str, Any] = {}
+    if conda_env is not None:
+        kwargs["conda_env"] = conda_env
+    else:
+        kwargs["pip_requirements"] = requirements if requirements is not None else pinned("mlflow", "pandas")
+    if signature:
+        kwargs["signature"] = infer_signature(example, TextLength().predict(None, example))
+    if input_example:
+        kwargs["input_example"] = example
+    mlflow.pyfunc.save_model(str(path), python_model=TextLength(), **kwargs)
+    return path
+
+
+def edit_yaml(path: Path, **changes: Any) -> None:
+    data = yaml.safe_load(path.read_text())
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def kiln_runtime(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the runtime package the image runs, so a test may change it
+    without touching the source tree."""
+    copy = tmp_path_factory.mktemp("runtime") / "runtime"
+    shutil.copytree(environment_module.RUNTIME_PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(environment_module, "RUNTIME_PACKAGE_DIR", copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server on 127.0.0.1 (an ephemeral port), for boto3 through its HTTP API."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Fake credentials and the moto endpoint for every boto3 client built in the test."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    return moto_endpoint
