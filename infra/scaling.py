@@ -121,3 +121,18 @@ def plan_scaling(
         warm_pool=WarmPoolPlan(warm.min_size, warm.reuse_on_scale_in) if warm else None,
         instance_warmup_seconds=instance_warmup_seconds,
     )
+
+
+def in_flight_metric_statement() -> dict[str, object]:
+    """The instance role's only CloudWatch right: put metrics in Kiln's namespace.
+
+    PutMetricData has no resource ARN to scope it by, so the namespace condition is the
+    boundary (docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
+    """
+    return {
+        "Sid": "PublishInFlightMetric",
+        "Effect": "Allow",
+        "Action": "cloudwatch:PutMetricData",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
+    }
