@@ -87,6 +87,13 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
         outputs.update(latestVersion=1, id=f"lt-{digest(name, 17)}")
     elif type_ == "aws:cloudwatch/logGroup:LogGroup":
         outputs["arn"] = f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{physical}"
+    elif type_ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+        outputs["arn"] = f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{physical}"
+    elif type_ == "aws:lambda/function:Function":
+        arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{physical}"
+        outputs.update(arn=arn, qualifiedArn=f"{arn}:$LATEST", invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations")
+    elif type_ == "aws:autoscaling/group:Group":
+        outputs["arn"] = f"arn:aws:autoscaling:{region}:{ACCOUNT_ID}:autoScalingGroup:{digest(name, 36)}:autoScalingGroupName/{physical}"
     return outputs
 
 
