@@ -221,7 +221,7 @@ class ServedModelScaling(pulumi.ComponentResource):
                     # No requests means no ALB data point: FILL counts that as zero load.
                     "expression": (
                         f"IF(capacity > {scaling.scale_in_floor} AND "
-                        f"FILL(load, 0) < {scaling.scale_in_threshold_requests_per_minute}, 1, 0)"
+                        f"FILL(load, 0) < {scaling.scale_in_threshold_requests_per_minute:g}, 1, 0)"
                     ),
                     "label": "scale in",
                     "return_data": True,
