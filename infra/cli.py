@@ -88,5 +88,7 @@ def examples(store: Path | None) -> None:
         errors.print(f"example models already in {local.tracking_uri}")
 
 
+main.add_command(__import__("infra.cli_simulate", fromlist=["simulate_command"]).simulate_command, "simulate")
+
 if __name__ == "__main__":
     main()
