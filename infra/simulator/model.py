@@ -89,7 +89,7 @@ class Result:
 class _DataPoint:
     visible_at: int
     value: float | None
-    instances: int
+    instances: float  # ready instances, averaged over the data point's period
     capacity: int
 
 
@@ -142,6 +142,7 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
     minute_ready = 0.0
     samples: list[list[float | None]] = [[] for _ in policy.signals]
     window_peak = 0.0
+    period_ready = 0.0  # ready-instance seconds in the current 10 s period
 
     for now, arriving in enumerate(rps):
         if arriving > 0:
@@ -216,20 +217,24 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
         in_flight = served * policy.latency_seconds + sum(a for _, a in queued)
         minute_requests += to_instances
         minute_ready += ready
+        period_ready += ready
         for index, signal in enumerate(policy.signals):
             if signal.kind == "in_flight":
                 samples[index].append(in_flight / ready if ready else None)
                 if (now + 1) % signal.period_seconds == 0:
                     values = [v for v in samples[index] if v is not None]
                     value = sum(values) / len(values) if values else None
-                    signal_points[index].append(_DataPoint(now + 1 + signal.lag_seconds, value, ready, desired))
+                    mean_ready = period_ready / signal.period_seconds
+                    signal_points[index].append(_DataPoint(now + 1 + signal.lag_seconds, value, mean_ready, desired))
                     samples[index] = []
+        if (now + 1) % 10 == 0:
+            period_ready = 0.0
         if (now + 1) % 60 == 0:
             average_ready = minute_ready / 60
             per_target = minute_requests / average_ready if average_ready > 0 else None
             for index, signal in enumerate(policy.signals):
                 if signal.kind == "requests_per_minute":
-                    signal_points[index].append(_DataPoint(now + 1 + signal.lag_seconds, per_target, ready, desired))
+                    signal_points[index].append(_DataPoint(now + 1 + signal.lag_seconds, per_target, average_ready, desired))
             lag = policy.signals[0].lag_seconds if policy.signals else 0
             scale_in_points.append(_DataPoint(now + 1 + lag, per_target or 0.0, ready, desired))
             minute_requests = minute_ready = 0.0
@@ -282,7 +287,8 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
                     result.events.append(Event(now, "scale-in", desired, f"below {policy.scale_in_threshold_rpm:g} requests/target/min for {window} min"))
         if policy.scale_to_zero and desired > 0 and now - last_arrival >= policy.idle_seconds and not waiting:
             desired = 0
-            route_to_activator = True
+            # With an activator the route moves to it; without one, requests meet an empty group.
+            route_to_activator = policy.hold_at_zero
             result.events.append(Event(now, "zero", 0, f"no requests for {now - last_arrival} s"))
 
         instances.converge(desired, now)

@@ -104,4 +104,7 @@ def resolve(spec: str, peak: float, duration: int | None = None) -> Trace:
     """A built-in shape name, or a path to a `second,rps` CSV."""
     if spec in BUILTIN_SHAPES:
         return builtin(spec, peak, duration)
-    return load_csv(Path(spec))
+    path = Path(spec)
+    if not path.exists() and "/" not in spec and "." not in spec:
+        raise TraceError(f"unknown trace shape {spec!r}; built-in shapes: {', '.join(BUILTIN_SHAPES)}, or a CSV file")
+    return load_csv(path)
