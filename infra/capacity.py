@@ -16,7 +16,8 @@ from infra.config import WORKLOAD_SIZES, ServedModel
 
 # Used for the scaling target when a served model states no expected latency.
 DEFAULT_LATENCY_MS = 100.0
-# Target tracking aims below full use so a burst is absorbed while new instances boot.
+# Target tracking aims below full use so a burst is absorbed while new instances boot
+# (the default of a served model's `scaling.targetUtilization`; Knative's default is 70 % too).
 TARGET_UTILIZATION = 0.7
 # With expectedQps, the group may grow to this multiple of the expected concurrency.
 PEAK_HEADROOM = 2
@@ -109,6 +110,7 @@ class CapacityPlan:
     sizing: Sizing
     latency_ms: float
     target_requests_per_minute: float
+    target_utilization: float = TARGET_UTILIZATION
 
     @property
     def min_concurrency(self) -> int:
@@ -127,7 +129,7 @@ class CapacityPlan:
             f"instances {s.min_instances}-{s.max_instances} "
             f"(= ceil({self.concurrency.minimum}/{s.units_per_instance})-ceil({self.concurrency.maximum}/{s.units_per_instance}))",
             f"scaling target {self.target_requests_per_minute:g} requests/target/min "
-            f"(= {s.units_per_instance} × 1000/{self.latency_ms:g} ms × 60 × {TARGET_UTILIZATION:g})",
+            f"(= {s.units_per_instance} × 1000/{self.latency_ms:g} ms × 60 × {self.target_utilization:g})",
             f"cost ${s.hourly_cost_min:.2f}-${s.hourly_cost_max:.2f}/h (= instances × ${s.instance.hourly_usd}/h)",
         ]
 
@@ -137,9 +139,11 @@ def plan_capacity(served: ServedModel) -> CapacityPlan:
     concurrency = requested_concurrency(served)
     sizing = choose_sizing(profile, concurrency, served.instance_type)
     latency = served.expected_latency_ms or DEFAULT_LATENCY_MS
+    utilization = served.scaling.target_utilization
     return CapacityPlan(
         concurrency=concurrency,
         sizing=sizing,
         latency_ms=latency,
-        target_requests_per_minute=requests_per_target_per_minute(sizing.units_per_instance, latency),
+        target_requests_per_minute=requests_per_target_per_minute(sizing.units_per_instance, latency, utilization),
+        target_utilization=utilization,
     )

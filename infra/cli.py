@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from infra.bake_command import bake_command
 from infra.check_command import check
+from infra.cli_simulate import simulate_command
 from infra.config import ConfigError, json_schema
 from infra.plan_report import PlanReport, build_plan_report, plan_as_json
 from infra.plan_console import print_plan
@@ -109,6 +110,7 @@ main.add_command(review)
 main.add_command(import_databricks)
 main.add_command(runtime_command)
 main.add_command(serve_command)
+main.add_command(simulate_command)
 
 if __name__ == "__main__":
     main()

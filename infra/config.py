@@ -120,6 +120,48 @@ class Build(_Model):
     timeout_minutes: int = Field(default=60, ge=5, le=2160)
 
 
+# CloudWatch alarms may look back at most one day (evaluation periods × period ≤ 86,400 s),
+# and the idle alarm uses 1-minute periods.
+MAX_IDLE_MINUTES = 1440
+# Databricks: "scale-down happens every 5 minutes"; scale to zero after 30 idle minutes.
+DATABRICKS_SCALE_IN_SECONDS = 300
+DATABRICKS_IDLE_MINUTES = 30
+
+
+class WarmPool(_Model):
+    """Stopped instances that already hold the image and the model, started on scale-out.
+
+    A stopped instance costs only its EBS volumes; starting it skips launch, image pull and
+    most of the model download (docs/scaling.md gives the expected wake time).
+    """
+
+    min_size: int = Field(default=1, ge=0, le=100)
+    # Scale-in stops an instance back into the pool instead of terminating it.
+    reuse_on_scale_in: bool = True
+
+
+class Scaling(_Model):
+    """How a served model follows its traffic; the defaults are Databricks' stated behaviour,
+    except that scale-out also watches in-flight requests every 10 s."""
+
+    target_utilization: float = Field(default=0.7, ge=0.1, le=1.0)
+    # The runtime publishes in-flight requests every 10 s (Kiln/Serving InFlightRequests);
+    # without it, scale-out waits for the 1-minute ALB request count.
+    high_resolution_metric: bool = True
+    # One instance leaves at most this often; scale-in is judged over the same window.
+    scale_in_cooldown_seconds: int = Field(default=DATABRICKS_SCALE_IN_SECONDS, ge=60, le=3600)
+    idle_minutes_before_zero: int = Field(default=DATABRICKS_IDLE_MINUTES, ge=1, le=MAX_IDLE_MINUTES)
+    warm_pool: WarmPool | None = None
+
+    @field_validator("scale_in_cooldown_seconds")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        # The scale-in alarm counts 1-minute ALB data points, so the window is whole minutes.
+        if value % 60:
+            raise ValueError(f"{value} is not a whole number of minutes; use a multiple of 60 (e.g. {value // 60 * 60 or 60})")
+        return value
+
+
 class ServedModel(_Model):
     name: str
     model_uri: str
@@ -132,6 +174,7 @@ class ServedModel(_Model):
     scale_to_zero_enabled: bool = False
     instance_type: str | None = None
     environment_vars: dict[str, str] = Field(default_factory=dict)
+    scaling: Scaling = Scaling()
 
     @field_validator("name")
     @classmethod
@@ -194,6 +237,11 @@ class ServedModel(_Model):
                     ("instanceType",),
                     f"{self.instance_type!r} is not allowed for {self.compute_type.value}; allowed: {', '.join(allowed)}",
                 )
+        if not self.scale_to_zero_enabled and "idle_minutes_before_zero" in self.scaling.model_fields_set:
+            raise KeyPathError(
+                ("scaling", "idleMinutesBeforeZero"),
+                "only applies with scaleToZeroEnabled: true (remove it, or enable scale to zero)",
+            )
         return self
 
 

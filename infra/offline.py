@@ -95,6 +95,13 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
         outputs.update(imageDigest=image_digest, imageUri=f"{inputs.get('repositoryUrl')}@{image_digest}", buildId=None, built=False)
     elif type_ == "pulumi-python:dynamic/kiln:ModelArtifact":
         outputs.update(uri=f"s3://{inputs.get('bucket')}/{inputs.get('prefix')}", fileCount=0, uploaded=False)
+    elif type_ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+        outputs["arn"] = f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{physical}"
+    elif type_ == "aws:lambda/function:Function":
+        arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{physical}"
+        outputs.update(arn=arn, qualifiedArn=f"{arn}:$LATEST", invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations")
+    elif type_ == "aws:autoscaling/group:Group":
+        outputs["arn"] = f"arn:aws:autoscaling:{region}:{ACCOUNT_ID}:autoScalingGroup:{digest(name, 36)}:autoScalingGroupName/{physical}"
     return outputs
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from infra.capacity import CapacityPlan, concurrency_for, plan_capacity
 from infra.catalog import PROFILES, ComputeProfile
-from infra.config import IDLE_TIMEOUT_MARGIN_SECONDS, StackConfig
+from infra.config import IDLE_TIMEOUT_MARGIN_SECONDS, Endpoint, ServedModel, StackConfig
 from infra.names import listener_rule_priorities, short_name
+from infra.scaling import ScalingPlan, plan_scaling
 from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 # ALB deregistration delay range is 0-3600 s.
@@ -35,6 +36,7 @@ class ServedModelPlan:
     environment_vars: dict[str, str]
     target_group_name: str
     tags: dict[str, str]
+    scaling: ScalingPlan
     # QPS × latency when the stack states expected traffic; the policy pack checks max concurrency covers it.
     expected_peak_concurrency: int | None = None
 
@@ -108,29 +110,7 @@ def plan_stack(stack: str, config: StackConfig) -> StackPlan:
     endpoints = []
     for endpoint in config.endpoints:
         served_models = [
-            ServedModelPlan(
-                endpoint=endpoint.name,
-                name=served.name,
-                model_uri=served.model_uri,
-                profile=PROFILES[served.compute_type],
-                capacity=plan_capacity(served),
-                traffic_percentage=endpoint.traffic_percentage(served.name),
-                scale_to_zero=served.scale_to_zero_enabled,
-                request_timeout_seconds=endpoint.request_timeout_seconds,
-                environment_vars=dict(served.environment_vars),
-                # The VPC and port force a target group replacement; salting the name with
-                # them lets the new group be created before the old one is deleted.
-                target_group_name=short_name(
-                    ["kiln", stack, endpoint.name, served.name],
-                    salt=f"{config.network.vpc_id}:{RUNTIME_PORT}",
-                ),
-                tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
-                expected_peak_concurrency=(
-                    concurrency_for(served.expected_qps, served.expected_latency_ms)
-                    if served.expected_qps is not None and served.expected_latency_ms is not None
-                    else None
-                ),
-            )
+            _served_model_plan(stack, endpoint, served, config, stack_tags)
             for served in endpoint.served_models
         ]
         endpoints.append(
@@ -156,4 +136,39 @@ def plan_stack(stack: str, config: StackConfig) -> StackPlan:
         ),
         endpoints=endpoints,
         tags=stack_tags,
+    )
+
+
+def _served_model_plan(
+    stack: str, endpoint: Endpoint, served: ServedModel, config: StackConfig, stack_tags: dict[str, str]
+) -> ServedModelPlan:
+    profile = PROFILES[served.compute_type]
+    capacity = plan_capacity(served)
+    grace = GPU_HEALTH_CHECK_GRACE_SECONDS if profile.has_gpu else CPU_HEALTH_CHECK_GRACE_SECONDS
+    scaling = plan_scaling(
+        stack, endpoint.name, served.name, served.scaling, capacity, served.scale_to_zero_enabled, grace
+    )
+    return ServedModelPlan(
+        endpoint=endpoint.name,
+        name=served.name,
+        model_uri=served.model_uri,
+        profile=profile,
+        capacity=capacity,
+        traffic_percentage=endpoint.traffic_percentage(served.name),
+        scale_to_zero=served.scale_to_zero_enabled,
+        request_timeout_seconds=endpoint.request_timeout_seconds,
+        environment_vars={**served.environment_vars, **scaling.runtime_environment},
+        # The VPC and port force a target group replacement; salting the name with
+        # them lets the new group be created before the old one is deleted.
+        target_group_name=short_name(
+            ["kiln", stack, endpoint.name, served.name],
+            salt=f"{config.network.vpc_id}:{RUNTIME_PORT}",
+        ),
+        tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
+        scaling=scaling,
+        expected_peak_concurrency=(
+            concurrency_for(served.expected_qps, served.expected_latency_ms)
+            if served.expected_qps is not None and served.expected_latency_ms is not None
+            else None
+        ),
     )

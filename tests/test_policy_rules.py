@@ -435,3 +435,31 @@ def test_a_rule_touching_an_unknown_value_raises_instead_of_passing(prod_run: Pr
 def test_resource_rules_ignore_other_types(prod_run: ProgramRun) -> None:
     rule: ResourceRule = compute.IMDSV2
     assert rule.check(TARGET_GROUP, {"healthCheck": {"path": "/"}}) == []
+
+
+# ------------------------------------------------------------------ scale-to-zero activator
+
+
+@pytest.fixture(scope="module")
+def dev_run(example_store: Any) -> ProgramRun:
+    """The dev stack scales to zero, so it carries an activator (a Lambda behind the ALB)."""
+    return run_program("dev", stack_config("dev", example_store), preview=False)
+
+
+def test_readiness_leaves_the_activator_lambda_target_group_alone(dev_run: ProgramRun) -> None:
+    [activator_group] = [r for r in dev_run.of_type(TARGET_GROUP) if r.inputs.get("targetType") == "lambda"]
+    assert readiness.READINESS_HEALTH_CHECKS.check(TARGET_GROUP, activator_group.inputs) == []
+
+
+def test_instance_ingress_accepts_the_activator_but_not_other_groups(dev_run: ProgramRun) -> None:
+    stack = resources(dev_run)
+    assert network.INSTANCE_INGRESS.check(stack) == []
+    # The same ingress rule, once its source is no longer the activator function's group, is refused.
+    functions = [r for r in stack if r.type == "aws:lambda/function:Function"]
+    unlinked = [
+        Resource(r.type, r.urn, r.name, r.props, r.parent, {k: v for k, v in r.property_dependencies.items() if k != "vpcConfig"})
+        if r in functions else r
+        for r in stack
+    ]
+    [violation] = network.INSTANCE_INGRESS.check(unlinked)
+    assert "neither the gateway's nor an activator's" in violation.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.activator import activators_for, route_target_group
 from infra.components.artifact_store import ArtifactStore
 from infra.components.gateway import Gateway
 from infra.components.image_registry import ImageRegistry
@@ -51,6 +52,8 @@ class Endpoint(pulumi.ComponentResource):
             )
             for served in plan.served_models
         }
+        # Scale-to-zero served models are reached through an activator while they have no instance.
+        self.activators = activators_for(self.served_models, plan.served_models, gateway, vpc_id, subnet_ids, parent=self)
         self.route = aws.lb.ListenerRule(
             f"{name}-route",
             listener_arn=gateway.listener.arn,
@@ -61,7 +64,10 @@ class Endpoint(pulumi.ComponentResource):
                     "type": "forward",
                     "forward": {
                         "target_groups": [
-                            {"arn": self.served_models[served.name].target_group.arn, "weight": served.traffic_percentage}
+                            {
+                                "arn": route_target_group(self.served_models[served.name], self.activators.get(served.name)),
+                                "weight": served.traffic_percentage,
+                            }
                             for served in plan.served_models
                         ],
                     },

@@ -10,9 +10,11 @@ import pulumi_aws as aws
 
 from infra.catalog import ami_parameter
 from infra.components.artifact_store import ArtifactStore
+from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
 from infra.components.gateway import Gateway
 from infra.components.image_registry import ImageRegistry
 from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
+from infra.scaling import in_flight_metric_statement
 from infra.user_data import Deployment, render_user_data
 from models.bake import BakedModel
 
@@ -156,6 +158,7 @@ class ServedModel(pulumi.ComponentResource):
             opts=child,
         )
         grace = plan.health_check_grace_seconds
+        self.rollout_alarm = rollout_alarm(name, plan, gateway, self.target_group, child)
         self.group = aws.autoscaling.Group(
             f"{name}-asg",
             min_size=sizing.min_instances,
@@ -167,36 +170,14 @@ class ServedModel(pulumi.ComponentResource):
             default_instance_warmup=grace,
             # A concrete version (not $Latest) is what lets an instance refresh roll back to it.
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
-            instance_refresh={
-                "strategy": "Rolling",
-                "preferences": {
-                    "min_healthy_percentage": 100,
-                    "max_healthy_percentage": 200,
-                    "auto_rollback": True,
-                    "instance_warmup": str(grace),
-                },
-            },
+            # Instance refresh (launch before terminate, auto rollback), warm pool, group metrics.
+            **group_scaling_arguments(plan),
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             # Scaling policies own the desired capacity once the group exists. Instances fetch
             # the model at start, so its upload must be complete before any can launch.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"], depends_on=[artifact]),
         )
-        self.scaling_policy = aws.autoscaling.Policy(
-            f"{name}-requests-per-target",
-            autoscaling_group_name=self.group.name,
-            policy_type="TargetTrackingScaling",
-            estimated_instance_warmup=grace,
-            target_tracking_configuration={
-                "predefined_metric_specification": {
-                    "predefined_metric_type": "ALBRequestCountPerTarget",
-                    "resource_label": pulumi.Output.concat(
-                        gateway.load_balancer.arn_suffix, "/", self.target_group.arn_suffix
-                    ),
-                },
-                "target_value": plan.capacity.target_requests_per_minute,
-            },
-            opts=child,
-        )
+        self.scaling = ServedModelScaling(name, plan, self.group, self.target_group, gateway, opts=child)
         self.image = pulumi.Output.from_input(image)
         self.register_outputs(
             {
@@ -259,6 +240,7 @@ def _instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, a
                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                     "Resource": f"{log_group_arn}:*",
                 },
+                in_flight_metric_statement(),
             ],
         }
     )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from policies.rules.resource_types import (
     INGRESS_RULE,
+    LAMBDA_FUNCTION,
     LAUNCH_TEMPLATE,
     LOAD_BALANCER,
     SECURITY_GROUP,
@@ -63,9 +64,11 @@ def no_ssh_inline(props: Props, config: Config) -> list[str]:
 
 
 def instance_ingress_from_gateway(resources: Sequence[Resource], config: Config) -> list[Violation]:
-    """Instance security groups are the launch templates' groups; the gateway's are the ALB's."""
+    """Instance security groups are the launch templates' groups; the gateway's are the ALB's,
+    plus the scale-to-zero activators' (functions behind the same ALB that forward held requests)."""
     instance_groups = {urn for lt in of_type(resources, LAUNCH_TEMPLATE) for urn in lt.depends_through("vpcSecurityGroupIds")}
     gateway_groups = {urn for lb in of_type(resources, LOAD_BALANCER) for urn in lb.depends_through("securityGroups")}
+    gateway_groups |= {urn for fn in of_type(resources, LAMBDA_FUNCTION) for urn in fn.depends_through("vpcConfig")}
     violations = []
     for rule in of_type(resources, INGRESS_RULE):
         if not instance_groups.intersection(rule.depends_through("securityGroupId")):
@@ -79,7 +82,7 @@ def instance_ingress_from_gateway(resources: Sequence[Resource], config: Config)
             ))
         elif not gateway_groups.intersection(rule.depends_through("referencedSecurityGroupId")):
             violations.append(Violation(
-                "instances accept traffic from a security group that is not the gateway's; "
+                "instances accept traffic from a security group that is neither the gateway's nor an activator's; "
                 "reference the load balancer's security group instead",
                 rule.urn,
             ))

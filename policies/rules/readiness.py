@@ -10,6 +10,8 @@ READINESS_PATH = "/ping"
 
 
 def target_group_checks_readiness(props: Props, config: Config) -> list[str]:
+    if props.get("targetType") == "lambda":
+        return []  # the scale-to-zero activator: a function, not a runtime with a readiness path
     path = config.get("readinessPath", READINESS_PATH)
     if prop(props, "healthCheck.enabled", True) is False:
         return [f"the health check is disabled; enable it on {path} so instances that cannot answer get no traffic"]

@@ -1,0 +1,274 @@
+"""The Kiln activator: holds a request for a served model that has scaled to zero.
+
+While a served model has no ready instance, its share of the endpoint's listener rule
+points at this Lambda's target group instead of the instances'. For each request the
+activator raises the autoscaling group to one instance, waits until an instance is
+healthy in the target group *and* answers 200 on /ping (the runtime says 503 until its
+model is loaded and warmed up), forwards the held request to it, and gives the route
+back to the instances. This is what the Knative activator does for KServe; SageMaker
+answers errors while it wakes, and Databricks documents only "higher latency".
+
+The same function puts the served model to sleep: the idle alarm (no requests for
+`idleMinutesBeforeZero`) invokes it, and it takes the route first, then sets the group
+to zero, so no request ever meets an empty target group.
+
+Standard library and boto3 only: this file is the whole Lambda package.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Callable
+
+import boto3
+
+log = logging.getLogger("kiln.activator")
+log.setLevel(logging.INFO)
+
+# Headers that describe one hop, not the request (RFC 9110 section 7.6.1), plus the ALB's.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "host", "content-length"}
+# What the held request needs after the instance is ready: time to be answered and returned.
+FORWARD_MARGIN_SECONDS = 5.0
+PING_TIMEOUT_SECONDS = 2.0
+# modify_rule is read-modify-write; two activators of one endpoint may race, so re-check.
+ROUTE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one activator serves, from the Lambda's environment (set by infra/components/activator.py)."""
+
+    group_name: str
+    target_group_arn: str
+    activator_target_group_arn: str
+    listener_arn: str
+    request_timeout_seconds: float
+    readiness_path: str = "/ping"
+    port: int = 8080
+    poll_seconds: float = 2.0
+
+    @classmethod
+    def from_environment(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            group_name=env["KILN_GROUP_NAME"],
+            target_group_arn=env["KILN_TARGET_GROUP_ARN"],
+            activator_target_group_arn=env["KILN_ACTIVATOR_TARGET_GROUP_ARN"],
+            listener_arn=env["KILN_LISTENER_ARN"],
+            request_timeout_seconds=float(env["KILN_REQUEST_TIMEOUT_SECONDS"]),
+            readiness_path=env.get("KILN_READINESS_PATH", "/ping"),
+            port=int(env.get("KILN_PORT", "8080")),
+            poll_seconds=float(env.get("KILN_POLL_SECONDS", "2")),
+        )
+
+
+class Activator:
+    """Wakes, waits, forwards and hands the route back; or takes the route and sleeps."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        autoscaling: Any,
+        elbv2: Any,
+        ec2: Any,
+        address_of: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.autoscaling = autoscaling
+        self.elbv2 = elbv2
+        self.ec2 = ec2
+        # Where an instance's runtime listens; the private IP in the VPC by default.
+        self.address_of = address_of or self._private_address
+        self.clock = clock
+        self.sleep = sleep
+
+    # --- requests --------------------------------------------------------------------
+    def handle_request(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Answer one ALB request: forward it as soon as an instance is ready, or 503 at the deadline."""
+        started = self.clock()
+        deadline = started + max(self.settings.request_timeout_seconds - FORWARD_MARGIN_SECONDS, 1.0)
+        address = self.ready_address()
+        if address is None:
+            woke = self.wake()
+            log.info("no ready instance; %s, holding the request", "woke the group" if woke else "group already waking")
+            address = self.wait_until_ready(deadline)
+        if address is None:
+            waited = round(self.clock() - started, 1)
+            return _error(
+                503,
+                "TEMPORARILY_UNAVAILABLE",
+                f"served model is starting from zero and no instance was ready within {waited:g} s; retry shortly",
+                retry_after=30,
+            )
+        remaining = max(self.settings.request_timeout_seconds - (self.clock() - started), 1.0)
+        response = self.forward(address, event, remaining)
+        self.give_route_back()
+        return response
+
+    def ready_address(self) -> str | None:
+        """An instance the ALB considers healthy whose runtime answers 200 on /ping."""
+        health = self.elbv2.describe_target_health(TargetGroupArn=self.settings.target_group_arn)
+        healthy = [
+            d["Target"]["Id"] for d in health["TargetHealthDescriptions"] if d["TargetHealth"]["State"] == "healthy"
+        ]
+        for instance_id in healthy:
+            address = self.address_of(instance_id)
+            if _answers_ready(f"http://{address}{self.settings.readiness_path}"):
+                return address
+        return None
+
+    def wake(self) -> bool:
+        """Raise the group to one instance if it is at zero; True if this call did it."""
+        group = self._group()
+        if group["DesiredCapacity"] >= 1:
+            return False
+        # HonorCooldown=False: a scale-in that just finished must not delay a waiting request.
+        self.autoscaling.set_desired_capacity(
+            AutoScalingGroupName=self.settings.group_name, DesiredCapacity=1, HonorCooldown=False
+        )
+        return True
+
+    def wait_until_ready(self, deadline: float) -> str | None:
+        while True:
+            address = self.ready_address()
+            if address is not None or self.clock() >= deadline:
+                return address
+            self.sleep(min(self.settings.poll_seconds, max(deadline - self.clock(), 0.0)))
+
+    def forward(self, address: str, event: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send the held request to the instance as the ALB would have, and return its answer."""
+        query = urllib.parse.urlencode(event.get("queryStringParameters") or {})
+        url = f"http://{address}{event.get('path', '/')}" + (f"?{query}" if query else "")
+        body = event.get("body") or ""
+        data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+        headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() not in HOP_BY_HOP}
+        request = urllib.request.Request(url, data=data or None, headers=headers, method=event.get("httpMethod", "POST"))
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return _alb_response(reply.status, dict(reply.headers), reply.read())
+        except urllib.error.HTTPError as error:
+            return _alb_response(error.code, dict(error.headers), error.read())
+        except (urllib.error.URLError, TimeoutError) as error:
+            return _error(502, "BAD_GATEWAY", f"the woken instance did not answer: {error}")
+
+    # --- routing ---------------------------------------------------------------------
+    def give_route_back(self) -> bool:
+        """Point the rule's share for this served model at its instances again."""
+        return self._swap(self.settings.activator_target_group_arn, self.settings.target_group_arn)
+
+    def take_route(self) -> bool:
+        """Point the rule's share for this served model at the activator."""
+        return self._swap(self.settings.target_group_arn, self.settings.activator_target_group_arn)
+
+    def _swap(self, old: str, new: str) -> bool:
+        for _ in range(ROUTE_ATTEMPTS):
+            rule = self._rule()
+            if rule is None:
+                raise LookupError(f"no rule on {self.settings.listener_arn} forwards to this served model")
+            groups = rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
+            if not any(g["TargetGroupArn"] == old for g in groups):
+                return False
+            swapped = [
+                {"TargetGroupArn": new if g["TargetGroupArn"] == old else g["TargetGroupArn"], "Weight": g.get("Weight", 1)}
+                for g in groups
+            ]
+            self.elbv2.modify_rule(
+                RuleArn=rule["RuleArn"], Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": swapped}}]
+            )
+            after = self._rule()
+            if after is not None and any(
+                g["TargetGroupArn"] == new for g in after["Actions"][0]["ForwardConfig"]["TargetGroups"]
+            ):
+                return True
+        raise RuntimeError(f"the listener rule kept changing; could not route to {new}")
+
+    def _rule(self) -> dict[str, Any] | None:
+        mine = {self.settings.target_group_arn, self.settings.activator_target_group_arn}
+        for rule in self.elbv2.describe_rules(ListenerArn=self.settings.listener_arn)["Rules"]:
+            for action in rule.get("Actions", []):
+                groups = (action.get("ForwardConfig") or {}).get("TargetGroups", [])
+                if action.get("Type") == "forward" and any(g["TargetGroupArn"] in mine for g in groups):
+                    return {"RuleArn": rule["RuleArn"], "Actions": [action]}
+        return None
+
+    # --- sleeping --------------------------------------------------------------------
+    def handle_alarm(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The idle alarm fired: take the route, then let the group go to zero."""
+        state = event.get("alarmData", {}).get("state", {}).get("value")
+        if state != "ALARM":
+            return {"action": "none", "reason": f"alarm state {state}"}
+        took = self.take_route()
+        self.autoscaling.set_desired_capacity(
+            AutoScalingGroupName=self.settings.group_name, DesiredCapacity=0, HonorCooldown=False
+        )
+        return {"action": "slept", "routeTaken": took}
+
+    # --- AWS lookups -----------------------------------------------------------------
+    def _group(self) -> dict[str, Any]:
+        groups = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[self.settings.group_name])
+        if not groups["AutoScalingGroups"]:
+            raise LookupError(f"autoscaling group {self.settings.group_name} does not exist")
+        return groups["AutoScalingGroups"][0]
+
+    def _private_address(self, instance_id: str) -> str:
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        ip = reservations[0]["Instances"][0]["PrivateIpAddress"]
+        return f"{ip}:{self.settings.port}"
+
+
+def _answers_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=PING_TIMEOUT_SECONDS) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        return False
+
+
+def _alb_response(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The Lambda-target response shape the ALB expects; binary bodies go base64."""
+    kept = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    return {"statusCode": status, "statusDescription": _status_line(status), "headers": kept, "body": text, "isBase64Encoded": encoded}
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _error(status: int, code: str, message: str, retry_after: int | None = None) -> dict[str, Any]:
+    """Errors in the Databricks serving shape ({"error_code", "message"}) so clients parse them alike."""
+    headers = {"Content-Type": "application/json"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    body = json.dumps({"error_code": code, "message": message})
+    return {"statusCode": status, "statusDescription": _status_line(status), "headers": headers, "body": body, "isBase64Encoded": False}
+
+
+def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point: ALB requests carry requestContext.elb; alarm actions carry alarmData."""
+    activator = Activator(
+        Settings.from_environment(),
+        boto3.client("autoscaling"),
+        boto3.client("elbv2"),
+        boto3.client("ec2"),
+    )
+    if "alarmData" in event:
+        return activator.handle_alarm(event)
+    return activator.handle_request(event)

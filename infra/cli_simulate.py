@@ -1,0 +1,107 @@
+"""`kiln simulate`: replay a request-rate trace through a stack's scaling settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from infra.config import ConfigError, load_stack
+from infra.plan import EndpointPlan, ServedModelPlan, plan_stack
+from infra.simulator.model import simulate
+from infra.simulator.policies import policies_for
+from infra.simulator.report import as_json, summarize
+from infra.simulator.timeline import draw
+from infra.simulator.trace import BUILTIN_SHAPES, Trace, TraceError, resolve
+
+# Built-in shapes peak at this share of the endpoint's largest capacity, so scaling is exercised
+# without simply saturating the maximum.
+DEFAULT_PEAK_FRACTION = 0.6
+
+
+def default_peak_qps(endpoint: EndpointPlan) -> float:
+    """Requests per second the endpoint's served models could answer at their maximum, × 0.6."""
+    full = sum(
+        s.capacity.max_concurrency / (s.capacity.latency_ms / 1000) * s.traffic_percentage / 100
+        for s in endpoint.served_models
+    )
+    return round(full * DEFAULT_PEAK_FRACTION, 3)
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(2)
+
+
+@click.command(help=(
+    "Replay a request-rate trace through STACK's scaling (and compare with ALB-only scaling and "
+    f"Databricks' stated behaviour). --trace is a CSV of 'second,rps' or a shape: {', '.join(BUILTIN_SHAPES)}."
+))
+@click.argument("stack")
+@click.option("--trace", "trace_spec", required=True, help="CSV file (second,rps) or a built-in shape name.")
+@click.option("--endpoint", help="Endpoint to replay (default: the stack's first).")
+@click.option("--peak-qps", type=float, help="Peak of a built-in shape (default: 60 % of the endpoint's maximum).")
+@click.option("--duration", type=click.IntRange(min=60), help="Length of a built-in shape in seconds.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), help="Draw the timeline to this PNG file.")
+@click.option("--json", "as_json_output", is_flag=True, help="Print one JSON object instead of tables.")
+def simulate_command(
+    stack: str, trace_spec: str, endpoint: str | None, peak_qps: float | None, duration: int | None,
+    png: Path | None, as_json_output: bool,
+) -> None:
+    try:
+        name, config = load_stack(stack)
+    except ConfigError as error:
+        _fail(f"invalid stack config\n{error}")
+    plan = plan_stack(name, config)
+    endpoints = {e.name: e for e in plan.endpoints}
+    chosen = endpoints.get(endpoint) if endpoint else plan.endpoints[0]
+    if chosen is None:
+        _fail(f"no endpoint {endpoint!r} in stack {name}; endpoints: {', '.join(endpoints)}")
+    try:
+        trace = resolve(trace_spec, peak_qps or default_peak_qps(chosen), duration)
+    except TraceError as error:
+        _fail(str(error))
+
+    report = {"stack": name, "endpoint": chosen.name, "trace": trace.name, "durationSeconds": trace.duration_seconds, "servedModels": []}
+    drawn: list[Path] = []
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    for served in chosen.served_models:
+        share = trace.scaled(served.traffic_percentage / 100)
+        results = [simulate(policy, share) for policy in policies_for(served)]
+        report["servedModels"].append(as_json(served.name, served.traffic_percentage, results))
+        if png is not None:
+            target = png if len(chosen.served_models) == 1 else png.with_name(f"{png.stem}-{served.name}{png.suffix}")
+            try:
+                drawn.append(draw(results, target, f"{name} / {chosen.name} / {served.name}: {trace.name}"))
+            except RuntimeError as error:
+                _fail(str(error))
+        if not as_json_output:
+            _print(console, served, share, results)
+    if png is not None:
+        report["png"] = [str(p) for p in drawn]
+    if as_json_output:
+        click.echo(json.dumps(report, indent=2))
+    elif drawn:
+        console.print(f"timeline: {', '.join(str(p) for p in drawn)}")
+
+
+def _print(console: Console, served: ServedModelPlan, trace: Trace, results: list) -> None:
+    table = Table(title=(
+        f"{served.resource_name} ({served.traffic_percentage} % of traffic, {trace.name}, "
+        f"{trace.duration_seconds} s, {trace.total_requests:,.0f} requests)"
+    ))
+    for column in ("policy", "served %", "rejected", "time to capacity (s)", "cold start (s)", "max wait (s)", "peak inst.", "inst.-hours", "cost $"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for result in results:
+        s = summarize(result)
+        table.add_row(
+            s.label, f"{s.served_percent:.2f}", f"{s.rejected + s.timed_out:,.0f}",
+            ", ".join("never" if t is None else str(t) for t in s.time_to_capacity_seconds) or "-",
+            ", ".join(str(c) for c in s.cold_start_seconds) or "-",
+            f"{s.max_wait_seconds:g}", str(s.peak_instances), f"{s.instance_hours:.2f}", f"{s.cost_usd:.2f}",
+        )
+    console.print(table)

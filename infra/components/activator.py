@@ -1,0 +1,328 @@
+"""Scale to zero and back for one served model: the activator Lambda and its alarms.
+
+The flow (docs/scaling.md, "Scale to zero"):
+- Idle: no requests to the served model's instances or its activator for
+  `idleMinutesBeforeZero` minutes → the idle alarm invokes the activator, which points the
+  served model's share of the listener rule at the activator's target group, then sets
+  the group to zero.
+- Wake: a request reaches the activator (a Lambda target behind the same rule), which
+  raises the group to one, holds the request until an instance is ready (at most the
+  endpoint's request timeout), forwards it and gives the route back.
+- Fallback: if the activator cannot wake the group (throttled, failing), an alarm on the
+  activator target group's requests while the group's desired capacity is 0 sets it to 1.
+
+The Lambda's code is infra/activator/handler.py; its IAM role may only scale its own
+group, rewrite rules of its own listener, and read what it must to find a ready instance.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.gateway import Gateway
+from infra.components.served_model import ServedModel
+from infra.names import short_name
+from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
+
+HANDLER_SOURCE = Path(__file__).resolve().parent.parent / "activator" / "handler.py"
+LAMBDA_RUNTIME = "python3.12"
+# Lambda's hard limit on one invocation.
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+# The Lambda answers a moment after the request timeout, never before it.
+LAMBDA_TIMEOUT_MARGIN_SECONDS = 10
+LOG_RETENTION_DAYS = 30
+ALB_PERIOD_SECONDS = 60
+
+
+class Activator(pulumi.ComponentResource):
+    """Holds requests while a scale-to-zero served model has no ready instance."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: ServedModelPlan,
+        served_model: ServedModel,
+        gateway: Gateway,
+        vpc_id: str,
+        subnet_ids: list[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("kiln:serving:Activator", name, {"servedModel": plan.resource_name}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = plan.tags
+        scaling = plan.scaling
+
+        # Lambda targets have no VPC or port, so nothing here forces a replacement.
+        self.target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            name=short_name(["kiln", plan.tags["kiln:stack"], plan.endpoint, plan.name, "wake"]),
+            target_type="lambda",
+            tags=tags,
+            opts=child,
+        )
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=vpc_id, description="Kiln activator: held requests to its served model", tags=tags, opts=child
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-to-instances",
+            security_group_id=self.security_group.id,
+            ip_protocol="tcp",
+            from_port=RUNTIME_PORT,
+            to_port=RUNTIME_PORT,
+            referenced_security_group_id=gateway.instance_security_group.id,
+            opts=child,
+        )
+        # The Auto Scaling, ELB and EC2 APIs, through a NAT gateway or VPC endpoints.
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-https-out",
+            security_group_id=self.security_group.id,
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-instances-from-activator",
+            security_group_id=gateway.instance_security_group.id,
+            ip_protocol="tcp",
+            from_port=RUNTIME_PORT,
+            to_port=RUNTIME_PORT,
+            referenced_security_group_id=self.security_group.id,
+            opts=child,
+        )
+
+        self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-least-privilege",
+            role=self.role.id,
+            policy=pulumi.Output.all(served_model.group.arn, gateway.listener.arn, self.log_group.arn).apply(
+                lambda arns: activator_policy(*arns)
+            ),
+            opts=child,
+        )
+
+        self.function = aws.lambda_.Function(
+            f"{name}-fn",
+            runtime=LAMBDA_RUNTIME,
+            handler="handler.handle",
+            role=self.role.arn,
+            code=pulumi.AssetArchive({"handler.py": pulumi.FileAsset(str(HANDLER_SOURCE))}),
+            timeout=lambda_timeout_seconds(plan.request_timeout_seconds),
+            memory_size=128,
+            environment={
+                "variables": {
+                    "KILN_GROUP_NAME": served_model.group.name,
+                    "KILN_TARGET_GROUP_ARN": served_model.target_group.arn,
+                    "KILN_ACTIVATOR_TARGET_GROUP_ARN": self.target_group.arn,
+                    "KILN_LISTENER_ARN": gateway.listener.arn,
+                    "KILN_REQUEST_TIMEOUT_SECONDS": str(plan.request_timeout_seconds),
+                    "KILN_READINESS_PATH": READINESS_PATH,
+                    "KILN_PORT": str(RUNTIME_PORT),
+                }
+            },
+            vpc_config={"subnet_ids": subnet_ids, "security_group_ids": [self.security_group.id]},
+            logging_config={"log_format": "Text", "log_group": self.log_group.name},
+            tags=tags,
+            opts=child,
+        )
+        invoke_from_alb = aws.lambda_.Permission(
+            f"{name}-from-alb",
+            action="lambda:InvokeFunction",
+            function=self.function.name,
+            principal="elasticloadbalancing.amazonaws.com",
+            source_arn=self.target_group.arn,
+            opts=child,
+        )
+        aws.lb.TargetGroupAttachment(
+            f"{name}-target",
+            target_group_arn=self.target_group.arn,
+            target_id=self.function.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoke_from_alb]),
+        )
+
+        alb = {"LoadBalancer": gateway.load_balancer.arn_suffix}
+        self.idle_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-idle",
+            alarm_description=(
+                f"{plan.resource_name}: no requests for {scaling.idle_minutes_before_zero} min; "
+                "the activator takes the route and scales the group to zero"
+            ),
+            comparison_operator="LessThanOrEqualToThreshold",
+            threshold=0,
+            evaluation_periods=scaling.idle_minutes_before_zero,
+            datapoints_to_alarm=scaling.idle_minutes_before_zero,
+            # The ALB writes no data point for a minute without requests: that is idleness.
+            treat_missing_data="breaching",
+            metric_queries=[
+                _request_count("served", {**alb, "TargetGroup": served_model.target_group.arn_suffix}),
+                _request_count("held", {**alb, "TargetGroup": self.target_group.arn_suffix}),
+                {"id": "requests", "expression": "FILL(served, 0) + FILL(held, 0)", "label": "requests", "return_data": True},
+            ],
+            alarm_actions=[self.function.arn],
+            tags=tags,
+            opts=child,
+        )
+        aws.lambda_.Permission(
+            f"{name}-from-idle-alarm",
+            action="lambda:InvokeFunction",
+            function=self.function.name,
+            principal="lambda.alarms.cloudwatch.amazonaws.com",
+            source_arn=self.idle_alarm.arn,
+            opts=child,
+        )
+
+        self.wake_policy = aws.autoscaling.Policy(
+            f"{name}-wake",
+            autoscaling_group_name=served_model.group.name,
+            policy_type="StepScaling",
+            adjustment_type="ExactCapacity",
+            step_adjustments=[{"scaling_adjustment": 1, "metric_interval_lower_bound": "0"}],
+            estimated_instance_warmup=scaling.instance_warmup_seconds,
+            opts=child,
+        )
+        self.wake_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-wake-fallback",
+            alarm_description=(
+                f"{plan.resource_name}: requests are waiting at the activator while the group is at zero; "
+                "set it to one instance (fallback for an activator that could not)"
+            ),
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            evaluation_periods=1,
+            treat_missing_data="notBreaching",
+            metric_queries=[
+                _request_count("held", {**alb, "TargetGroup": self.target_group.arn_suffix}),
+                {
+                    "id": "capacity",
+                    "metric": {
+                        "namespace": "AWS/AutoScaling",
+                        "metric_name": "GroupDesiredCapacity",
+                        "dimensions": {"AutoScalingGroupName": served_model.group.name},
+                        "stat": "Maximum",
+                        "period": ALB_PERIOD_SECONDS,
+                    },
+                },
+                # Only while the group is at zero, so it never shrinks a group that has grown.
+                {"id": "cold", "expression": "IF(FILL(held, 0) > 0 AND capacity < 1, 1, 0)", "label": "cold", "return_data": True},
+            ],
+            alarm_actions=[self.wake_policy.arn],
+            tags=tags,
+            opts=child,
+        )
+        self.register_outputs({"functionArn": self.function.arn, "targetGroupArn": self.target_group.arn})
+
+
+def lambda_timeout_seconds(request_timeout_seconds: int) -> int:
+    """Long enough to hold a request for the endpoint's whole request timeout, within Lambda's 900 s."""
+    return min(request_timeout_seconds + LAMBDA_TIMEOUT_MARGIN_SECONDS, LAMBDA_MAX_TIMEOUT_SECONDS)
+
+
+def activator_policy(group_arn: str, listener_arn: str, log_group_arn: str) -> str:
+    """Scale its own group, rewrite its own listener's rules, find ready instances, write its logs."""
+    # arn:…:listener/app/<lb>/<id>/<listener-id> → arn:…:listener-rule/app/<lb>/<id>/<listener-id>/*
+    rules = listener_arn.replace(":listener/", ":listener-rule/", 1) + "/*"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group_arn},
+                {"Sid": "RouteOwnListener", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rules},
+                {
+                    # Describe calls cannot be scoped to a resource (IAM service authorization reference).
+                    "Sid": "FindReadyInstances",
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:DescribeAutoScalingGroups",
+                        "elasticloadbalancing:DescribeTargetHealth",
+                        "elasticloadbalancing:DescribeRules",
+                        "ec2:DescribeInstances",
+                    ],
+                    "Resource": "*",
+                },
+                {
+                    # A VPC Lambda manages its own network interfaces; these actions take no resource ARN.
+                    "Sid": "VpcNetworkInterfaces",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "WriteLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": f"{log_group_arn}:*",
+                },
+            ],
+        }
+    )
+
+
+def activators_for(
+    served_models: dict[str, ServedModel],
+    plans: list[ServedModelPlan],
+    gateway: Gateway,
+    vpc_id: str,
+    subnet_ids: list[str],
+    parent: pulumi.Resource,
+) -> dict[str, Activator]:
+    """One activator per scale-to-zero served model of an endpoint."""
+    return {
+        plan.name: Activator(
+            f"{plan.resource_name}-activator",
+            plan,
+            served_models[plan.name],
+            gateway,
+            vpc_id,
+            subnet_ids,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        for plan in plans
+        if plan.scale_to_zero
+    }
+
+
+def route_target_group(served_model: ServedModel, activator: Activator | None) -> pulumi.Output[str]:
+    """Where a served model's share of the rule points at deploy time.
+
+    A scale-to-zero group starts at zero, so its share starts at the activator; the first
+    request wakes it and the activator hands the share to the instances. A later `pulumi up`
+    writes the activator back, which the next request undoes the same way.
+    """
+    return activator.target_group.arn if activator is not None else served_model.target_group.arn
+
+
+def _request_count(id_: str, dimensions: dict) -> dict:
+    return {
+        "id": id_,
+        "metric": {
+            "namespace": "AWS/ApplicationELB",
+            "metric_name": "RequestCount",
+            "dimensions": dimensions,
+            "stat": "Sum",
+            "period": ALB_PERIOD_SECONDS,
+        },
+    }

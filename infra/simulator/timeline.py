@@ -1,0 +1,39 @@
+"""Draw a simulation's timeline as a PNG: load against capacity, instances, and failed requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.simulator.model import Result
+
+
+def draw(results: list[Result], path: Path, title: str) -> Path:
+    """One column of three panels per comparison; needs the `plots` extra (matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display on CI machines
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise RuntimeError("drawing a timeline needs matplotlib: pip install 'kiln[plots]'") from error
+
+    figure, (load, instances, failed) = plt.subplots(3, 1, sharex=True, figsize=(11, 8))
+    minutes = [t.second / 60 for t in results[0].ticks]
+    load.plot(minutes, [t.rps for t in results[0].ticks], color="black", linewidth=1.2, label="arriving rps")
+    for result in results:
+        load.plot(minutes, [t.capacity_rps for t in result.ticks], linewidth=1, label=f"capacity: {result.policy.label}")
+        instances.step(minutes, [t.running for t in result.ticks], where="post", linewidth=1, label=result.policy.label)
+        failed.plot(minutes, [t.rejected + t.timed_out for t in result.ticks], linewidth=1, label=result.policy.label)
+    load.set_ylabel("requests / s")
+    instances.set_ylabel("instances (billed)")
+    failed.set_ylabel("rejected / s")
+    failed.set_xlabel("minutes")
+    for axis in (load, instances, failed):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper right")
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
