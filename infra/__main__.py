@@ -5,11 +5,12 @@ import pulumi
 from infra.bake_stack import bake_served_models, builder_compute_type
 from infra.components.artifact_store import ArtifactStore
 from infra.components.endpoint import Endpoint
+from infra.components.foundation import Foundation, Release
 from infra.components.gateway import Gateway
 from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
 from infra.components.model_artifact import ModelArtifactUpload
-from infra.plan import plan_stack
+from infra.plan import ServedModelPlan, plan_stack
 from infra.program_config import stack_config_from_pulumi
 from models.build_context import render_build_context
 
@@ -18,18 +19,19 @@ config = stack_config_from_pulumi()
 plan = plan_stack(stack, config)
 network = config.network
 # Resolve, inspect and check every model before declaring anything (PackagingError stops here).
-baked = bake_served_models(plan)
+checked = bake_served_models(plan)
+baked = [model for model, _ in checked.values()]
 
 artifact_store = ArtifactStore("artifacts", tags=plan.tags)
 registry = ImageRegistry("images", tags=plan.tags)
 builder = ImageBuilder(
-    "images", registry, artifact_store, builder_compute_type(baked.values()), config.build.timeout_minutes,
+    "images", registry, artifact_store, builder_compute_type(baked), config.build.timeout_minutes,
     config.region, tags=plan.tags,
 )
 # Content addresses dedupe: one image per environment, one upload per model digest.
 images = {}
 artifacts = {}
-for model in baked.values():
+for model in baked:
     if model.image_tag not in images:
         images[model.image_tag] = EnvironmentImage(model.image_tag, render_build_context(model.environment), builder, plan.tags)
     if model.artifact_digest not in artifacts:
@@ -37,19 +39,16 @@ for model in baked.values():
             f"model-{model.artifact_digest[:16]}", model, artifact_store, config.region
         )
 gateway = Gateway("gateway", plan.gateway, network.vpc_id, tags=plan.tags)
+foundation = Foundation(gateway, artifact_store, registry, network.vpc_id, network.private_subnet_ids)
+
+
+def release(served: ServedModelPlan) -> Release:
+    model, findings = checked[served.resource_name]
+    return Release(model, findings, images[model.image_tag].image_uri, artifacts[model.artifact_digest].upload)
+
+
 endpoints = {
-    endpoint.name: Endpoint(
-        endpoint.name,
-        endpoint,
-        {s.name: baked[s.resource_name] for s in endpoint.served_models},
-        {s.name: images[baked[s.resource_name].image_tag].image_uri for s in endpoint.served_models},
-        {s.name: artifacts[baked[s.resource_name].artifact_digest].upload for s in endpoint.served_models},
-        gateway,
-        artifact_store,
-        registry,
-        network.vpc_id,
-        network.private_subnet_ids,
-    )
+    endpoint.name: Endpoint(endpoint.name, endpoint, {s.name: release(s) for s in endpoint.served_models}, foundation)
     for endpoint in plan.endpoints
 }
 

@@ -37,15 +37,16 @@ def bake_and_check(served: ServedModelPlan, plan: StackPlan) -> tuple[BakedModel
     return baked, baked.findings(serving_target(served, plan))
 
 
-def bake_served_models(plan: StackPlan) -> dict[str, BakedModel]:
-    """Baked models by served model resource name; raises PackagingError on an error finding."""
-    baked = {}
+def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Finding]]]:
+    """Baked models and their (warning) findings by served model resource name; raises
+    PackagingError on an error finding, before anything is declared."""
+    checked = {}
     for served in plan.served_models:
         model, findings = bake_and_check(served, plan)
         if any(f.level == "error" for f in findings):
             raise StackPackagingError(served.resource_name, findings)
-        baked[served.resource_name] = model
-    return baked
+        checked[served.resource_name] = (model, findings)
+    return checked
 
 
 def builder_compute_type(baked: Iterable[BakedModel]) -> str:

@@ -173,3 +173,25 @@ def test_review_of_a_stack_breaking_policy_says_failed(tmp_path: Path, example_s
 
     assert "### Policies: ❌ failed" in markdown
     assert "**mandatory**" in markdown and "`no-scale-to-zero`" in markdown
+
+
+def test_review_lists_packaging_warnings_per_served_model(tmp_path: Path, example_store) -> None:
+    from tests.bake_support import save_pyfunc
+
+    model = save_pyfunc(tmp_path / "no-example", input_example=False)
+    config = stack_config("dev", example_store)
+    config["kiln:endpoints"][0]["servedModels"][0]["modelUri"] = str(model)
+    path = write_stack(tmp_path, config, stack="dev")
+
+    review = build_review(str(path))
+    markdown = render_markdown(review)
+
+    [served] = review.served_models
+    assert [f["id"] for f in served.findings] == ["input-example-missing"]
+    assert "**fraud-scorer/champion**" in markdown and "⚠️ `input-example-missing`:" in markdown
+
+
+def test_clean_models_say_so_in_the_packaging_section(prod_review) -> None:
+    markdown = render_markdown(prod_review)
+
+    assert markdown.count(": no findings from the packaging checks.") == len(prod_review.served_models)

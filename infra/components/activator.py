@@ -23,7 +23,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.gateway import Gateway
+from infra.components.foundation import Foundation
 from infra.components.served_model import ServedModel
 from infra.names import short_name
 from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
@@ -46,12 +46,11 @@ class Activator(pulumi.ComponentResource):
         name: str,
         plan: ServedModelPlan,
         served_model: ServedModel,
-        gateway: Gateway,
-        vpc_id: str,
-        subnet_ids: list[str],
+        foundation: Foundation,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kiln:serving:Activator", name, {"servedModel": plan.resource_name}, opts)
+        gateway, vpc_id, subnet_ids = foundation.gateway, foundation.vpc_id, foundation.subnet_ids
         child = pulumi.ResourceOptions(parent=self)
         tags = plan.tags
         scaling = plan.scaling
@@ -284,9 +283,7 @@ def activator_policy(group_arn: str, listener_arn: str, log_group_arn: str) -> s
 def activators_for(
     served_models: dict[str, ServedModel],
     plans: list[ServedModelPlan],
-    gateway: Gateway,
-    vpc_id: str,
-    subnet_ids: list[str],
+    foundation: Foundation,
     parent: pulumi.Resource,
 ) -> dict[str, Activator]:
     """One activator per scale-to-zero served model of an endpoint."""
@@ -295,9 +292,7 @@ def activators_for(
             f"{plan.resource_name}-activator",
             plan,
             served_models[plan.name],
-            gateway,
-            vpc_id,
-            subnet_ids,
+            foundation,
             opts=pulumi.ResourceOptions(parent=parent),
         )
         for plan in plans

@@ -6,12 +6,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.activator import activators_for, route_target_group
-from infra.components.artifact_store import ArtifactStore
-from infra.components.gateway import Gateway
-from infra.components.image_registry import ImageRegistry
+from infra.components.foundation import Foundation, Release
 from infra.components.served_model import ServedModel
 from infra.plan import EndpointPlan
-from models.bake import BakedModel
 
 
 class Endpoint(pulumi.ComponentResource):
@@ -25,35 +22,20 @@ class Endpoint(pulumi.ComponentResource):
         self,
         name: str,
         plan: EndpointPlan,
-        baked: dict[str, BakedModel],
-        images: dict[str, pulumi.Input[str]],
-        artifacts: dict[str, pulumi.Resource],
-        gateway: Gateway,
-        artifact_store: ArtifactStore,
-        registry: ImageRegistry,
-        vpc_id: str,
-        subnet_ids: list[str],
+        releases: dict[str, Release],
+        foundation: Foundation,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kiln:serving:Endpoint", name, None, opts)
+        gateway = foundation.gateway
         self.served_models = {
             served.name: ServedModel(
-                served.resource_name,
-                served,
-                baked[served.name],
-                images[served.name],
-                artifacts[served.name],
-                gateway,
-                artifact_store,
-                registry,
-                vpc_id,
-                subnet_ids,
-                opts=pulumi.ResourceOptions(parent=self),
+                served.resource_name, served, releases[served.name], foundation, opts=pulumi.ResourceOptions(parent=self)
             )
             for served in plan.served_models
         }
         # Scale-to-zero served models are reached through an activator while they have no instance.
-        self.activators = activators_for(self.served_models, plan.served_models, gateway, vpc_id, subnet_ids, parent=self)
+        self.activators = activators_for(self.served_models, plan.served_models, foundation, parent=self)
         self.route = aws.lb.ListenerRule(
             f"{name}-route",
             listener_arn=gateway.listener.arn,

@@ -9,14 +9,11 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.catalog import ami_parameter
-from infra.components.artifact_store import ArtifactStore
 from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
-from infra.components.gateway import Gateway
-from infra.components.image_registry import ImageRegistry
+from infra.components.foundation import Foundation, Release
 from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
 from infra.scaling import in_flight_metric_statement
 from infra.user_data import Deployment, render_user_data
-from models.bake import BakedModel
 
 LOG_RETENTION_DAYS = 30
 # A new instance must pass this many consecutive /ping checks (10 s apart) to take traffic.
@@ -36,20 +33,16 @@ class ServedModel(pulumi.ComponentResource):
         self,
         name: str,
         plan: ServedModelPlan,
-        baked: BakedModel,
-        image: pulumi.Input[str],
-        artifact: pulumi.Resource,
-        gateway: Gateway,
-        artifact_store: ArtifactStore,
-        registry: ImageRegistry,
-        vpc_id: str,
-        subnet_ids: list[str],
+        release: Release,
+        foundation: Foundation,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         sizing = plan.capacity.sizing
+        baked, image, gateway = release.baked, release.image, foundation.gateway
+        artifact_store, registry = foundation.artifact_store, foundation.registry
         # Registered as the component's inputs so the policy pack and the review see the
         # served model as a whole: its plan, its model and what the model says about itself.
-        super().__init__("kiln:serving:ServedModel", name, served_model_properties(plan, baked), opts)
+        super().__init__("kiln:serving:ServedModel", name, served_model_properties(plan, release), opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = plan.tags
 
@@ -139,7 +132,7 @@ class ServedModel(pulumi.ComponentResource):
             port=RUNTIME_PORT,
             protocol="HTTP",
             target_type="instance",
-            vpc_id=vpc_id,
+            vpc_id=foundation.vpc_id,
             deregistration_delay=plan.deregistration_delay_seconds,
             # Model latency varies per request; send work to the least busy instance.
             load_balancing_algorithm_type="least_outstanding_requests",
@@ -163,7 +156,7 @@ class ServedModel(pulumi.ComponentResource):
             f"{name}-asg",
             min_size=sizing.min_instances,
             max_size=sizing.max_instances,
-            vpc_zone_identifiers=subnet_ids,
+            vpc_zone_identifiers=foundation.subnet_ids,
             target_group_arns=[self.target_group.arn],
             health_check_type="ELB",
             health_check_grace_period=grace,
@@ -175,7 +168,7 @@ class ServedModel(pulumi.ComponentResource):
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             # Scaling policies own the desired capacity once the group exists. Instances fetch
             # the model at start, so its upload must be complete before any can launch.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"], depends_on=[artifact]),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"], depends_on=[release.artifact]),
         )
         self.scaling = ServedModelScaling(name, plan, self.group, self.target_group, gateway, opts=child)
         self.image = pulumi.Output.from_input(image)
@@ -192,9 +185,10 @@ class ServedModel(pulumi.ComponentResource):
         )
 
 
-def served_model_properties(plan: ServedModelPlan, baked: BakedModel) -> dict:
+def served_model_properties(plan: ServedModelPlan, release: Release) -> dict:
     sizing = plan.capacity.sizing
     optional = {} if plan.expected_peak_concurrency is None else {"expectedPeakConcurrency": plan.expected_peak_concurrency}
+    baked = release.baked
     return {
         "endpoint": plan.endpoint,
         "servedModelName": plan.name,
@@ -213,6 +207,8 @@ def served_model_properties(plan: ServedModelPlan, baked: BakedModel) -> dict:
         "artifactDigest": baked.artifact_digest,
         "imageTag": baked.image_tag,
         "manifest": baked.manifest.as_properties(),
+        # Warnings too (errors stop the program before this point): the review lists them.
+        "packagingFindings": [{"id": f.id, "level": f.level, "message": f.message} for f in release.findings],
         # The SSM parameter the launch template's AMI comes from: the resolved AMI id says
         # nothing about its drivers, the parameter does.
         "amiParameter": ami_parameter(plan.profile),

@@ -25,6 +25,7 @@ class ServedModelReview:
     image_status: str
     request_timeout: int
     manifest: dict[str, Any]
+    findings: list[dict[str, str]]
 
     @property
     def monthly_cost_min(self) -> float:
@@ -119,6 +120,7 @@ def review_served_models(report: PlanReport, base: PlanReport | None) -> list[Se
                 image_tag=p["imageTag"],
                 image_status=_image_status(p["imageTag"], f"{row['endpoint']}/{row['name']}", owners, base_tags),
                 request_timeout=p["requestTimeoutSeconds"],
+                findings=p["packagingFindings"],
                 manifest=p["manifest"],
             )
         )

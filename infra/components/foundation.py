@@ -1,0 +1,34 @@
+"""What every served model of a stack stands on: network, gateway, artifact store, registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from infra.components.artifact_store import ArtifactStore
+from infra.components.gateway import Gateway
+from infra.components.image_registry import ImageRegistry
+from models.bake import BakedModel
+from models.checks import Finding
+
+
+@dataclass(frozen=True)
+class Foundation:
+    """The stack-wide pieces, created once and shared by every endpoint."""
+
+    gateway: Gateway
+    artifact_store: ArtifactStore
+    registry: ImageRegistry
+    vpc_id: str
+    subnet_ids: list[str]
+
+
+@dataclass(frozen=True)
+class Release:
+    """One served model's bake result: the checked model, its built image, its uploaded files."""
+
+    baked: BakedModel
+    findings: list[Finding]
+    image: pulumi.Input[str]  # digest-pinned reference from the image build
+    artifact: pulumi.Resource  # the model upload; instances start only after it exists
