@@ -24,6 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.foundation import Foundation
+from infra.components.iam import service_role
 from infra.components.served_model import ServedModel
 from infra.names import short_name
 from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
@@ -96,26 +97,15 @@ class Activator(pulumi.ComponentResource):
         )
 
         self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
-        self.role = aws.iam.Role(
+        self.role = service_role(
             f"{name}-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
-            tags=tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
             f"{name}-least-privilege",
-            role=self.role.id,
-            policy=pulumi.Output.all(served_model.group.arn, gateway.listener.arn, self.log_group.arn).apply(
+            "lambda.amazonaws.com",
+            pulumi.Output.all(served_model.group.arn, gateway.listener.arn, self.log_group.arn).apply(
                 lambda arns: activator_policy(*arns)
             ),
-            opts=child,
+            tags,
+            child,
         )
 
         self.function = aws.lambda_.Function(

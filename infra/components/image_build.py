@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.artifact_store import ArtifactStore
+from infra.components.iam import service_role
 from infra.components.image_registry import ImageRegistry
 from infra.providers.image_build import ImageBuild
 from models.build_context import BuildContext, render_buildspec
@@ -49,26 +50,15 @@ class ImageBuilder(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-build-logs", retention_in_days=BUILD_LOG_RETENTION_DAYS, tags=tags, opts=child
         )
-        self.role = aws.iam.Role(
+        self.role = service_role(
             f"{name}-build-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
-            tags=tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
             f"{name}-build-least-privilege",
-            role=self.role.id,
-            policy=pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
+            "codebuild.amazonaws.com",
+            pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
                 lambda arns: _build_policy(*arns)
             ),
-            opts=child,
+            tags,
+            child,
         )
         self.project = aws.codebuild.Project(
             f"{name}-project",

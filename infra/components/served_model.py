@@ -11,6 +11,7 @@ import pulumi_aws as aws
 from infra.catalog import ami_parameter
 from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
 from infra.components.foundation import Foundation, Release
+from infra.components.iam import service_role
 from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
 from infra.scaling import in_flight_metric_statement
 from infra.user_data import Deployment, render_user_data
@@ -49,24 +50,15 @@ class ServedModel(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child
         )
-        self.role = aws.iam.Role(
+        self.role = service_role(
             f"{name}-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-                }
-            ),
-            tags=tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
             f"{name}-least-privilege",
-            role=self.role.id,
-            policy=pulumi.Output.all(
-                artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn
-            ).apply(lambda arns: _instance_policy(*arns, artifact_key=baked.artifact_key)),
-            opts=child,
+            "ec2.amazonaws.com",
+            pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
+                lambda arns: _instance_policy(*arns, artifact_key=baked.artifact_key)
+            ),
+            tags,
+            child,
         )
         # Session Manager instead of SSH: no key pairs, no port 22, every session audited.
         aws.iam.RolePolicyAttachment(
