@@ -20,7 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from infra.bake_stack import bake_and_check
-from infra.config import ConfigError, load_stack
+from infra.cli_errors import errors, user_errors
+from infra.config import load_stack
 from infra.plan import ServedModelPlan, plan_stack
 from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError, render_build_context
@@ -28,7 +29,6 @@ from models.checks import Finding
 from models.reload import ReloadResult, reload_check
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
 
 
 @dataclass
@@ -141,21 +141,15 @@ def bake_command(
     stack: str, served_models: tuple[str, ...], skip_reload: bool, as_json: bool, output: Path | None,
     mlflow_tracking_uri: str | None,
 ) -> None:
-    try:
+    with user_errors():
         name, config = load_stack(stack)
-    except ConfigError as error:
-        errors.print(f"[bold red]error:[/] invalid stack config\n{error}", highlight=False)
-        sys.exit(2)
     if mlflow_tracking_uri:
         config = config.model_copy(update={"mlflow_tracking_uri": mlflow_tracking_uri})
     plan = plan_stack(name, config)
     reports = []
     for served in _selected(plan.served_models, served_models):
-        try:
+        with user_errors({ModelResolutionError: f"cannot resolve served model {served.endpoint}/{served.name}: "}):
             reports.append(bake_one(served, plan, skip_reload, output))
-        except ModelResolutionError as error:
-            errors.print(f"[bold red]error:[/] cannot resolve served model {served.endpoint}/{served.name}: {error}", highlight=False)
-            sys.exit(2)
     if as_json:
         click.echo(json.dumps({"stack": name, "servedModels": [r.as_dict() for r in reports]}, indent=2))
     else:

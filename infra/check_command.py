@@ -14,16 +14,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from infra.config import ConfigError
-from infra.plan_report import PlanReport, build_plan_report
-from infra.policy_check import POLICIES_DIR, PolicyPackError, load_policy_pack_config
+from infra.cli_errors import user_errors
+from infra.plan_report import build_plan_report
+from infra.policy_check import POLICIES_DIR, load_policy_pack_config
 from infra.policy_console import print_policy_check
-from models.artifacts import ModelResolutionError
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(2)
 
 
 @click.command(help="Run the policy pack in policies/ against STACK offline (as `pulumi preview --policy-pack policies`).")
@@ -47,19 +41,12 @@ def _fail(message: str) -> None:
 def check(
     stack: str, as_json: bool, policy_pack_config: Path | None, mlflow_tracking_uri: str | None, preview: bool, pack_dir: Path
 ) -> None:
-    report: PlanReport | None = None
-    try:
+    with user_errors():
         policy_config = load_policy_pack_config(policy_pack_config)
         report = build_plan_report(
             stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=policy_config, pack_dir=pack_dir
         )
-    except ConfigError as error:
-        _fail(f"invalid stack config\n{error}")
-    except ModelResolutionError as error:
-        _fail(f"cannot resolve a served model: {error}")
-    except PolicyPackError as error:
-        _fail(f"no policy verdict: {error}")
-    assert report is not None and report.policy is not None
+    assert report.policy is not None
     if as_json:
         click.echo(json.dumps(
             {"stack": report.plan.stack, "environment": report.plan.config.environment, "preview": preview,

@@ -11,44 +11,20 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
 from infra.bake_command import bake_command
 from infra.check_command import check
+from infra.cli_errors import errors, user_errors
 from infra.cli_simulate import simulate_command
-from infra.config import ConfigError, json_schema
-from infra.plan_report import PlanReport, build_plan_report, plan_as_json
-from infra.plan_console import print_plan
+from infra.config import json_schema
 from infra.import_command import import_databricks
-from infra.policy_check import PolicyPackError
+from infra.plan_console import print_plan
+from infra.plan_report import build_plan_report, plan_as_json
 from infra.review.command import review
 from infra.serving_commands import runtime_command, serve_command
-from models.artifacts import ModelResolutionError
-from models.build_context import BuildContextError
-from models.checks import PackagingError
 
 # Tables stay readable when piped into a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-def _plan_or_exit(stack: str, tracking_uri: str | None, preview: bool) -> PlanReport:
-    try:
-        return build_plan_report(stack, tracking_uri=tracking_uri, preview=preview)
-    except ConfigError as error:
-        _fail(f"invalid stack config\n{error}")
-    except ModelResolutionError as error:
-        _fail(f"cannot resolve a served model: {error}")
-    except PolicyPackError as error:
-        _fail(f"the policy pack gave no verdict: {error}")
-    except (PackagingError, BuildContextError) as error:
-        _fail(escape(str(error)))  # check ids are in [brackets], not rich markup
-    raise AssertionError("unreachable")
 
 
 @click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.")
@@ -69,7 +45,8 @@ tracking_option = click.option(
 @click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
 @tracking_option
 def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | None) -> None:
-    report = _plan_or_exit(stack, mlflow_tracking_uri, preview)
+    with user_errors():
+        report = build_plan_report(stack, tracking_uri=mlflow_tracking_uri, preview=preview)
     if as_json:
         click.echo(json.dumps(plan_as_json(report), indent=2))
     else:

@@ -10,12 +10,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from infra.config import ConfigError, load_stack
+from infra.cli_errors import fail, user_errors
+from infra.config import load_stack
 from infra.plan import EndpointPlan, ServedModelPlan, plan_stack
 from infra.simulator.model import simulate
 from infra.simulator.policies import policies_for
 from infra.simulator.report import as_json, summarize
-from infra.simulator.timeline import draw
+from infra.simulator.timeline import TimelineError, draw
 from infra.simulator.trace import BUILTIN_SHAPES, Trace, TraceError, resolve
 
 # Built-in shapes peak at this share of the endpoint's largest capacity, so scaling is exercised
@@ -30,11 +31,6 @@ def default_peak_qps(endpoint: EndpointPlan) -> float:
         for s in endpoint.served_models
     )
     return round(full * DEFAULT_PEAK_FRACTION, 3)
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise SystemExit(2)
 
 
 @click.command(help=(
@@ -52,19 +48,15 @@ def simulate_command(
     stack: str, trace_spec: str, endpoint: str | None, peak_qps: float | None, duration: int | None,
     png: Path | None, as_json_output: bool,
 ) -> None:
-    try:
+    with user_errors():
         name, config = load_stack(stack)
-    except ConfigError as error:
-        _fail(f"invalid stack config\n{error}")
     plan = plan_stack(name, config)
     endpoints = {e.name: e for e in plan.endpoints}
     chosen = endpoints.get(endpoint) if endpoint else plan.endpoints[0]
     if chosen is None:
-        _fail(f"no endpoint {endpoint!r} in stack {name}; endpoints: {', '.join(endpoints)}")
-    try:
+        fail(f"no endpoint {endpoint!r} in stack {name}; endpoints: {', '.join(endpoints)}")
+    with user_errors({TraceError: ""}):
         trace = resolve(trace_spec, peak_qps or default_peak_qps(chosen), duration)
-    except TraceError as error:
-        _fail(str(error))
 
     report = {"stack": name, "endpoint": chosen.name, "trace": trace.name, "durationSeconds": trace.duration_seconds, "servedModels": []}
     drawn: list[Path] = []
@@ -75,10 +67,8 @@ def simulate_command(
         report["servedModels"].append(as_json(served.name, served.traffic_percentage, results))
         if png is not None:
             target = png if len(chosen.served_models) == 1 else png.with_name(f"{png.stem}-{served.name}{png.suffix}")
-            try:
+            with user_errors({TimelineError: ""}):
                 drawn.append(draw(results, target, f"{name} / {chosen.name} / {served.name}: {trace.name}"))
-            except RuntimeError as error:
-                _fail(str(error))
         if not as_json_output:
             _print(console, served, share, results)
     if png is not None:

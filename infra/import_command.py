@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
+from infra.cli_errors import fail, user_errors
 from infra.config import NAMESPACE, ConfigError
 from infra.databricks_import import import_endpoint
 
@@ -21,11 +22,8 @@ from infra.databricks_import import import_endpoint
 def import_databricks(endpoint_json: Path) -> None:
     try:
         document = json.loads(endpoint_json.read_text())
-        endpoint = import_endpoint(document, str(endpoint_json))
     except json.JSONDecodeError as error:
-        click.echo(f"error: {endpoint_json}: not valid JSON ({error})", err=True)
-        raise SystemExit(2) from None
-    except ConfigError as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
+        fail(f"{endpoint_json}: not valid JSON ({error})")
+    with user_errors({ConfigError: "not importable as a Kiln endpoint\n"}):
+        endpoint = import_endpoint(document, str(endpoint_json))
     click.echo(yaml.safe_dump({f"{NAMESPACE}:endpoints": [endpoint]}, sort_keys=False), nl=False)

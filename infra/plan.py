@@ -13,7 +13,7 @@ from infra.catalog import PROFILES, ComputeProfile
 from infra.config import IDLE_TIMEOUT_MARGIN_SECONDS, Endpoint, ServedModel, StackConfig
 from infra.names import listener_rule_priorities, short_name
 from infra.scaling import ScalingPlan, plan_scaling
-from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
+from models.runtime.contract import RUNTIME_PORT
 
 # ALB deregistration delay range is 0-3600 s.
 MAX_DEREGISTRATION_DELAY_SECONDS = 3600

@@ -10,15 +10,9 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-errors = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(code)
+from infra.cli_errors import errors, user_errors
 
 
 @click.command("runtime", help="Start one serving runtime for a model (what the image's entrypoint runs). "
@@ -37,11 +31,8 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
     from models.runtime.server import serve
     from models.runtime.settings import SettingsError, settings_from_env
 
-    try:
+    with user_errors({SettingsError: "invalid settings: "}):
         settings = settings_from_env(require_model=False)
-    except SettingsError as error:
-        _fail(f"invalid settings: {error}")
-        return
     settings = settings.with_overrides(
         model_uri=model_uri, model_digest=model_digest.lower() if model_digest else None,
         host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
@@ -58,19 +49,10 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per served model.")
 @click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri.")
 def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
-    from infra.config import ConfigError
     from infra.local_stack import LocalServeError, run_router, start_stack
-    from models.artifacts import ModelResolutionError
 
-    try:
-        with errors.status("starting served models…") as status:
-            local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)
-    except ConfigError as error:
-        _fail(f"invalid stack config\n{error}")
-        return
-    except (ModelResolutionError, LocalServeError) as error:
-        _fail(str(error))
-        return
+    with user_errors({LocalServeError: ""}), errors.status("starting served models…") as status:
+        local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)
     table = Table("endpoint", "served model", "traffic %", "runtime", title=f"kiln serve {stack} on http://127.0.0.1:{port}")
     for runtime in local.runtimes:
         table.add_row(runtime.endpoint, runtime.served_model, str(runtime.traffic_percentage), runtime.url)

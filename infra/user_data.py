@@ -11,7 +11,8 @@ from pathlib import Path
 
 import jinja2
 
-from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
+from infra.plan import ServedModelPlan
+from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import jinja2
 
-from infra.plan import CPU_HEALTH_CHECK_GRACE_SECONDS, GPU_HEALTH_CHECK_GRACE_SECONDS, READINESS_PATH, RUNTIME_PORT
+from infra.plan import CPU_HEALTH_CHECK_GRACE_SECONDS, GPU_HEALTH_CHECK_GRACE_SECONDS
 from models import RUNTIME_VERSION, artifacts
 from models import environment as environment_module
 from models.environment import MODELS_DIR, TEMPLATES_DIR, Environment
+from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 # uv only provides a standalone CPython on CUDA bases; pinned so the recipe is reproducible.
 UV_IMAGE = "ghcr.io/astral-sh/uv:0.5.11"

@@ -27,7 +27,8 @@ from infra.components.foundation import Foundation
 from infra.components.iam import service_role
 from infra.components.served_model import ServedModel
 from infra.names import short_name
-from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
+from infra.plan import ServedModelPlan
+from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 HANDLER_SOURCE = Path(__file__).resolve().parent.parent / "activator" / "handler.py"
 LAMBDA_RUNTIME = "python3.12"

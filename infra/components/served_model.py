@@ -12,9 +12,10 @@ from infra.catalog import ami_parameter
 from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
 from infra.components.foundation import Foundation, Release
 from infra.components.iam import service_role
-from infra.plan import READINESS_PATH, RUNTIME_PORT, ServedModelPlan
+from infra.plan import ServedModelPlan
 from infra.scaling import in_flight_metric_statement
 from infra.user_data import Deployment, render_user_data
+from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 LOG_RETENTION_DAYS = 30
 # A new instance must pass this many consecutive /ping checks (10 s apart) to take traffic.

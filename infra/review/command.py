@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from infra.config import ConfigError
+from infra.cli_errors import user_errors
 from infra.review.render import render_html, render_markdown
 from infra.review.report import ReviewError, build_review
-from models.artifacts import ModelResolutionError
 
 
 @click.command(help="Write the review report of a stack: what runs, what it costs, what changed, what policies say.")
@@ -19,11 +18,8 @@ from models.artifacts import ModelResolutionError
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write; stdout if omitted.")
 @click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
 def review(stack: str, against: str | None, fmt: str, output: Path | None, mlflow_tracking_uri: str | None) -> None:
-    try:
+    with user_errors({ReviewError: ""}):
         result = build_review(stack, against=against, tracking_uri=mlflow_tracking_uri)
-    except (ConfigError, ModelResolutionError, ReviewError) as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
     text = render_html(result) if fmt == "html" else render_markdown(result)
     if output:
         output.write_text(text)

@@ -7,6 +7,10 @@ from pathlib import Path
 from infra.simulator.model import Result
 
 
+class TimelineError(Exception):
+    """The timeline cannot be drawn here (matplotlib, the `plots` extra, is not installed)."""
+
+
 def draw(results: list[Result], path: Path, title: str) -> Path:
     """One column of three panels per comparison; needs the `plots` extra (matplotlib)."""
     try:
@@ -15,7 +19,7 @@ def draw(results: list[Result], path: Path, title: str) -> Path:
         matplotlib.use("Agg")  # files only: no display on CI machines
         import matplotlib.pyplot as plt
     except ImportError as error:
-        raise RuntimeError("drawing a timeline needs matplotlib: pip install 'kiln[plots]'") from error
+        raise TimelineError("drawing a timeline needs matplotlib: pip install 'kiln[plots]'") from error
 
     figure, (load, instances, failed) = plt.subplots(3, 1, sharex=True, figsize=(11, 8))
     minutes = [t.second / 60 for t in results[0].ticks]

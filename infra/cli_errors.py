@@ -1,0 +1,49 @@
+"""How every `kiln` command reports a user error: one clear message, exit code 2, no traceback.
+
+Each domain has one exception type carrying what a person needs (STYLE.md); this module is
+the one place that knows them all and how to introduce them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from rich.console import Console
+from rich.markup import escape
+
+from infra.config import ConfigError
+from infra.policy_check import PolicyPackError
+from models.artifacts import ModelResolutionError
+from models.build_context import BuildContextError
+from models.checks import PackagingError
+
+errors = Console(stderr=True)
+
+# What each user error is, in the words that start its message.
+INTRODUCTIONS: dict[type[Exception], str] = {
+    ConfigError: "invalid stack config\n",
+    ModelResolutionError: "cannot resolve a served model: ",
+    PackagingError: "",
+    BuildContextError: "",
+    PolicyPackError: "the policy pack gave no verdict: ",
+}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    # Messages carry check ids in [brackets] and paths; never read them as rich markup.
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+@contextmanager
+def user_errors(own: dict[type[Exception], str] | None = None) -> Iterator[None]:
+    """Turn the known user errors, and the command's `own` ({type: introduction}), into `fail`."""
+    introductions = {**INTRODUCTIONS, **(own or {})}
+    try:
+        yield
+    except tuple(introductions) as error:
+        intro = next(text for kind, text in introductions.items() if isinstance(error, kind))
+        fail(f"{intro}{error}")
