@@ -21,7 +21,7 @@ from pathlib import Path
 
 from infra.config import ConfigError, load_stack
 from infra.plan import plan_stack
-from models.artifacts import fetch_model
+from models.artifacts import fetch_model, registry_version
 
 READY_TIMEOUT_SECONDS = 300
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -69,10 +69,8 @@ def free_port() -> int:
 
 
 def _model_identity(resolved_uri: str) -> tuple[str, str]:
-    if resolved_uri.startswith("models:/"):
-        name, _, version = resolved_uri.removeprefix("models:/").partition("/")
-        return name, version
-    return resolved_uri, ""
+    """Registry name and version for /version; locally, a URI without one names itself."""
+    return registry_version(resolved_uri) or (resolved_uri, "")
 
 
 def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | None = None, workers: int = 1,

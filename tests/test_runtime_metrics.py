@@ -4,6 +4,7 @@ from READY on, and publishing can never take serving down."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -17,14 +18,14 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import httpx
 import pytest
-from tests.runtime_models import Switchboard, save
-from tests.runtime_support import PROJECT_ROOT, RunningProcess, moto_s3, start_runtime
 
 from infra.scaling import ScalingPlan
 from models.runtime.cloudwatch import FailureLog, InFlightPublisher, in_flight_datum, next_period_end
 from models.runtime.contract import IN_FLIGHT_METRIC, METRIC_NAMESPACE
 from models.runtime.gauge import PeakGauge
 from models.runtime.settings import SettingsError, settings_from_env
+from tests.runtime_models import Switchboard, save
+from tests.runtime_support import PROJECT_ROOT, RunningProcess, moto_s3, start_runtime
 
 __all__ = ["moto_s3"]
 
@@ -87,7 +88,6 @@ def test_a_failed_put_is_skipped_and_the_next_period_publishes_fresh_data() -> N
     gauge = PeakGauge()
     publisher = InFlightPublisher(DIMENSIONS, 10, gauge.take_peak, put=put)
     gauge.increment()
-    import asyncio
 
     asyncio.run(publisher.publish(0))
     gauge.increment()
@@ -138,7 +138,7 @@ def test_the_runtime_exits_2_on_bad_metric_settings() -> None:
     env = {"PYTHONPATH": str(PROJECT_ROOT), "KILN_MODEL_URI": "/m", "KILN_METRIC_PERIOD_SECONDS": "0",
            "PATH": "/usr/bin:/bin"}
 
-    result = subprocess.run([sys.executable, "-m", "models.runtime"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "models.runtime"], check=False, env=env, capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 2
     assert "KILN_METRIC_PERIOD_SECONDS" in result.stderr
@@ -177,7 +177,7 @@ def _in_flight(runtime: RunningProcess) -> int:
 
 
 @pytest.fixture(scope="module")
-def publishing(tmp_path_factory: pytest.TempPathFactory, moto_s3: dict[str, str]) -> Iterator[tuple[RunningProcess, float]]:  # noqa: F811
+def publishing(tmp_path_factory: pytest.TempPathFactory, moto_s3: dict[str, str]) -> Iterator[tuple[RunningProcess, float]]:
     """A runtime with one worker and a queue of two, publishing every second; also returns the
     last moment /ping was seen 503 (still loading), to check nothing was published before."""
     tmp = tmp_path_factory.mktemp("metrics")
@@ -206,7 +206,7 @@ def _ping(runtime: RunningProcess) -> int | None:
         return None
 
 
-def test_the_metric_carries_the_contract_namespace_name_and_dimensions(publishing, moto_s3) -> None:  # noqa: F811
+def test_the_metric_carries_the_contract_namespace_name_and_dimensions(publishing, moto_s3) -> None:
     cloudwatch = _cloudwatch(moto_s3)
 
     metrics = _poll(lambda: cloudwatch.list_metrics(
@@ -217,7 +217,7 @@ def test_the_metric_carries_the_contract_namespace_name_and_dimensions(publishin
     assert {(d["Name"], d["Value"]) for d in metrics[0]["Dimensions"]} == set(DIMENSIONS)
 
 
-def test_the_published_value_is_the_peak_in_flight_and_publishing_starts_once_ready(publishing, moto_s3) -> None:  # noqa: F811
+def test_the_published_value_is_the_peak_in_flight_and_publishing_starts_once_ready(publishing, moto_s3) -> None:
     runtime, last_loading = publishing
     cloudwatch = _cloudwatch(moto_s3)
     _poll(lambda: _series(cloudwatch, "Maximum"), "a first (idle) datum")
