@@ -22,6 +22,7 @@ from pathlib import Path
 from infra.config import ConfigError, load_stack
 from infra.plan import plan_stack
 from models.artifacts import fetch_model, registry_version
+from models.runtime.contract import METRIC_DIMENSIONS_ENV
 
 READY_TIMEOUT_SECONDS = 300
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +108,9 @@ def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | Non
                     "KILN_REQUEST_TIMEOUT_SECONDS": str(served.request_timeout_seconds),
                     "KILN_DRAIN_SECONDS": "5",
                 }
+                # A local runtime must never publish the in-flight metric: with the developer's
+                # AWS credentials it would feed the deployed stack's scaling policy.
+                env.pop(METRIC_DIMENSIONS_ENV, None)
                 process = subprocess.Popen([sys.executable, "-m", "models.runtime"], env=env)
                 local.runtimes.append(LocalRuntime(served.endpoint, served.name, served.traffic_percentage, port, process))
         for runtime in local.runtimes:
