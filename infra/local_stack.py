@@ -21,7 +21,8 @@ from pathlib import Path
 
 from infra.config import ConfigError, load_stack
 from infra.plan import plan_stack
-from models.artifacts import fetch_model
+from models.artifacts import fetch_model, registry_version
+from models.runtime.contract import METRIC_DIMENSIONS_ENV
 
 READY_TIMEOUT_SECONDS = 300
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -69,10 +70,8 @@ def free_port() -> int:
 
 
 def _model_identity(resolved_uri: str) -> tuple[str, str]:
-    if resolved_uri.startswith("models:/"):
-        name, _, version = resolved_uri.removeprefix("models:/").partition("/")
-        return name, version
-    return resolved_uri, ""
+    """Registry name and version for /version; locally, a URI without one names itself."""
+    return registry_version(resolved_uri) or (resolved_uri, "")
 
 
 def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | None = None, workers: int = 1,
@@ -109,6 +108,9 @@ def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | Non
                     "KILN_REQUEST_TIMEOUT_SECONDS": str(served.request_timeout_seconds),
                     "KILN_DRAIN_SECONDS": "5",
                 }
+                # A local runtime must never publish the in-flight metric: with the developer's
+                # AWS credentials it would feed the deployed stack's scaling policy.
+                env.pop(METRIC_DIMENSIONS_ENV, None)
                 process = subprocess.Popen([sys.executable, "-m", "models.runtime"], env=env)
                 local.runtimes.append(LocalRuntime(served.endpoint, served.name, served.traffic_percentage, port, process))
         for runtime in local.runtimes:

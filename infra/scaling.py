@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from infra.capacity import CapacityPlan
 from infra.config import Scaling
 
-# The in-flight metric the runtime publishes every 10 s, and the only metric the instance
-# role may put (cloudwatch:PutMetricData with condition cloudwatch:namespace).
-METRIC_NAMESPACE = "Kiln/Serving"
-IN_FLIGHT_METRIC = "InFlightRequests"
-# Dimension names, in the order the runtime sends them; values come from the plan.
-METRIC_DIMENSIONS = ("Stack", "Endpoint", "ServedModel")
-# How the runtime learns the dimension values: `Stack=dev,Endpoint=x,ServedModel=y`.
-METRIC_DIMENSIONS_ENV = "KILN_METRIC_DIMENSIONS"
-# CloudWatch high-resolution metrics go down to 1 s; target tracking reads them at 10 s at
-# best (docs.aws.amazon.com/autoscaling/ec2/userguide/policy-creating-high-resolution-metrics.html).
-HIGH_RESOLUTION_PERIOD_SECONDS = 10
+# The in-flight metric's contract lives with the runtime, because the image carries no infra
+# code; re-exported here for the components and the simulator, which import it from scaling.
+from models.runtime.contract import (
+    HIGH_RESOLUTION_PERIOD_SECONDS,  # noqa: F401 - re-exported
+    IN_FLIGHT_METRIC,  # noqa: F401 - re-exported
+    METRIC_DIMENSIONS,
+    METRIC_DIMENSIONS_ENV,
+    METRIC_NAMESPACE,
+    format_metric_dimensions,
+)
+
 # ALB metrics are 1-minute sums (docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
 ALB_METRIC_PERIOD_SECONDS = 60
 
@@ -96,7 +96,7 @@ class ScalingPlan:
         """What the runtime needs to publish the in-flight metric under these dimensions."""
         if not self.high_resolution_metric:
             return {}
-        return {METRIC_DIMENSIONS_ENV: ",".join(f"{k}={v}" for k, v in self.metric_dimensions.items())}
+        return {METRIC_DIMENSIONS_ENV: format_metric_dimensions(self.metric_dimensions)}
 
 
 def plan_scaling(

@@ -32,6 +32,10 @@ class Deployment:
     model_artifact_uri: str
     model_digest: str
     log_group: str
+    # Registry identity for /version (the S3 URI only carries the digest); empty when the
+    # served model's URI is not a registry version.
+    model_name: str = ""
+    model_version: str = ""
 
 
 def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
@@ -45,6 +49,8 @@ def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
         image=deployment.image,
         model_artifact_uri=deployment.model_artifact_uri,
         model_digest=deployment.model_digest,
+        model_name=deployment.model_name,
+        model_version=deployment.model_version,
         log_group=deployment.log_group,
         port=RUNTIME_PORT,
         workers=plan.capacity.sizing.units_per_instance,

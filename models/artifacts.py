@@ -62,6 +62,15 @@ def resolve_model_uri(model_uri: str, tracking_uri: str) -> str:
     return f"models:/{name}/{version.version}"
 
 
+def registry_version(resolved_uri: str) -> tuple[str, str] | None:
+    """(name, version) of a pinned registry URI (models:/fraud-scorer/3); None for anything else,
+    whose files carry no registry identity (runs:/, s3://, a path)."""
+    if not resolved_uri.startswith("models:/"):
+        return None
+    name, _, version = resolved_uri.removeprefix("models:/").partition("/")
+    return (name, version) if name and version.isdigit() else None
+
+
 def download_location(resolved_uri: str, tracking_uri: str) -> str:
     """Where the files are: a registry version's storage location, or the URI itself.
 

@@ -8,9 +8,8 @@ requirements.txt) because those cannot be produced with today's MLflow.
 
 from __future__ import annotations
 
-import shutil
-
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

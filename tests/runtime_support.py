@@ -80,7 +80,7 @@ def start_runtime(tmp: Path, name: str, **kiln_env: str) -> RunningProcess:
 
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[dict[str, str]]:
-    """moto's S3 on loopback and the env that points boto3 at it; never real AWS."""
+    """moto on loopback (S3, CloudWatch: every service) and the env that points boto3 at it; never real AWS."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -199,6 +199,22 @@ def test_user_data_runs_the_baked_image_with_the_model_digest(runs) -> None:
     assert "--gpus all" in user_data(run, "ticket-router.champion")
 
 
+def test_user_data_names_the_registry_model_and_version_for_the_version_endpoint(runs) -> None:
+    run = runs[("prod", False)]
+    script = user_data(run, "fraud-scorer.champion")
+
+    assert run.named("fraud-scorer.champion").inputs["resolvedModelUri"] == "models:/fraud-scorer/1"
+    assert "\nKILN_MODEL_NAME=fraud-scorer\n" in script
+    assert "\nKILN_MODEL_VERSION=1\n" in script
+
+
+def test_user_data_gives_the_container_the_instance_region(runs) -> None:
+    script = user_data(runs[("prod", False)], "fraud-scorer.champion")
+
+    assert """printf 'AWS_REGION=%s\\nAWS_DEFAULT_REGION=%s\\n' "${region}" "${region}" >> /etc/kiln-runtime.env""" in script
+    assert script.index(">> /etc/kiln-runtime.env") < script.index("docker run")
+
+
 def test_model_versions_with_the_same_environment_share_one_image(runs) -> None:
     run = runs[("prod", False)]
     champion = run.named("fraud-scorer.champion").inputs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import yaml
 from click.testing import CliRunner
 
 from infra.cli import main
-from infra.config import resolve_stack_path
 from infra.plan_report import build_plan_report
 from infra.review.render import render_html, render_markdown
 from infra.review.report import HOURS_PER_MONTH, build_review

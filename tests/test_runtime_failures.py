@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.runtime_models import Switchboard, save
-from tests.runtime_support import RunningProcess, start_runtime
 
 from models.runtime.auth import token_sha256
+from tests.runtime_models import Switchboard, save
+from tests.runtime_support import RunningProcess, start_runtime
 
 TOKEN = "s3cret-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from tests.runtime_models import FailsToLoad, Switchboard, save
 from tests.runtime_support import fraud_model_dir, moto_s3, start_runtime, upload_model
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from tests.conftest import stack_config, write_stack
 from tests.runtime_support import RunningProcess, free_port, start
 

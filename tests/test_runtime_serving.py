@@ -14,7 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.runtime_support import RunningProcess, fraud_model_dir, free_port, moto_s3, start, start_runtime, upload_model
+
+from tests.runtime_support import (
+    RunningProcess,
+    fraud_model_dir,
+    free_port,
+    moto_s3,
+    start,
+    start_runtime,
+    upload_model,
+)
 
 __all__ = ["fraud_model_dir", "moto_s3"]
 

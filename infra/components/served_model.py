@@ -15,6 +15,7 @@ from infra.components.iam import service_role
 from infra.plan import ServedModelPlan
 from infra.scaling import in_flight_metric_statement
 from infra.user_data import Deployment, render_user_data
+from models.artifacts import registry_version
 from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 LOG_RETENTION_DAYS = 30
@@ -70,6 +71,7 @@ class ServedModel(pulumi.ComponentResource):
         )
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=tags, opts=child)
 
+        model_name, model_version = registry_version(baked.resolved_uri) or ("", "")
         # `image` is the build resource's digest-pinned reference (repo@sha256:…), so an
         # instance never runs an image other than the one built and checked for this plan.
         deployment = pulumi.Output.all(
@@ -81,6 +83,8 @@ class ServedModel(pulumi.ComponentResource):
                 model_artifact_uri=f"s3://{values[2]}/{baked.artifact_key}",
                 model_digest=baked.artifact_digest,
                 log_group=values[3],
+                model_name=model_name,
+                model_version=model_version,
             )
         )
         user_data = deployment.apply(lambda d: base64.b64encode(render_user_data(plan, d).encode()).decode())

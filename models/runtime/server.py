@@ -8,6 +8,12 @@ the ASG replaces the instance and an instance refresh rolls back (DESIGN decisio
 SIGTERM (docker stop, scale-in, instance refresh) flips readiness to 503 and refuses new
 requests, lets admitted ones finish within KILN_DRAIN_SECONDS (the target group's
 deregistration delay), then stops the workers and exits 0.
+
+With KILN_METRIC_DIMENSIONS set, the in-flight metric is published from READY until drain
+(cloudwatch.py). Not while loading: every instance publishes under the same dimensions and
+target tracking averages them, so a loading instance's 0 would pull the average down in the
+middle of a scale-out and hold back the next one; it takes no traffic, so it has no load to
+report. Not while draining either: the ALB has stopped sending it requests and it is leaving.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from models.runtime.app import Phase, RuntimeApp
+from models.runtime.cloudwatch import InFlightPublisher
 from models.runtime.fetch import FetchError, fetch
 from models.runtime.settings import RuntimeSettings
 from models.runtime.workers import WorkerPool, WorkerStartError
@@ -81,6 +88,14 @@ async def _become_ready(settings: RuntimeSettings, app: RuntimeApp, pool: Worker
              info.get("load_seconds", 0), info.get("warm_up_seconds"))
 
 
+def _start_publisher(settings: RuntimeSettings, pool: WorkerPool) -> asyncio.Task[None] | None:
+    if not settings.metric_dimensions:
+        return None
+    publisher = InFlightPublisher(settings.metric_dimensions, settings.metric_period_seconds,
+                                  pool.in_flight_gauge.take_peak)
+    return asyncio.create_task(publisher.run())
+
+
 async def _serve(settings: RuntimeSettings) -> int:
     loop = asyncio.get_running_loop()
     failure: asyncio.Future[str] = loop.create_future()
@@ -102,6 +117,7 @@ async def _serve(settings: RuntimeSettings) -> int:
     server_task = asyncio.create_task(server.serve())
     ready_task = asyncio.create_task(_become_ready(settings, app, pool))
     term_task = asyncio.create_task(terminate.wait())
+    publisher_task: asyncio.Task[None] | None = None
     try:
         await asyncio.wait({ready_task, term_task, server_task, failure}, return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
@@ -119,12 +135,15 @@ async def _serve(settings: RuntimeSettings) -> int:
             else:
                 log.error("cannot serve %s", settings.model_uri, exc_info=error)
             return EXIT_FAILED
+        publisher_task = _start_publisher(settings, pool)
         await asyncio.wait({term_task, server_task, failure}, return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
             return _server_failed(server_task)
         if failure.done():
             log.error("%s; exiting", failure.result())
             return EXIT_FAILED
+        if publisher_task:
+            publisher_task.cancel()
         await _drain(app, pool, settings.drain_seconds)
         return EXIT_OK
     finally:
@@ -134,8 +153,9 @@ async def _serve(settings: RuntimeSettings) -> int:
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(server_task, 5)
-        for task in (ready_task, term_task):
-            task.cancel()
+        for task in (ready_task, term_task, publisher_task):
+            if task:
+                task.cancel()
         await pool.close()
         log.info("stopped")
 

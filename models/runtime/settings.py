@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from models.runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS, RUNTIME_PORT
+from models.runtime.contract import (
+    DATABRICKS_REQUEST_TIMEOUT_SECONDS,
+    HIGH_RESOLUTION_PERIOD_SECONDS,
+    METRIC_DIMENSIONS_ENV,
+    RUNTIME_PORT,
+    parse_metric_dimensions,
+)
 
 # Databricks' payload limit for custom models is 16 MB per request.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
@@ -42,6 +48,10 @@ class RuntimeSettings:
     auth_token_sha256: tuple[str, ...] = ()
     cache_dir: Path | None = None
     tracking_uri: str | None = None
+    # Set (by the plan, when highResolutionMetric is on): publish the in-flight metric.
+    metric_dimensions: tuple[tuple[str, str], ...] = ()
+    # 10 s in production (the contract); shorter only for tests and to watch it by hand.
+    metric_period_seconds: float = HIGH_RESOLUTION_PERIOD_SECONDS
 
     @property
     def queue_limit(self) -> int:
@@ -105,6 +115,17 @@ def _token_hashes(env: Mapping[str, str]) -> tuple[str, ...]:
     return hashes
 
 
+def _metric_dimensions(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    raw = env.get(METRIC_DIMENSIONS_ENV, "").strip()
+    if not raw:
+        return ()
+    try:
+        return parse_metric_dimensions(raw)
+    except ValueError as error:
+        raise SettingsError(f"{METRIC_DIMENSIONS_ENV}={raw!r}: {error} (e.g. Stack=dev,Endpoint=fraud-scorer,"
+                            "ServedModel=champion)") from None
+
+
 def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool = True) -> RuntimeSettings:
     """Parse KILN_* variables; raises SettingsError naming the first bad one."""
     env = os.environ if env is None else env
@@ -133,4 +154,6 @@ def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool 
         auth_token_sha256=_token_hashes(env),
         cache_dir=Path(cache) if cache else None,
         tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+        metric_dimensions=_metric_dimensions(env),
+        metric_period_seconds=_seconds(env, "KILN_METRIC_PERIOD_SECONDS", HIGH_RESOLUTION_PERIOD_SECONDS),
     )

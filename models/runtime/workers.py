@@ -24,6 +24,7 @@ from typing import Any
 
 import models
 from models.runtime import protocol
+from models.runtime.gauge import PeakGauge
 from models.runtime.protocol import Reply
 
 log = logging.getLogger("kiln.runtime")
@@ -122,7 +123,8 @@ class WorkerPool:
         self.capacity = workers + queue_limit
         self.load_timeout_seconds = load_timeout_seconds
         self.on_fatal = on_fatal
-        self.in_flight = 0
+        # Admitted and not yet answered (running plus queued); its peak feeds the CloudWatch metric.
+        self.in_flight_gauge = PeakGauge()
         self.busy = 0
         self.live = 0
         self.info: dict[str, Any] = {}
@@ -163,10 +165,14 @@ class WorkerPool:
         """Take a place in the queue or raise Overloaded; pair with `release`."""
         if self.in_flight >= self.capacity:
             raise Overloaded()
-        self.in_flight += 1
+        self.in_flight_gauge.increment()
 
     def release(self) -> None:
-        self.in_flight -= 1
+        self.in_flight_gauge.decrement()
+
+    @property
+    def in_flight(self) -> int:
+        return self.in_flight_gauge.value
 
     async def predict(self, content_type: str, body: bytes) -> Reply:
         """Score on the next free worker. Cancellation (the request timeout) while a worker is
