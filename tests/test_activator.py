@@ -29,6 +29,7 @@ class Runtime:
     """A local HTTP server that answers like the Kiln runtime."""
 
     pings_until_ready: int
+    busy_answers: int = 0  # how many invocations answer 503 (workers and queue full) first
     calls: list[str] = field(default_factory=list)
     pings: int = 0
     server: ThreadingHTTPServer | None = None
@@ -62,6 +63,10 @@ def start_runtime(runtime: Runtime) -> ThreadingHTTPServer:
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             runtime.calls.append(f"POST {self.path}")
+            if runtime.busy_answers > 0:
+                runtime.busy_answers -= 1
+                self._send(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "all workers are busy"})
+                return
             self._send(200, {"predictions": [len(body["inputs"])], "tenant": self.headers.get("X-Tenant")})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -74,8 +79,8 @@ def start_runtime(runtime: Runtime) -> ThreadingHTTPServer:
 def runtime_factory() -> Iterator[Any]:
     servers: list[ThreadingHTTPServer] = []
 
-    def make(pings_until_ready: int) -> Runtime:
-        runtime = Runtime(pings_until_ready)
+    def make(pings_until_ready: int, busy_answers: int = 0) -> Runtime:
+        runtime = Runtime(pings_until_ready, busy_answers)
         servers.append(start_runtime(runtime))
         return runtime
 
@@ -306,3 +311,27 @@ def test_settings_come_from_the_lambda_environment() -> None:
     )
 
     assert (settings.request_timeout_seconds, settings.readiness_path, settings.port) == (597.0, "/ping", 8080)
+
+
+def test_request_held_through_a_busy_instance_is_answered_once_a_worker_frees(aws, runtime_factory) -> None:
+    settings = served_model(aws, desired=0, routed_to_activator=True)
+    runtime = runtime_factory(pings_until_ready=1, busy_answers=2)
+    clock = FakeClock()
+
+    response = activator(aws, settings, runtime, clock).handle_request(request({"inputs": [[1]]}))
+
+    assert response["statusCode"] == 200
+    assert runtime.calls.count(f"POST {PATH}") == 3
+    assert clock.slept == [settings.poll_seconds] * 3  # one wait for readiness, two for a free worker
+
+
+def test_instance_busy_until_the_deadline_gets_its_own_503_back(aws, runtime_factory) -> None:
+    settings = served_model(aws, desired=0, routed_to_activator=True)
+    runtime = runtime_factory(pings_until_ready=0, busy_answers=10_000)
+    clock = FakeClock()
+
+    response = activator(aws, settings, runtime, clock).handle_request(request({"inputs": [[1]]}))
+
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["message"] == "all workers are busy"
+    assert clock.now <= settings.request_timeout_seconds - 5
