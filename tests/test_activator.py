@@ -18,7 +18,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from infra.activator import handler as handler_module
 from infra.activator.handler import Activator, Settings
+from tests.runtime_support import fraud_model_dir  # noqa: F401 (fixture)
 
 REGION = "us-east-1"
 PATH = "/serving-endpoints/fraud-scorer/invocations"
@@ -335,3 +337,46 @@ def test_instance_busy_until_the_deadline_gets_its_own_503_back(aws, runtime_fac
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["message"] == "all workers are busy"
     assert clock.now <= settings.request_timeout_seconds - 5
+
+
+def test_cold_request_is_held_until_the_real_kiln_runtime_is_ready_and_gets_its_prediction(
+    aws, tmp_path, fraud_model_dir, monkeypatch
+) -> None:
+    """The same wake, with the real runtime (`python -m models.runtime`) as the woken
+    instance: the activator must see its 503s while the model loads and forward only after."""
+    import dataclasses
+    import time
+
+    from models.artifacts import tree_digest
+    from tests.runtime_support import start_runtime
+
+    settings = dataclasses.replace(served_model(aws, desired=0, routed_to_activator=True), poll_seconds=0.2)
+    runtime = start_runtime(
+        tmp_path, "woken", KILN_MODEL_URI=str(fraud_model_dir), KILN_MODEL_DIGEST=tree_digest(fraud_model_dir)
+    )
+    address = runtime.url.removeprefix("http://")
+    pings: list[int] = []
+    answers_ready = handler_module._answers_ready
+
+    def watched_ready(url: str) -> bool:
+        ready = answers_ready(url)
+        pings.append(200 if ready else 503)
+        return ready
+
+    monkeypatch.setattr(handler_module, "_answers_ready", watched_ready)
+
+    woken = Activator(
+        settings, aws["autoscaling"], aws["elbv2"], aws["ec2"], address_of=lambda instance_id: address,
+        clock=time.monotonic, sleep=time.sleep,
+    )
+    body = {"dataframe_split": {"columns": ["amount", "merchant_risk", "hour", "card_age_days"],
+                                "data": [[120.0, 0.7, 3.0, 40.0], [5.0, 0.1, 14.0, 1500.0]]}}
+    try:
+        response = woken.handle_request(request(body))
+    finally:
+        runtime.stop()
+
+    assert response["statusCode"] == 200, response["body"]
+    assert len(json.loads(response["body"])["predictions"]) == 2
+    assert pings[0] == 503 and pings[-1] == 200  # held while the model loaded, forwarded once ready
+    assert desired_capacity(aws, settings) == 1
