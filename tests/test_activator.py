@@ -340,7 +340,7 @@ def test_instance_busy_until_the_deadline_gets_its_own_503_back(aws, runtime_fac
 
 
 def test_cold_request_is_held_until_the_real_kiln_runtime_is_ready_and_gets_its_prediction(
-    aws, tmp_path, fraud_model_dir, monkeypatch
+    aws, tmp_path, fraud_model_dir, monkeypatch  # noqa: F811 (fixture)
 ) -> None:
     """The same wake, with the real runtime (`python -m models.runtime`) as the woken
     instance: the activator must see its 503s while the model loads and forward only after."""
