@@ -12,16 +12,16 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from infra.bake_command import bake_command
-from infra.check_command import check
-from infra.cli_errors import errors, user_errors
-from infra.cli_simulate import simulate_command
+from infra.commands.bake import bake_command
+from infra.commands.check import check
+from infra.commands.errors import errors, user_errors
+from infra.commands.import_databricks import import_databricks
+from infra.commands.review import review
+from infra.commands.serving import runtime_command, serve_command
+from infra.commands.simulate import simulate_command
 from infra.config import json_schema
-from infra.import_command import import_databricks
 from infra.plan_console import print_plan
 from infra.plan_report import build_plan_report, plan_as_json
-from infra.review.command import review
-from infra.serving_commands import runtime_command, serve_command
 
 # Tables stay readable when piped into a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from infra.bake_stack import bake_and_check
-from infra.cli_errors import errors, user_errors
+from infra.commands.errors import errors, user_errors
 from infra.config import load_stack
 from infra.plan import ServedModelPlan, plan_stack
 from models.artifacts import ModelResolutionError

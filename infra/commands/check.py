@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from infra.cli_errors import user_errors
+from infra.commands.errors import user_errors
 from infra.plan_report import build_plan_report
 from infra.policy_check import POLICIES_DIR, load_policy_pack_config
 from infra.policy_console import print_policy_check

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from infra.cli_errors import fail, user_errors
+from infra.commands.errors import fail, user_errors
 from infra.config import load_stack
 from infra.plan import EndpointPlan, ServedModelPlan, plan_stack
 from infra.simulator.model import simulate
