@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from infra.commands.bake import bake_command
-from infra.commands.check import check
+from infra.commands.check import check, policy_pack_config_option
 from infra.commands.errors import errors, user_errors
 from infra.commands.import_databricks import import_databricks
 from infra.commands.review import review
@@ -22,6 +22,7 @@ from infra.commands.simulate import simulate_command
 from infra.config import json_schema
 from infra.plan_console import print_plan
 from infra.plan_report import build_plan_report, plan_as_json
+from infra.policy_check import load_policy_pack_config
 
 # Tables stay readable when piped into a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -44,9 +45,12 @@ tracking_option = click.option(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
 @tracking_option
-def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | None) -> None:
+@policy_pack_config_option
+def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | None, policy_pack_config: Path | None) -> None:
     with user_errors():
-        report = build_plan_report(stack, tracking_uri=mlflow_tracking_uri, preview=preview)
+        report = build_plan_report(
+            stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=load_policy_pack_config(policy_pack_config)
+        )
     if as_json:
         click.echo(json.dumps(plan_as_json(report), indent=2))
     else:

@@ -112,3 +112,17 @@ def test_schema_rejects_an_unknown_compute_type() -> None:
 
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, json_schema())
+
+
+def test_plan_applies_a_policy_pack_config(tmp_path: Path, example_store) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"hourly-cost-budget": {"maxHourlyCostUsd": 5}}))
+
+    result = CliRunner().invoke(
+        main,
+        ["plan", "prod", "--json", "--policy-pack-config", str(config), "--mlflow-tracking-uri", example_store.tracking_uri],
+    )
+
+    assert result.exit_code == 0, result.output
+    violations = json.loads(result.stdout)["policyViolations"]
+    assert [v["policy"] for v in violations if v["level"] == "mandatory"] == ["hourly-cost-budget"]

@@ -19,15 +19,17 @@ from infra.plan_report import build_plan_report
 from infra.policy_check import POLICIES_DIR, load_policy_pack_config
 from infra.policy_console import print_policy_check
 
-
-@click.command(help="Run the policy pack in policies/ against STACK offline (as `pulumi preview --policy-pack policies`).")
-@click.argument("stack")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the violations.")
-@click.option(
+policy_pack_config_option = click.option(
     "--policy-pack-config",
     type=click.Path(dir_okay=False, path_type=Path),
     help="JSON file of policy levels and settings, as `pulumi preview --policy-pack-config` takes.",
 )
+
+
+@click.command(help="Run the policy pack in policies/ against STACK offline (as `pulumi preview --policy-pack policies`).")
+@click.argument("stack")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the violations.")
+@policy_pack_config_option
 @click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
 @click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
 @click.option(
