@@ -14,41 +14,43 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.runtime_models import FailsToLoad, Switchboard, save
-from tests.runtime_support import fraud_model_dir, moto_s3, start_runtime, upload_model
+from tests.runtime_support import RunningProcess, fraud_model_dir, moto_s3, start_runtime, upload_model
 
 __all__ = ["fraud_model_dir", "moto_s3"]
 
 EXIT_TIMEOUT_SECONDS = 60
 
 
-def test_readiness_stays_503_and_the_runtime_exits_when_the_model_fails_to_load(tmp_path: Path) -> None:
-    model = save(FailsToLoad(), tmp_path / "broken", example_action="ok")
-    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(model))
+def refused_start(runtime: RunningProcess) -> tuple[list[int], int | None]:
+    """Every /ping status the runtime answered before it exited, and its exit code."""
     try:
         seen = runtime.wait_for_ping()
         code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
     finally:
         runtime.stop()
+    return seen, code
+
+
+@pytest.mark.parametrize(
+    ("model", "action", "logged"),
+    [(FailsToLoad(), "ok", "weights are corrupt"), (Switchboard(), "raise", "switchboard was told to fail")],
+    ids=["fails-to-load", "fails-warm-up"],
+)
+def test_readiness_stays_503_and_the_runtime_exits_when_the_model_cannot_answer(
+    tmp_path: Path, model: object, action: str, logged: str
+) -> None:
+    saved = save(model, tmp_path / "broken", example_action=action)
+
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(saved))
+
+    seen, code = refused_start(runtime)
 
     assert 200 not in seen
     assert code != 0
-    assert "weights are corrupt" in runtime.log()
-
-
-def test_readiness_stays_503_and_the_runtime_exits_when_warm_up_fails(tmp_path: Path) -> None:
-    model = save(Switchboard(), tmp_path / "fails-warm-up", example_action="raise")
-    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(model))
-    try:
-        seen = runtime.wait_for_ping()
-        code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
-    finally:
-        runtime.stop()
-
-    assert 200 not in seen
-    assert code != 0
-    assert "switchboard was told to fail" in runtime.log()
+    assert logged in runtime.log()
 
 
 def test_files_that_do_not_match_the_digest_refuse_to_start(tmp_path: Path, fraud_model_dir: Path,
@@ -57,11 +59,8 @@ def test_files_that_do_not_match_the_digest_refuse_to_start(tmp_path: Path, frau
     planned = "0" * 64
     runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=uri, KILN_MODEL_DIGEST=planned,
                             KILN_CACHE_DIR=str(tmp_path / "cache"), **moto_s3)
-    try:
-        seen = runtime.wait_for_ping()
-        code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)
-    finally:
-        runtime.stop()
+
+    seen, code = refused_start(runtime)
 
     assert 200 not in seen
     assert code != 0
