@@ -126,3 +126,15 @@ def test_plan_applies_a_policy_pack_config(tmp_path: Path, example_store) -> Non
     assert result.exit_code == 0, result.output
     violations = json.loads(result.stdout)["policyViolations"]
     assert [v["policy"] for v in violations if v["level"] == "mandatory"] == ["hourly-cost-budget"]
+
+
+def test_examples_fill_an_empty_store_once(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+
+    first = CliRunner().invoke(main, ["examples", "--store", str(store)])
+    again = CliRunner().invoke(main, ["examples", "--store", str(store)])
+
+    assert first.exit_code == 0, first.output
+    assert "registered models:/fraud-scorer/1, models:/fraud-scorer/2" in " ".join(first.stderr.split())
+    assert (store / "mlflow.db").is_file()
+    assert again.exit_code == 0 and "example models already in" in again.stderr
