@@ -14,4 +14,5 @@ plan: $(BIN)/kiln
 	$(BIN)/kiln plan dev
 
 test: $(BIN)/kiln
+	$(BIN)/ruff check .
 	$(BIN)/pytest
