@@ -6,16 +6,14 @@ Exit codes: 0 ok, 1 findings (policy violations), 2 invalid input (config, model
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from infra.commands.bake import bake_command
 from infra.commands.check import check, policy_pack_config_option
-from infra.commands.errors import errors, user_errors
 from infra.commands.import_databricks import import_databricks
+from infra.commands.output import console, errors, user_errors
 from infra.commands.review import review
 from infra.commands.serving import runtime_command, serve_command
 from infra.commands.simulate import simulate_command
@@ -23,9 +21,6 @@ from infra.config import json_schema
 from infra.plan_console import print_plan
 from infra.plan_report import build_plan_report, plan_as_json
 from infra.policy_check import load_policy_pack_config
-
-# Tables stay readable when piped into a file or a CI log.
-console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.")

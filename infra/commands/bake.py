@@ -15,20 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from infra.bake_stack import bake_and_check
-from infra.commands.errors import errors, user_errors
+from infra.commands.output import console, errors, user_errors
 from infra.config import load_stack
 from infra.plan import ServedModelPlan, plan_stack
 from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError, render_build_context
 from models.checks import Finding
 from models.reload import ReloadResult, reload_check
-
-console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @dataclass

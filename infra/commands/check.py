@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from infra.commands.errors import user_errors
+from infra.commands.output import console, user_errors
 from infra.plan_report import build_plan_report
 from infra.policy_check import POLICIES_DIR, load_policy_pack_config
 from infra.policy_console import print_policy_check
@@ -56,5 +55,5 @@ def check(
             indent=2,
         ))
     else:
-        print_policy_check(Console(width=None if sys.stdout.isatty() else 160), report.policy, report.plan.stack)
+        print_policy_check(console, report.policy, report.plan.stack)
     sys.exit(0 if report.policy.passed else 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
-from infra.commands.errors import fail, user_errors
+from infra.commands.output import fail, user_errors
 from infra.config import NAMESPACE, ConfigError
 from infra.databricks_import import import_endpoint
 

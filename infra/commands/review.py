@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from infra.commands.errors import user_errors
+from infra.commands.output import user_errors
 from infra.review.render import render_html, render_markdown
 from infra.review.report import ReviewError, build_review
 

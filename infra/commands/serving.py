@@ -12,7 +12,7 @@ import sys
 import click
 from rich.table import Table
 
-from infra.commands.errors import errors, user_errors
+from infra.commands.output import errors, user_errors
 
 
 @click.command("runtime", help="Start one serving runtime for a model (what the image's entrypoint runs). "

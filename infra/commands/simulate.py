@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from infra.commands.errors import fail, user_errors
+from infra.commands.output import console, fail, user_errors
 from infra.config import load_stack
 from infra.plan import EndpointPlan, ServedModelPlan, plan_stack
 from infra.simulator.model import simulate
@@ -60,7 +59,6 @@ def simulate_command(
 
     report = {"stack": name, "endpoint": chosen.name, "trace": trace.name, "durationSeconds": trace.duration_seconds, "servedModels": []}
     drawn: list[Path] = []
-    console = Console(width=None if sys.stdout.isatty() else 160)
     for served in chosen.served_models:
         share = trace.scaled(served.traffic_percentage / 100)
         results = [simulate(policy, share) for policy in policies_for(served)]

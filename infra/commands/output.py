@@ -1,7 +1,8 @@
-"""How every `kiln` command reports a user error: one clear message, exit code 2, no traceback.
+"""Where every `kiln` command writes: tables to stdout, progress and errors to stderr.
 
-Each domain has one exception type carrying what a person needs (STYLE.md); this module is
-the one place that knows them all and how to introduce them.
+A user error is one clear message, exit code 2, no traceback. Each domain has one
+exception type carrying what a person needs (STYLE.md); this module is the one place that
+knows them all and how to introduce them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError
 from models.checks import PackagingError
 
+# Tables stay readable when piped into a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 
 # What each user error is, in the words that start its message.
