@@ -20,6 +20,7 @@ import yaml
 
 import models.environment as environment_module
 from models.examples.seed import pinned
+from tests.fakes import moto_server
 
 
 def save_pyfunc(
@@ -72,15 +73,8 @@ def kiln_runtime(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A real moto server on 127.0.0.1 (an ephemeral port), for boto3 through its HTTP API."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

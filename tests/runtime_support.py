@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes import moto_server
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 90
 
@@ -81,21 +83,13 @@ def start_runtime(tmp: Path, name: str, **kiln_env: str) -> RunningProcess:
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[dict[str, str]]:
     """moto on loopback (S3, CloudWatch: every service) and the env that points boto3 at it; never real AWS."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    try:
-        yield env
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
 
 def upload_model(s3_env: dict[str, str], directory: Path, bucket: str = "kiln-artifacts") -> str:

@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from infra.activator import handler as handler_module
 from infra.activator.handler import Activator, Settings
+from tests.fakes import FakeClock, moto_server
 from tests.runtime_support import fraud_model_dir  # noqa: F401 (fixture)
 
 REGION = "us-east-1"
@@ -94,30 +94,11 @@ def runtime_factory() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[dict[str, Any]]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = dict(
-        endpoint_url=f"http://{host}:{port}",
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    yield {name: boto3.client(name, **options) for name in ("ec2", "elbv2", "autoscaling")}
-    server.stop()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+    with moto_server() as endpoint:
+        options = dict(
+            endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        yield {name: boto3.client(name, **options) for name in ("ec2", "elbv2", "autoscaling")}
 
 
 _counter = iter(range(10_000))

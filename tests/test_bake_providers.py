@@ -17,6 +17,7 @@ from infra.providers.image_build import BuildError, ImageBuildProvider
 from infra.providers.model_artifact import MARKER, ArtifactUploadError, ModelArtifactProvider
 from models.artifacts import tree_digest
 from tests.bake_support import aws, moto_endpoint, save_pyfunc  # noqa: F401 (fixtures)
+from tests.fakes import FakeClock
 
 REGION = "us-east-1"
 TAG = "env-0123456789abcdef0123"
@@ -161,18 +162,6 @@ def test_the_provider_is_pickled_by_reference_not_by_value() -> None:
 
 
 # Build states moto does not produce: IN_PROGRESS, then FAILED / TIMED_OUT / our own deadline.
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
 
 def _stubbed(build_states: list[dict[str, Any]], stop: bool = False) -> tuple[dict[str, Any], list[Stubber]]:
     ecr = boto3.client("ecr", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
