@@ -25,6 +25,7 @@ import pulumi_aws as aws
 
 from infra.components.foundation import Foundation
 from infra.components.iam import service_role
+from infra.components.security_rules import allow_tcp
 from infra.components.served_model import ServedModel
 from infra.names import short_name
 from infra.plan import ServedModelPlan
@@ -68,34 +69,14 @@ class Activator(pulumi.ComponentResource):
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=vpc_id, description="Kiln activator: held requests to its served model", tags=tags, opts=child
         )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-to-instances",
-            security_group_id=self.security_group.id,
-            ip_protocol="tcp",
-            from_port=RUNTIME_PORT,
-            to_port=RUNTIME_PORT,
-            referenced_security_group_id=gateway.instance_security_group.id,
-            opts=child,
-        )
+        instances = gateway.instance_security_group
+        ingress, egress = aws.vpc.SecurityGroupIngressRule, aws.vpc.SecurityGroupEgressRule
+        allow_tcp(egress, f"{name}-to-instances", self.security_group, RUNTIME_PORT, child,
+                  referenced_security_group_id=instances.id)
         # The Auto Scaling, ELB and EC2 APIs, through a NAT gateway or VPC endpoints.
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-https-out",
-            security_group_id=self.security_group.id,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            cidr_ipv4="0.0.0.0/0",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-instances-from-activator",
-            security_group_id=gateway.instance_security_group.id,
-            ip_protocol="tcp",
-            from_port=RUNTIME_PORT,
-            to_port=RUNTIME_PORT,
-            referenced_security_group_id=self.security_group.id,
-            opts=child,
-        )
+        allow_tcp(egress, f"{name}-https-out", self.security_group, 443, child, cidr_ipv4="0.0.0.0/0")
+        allow_tcp(ingress, f"{name}-instances-from-activator", instances, RUNTIME_PORT, child,
+                  referenced_security_group_id=self.security_group.id)
 
         self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
         self.role = service_role(

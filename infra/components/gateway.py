@@ -7,6 +7,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.security_rules import allow_tcp
 from infra.plan import GatewayPlan
 from models.runtime.contract import RUNTIME_PORT
 
@@ -37,21 +38,16 @@ class Gateway(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        def allow(rule: type, rule_name: str, group: aws.ec2.SecurityGroup, port: int, **peer: object) -> None:
-            rule(
-                f"{name}-{rule_name}", security_group_id=group.id, ip_protocol="tcp", from_port=port, to_port=port,
-                **peer, opts=child,
-            )
-
+        alb, instances = self.security_group, self.instance_security_group
         ingress, egress = aws.vpc.SecurityGroupIngressRule, aws.vpc.SecurityGroupEgressRule
         for index, cidr in enumerate(plan.ingress_cidrs):
             peer = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
             for port in sorted({plan.listener_port, 80}):
-                allow(ingress, f"alb-in-{port}-{index}", self.security_group, port, **peer)
-        allow(egress, "alb-to-instances", self.security_group, RUNTIME_PORT, referenced_security_group_id=self.instance_security_group.id)
-        allow(ingress, "instances-from-alb", self.instance_security_group, RUNTIME_PORT, referenced_security_group_id=self.security_group.id)
+                allow_tcp(ingress, f"{name}-alb-in-{port}-{index}", alb, port, child, **peer)
+        allow_tcp(egress, f"{name}-alb-to-instances", alb, RUNTIME_PORT, child, referenced_security_group_id=instances.id)
+        allow_tcp(ingress, f"{name}-instances-from-alb", instances, RUNTIME_PORT, child, referenced_security_group_id=alb.id)
         # Instances reach ECR, S3 and CloudWatch over HTTPS (through a NAT gateway or VPC endpoints).
-        allow(egress, "instances-https-out", self.instance_security_group, 443, cidr_ipv4="0.0.0.0/0")
+        allow_tcp(egress, f"{name}-instances-https-out", instances, 443, child, cidr_ipv4="0.0.0.0/0")
         self.load_balancer = aws.lb.LoadBalancer(
             f"{name}-alb",
             name=plan.load_balancer_name,
