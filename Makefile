@@ -16,3 +16,10 @@ plan: $(BIN)/kiln
 test: $(BIN)/kiln
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Mutation testing of the modules where a bug costs most (docs/testing.md): bounded by the
+# mutant count and mutmut's per-mutant timeout, on both cores; not part of `make test`.
+.PHONY: mutation
+mutation: $(BIN)/kiln
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python -m tests.mutation_report

@@ -19,7 +19,7 @@ from models.runtime.contract import (
     IN_FLIGHT_METRIC,  # noqa: F401 - re-exported
     METRIC_DIMENSIONS,
     METRIC_DIMENSIONS_ENV,
-    METRIC_NAMESPACE,
+    METRIC_NAMESPACE,  # noqa: F401 - re-exported
     format_metric_dimensions,
 )
 
@@ -123,16 +123,3 @@ def plan_scaling(
     )
 
 
-def in_flight_metric_statement() -> dict[str, object]:
-    """The instance role's only CloudWatch right: put metrics in Kiln's namespace.
-
-    PutMetricData has no resource ARN to scope it by, so the namespace condition is the
-    boundary (docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
-    """
-    return {
-        "Sid": "PublishInFlightMetric",
-        "Effect": "Allow",
-        "Action": "cloudwatch:PutMetricData",
-        "Resource": "*",
-        "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
-    }

@@ -39,6 +39,10 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
+# Where build contexts live in the artifact store; the build role may read only these.
+CONTEXT_PREFIX = "build-contexts/"
+
+
 class BuildContextError(Exception):
     """The build context cannot be rendered; says what is missing and where."""
 
@@ -53,7 +57,7 @@ class BuildContext:
     @property
     def s3_key(self) -> str:
         """Where the context archive lives in the artifact store (named by the image tag)."""
-        return f"build-contexts/{self.environment.image_tag}.zip"
+        return f"{CONTEXT_PREFIX}{self.environment.image_tag}.zip"
 
 
 def render_buildspec() -> str:

@@ -17,7 +17,6 @@ group, rewrite rules of its own listener, and read what it must to find a ready 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pulumi
@@ -28,6 +27,7 @@ from infra.components.iam import service_role
 from infra.components.security_rules import allow_tcp
 from infra.components.served_model import ServedModel
 from infra.names import short_name
+from infra.permissions import activator_policy
 from infra.plan import ServedModelPlan
 from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
 
@@ -204,52 +204,6 @@ class Activator(pulumi.ComponentResource):
 def lambda_timeout_seconds(request_timeout_seconds: int) -> int:
     """Long enough to hold a request for the endpoint's whole request timeout, within Lambda's 900 s."""
     return min(request_timeout_seconds + LAMBDA_TIMEOUT_MARGIN_SECONDS, LAMBDA_MAX_TIMEOUT_SECONDS)
-
-
-def activator_policy(group_arn: str, listener_arn: str, log_group_arn: str) -> str:
-    """Scale its own group, rewrite its own listener's rules, find ready instances, write its logs."""
-    # arn:…:listener/app/<lb>/<id>/<listener-id> → arn:…:listener-rule/app/<lb>/<id>/<listener-id>/*
-    rules = listener_arn.replace(":listener/", ":listener-rule/", 1) + "/*"
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group_arn},
-                {"Sid": "RouteOwnListener", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rules},
-                {
-                    # Describe calls cannot be scoped to a resource (IAM service authorization reference).
-                    "Sid": "FindReadyInstances",
-                    "Effect": "Allow",
-                    "Action": [
-                        "autoscaling:DescribeAutoScalingGroups",
-                        "elasticloadbalancing:DescribeTargetHealth",
-                        "elasticloadbalancing:DescribeRules",
-                        "ec2:DescribeInstances",
-                    ],
-                    "Resource": "*",
-                },
-                {
-                    # A VPC Lambda manages its own network interfaces; these actions take no resource ARN.
-                    "Sid": "VpcNetworkInterfaces",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "WriteLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": f"{log_group_arn}:*",
-                },
-            ],
-        }
-    )
 
 
 def activators_for(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_aws as aws
+
+from infra.permissions import tls_only_bucket_policy
 
 # Old object versions are kept this long so a bad overwrite can be undone, then expire.
 NONCURRENT_VERSION_DAYS = 30
@@ -53,26 +53,8 @@ class ArtifactStore(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=self.bucket.id,
-            policy=self.bucket.arn.apply(_tls_only_policy),
+            policy=self.bucket.arn.apply(tls_only_bucket_policy),
             # S3 rejects bucket policies while public access settings are still being applied.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
         )
         self.register_outputs({"bucketName": self.bucket.bucket})
-
-
-def _tls_only_policy(bucket_arn: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        }
-    )

@@ -3,10 +3,10 @@ one inline policy grants exactly what that component needs."""
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_aws as aws
+
+from infra.permissions import trust_policy
 
 
 def service_role(
@@ -18,10 +18,6 @@ def service_role(
     opts: pulumi.ResourceOptions,
 ) -> aws.iam.Role:
     """A role only `service` (e.g. ec2.amazonaws.com) can assume, with its least-privilege policy."""
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-    }
-    role = aws.iam.Role(role_name, assume_role_policy=json.dumps(trust), tags=tags, opts=opts)
+    role = aws.iam.Role(role_name, assume_role_policy=trust_policy(service), tags=tags, opts=opts)
     aws.iam.RolePolicy(policy_name, role=role.id, policy=policy, opts=opts)
     return role

@@ -9,21 +9,19 @@ context, so one project serves every environment of the stack.
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_aws as aws
 
 from infra.components.artifact_store import ArtifactStore
 from infra.components.iam import service_role
 from infra.components.image_registry import ImageRegistry
+from infra.permissions import build_policy
 from infra.providers.image_build import ImageBuild
 from models.build_context import BuildContext, render_buildspec
 
 # CodeBuild's curated Amazon Linux image: Docker, the AWS CLI and privileged mode support.
 BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
 BUILD_LOG_RETENTION_DAYS = 30
-CONTEXT_PREFIX = "build-contexts/"
 
 
 class ImageBuilder(pulumi.ComponentResource):
@@ -55,7 +53,7 @@ class ImageBuilder(pulumi.ComponentResource):
             f"{name}-build-least-privilege",
             "codebuild.amazonaws.com",
             pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
-                lambda arns: _build_policy(*arns)
+                lambda arns: build_policy(*arns)
             ),
             tags,
             child,
@@ -121,42 +119,3 @@ class EnvironmentImage(pulumi.ComponentResource):
         # Digest-pinned (repo@sha256:…): instances run exactly the image that was checked.
         self.image_uri = self.build.imageUri
         self.register_outputs({"imageUri": self.image_uri, "imageDigest": self.build.imageDigest})
-
-
-def _build_policy(bucket_arn: str, repository_arn: str, log_group_arn: str) -> str:
-    """Read build contexts, push to this stack's repository, write build logs; nothing else."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadBuildContexts",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                    "Resource": f"{bucket_arn}/{CONTEXT_PREFIX}*",
-                },
-                {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
-                {
-                    "Sid": "PushImages",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:BatchGetImage",
-                        "ecr:CompleteLayerUpload",
-                        "ecr:DescribeImages",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:InitiateLayerUpload",
-                        "ecr:PutImage",
-                        "ecr:UploadLayerPart",
-                    ],
-                    "Resource": repository_arn,
-                },
-                {
-                    "Sid": "WriteBuildLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": f"{log_group_arn}:*",
-                },
-            ],
-        }
-    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pulumi
 import pulumi_aws as aws
@@ -12,8 +11,8 @@ from infra.catalog import ami_parameter
 from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
 from infra.components.foundation import Foundation, Release
 from infra.components.iam import service_role
+from infra.permissions import instance_policy
 from infra.plan import ServedModelPlan
-from infra.scaling import in_flight_metric_statement
 from infra.user_data import Deployment, render_user_data
 from models.artifacts import registry_version
 from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
@@ -57,7 +56,7 @@ class ServedModel(pulumi.ComponentResource):
             f"{name}-least-privilege",
             "ec2.amazonaws.com",
             pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
-                lambda arns: _instance_policy(*arns, artifact_key=baked.artifact_key)
+                lambda arns: instance_policy(*arns, artifact_key=baked.artifact_key)
             ),
             tags,
             child,
@@ -211,29 +210,3 @@ def served_model_properties(plan: ServedModelPlan, release: Release) -> dict:
         "amiParameter": ami_parameter(plan.profile),
         **optional,
     }
-
-
-def _instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str) -> str:
-    """Read this model's files and pull this stack's images; nothing else."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
-                {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
-                {
-                    "Sid": "PullImages",
-                    "Effect": "Allow",
-                    "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                    "Resource": repository_arn,
-                },
-                {
-                    "Sid": "WriteLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": f"{log_group_arn}:*",
-                },
-                in_flight_metric_statement(),
-            ],
-        }
-    )
