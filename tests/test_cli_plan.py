@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from infra.cli import main
 from infra.config import PROJECT_ROOT, json_schema, resolve_stack_path
+from infra.offline import UNKNOWN
 from tests.conftest import SHIPPED_STACKS, stack_config, write_stack
 
 SERVED_MODEL_KEYS = {
@@ -55,11 +56,21 @@ def test_plan_prints_the_resource_tree_and_capacity_table(example_store) -> None
     assert "instances 3-6 (= ceil(8/3)-ceil(16/3))" in result.output
 
 
-def test_plan_in_preview_mode_marks_unknown_values(example_store) -> None:
-    result = CliRunner().invoke(main, ["plan", "dev", "--preview", "--json", "--mlflow-tracking-uri", example_store.tracking_uri])
+def test_plan_in_preview_mode_leaves_computed_values_unknown(example_store) -> None:
+    def plan(*flags: str) -> dict:
+        result = CliRunner().invoke(main, ["plan", "dev", "--json", *flags, "--mlflow-tracking-uri", example_store.tracking_uri])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
 
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["preview"] is True
+    preview, update = plan("--preview"), plan()
+
+    # What AWS computes (bucket name, image digests, the ALB's DNS name) is unknown before
+    # `pulumi up`, as `pulumi preview --json` shows it; planned values are known in both modes.
+    for output in ("artifactBucket", "images", "endpoints"):
+        assert preview["outputs"][output] == UNKNOWN
+        assert update["outputs"][output] != UNKNOWN
+    assert update["outputs"]["artifactBucket"].startswith("artifacts-bucket-")
+    assert preview["outputs"]["servedModels"] == update["outputs"]["servedModels"]
 
 
 def test_invalid_stack_exits_2_with_file_and_key_path(tmp_path: Path, example_store) -> None:
