@@ -1,0 +1,84 @@
+"""A fixed sample of realistic one-line bugs, one per class that once passed the whole suite;
+each must make the named tests fail. It is the CI-sized stand-in for `make mutation`
+(docs/testing.md): if a test that guards one of these classes is weakened, CI goes red.
+
+Each bug is applied to a copy of the project, whose tests then run in a fresh interpreter
+(`--noconftest`: the named test files need no shared fixtures, which keeps each run ~1 s).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from infra.config import PROJECT_ROOT
+
+COPIED = ("infra", "models", "policies", "tests", "stacks", "schema", "docs", "Pulumi.yaml", "pyproject.toml")
+RUN_TIMEOUT_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    id: str
+    path: str
+    before: str
+    after: str
+    tests: tuple[str, ...]
+
+
+BUGS = (
+    KnownBug(
+        "iam-action-dropped",
+        "infra/permissions.py",
+        '"Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],',
+        '"Action": ["ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability"],',
+        ("tests/test_permissions.py",),
+    ),
+    KnownBug(
+        "iam-condition-dropped",
+        "infra/permissions.py",
+        '"Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},',
+        "",
+        ("tests/test_permissions.py",),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for name in COPIED:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=lambda bug: bug.id)
+def test_the_suite_catches_a_known_bug(bug: KnownBug, pristine: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(pristine, project)
+    source = project / bug.path
+    text = source.read_text()
+    assert text.count(bug.before) == 1, f"{bug.id}: the sample no longer matches {bug.path}; update it to the code"
+    source.write_text(text.replace(bug.before, bug.after))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "--noconftest", "-p", "no:cacheprovider", *bug.tests],
+        cwd=project,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+    )
+
+    # 1 = tests ran and failed; 2+ would be a broken copy (collection error), which proves nothing.
+    assert result.returncode == 1, f"{bug.id} was not caught:\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
