@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from infra.config import PROJECT_ROOT
-from infra.offline import ProgramRun, Registration, run_program
+from infra.offline import ProgramRun, run_program
 from infra.policy_check import PolicyConfig, PolicyPackError, check_policies, parse_policy_pack_config
 from policies.pack import stack_environment
-from policies.rules.resource_types import LAUNCH_TEMPLATE, SERVED_MODEL
+from policies.rules.resource_types import LAUNCH_TEMPLATE, SERVED_MODEL, TARGET_GROUP
 from tests.conftest import stack_config
 
 
@@ -142,7 +142,21 @@ def test_the_environment_comes_from_stack_config_then_stack_name_then_prod() -> 
     assert stack_environment({"PULUMI_STACK": "feature-x"}) == "prod"
 
 
-def test_registrations_carry_component_outputs_for_stack_policies(prod: tuple[ProgramRun, dict[str, Any]]) -> None:
+def test_served_model_registrations_carry_their_registered_outputs_for_stack_policies(
+    prod: tuple[ProgramRun, dict[str, Any]],
+) -> None:
     run, _ = prod
-    served: Registration = next(r for r in run.registrations if r.type == SERVED_MODEL)
-    assert served.outputs["requestTimeoutSeconds"] == served.inputs["requestTimeoutSeconds"]
+    served = {r.name: r for r in run.registrations if r.type == SERVED_MODEL}
+    # The stack file: fraud-scorer answers within 597 s, ticket-router within 120 s.
+    assert {name: r.outputs["requestTimeoutSeconds"] for name, r in served.items()} == {
+        "fraud-scorer.champion": 597,
+        "fraud-scorer.challenger": 597,
+        "ticket-router.champion": 120,
+    }
+    # What ServedModel.register_outputs names (not its inputs, which carry the manifest and more).
+    champion = served["fraud-scorer.champion"]
+    assert set(champion.outputs) == {
+        "instanceType", "minInstances", "maxInstances", "requestTimeoutSeconds", "targetGroupArn", "image",
+    }
+    [target_group] = [r for r in run.registrations if r.type == TARGET_GROUP and r.parent == champion.urn]
+    assert champion.outputs["targetGroupArn"] == target_group.outputs["arn"]

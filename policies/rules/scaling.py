@@ -46,10 +46,11 @@ def covers_peak(props: Props, config: Config) -> list[str]:
     peak = props.get("expectedPeakConcurrency")
     if peak is None:
         return []
-    most = props.get("maxInstances", 0) * props.get("unitsPerInstance", 0)
+    instances, units = props.get("maxInstances", 0), props.get("unitsPerInstance", 0)
+    most = instances * units
     if most >= peak:
         return []
-    return [(f"max concurrency {most:g} (= {props.get('maxInstances'):g} instances × {props.get('unitsPerInstance'):g} "
+    return [(f"max concurrency {most:g} (= {instances:g} instances × {units:g} "
             f"workers) is below the expected peak {peak:g} (= QPS × latency); raise maxProvisionedConcurrency")]
 
 

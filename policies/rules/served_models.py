@@ -34,7 +34,9 @@ def weights_sum_to_100(props: Props, config: Config) -> list[str]:
         groups = items(prop(action, "forward.targetGroups"))
         if len(groups) < 2:
             continue
-        weights = [prop(group, "weight", 0) for group in groups]
+        # An absent weight is the provider's default 1 (terraform-provider-aws, lb listener rule
+        # forward.target_group.weight), not 0: 100 + (absent) sends ~1 % to the second group.
+        weights = [prop(group, "weight", 1) for group in groups]
         if sum(weights) != 100:
             shown = " + ".join(f"{w:g}" for w in weights)
             messages.append(f"route weights {shown} = {sum(weights):g}, not 100; fix trafficConfig.routes")

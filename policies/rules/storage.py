@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from policies.rules.resource_types import (
@@ -30,16 +31,16 @@ def _settings_of(bucket: Resource, resources: Sequence[Resource], *types: str) -
     return [r for r in of_type(resources, *types) if bucket.urn in r.depends_through("bucket")]
 
 
-def _per_bucket(check: Callable[[Resource, Sequence[Resource]], str | None]) -> Callable[[Sequence[Resource], Config], list[Violation]]:
-    def run(resources: Sequence[Resource], config: Config) -> list[Violation]:
-        violations = []
-        for bucket in of_type(resources, BUCKET, BUCKET_V2):
-            message = check(bucket, resources)
-            if message:
-                violations.append(Violation(message, bucket.urn))
-        return violations
-
-    return run
+def _each_bucket(check: Callable[[Resource, Sequence[Resource]], str | None], resources: Sequence[Resource],
+                 config: Config) -> list[Violation]:
+    """One violation per bucket `check` finds wanting. The rules bind `check` with a partial, not
+    a closure, so this loop runs (and can be tested) at check time rather than at import."""
+    violations = []
+    for bucket in of_type(resources, BUCKET, BUCKET_V2):
+        message = check(bucket, resources)
+        if message:
+            violations.append(Violation(message, bucket.urn))
+    return violations
 
 
 def blocks_public_access(bucket: Resource, resources: Sequence[Resource]) -> str | None:
@@ -108,7 +109,7 @@ BLOCK_PUBLIC_ACCESS = StackRule(
     description="Artifact buckets block all public access.",
     levels=MANDATORY,
     resource_types=(BUCKET, BUCKET_V2, BUCKET_PUBLIC_ACCESS_BLOCK),
-    run=_per_bucket(blocks_public_access),
+    run=partial(_each_bucket, blocks_public_access),
     fix="aws.s3.BucketPublicAccessBlock with block/ignore/restrict settings all true.",
 )
 
@@ -117,7 +118,7 @@ ENCRYPTION = StackRule(
     description="Artifact buckets encrypt objects by default.",
     levels=MANDATORY,
     resource_types=(BUCKET, BUCKET_V2, BUCKET_ENCRYPTION, BUCKET_ENCRYPTION_V2),
-    run=_per_bucket(encrypted),
+    run=partial(_each_bucket, encrypted),
     fix="aws.s3.BucketServerSideEncryptionConfiguration with sse_algorithm 'aws:kms'.",
 )
 
@@ -126,7 +127,7 @@ VERSIONING = StackRule(
     description="Artifact buckets keep object versions.",
     levels=MANDATORY,
     resource_types=(BUCKET, BUCKET_V2, BUCKET_VERSIONING, BUCKET_VERSIONING_V2),
-    run=_per_bucket(versioned),
+    run=partial(_each_bucket, versioned),
     fix="aws.s3.BucketVersioning with versioning_configuration status 'Enabled'.",
 )
 
@@ -135,7 +136,7 @@ TLS_ONLY = StackRule(
     description="Artifact buckets refuse requests that do not use TLS.",
     levels=MANDATORY,
     resource_types=(BUCKET, BUCKET_V2, BUCKET_POLICY),
-    run=_per_bucket(tls_only),
+    run=partial(_each_bucket, tls_only),
     fix="A bucket policy that denies s3:* to everyone when aws:SecureTransport is false.",
 )
 
