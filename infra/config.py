@@ -95,9 +95,13 @@ class Gateway(_Model):
     def _cidrs(cls, cidrs: list[str] | None) -> list[str] | None:
         for cidr in cidrs or []:
             try:
-                ipaddress.ip_network(cidr)
+                prefix_length = str(ipaddress.ip_network(cidr).prefixlen)
             except ValueError:
-                raise ValueError(f"{cidr!r} is not a CIDR block such as 10.0.0.0/8") from None
+                prefix_length = None
+            # EC2 takes only address/prefix-length: ipaddress also reads 10.1.2.3 and
+            # 10.0.0.0/255.0.0.0, which AWS refuses at `pulumi up` ("CIDR block … is malformed").
+            if cidr.partition("/")[2] != prefix_length:
+                raise ValueError(f"{cidr!r} is not a CIDR block such as 10.0.0.0/8")
         return cidrs
 
     @model_validator(mode="after")
