@@ -248,3 +248,12 @@ def test_error_names_every_candidate_that_cannot_hold_a_worker() -> None:
         choose_sizing(profile, ConcurrencyRange(1, 1))
 
     assert str(caught.value) == "no instance among c7i.large, c7i.xlarge fits one CPU_LARGE worker (1000 GiB + 2 GiB reserve)"
+
+
+def test_plan_uses_the_instance_type_the_stack_file_names() -> None:
+    # c6i.8xlarge: (64 - 2) / 8 = 7 workers; Small (4 units) fits on one, at $1.36/h.
+    # Left to choose, the planner would take c7i.2xlarge (4 × $0.357 = $1.428/h, the cheapest listed first).
+    plan = plan_capacity(served(workloadSize="Small", instanceType="c6i.8xlarge"))
+
+    assert (plan.sizing.instance.name, plan.sizing.units_per_instance, plan.sizing.min_instances) == ("c6i.8xlarge", 7, 1)
+    assert plan.target_requests_per_minute == 2940  # 7 × 1000/100 = 70 per second × 60 = 4200 × 0.7

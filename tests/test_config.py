@@ -843,6 +843,7 @@ def test_a_config_that_is_not_a_mapping_is_a_top_level_problem() -> None:
     ("stack", "expected"),
     [("dev", STACKS_DIR / "Pulumi.dev.yaml"), ("my-stack", STACKS_DIR / "Pulumi.my-stack.yaml"),
      ("stacks/Pulumi.dev.yaml", Path("stacks/Pulumi.dev.yaml")), ("Pulumi.x.yml", Path("Pulumi.x.yml")),
+     ("Pulumi.x.yaml", Path("Pulumi.x.yaml")),
      ("other/dev", Path("other/dev"))],
 )
 def test_stack_argument_is_a_name_or_a_path(stack: str, expected: Path) -> None:

@@ -218,8 +218,9 @@ def test_scale_to_zero_is_carried_to_the_served_model_plan() -> None:
 
     plan = plan_of(values)
 
-    assert served_plan(plan, "fraud-scorer.challenger").scale_to_zero is True
-    assert served_plan(plan, "fraud-scorer.champion").scale_to_zero is False
+    challenger, champion = served_plan(plan, "fraud-scorer.challenger"), served_plan(plan, "fraud-scorer.champion")
+    assert (challenger.scale_to_zero, challenger.scaling.scale_to_zero) == (True, True)
+    assert (champion.scale_to_zero, champion.scaling.scale_to_zero) == (False, False)
 
 
 def test_expected_peak_concurrency_is_stated_only_with_expected_traffic() -> None:
