@@ -34,6 +34,27 @@ class KnownBug:
 
 BUGS = (
     KnownBug(
+        "negative-route-percentage",
+        "infra/config.py",
+        "traffic_percentage: int = Field(ge=0, le=100)",
+        "traffic_percentage: int = Field(le=100)",
+        ("tests/test_config.py",),
+    ),
+    KnownBug(
+        "zero-percent-route-dropped",
+        "infra/config.py",
+        "traffic_percentage: int = Field(ge=0, le=100)",
+        "traffic_percentage: int = Field(ge=1, le=100)",
+        ("tests/test_config.py",),
+    ),
+    KnownBug(
+        "names-differ-between-processes",
+        "infra/names.py",
+        "return hashlib.sha256(text.encode()).hexdigest()[:length]",
+        'return format(hash(text) % 16**length, f"0{length}x")',
+        ("tests/test_names.py",),
+    ),
+    KnownBug(
         "iam-action-dropped",
         "infra/permissions.py",
         '"Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],',

@@ -23,7 +23,6 @@ import logging
 import os
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,7 +159,9 @@ class Activator:
 
     def forward(self, address: str, event: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send the held request to the instance as the ALB would have, and return its answer."""
-        query = urllib.parse.urlencode(event.get("queryStringParameters") or {})
+        # The ALB passes query parameters as the client sent them, still percent-encoded
+        # (Lambda functions as targets, ELB user guide); encoding again turns %20 into %2520.
+        query = "&".join(f"{k}={v}" for k, v in (event.get("queryStringParameters") or {}).items())
         url = f"http://{address}{event.get('path', '/')}" + (f"?{query}" if query else "")
         body = event.get("body") or ""
         data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
