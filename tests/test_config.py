@@ -21,32 +21,9 @@ from infra.config import (
     values_from_stack_config,
 )
 from tests.conftest import write_stack
+from tests.stack_values import valid_values
 
 SOURCE = "stacks/Pulumi.test.yaml"
-
-
-def valid_values() -> dict[str, Any]:
-    return {
-        "region": "us-east-1",
-        "environment": "prod",
-        "mlflowTrackingUri": "http://mlflow.internal:5000",
-        "network": {"vpcId": "vpc-0abc", "privateSubnetIds": ["subnet-a1", "subnet-b1"]},
-        "endpoints": [
-            {
-                "name": "fraud-scorer",
-                "servedModels": [
-                    {"name": "champion", "modelUri": "models:/fraud/12", "computeType": "CPU_MEDIUM", "workloadSize": "Small"},
-                    {"name": "challenger", "modelUri": "models:/fraud@challenger", "computeType": "CPU_MEDIUM", "workloadSize": "Small"},
-                ],
-                "trafficConfig": {
-                    "routes": [
-                        {"servedModelName": "champion", "trafficPercentage": 90},
-                        {"servedModelName": "challenger", "trafficPercentage": 10},
-                    ]
-                },
-            }
-        ],
-    }
 
 
 def problems_for(values: dict[str, Any]) -> list[str]:

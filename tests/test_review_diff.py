@@ -23,35 +23,12 @@ from infra.review.diff import (
     diff_settings,
     flatten_settings,
 )
+from tests.stack_values import valid_values
 
 SOURCE = "stacks/Pulumi.prod.yaml"
 ENDPOINT = "endpoints.fraud-scorer"
 CHAMPION = f"{ENDPOINT}.servedModels.champion"
 CHALLENGER = f"{ENDPOINT}.servedModels.challenger"
-
-
-def stack_values() -> dict[str, Any]:
-    return {
-        "region": "us-east-1",
-        "environment": "prod",
-        "mlflowTrackingUri": "http://mlflow.internal:5000",
-        "network": {"vpcId": "vpc-0abc", "privateSubnetIds": ["subnet-a1", "subnet-b1"]},
-        "endpoints": [
-            {
-                "name": "fraud-scorer",
-                "servedModels": [
-                    {"name": "champion", "modelUri": "models:/fraud/12", "computeType": "CPU_MEDIUM", "workloadSize": "Small"},
-                    {"name": "challenger", "modelUri": "models:/fraud@challenger", "computeType": "CPU_MEDIUM", "workloadSize": "Small"},
-                ],
-                "trafficConfig": {
-                    "routes": [
-                        {"servedModelName": "champion", "trafficPercentage": 90},
-                        {"servedModelName": "challenger", "trafficPercentage": 10},
-                    ]
-                },
-            }
-        ],
-    }
 
 
 def config(values: dict[str, Any]) -> StackConfig:
@@ -81,7 +58,7 @@ def served_model_settings(prefix: str, model_uri: str) -> dict[str, Any]:
 
 # --- flatten_settings ---------------------------------------------------------------------------
 def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
-    flat = flatten_settings(config(stack_values()))
+    flat = flatten_settings(config(valid_values()))
 
     assert flat == {
         "environment": "prod",
@@ -103,7 +80,7 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
 
 
 def test_settings_are_the_plain_values_the_report_prints() -> None:
-    flat = flatten_settings(config(stack_values()))
+    flat = flatten_settings(config(valid_values()))
 
     # A compute type is the string a person wrote, not the enum member ("ComputeType.CPU_MEDIUM").
     assert str(flat[f"{CHAMPION}.computeType"]) == "CPU_MEDIUM"
@@ -111,7 +88,7 @@ def test_settings_are_the_plain_values_the_report_prints() -> None:
 
 
 def test_nested_mappings_and_a_single_served_model_flatten_to_paths() -> None:
-    values = stack_values()
+    values = valid_values()
     endpoint = values["endpoints"][0]
     endpoint["servedModels"] = [
         {
@@ -142,13 +119,13 @@ def test_nested_mappings_and_a_single_served_model_flatten_to_paths() -> None:
 
 # --- diff_settings ------------------------------------------------------------------------------
 def test_changed_settings_are_listed_by_path_in_path_order() -> None:
-    head = stack_values()
+    head = valid_values()
     head["endpoints"][0]["requestTimeoutSeconds"] = 60
     head["endpoints"][0]["servedModels"][1]["modelUri"] = "models:/fraud/13"
     routes = head["endpoints"][0]["trafficConfig"]["routes"]
     routes[0]["trafficPercentage"], routes[1]["trafficPercentage"] = 50, 50
 
-    changes = diff_settings(config(stack_values()), config(head))
+    changes = diff_settings(config(valid_values()), config(head))
 
     assert changes == [
         Change(f"{ENDPOINT}.requestTimeoutSeconds", 597, 60),
@@ -160,7 +137,7 @@ def test_changed_settings_are_listed_by_path_in_path_order() -> None:
 
 
 def test_reordered_endpoints_served_models_and_routes_are_not_a_change() -> None:
-    head = stack_values()
+    head = valid_values()
     endpoint = head["endpoints"][0]
     endpoint["servedModels"].reverse()
     endpoint["trafficConfig"]["routes"].reverse()
@@ -173,12 +150,12 @@ def test_reordered_endpoints_served_models_and_routes_are_not_a_change() -> None
 
 
 def test_removed_served_model_lists_each_of_its_settings_as_removed() -> None:
-    head = stack_values()
+    head = valid_values()
     endpoint = head["endpoints"][0]
     endpoint["servedModels"].pop()
     del endpoint["trafficConfig"]
 
-    changes = diff_settings(config(stack_values()), config(head))
+    changes = diff_settings(config(valid_values()), config(head))
 
     removed = [c for c in changes if c.kind == "removed"]
     assert [(c.path, c.before) for c in removed] == [
@@ -197,7 +174,7 @@ def test_removed_served_model_lists_each_of_its_settings_as_removed() -> None:
 
 
 def test_added_endpoint_lists_its_settings_as_added() -> None:
-    head = stack_values()
+    head = valid_values()
     head["endpoints"].append(
         {
             "name": "ticket-router",
@@ -205,7 +182,7 @@ def test_added_endpoint_lists_its_settings_as_added() -> None:
         }
     )
 
-    changes = diff_settings(config(stack_values()), config(head))
+    changes = diff_settings(config(valid_values()), config(head))
 
     assert [(c.path, c.after, c.kind) for c in changes] == [
         ("endpoints.ticket-router.requestTimeoutSeconds", 597, "added"),
@@ -221,7 +198,7 @@ def test_added_endpoint_lists_its_settings_as_added() -> None:
 
 
 def test_identical_configs_have_no_setting_changes() -> None:
-    assert diff_settings(config(stack_values()), config(stack_values())) == []
+    assert diff_settings(config(valid_values()), config(valid_values())) == []
 
 
 # --- diff_resources -----------------------------------------------------------------------------

@@ -1,0 +1,30 @@
+"""A valid stack file's `kiln:` values as parsed data: a 90/10 CPU endpoint to bend in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def valid_values() -> dict[str, Any]:
+    """A fresh copy each call, so a test can change it freely."""
+    return {
+        "region": "us-east-1",
+        "environment": "prod",
+        "mlflowTrackingUri": "http://mlflow.internal:5000",
+        "network": {"vpcId": "vpc-0abc", "privateSubnetIds": ["subnet-a1", "subnet-b1"]},
+        "endpoints": [
+            {
+                "name": "fraud-scorer",
+                "servedModels": [
+                    {"name": "champion", "modelUri": "models:/fraud/12", "computeType": "CPU_MEDIUM", "workloadSize": "Small"},
+                    {"name": "challenger", "modelUri": "models:/fraud@challenger", "computeType": "CPU_MEDIUM", "workloadSize": "Small"},
+                ],
+                "trafficConfig": {
+                    "routes": [
+                        {"servedModelName": "champion", "trafficPercentage": 90},
+                        {"servedModelName": "challenger", "trafficPercentage": 10},
+                    ]
+                },
+            }
+        ],
+    }
