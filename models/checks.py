@@ -32,6 +32,11 @@ DEV_PACKAGES = frozenset(
 )
 # MLflow up to 1.17 wrote `defaults` into conda.yaml (Databricks Runtime ML ≤ 8.3).
 LAST_LEGACY_MLFLOW = (1, 17)
+# Anaconda's channels under its commercial terms, by every name conda accepts for them:
+# `defaults`, the channels it expands to (pkgs/main, pkgs/r, pkgs/msys2 on repo.anaconda.com),
+# and their anaconda.org mirrors (`anaconda`, `main`, `r`, `msys2`, also written as URLs).
+ANACONDA_CHANNELS = frozenset({"defaults", "anaconda", "main", "r", "msys2", "pkgs/main", "pkgs/r", "pkgs/msys2"})
+ANACONDA_HOSTS = ("repo.anaconda.com", "repo.continuum.io")
 # Above this share of the build timeout, a slow mirror or a cold cache times the build out.
 BUILD_TIME_WARNING_SHARE = 0.75
 # A loaded model typically needs more memory than its files: deserialized objects,
@@ -110,6 +115,12 @@ def _input_example(c: CheckInput) -> list[Finding]:
     ]
 
 
+def _is_pinned(requirement: str) -> bool:
+    """An exact `==`/`===` version (`==2.*` is a prefix match, not a pin), or a direct reference
+    `name @ url` (PEP 508: the spaces around `@` are optional)."""
+    return "@" in requirement or re.search(r"===?\s*[\w.+!-]+(?![\w.+!*-])", requirement) is not None
+
+
 def _requirements(c: CheckInput) -> list[Finding]:
     requirements = [r for r in c.manifest.requirements if not r.startswith("-")]
     if not requirements:
@@ -121,7 +132,7 @@ def _requirements(c: CheckInput) -> list[Finding]:
                 "reproduce its environment; log it with pip_requirements=[...] pinned to what it was trained with",
             )
         ]
-    unpinned = [r for r in requirements if not re.search(r"===?\s*[\w.*+!-]+", r) and " @ " not in r]
+    unpinned = [r for r in requirements if not _is_pinned(r)]
     if not unpinned:
         return []
     return [
@@ -153,9 +164,16 @@ def _mlflow_version(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def _is_anaconda_channel(channel: str) -> bool:
+    name = channel.strip().lower().removesuffix("/")
+    if any(host in name for host in ANACONDA_HOSTS):
+        return True
+    return re.sub(r"^(https?://)?(conda\.)?anaconda\.org/", "", name) in ANACONDA_CHANNELS
+
+
 def _conda(c: CheckInput) -> list[Finding]:
     findings = []
-    if "defaults" in c.manifest.conda_channels or any("repo.anaconda.com" in ch for ch in c.manifest.conda_channels):
+    if any(_is_anaconda_channel(channel) for channel in c.manifest.conda_channels):
         findings.append(
             Finding(
                 "conda-defaults-channel",

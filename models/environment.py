@@ -101,7 +101,8 @@ def recipe_digest() -> str:
     for prefix, root in (("templates", TEMPLATES_DIR), ("runtime", RUNTIME_PACKAGE_DIR)):
         if root.is_dir():
             for path in sorted(root.rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
+                # The same files the build context copies: no bytecode, wherever it lies.
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
                     named[f"{prefix}/{path.relative_to(root).as_posix()}"] = path
     for name, path in named.items():
         digest.update(name.encode() + b"\0")

@@ -23,58 +23,65 @@ def _bake(path: Path, tracking_uri: str, gpu: bool = False) -> BakedModel:
     return bake(str(path), tracking_uri, gpu=gpu)
 
 
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    """The models here are local folders, so no store is read: an empty file store will do
+    (the seeded example store would cost seconds per test session, and per mutant)."""
+    return (tmp_path / "mlruns").as_uri()
+
+
 def _ids(findings) -> dict[str, str]:
     return {f.id: f.level for f in findings}
 
 
-def test_a_well_packaged_model_has_no_findings(tmp_path: Path, example_store) -> None:
-    baked = _bake(save_pyfunc(tmp_path / "model"), example_store.tracking_uri)
+def test_a_well_packaged_model_has_no_findings(tmp_path: Path, tracking_uri: str) -> None:
+    baked = _bake(save_pyfunc(tmp_path / "model"), tracking_uri)
 
     assert baked.findings(_target(environment="prod")) == []
 
 
-def test_missing_signature_is_an_error_in_prod_and_a_warning_elsewhere(tmp_path: Path, example_store) -> None:
-    baked = _bake(save_pyfunc(tmp_path / "model", signature=False, input_example=False), example_store.tracking_uri)
+def test_missing_signature_is_an_error_in_prod_and_a_warning_elsewhere(tmp_path: Path, tracking_uri: str) -> None:
+    baked = _bake(save_pyfunc(tmp_path / "model", signature=False, input_example=False), tracking_uri)
 
     assert _ids(baked.findings(_target(environment="prod")))["signature-missing"] == "error"
     assert _ids(baked.findings(_target(environment="dev")))["signature-missing"] == "warning"
 
 
-def test_missing_input_example_is_a_warning(tmp_path: Path, example_store) -> None:
-    baked = _bake(save_pyfunc(tmp_path / "model", input_example=False), example_store.tracking_uri)
+def test_missing_input_example_is_a_warning(tmp_path: Path, tracking_uri: str) -> None:
+    baked = _bake(save_pyfunc(tmp_path / "model", input_example=False), tracking_uri)
 
     assert _ids(baked.findings(_target()))["input-example-missing"] == "warning"
 
 
-def test_missing_requirements_file_is_an_error(tmp_path: Path, example_store) -> None:
+def test_missing_requirements_file_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model")
     (model / "requirements.txt").unlink()
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target())
+    findings = _bake(model, tracking_uri).findings(_target())
 
     assert _ids(findings)["requirements-missing"] == "error"
 
 
-def test_unpinned_requirements_name_each_package(tmp_path: Path, example_store) -> None:
+def test_unpinned_requirements_name_each_package(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model", requirements=["mlflow", "pandas>=2"])
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target(environment="prod"))
+    findings = _bake(model, tracking_uri).findings(_target(environment="prod"))
 
     unpinned = next(f for f in findings if f.id == "requirements-unpinned")
     assert unpinned.level == "error"
     assert "mlflow, pandas>=2" in unpinned.message
 
 
-def test_test_and_notebook_packages_are_flagged(tmp_path: Path, example_store) -> None:
+def test_test_and_notebook_packages_are_flagged(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model", requirements=[*pinned("mlflow", "pandas"), "pytest==8.3.0", "jupyter==1.1.1"])
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target())
+    findings = _bake(model, tracking_uri).findings(_target())
 
     dev = next(f for f in findings if f.id == "dev-packages")
     assert (dev.level, "jupyter, pytest" in dev.message) == ("warning", True)
 
 
-def test_conda_defaults_channel_is_an_error(tmp_path: Path, example_store) -> None:
+def test_conda_defaults_channel_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
     conda_env = {
         "name": "legacy",
         "channels": ["defaults"],
@@ -82,51 +89,51 @@ def test_conda_defaults_channel_is_an_error(tmp_path: Path, example_store) -> No
     }
     model = save_pyfunc(tmp_path / "model", conda_env=conda_env)
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target())
+    findings = _bake(model, tracking_uri).findings(_target())
 
     assert _ids(findings)["conda-defaults-channel"] == "error"
 
 
-def test_a_model_logged_with_mlflow_1_17_is_an_error(tmp_path: Path, example_store) -> None:
+def test_a_model_logged_with_mlflow_1_17_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model")
     edit_yaml(model / "MLmodel", mlflow_version="1.17.0")
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target())
+    findings = _bake(model, tracking_uri).findings(_target())
 
     legacy = next(f for f in findings if f.id == "mlflow-legacy")
     assert legacy.level == "error" and "1.17.0" in legacy.message
 
 
-def test_python_without_a_base_image_is_an_error(tmp_path: Path, example_store) -> None:
+def test_python_without_a_base_image_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model")
     edit_yaml(model / "python_env.yaml", python="3.7.9")
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target())
+    findings = _bake(model, tracking_uri).findings(_target())
 
     python = next(f for f in findings if f.id == "python-unsupported")
     assert python.level == "error" and "3.7.9" in python.message
 
 
-def test_a_gpu_framework_on_cpu_compute_is_a_warning(tmp_path: Path, example_store) -> None:
+def test_a_gpu_framework_on_cpu_compute_is_a_warning(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model", requirements=[*pinned("mlflow", "pandas"), "torch==2.5.1"])
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target(ComputeType.CPU_MEDIUM))
+    findings = _bake(model, tracking_uri).findings(_target(ComputeType.CPU_MEDIUM))
 
     assert _ids(findings)["gpu-framework-on-cpu"] == "warning"
 
 
-def test_cpu_only_torch_on_gpu_compute_is_an_error(tmp_path: Path, example_store) -> None:
+def test_cpu_only_torch_on_gpu_compute_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model", requirements=[*pinned("mlflow", "pandas"), "torch==2.5.1+cpu"])
 
-    findings = _bake(model, example_store.tracking_uri, gpu=True).findings(_target(ComputeType.GPU_SMALL))
+    findings = _bake(model, tracking_uri, gpu=True).findings(_target(ComputeType.GPU_SMALL))
 
     assert _ids(findings)["cpu-torch-on-gpu"] == "error"
 
 
-def test_build_time_over_the_timeout_is_an_error_with_the_estimate(tmp_path: Path, example_store) -> None:
+def test_build_time_over_the_timeout_is_an_error_with_the_estimate(tmp_path: Path, tracking_uri: str) -> None:
     model = save_pyfunc(tmp_path / "model", requirements=[*pinned("mlflow", "pandas"), "torch==2.5.1"])
 
-    findings = _bake(model, example_store.tracking_uri).findings(_target(timeout=5))
+    findings = _bake(model, tracking_uri).findings(_target(timeout=5))
 
     build = next(f for f in findings if f.id == "build-time")
     assert build.level == "error" and "build.timeoutMinutes 5" in build.message
@@ -140,8 +147,8 @@ def _with_size(baked: BakedModel, gib: float) -> CheckInput:
     return CheckInput(manifest, baked.environment, estimate, _target(ComputeType.CPU_MEDIUM))
 
 
-def test_a_model_larger_than_memory_per_concurrency_is_an_error(tmp_path: Path, example_store) -> None:
-    baked = _bake(save_pyfunc(tmp_path / "model"), example_store.tracking_uri)
+def test_a_model_larger_than_memory_per_concurrency_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
+    baked = _bake(save_pyfunc(tmp_path / "model"), tracking_uri)
 
     findings = check_packaging(_with_size(baked, 5))
 
@@ -149,8 +156,8 @@ def test_a_model_larger_than_memory_per_concurrency_is_an_error(tmp_path: Path, 
     assert memory.level == "error" and "8 GiB per concurrency" in memory.message
 
 
-def test_an_image_and_model_beyond_the_root_volume_fail_with_the_numbers(tmp_path: Path, example_store) -> None:
-    baked = _bake(save_pyfunc(tmp_path / "model"), example_store.tracking_uri)
+def test_an_image_and_model_beyond_the_root_volume_fail_with_the_numbers(tmp_path: Path, tracking_uri: str) -> None:
+    baked = _bake(save_pyfunc(tmp_path / "model"), tracking_uri)
 
     findings = check_packaging(_with_size(baked, 40))
 
@@ -164,8 +171,8 @@ def test_the_builder_is_the_smallest_codebuild_type_whose_disk_fits() -> None:
     assert codebuild_compute_type(10_000)[0] is None
 
 
-def test_error_findings_raise_a_packaging_error_naming_model_check_and_fix(tmp_path: Path, example_store) -> None:
-    baked = _bake(save_pyfunc(tmp_path / "model", signature=False, input_example=False), example_store.tracking_uri)
+def test_error_findings_raise_a_packaging_error_naming_model_check_and_fix(tmp_path: Path, tracking_uri: str) -> None:
+    baked = _bake(save_pyfunc(tmp_path / "model", signature=False, input_example=False), tracking_uri)
 
     with pytest.raises(PackagingError) as raised:
         raise_for_errors("fraud.champion", baked.findings(_target(environment="prod")))
