@@ -291,3 +291,11 @@ def test_stack_cost_is_the_sum_of_its_served_models() -> None:
     # ticket-router 2-8 × g5.xlarge $1.006 = 2.012-8.048. Sum: 5.582-13.76.
     assert plan.hourly_cost_min == pytest.approx(5.582)
     assert plan.hourly_cost_max == pytest.approx(13.76)
+
+
+def test_the_plan_carries_the_stack_settings_bake_and_the_reports_read() -> None:
+    plan = plan_of(prod_values())
+
+    # bake reads the environment, build timeout and tracking URI from the plan, the reports its region
+    assert (plan.config.environment, plan.config.build.timeout_minutes, plan.config.region) == ("prod", 60, "us-east-1")
+    assert plan.config.mlflow_tracking_uri == "http://mlflow.internal:5000"

@@ -703,3 +703,14 @@ def test_traffic_weights_check_every_action_of_a_listener_rule() -> None:
     assert served_models.TRAFFIC_WEIGHTS.check(LISTENER_RULE, props) == [
         "route weights 60 + 60 = 120, not 100; fix trafficConfig.routes"
     ]
+
+
+@pytest.mark.parametrize(("from_port", "to_port", "flagged"), [(20, 21, False), (20, 22, True), (20, 25, True), (23, 30, False)])
+def test_no_ssh_reads_an_inline_ingress_as_the_port_range_it_opens(from_port: int, to_port: int, flagged: bool) -> None:
+    props = {"ingress": [{"protocol": "tcp", "fromPort": from_port, "toPort": to_port, "cidrBlocks": ["0.0.0.0/0"]}]}
+
+    assert bool(network.NO_SSH.check(SECURITY_GROUP, props)) is flagged
+
+
+def test_a_resource_rule_passes_resource_types_it_does_not_read() -> None:
+    assert network.NO_SSH.check(LAUNCH_TEMPLATE, {"ingress": [{"protocol": "-1"}]}) == []

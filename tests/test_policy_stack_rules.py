@@ -480,3 +480,10 @@ def test_bucket_settings_count_only_for_the_bucket_they_depend_on() -> None:
     stack = bucket_stack(BUCKET, (BUCKET_VERSIONING, {"versioningConfiguration": {"status": "Enabled"}}))
     other = resource(BUCKET_V2, "other-bucket")
     assert [v.urn for v in storage.VERSIONING.check([*stack, other])] == [other.urn]
+
+
+def test_instance_ingress_still_checks_the_instances_rule_after_a_rule_on_another_group() -> None:
+    stack = ingress_stack(cidrIpv4="0.0.0.0/0")
+    alb_rule = resource(INGRESS_RULE, "alb-in-443", {"cidrIpv4": "0.0.0.0/0"}, securityGroupId=[stack[1].urn])
+
+    assert network.INSTANCE_INGRESS.check([alb_rule, *stack]) == network.INSTANCE_INGRESS.check(stack)
