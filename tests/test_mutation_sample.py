@@ -82,6 +82,23 @@ BUGS = (
         ("tests/test_review_diff.py",),
     ),
     KnownBug(
+        "gpu-image-hash-ignores-python",
+        "models/environment.py",
+        """                self.base_image,
+                self.python_version,
+""",
+        """                self.base_image,
+""",
+        ("tests/test_environment_hash.py",),
+    ),
+    KnownBug(
+        "payload-limit-default-in-decimal-megabytes",
+        "models/runtime/settings.py",
+        "DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024",
+        "DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1000 * 1000",
+        ("tests/test_runtime_settings.py",),
+    ),
+    KnownBug(
         "iam-action-dropped",
         "infra/permissions.py",
         '"Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],',

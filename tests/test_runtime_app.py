@@ -59,13 +59,19 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 async def call(app: RuntimeApp, method: str, path: str, chunks: tuple[bytes, ...] = (b"",),
-               headers: dict[str, str] | None = None, hold: asyncio.Event | None = None) -> Answer:
+               headers: dict[str, str] | None = None, hold: asyncio.Event | None = None,
+               disconnect: bool = False, messages: list[dict[str, Any]] | None = None) -> Answer:
     """One request as an ASGI server hands it over: the body in `chunks`, more_body=True on all
-    but the last (which leaves it out: False by default); with `hold`, the body arrives only once
-    the event is set. Asked again after the last chunk, receive waits, as a server's does until
-    the client goes away."""
-    messages = [{"type": "http.request", "body": chunk, **({"more_body": True} if i < len(chunks) - 1 else {})}
-                for i, chunk in enumerate(chunks)]
+    but the last (which leaves it out: False by default), or the raw `messages`; with `disconnect`
+    the client goes away after the chunks; with `hold`, the body arrives only once the event is
+    set. Asked again after the last chunk, receive waits, as a server's does until the client
+    goes away."""
+    if messages is None:
+        messages = [{"type": "http.request", "body": chunk,
+                     **({"more_body": True} if disconnect or i < len(chunks) - 1 else {})}
+                    for i, chunk in enumerate(chunks)]
+    if disconnect:
+        messages.append({"type": "http.disconnect"})
     reads = 0
 
     async def receive() -> dict[str, Any]:
@@ -235,6 +241,15 @@ def test_lifespan_and_websocket_scopes_get_no_answer() -> None:
     assert sent == []
 
 
+def test_a_new_app_is_loading_until_the_server_says_otherwise() -> None:
+    app = RuntimeApp(RuntimeSettings(URI), WorkerPool(None, 1, 1, 1, on_fatal=lambda _: None))
+
+    health, ping = request(app, "GET", "/health"), request(app, "GET", "/ping")
+
+    assert (health.json(), ping.status, ping.json()) == ({"status": "alive", "phase": "loading"}, 503,
+                                                         {"status": "loading"})
+
+
 # --- Bearer auth --------------------------------------------------------------------------------
 
 def authed_app(phase: Phase = Phase.LOADING) -> RuntimeApp:
@@ -335,6 +350,15 @@ def test_chunked_body_without_content_length_is_held_to_the_limit(chunks: tuple[
     assert app.metrics.requests_by_status == {status: 1}
 
 
+def test_request_messages_without_a_body_key_count_as_empty() -> None:
+    # the ASGI spec makes "body" optional (default b""); 16 bytes in all is at the limit
+    messages = [{"type": "http.request", "more_body": True}, {"type": "http.request", "body": b"x" * 16}]
+
+    answer = request(limited_app(), "POST", "/invocations", messages=messages)
+
+    assert (answer.status, answer.json()) == (504, TIMED_OUT)
+
+
 def test_body_longer_than_its_declared_length_is_still_held_to_the_limit() -> None:
     answer = request(limited_app(), "POST", "/invocations", chunks=(b"x" * 10, b"x" * 10),
                      headers={"content-type": JSON_TYPE, "content-length": "10"})
@@ -421,6 +445,10 @@ def test_request_that_waits_past_its_timeout_is_a_504_and_frees_its_place() -> N
 
     assert (answer.status, answer.json()) == (504, TIMED_OUT)
     assert (app.metrics.requests_by_status, app.pool.in_flight) == ({504: 1}, 0)
+    metrics = request(app, "GET", "/metrics").body.decode().splitlines()
+    latency = float(next(line for line in metrics if line.startswith("kiln_request_duration_seconds_sum ")).split()[1])
+    assert "kiln_request_duration_seconds_count 1" in metrics
+    assert 0.05 <= latency < 10  # the request timeout, plus a little
 
 
 # --- With a worker process ----------------------------------------------------------------------
@@ -462,6 +490,15 @@ async def _with_a_worker(model_dir: Path, caplog: pytest.LogCaptureFixture) -> N
         assert answer.json()["message"].startswith("unsupported Content-Type 'text/plain'")
         assert answer.headers["x-kiln-served-model"] == "challenger"
         assert app.metrics.requests_by_status == {400: 1}
+
+        # a body without Content-Type, and one the client stopped sending: the worker says what is wrong
+        answer = await call(app, "POST", "/invocations", (EXAMPLE,))
+        assert (answer.status, answer.json()["message"]) == (400, "missing Content-Type header; use one of "
+                                                             "['text/csv', 'application/json', 'application/vnd.apache.parquet']")
+        answer = await call(app, "POST", "/invocations", (EXAMPLE[:20],), {"content-type": JSON_TYPE}, disconnect=True)
+        assert answer.status == 400
+        assert answer.json()["message"].startswith("Invalid input. Ensure that input is a valid JSON formatted string.")
+        assert app.metrics.requests_by_status == {400: 3}
 
         # ready with a live worker: /ping 200, kiln_ready 1, /version describes the loaded model
         app = served_app(pool)
