@@ -28,6 +28,7 @@ from models.environment import (
     runtime_requirements,
 )
 from models.manifest import Manifest
+from tests.manifests import SKLEARN_MANIFEST
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_BASE = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
@@ -49,19 +50,7 @@ GPU_ENVIRONMENT = Environment(
     gpu=True,
 )
 
-SKLEARN_MODEL = Manifest(
-    flavors=("python_function", "sklearn"),
-    loader_module="mlflow.sklearn",
-    python_version="3.11.7",
-    mlflow_version="2.17.2",
-    has_signature=True,
-    signature_inputs=None,
-    has_input_example=True,
-    requirements=("mlflow==2.17.2", "scikit-learn==1.5.2", "pandas==2.2.3"),
-    conda_channels=("conda-forge",),
-    code_paths=(),
-    size_bytes=4096,
-)
+SKLEARN_MODEL = SKLEARN_MANIFEST
 TORCH_MODEL = dataclasses.replace(
     SKLEARN_MODEL,
     flavors=("python_function", "pytorch"),

@@ -24,20 +24,9 @@ from models.checks import (
 from models.environment import Environment
 from models.estimates import ImageEstimate
 from models.manifest import Manifest
+from tests.manifests import SKLEARN_MANIFEST
 
-CLEAN = Manifest(
-    flavors=("python_function", "sklearn"),
-    loader_module="mlflow.sklearn",
-    python_version="3.11.7",
-    mlflow_version="2.17.2",
-    has_signature=True,
-    signature_inputs=None,
-    has_input_example=True,
-    requirements=("mlflow==2.17.2", "scikit-learn==1.5.2", "pandas==2.2.3"),
-    conda_channels=("conda-forge",),
-    code_paths=(),
-    size_bytes=4096,
-)
+CLEAN = SKLEARN_MANIFEST
 # A small CPU image, far from every disk and time limit: only the field a test sets matters.
 SMALL = ImageEstimate(
     base_gib=0.15,
