@@ -90,7 +90,7 @@ def module_results(results_dir: Path, equivalents: dict[str, str]) -> list[Modul
     return modules
 
 
-def stale_equivalents(modules: list[ModuleResult], equivalents: dict[str, str], results_dir: Path) -> list[str]:
+def stale_equivalents(equivalents: dict[str, str], results_dir: Path) -> list[str]:
     """Listed equivalents that no longer survive (killed now, or renumbered by a code change)."""
     surviving = set()
     for meta in results_dir.rglob("*.py.meta"):
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     equivalents = read_equivalents(args.equivalents)
     modules = module_results(args.results, equivalents)
-    stale = stale_equivalents(modules, equivalents, args.results)
+    stale = stale_equivalents(equivalents, args.results)
     if args.json:
         print(json.dumps({"target": TARGET, "modules": [asdict(m) | {"score": m.score} for m in modules],
                           "staleEquivalents": stale}, indent=2))
