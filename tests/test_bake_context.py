@@ -11,21 +11,11 @@ import pytest
 import models.environment as environment_module
 from models.build_context import BuildContextError, render_build_context, render_buildspec
 from models.environment import GPU_BASE_IMAGES, Environment, cuda_version_for, environment_for
-from models.manifest import Manifest
 from tests.bake_support import kiln_runtime  # noqa: F401 (fixture)
+from tests.manifests import SKLEARN_MANIFEST
 
-MANIFEST = Manifest(
-    flavors=("python_function", "sklearn"),
-    loader_module="mlflow.sklearn",
-    python_version="3.11.7",
-    mlflow_version="3.17.2",
-    has_signature=True,
-    signature_inputs=None,
-    has_input_example=True,
-    requirements=("mlflow==3.17.2", "scikit-learn==1.5.2", "pandas==2.2.3"),
-    conda_channels=("conda-forge",),
-    code_paths=(),
-    size_bytes=4096,
+MANIFEST = dataclasses.replace(
+    SKLEARN_MANIFEST, mlflow_version="3.17.2", requirements=("mlflow==3.17.2", "scikit-learn==1.5.2", "pandas==2.2.3")
 )
 
 
