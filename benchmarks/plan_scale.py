@@ -19,8 +19,8 @@ from typing import Any
 
 os.environ.setdefault("KILN_CACHE_DIR", tempfile.mkdtemp(prefix="kiln-bench-cache-"))
 
-from infra.config import NAMESPACE, read_stack_file, resolve_stack_path  # noqa: E402
-from infra.offline import run_program  # noqa: E402
+from infra.plan.config import NAMESPACE, read_stack_file, resolve_stack_path  # noqa: E402
+from infra.preview.program import run_program  # noqa: E402
 from models.examples.seed import LocalStore, seed  # noqa: E402
 
 SIZES = (1, 10, 100)

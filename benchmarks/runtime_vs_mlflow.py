@@ -80,7 +80,7 @@ def start_server(name: str, model: Path, port: int, workers: int, log_dir: Path)
         command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model), "--env-manager", "local",
                    "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)]
     else:
-        command = [sys.executable, "-m", "models.runtime"]
+        command = [sys.executable, "-m", "runtime"]
         # A queue as deep as the benchmark's connections, so the runtime queues instead of
         # refusing: the benchmark measures throughput, not admission control.
         env.update(KILN_MODEL_URI=str(model), KILN_HOST="127.0.0.1", KILN_PORT=str(port),

@@ -2,7 +2,6 @@
 
 import pulumi
 
-from infra.bake_stack import bake_served_models, builder_compute_type
 from infra.components.artifact_store import ArtifactStore
 from infra.components.endpoint import Endpoint
 from infra.components.foundation import Foundation, Release
@@ -10,8 +9,9 @@ from infra.components.gateway import Gateway
 from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
 from infra.components.model_artifact import ModelArtifactUpload
-from infra.plan import ServedModelPlan, plan_stack
-from infra.program_config import stack_config_from_pulumi
+from infra.plan.stack import ServedModelPlan, plan_stack
+from infra.program.bake import bake_served_models, builder_compute_type
+from infra.program.stack_config import stack_config_from_pulumi
 from models.build_context import render_build_context
 
 stack = pulumi.get_stack()

@@ -15,8 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import PROJECT_ROOT
-from models.digest import tree_digest
+from infra.plan.config import PROJECT_ROOT
+from runtime.digest import tree_digest
 
 CACHE_DIR = Path(os.environ.get("KILN_CACHE_DIR", PROJECT_ROOT / ".kiln" / "cache"))
 # Registry bookkeeping MLflow writes next to a run's copy of a registered model (name and
@@ -143,3 +143,14 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ModelFiles(model_uri, resolved, cached, digest)
+
+
+def local_model_uri(model_uri: str, tracking_uri: str | None) -> str:
+    """What `kiln runtime` hands the runtime: s3:// artifact-store URIs and model directories
+    as given, anything else (models:/, runs:/) fetched through MLflow to a cached directory.
+    The runtime itself resolves nothing: the image is only ever given s3:// URIs."""
+    if model_uri.startswith("s3://") or Path(model_uri).expanduser().is_dir():
+        return model_uri
+    import mlflow
+
+    return str(fetch_model(model_uri, tracking_uri or mlflow.get_tracking_uri()).directory)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import jinja2
 
-from infra.plan import CPU_HEALTH_CHECK_GRACE_SECONDS, GPU_HEALTH_CHECK_GRACE_SECONDS
-from models import RUNTIME_VERSION, artifacts
+from infra.plan.catalog import health_check_grace_seconds
+from models import artifacts
 from models import environment as environment_module
-from models.environment import MODELS_DIR, TEMPLATES_DIR, Environment
-from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
+from models.environment import TEMPLATES_DIR, Environment
+from runtime import RUNTIME_VERSION
+from runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 # uv only provides a standalone CPython on CUDA bases; pinned so the recipe is reproducible.
 UV_IMAGE = "ghcr.io/astral-sh/uv:0.5.11"
@@ -72,7 +73,7 @@ def render_files(environment: Environment, runtime_dir: Path | None = None) -> d
     if not (runtime_dir / "__main__.py").is_file():
         raise BuildContextError(
             f"the Kiln runtime package is missing: {runtime_dir}/__main__.py (the image's entrypoint is "
-            "`python -m models.runtime`)"
+            "`python -m runtime`)"
         )
     dockerfile = _TEMPLATES.get_template("Dockerfile.j2").render(
         image_tag=environment.image_tag,
@@ -84,7 +85,7 @@ def render_files(environment: Environment, runtime_dir: Path | None = None) -> d
         uid=RUNTIME_UID,
         port=RUNTIME_PORT,
         readiness_path=READINESS_PATH,
-        start_period=GPU_HEALTH_CHECK_GRACE_SECONDS if environment.gpu else CPU_HEALTH_CHECK_GRACE_SECONDS,
+        start_period=health_check_grace_seconds(environment.gpu),
         runtime_version=RUNTIME_VERSION,
     )
     files: dict[str, bytes] = {
@@ -109,12 +110,10 @@ def render_files(environment: Environment, runtime_dir: Path | None = None) -> d
             )
             + "\n"
         ).encode(),
-        "models/__init__.py": (MODELS_DIR / "__init__.py").read_bytes(),
-        "models/digest.py": (MODELS_DIR / "digest.py").read_bytes(),
     }
     for path in sorted(runtime_dir.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-            files[f"models/runtime/{path.relative_to(runtime_dir).as_posix()}"] = path.read_bytes()
+            files[f"runtime/{path.relative_to(runtime_dir).as_posix()}"] = path.read_bytes()
     return files
 
 

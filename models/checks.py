@@ -2,7 +2,7 @@
 
 Each check is a pure function of the model's manifest, where and how it will be served,
 and the image estimate. Each finding has a stable id, a level and a message that says how
-to fix it (the Databricks packaging advice in ../shared/reference/serving-anchors.md §1.6).
+to fix it (the Databricks packaging advice, with its sources in docs/sources.md).
 An error-level finding stops `pulumi up` and `kiln plan`; warnings are printed by
 `kiln bake` and kept for the review.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from infra.catalog import ComputeProfile
+from infra.plan.catalog import ComputeProfile
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
@@ -40,8 +40,8 @@ ANACONDA_HOSTS = ("repo.anaconda.com", "repo.continuum.io")
 # Above this share of the build timeout, a slow mirror or a cold cache times the build out.
 BUILD_TIME_WARNING_SHARE = 0.75
 # A loaded model typically needs more memory than its files: deserialized objects,
-# framework buffers, one prediction's intermediates (estimate; DESIGN.md memory per
-# concurrency is per worker process), on top of the worker's own interpreter + libraries.
+# framework buffers, one prediction's intermediates (estimate; the compute catalog's
+# memory per concurrency is per worker process), on top of the worker's own interpreter + libraries.
 MODEL_MEMORY_FACTOR = 2.0
 WORKER_BASELINE_GIB = 0.5
 

@@ -1,6 +1,6 @@
 """The serving environment a model needs, and its content hash (the image tag).
 
-Decision 1 in DESIGN.md: images hold the environment, not the model. Two model versions
+Decision 1 in docs/decisions.md: images hold the environment, not the model. Two model versions
 with the same base image, Python and requirements share one image, so the hash covers
 exactly those, plus what else goes into the image (the Kiln runtime's code and
 requirements, and the Dockerfile recipe), and nothing about the model's weights.
@@ -13,16 +13,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import RUNTIME_VERSION
+import runtime
 from models.manifest import Manifest, requirement_name
+from runtime import RUNTIME_VERSION
 
 MODELS_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = MODELS_DIR / "templates"
-# The serving runtime (`python -m models.runtime`) that every image runs as its entrypoint.
-RUNTIME_PACKAGE_DIR = MODELS_DIR / "runtime"
+# The serving runtime (`python -m runtime`) that every image runs as its entrypoint; the
+# image copies the package whole (its contract, digest and requirements are inside it).
+RUNTIME_PACKAGE_DIR = Path(runtime.__file__).resolve().parent
 RUNTIME_REQUIREMENTS_FILE = RUNTIME_PACKAGE_DIR / "requirements.txt"
-# Used only until models/runtime/requirements.txt exists: the runtime's own dependencies
-# (ASGI app, server, S3 fetch, pyfunc loading). The one place to change when it lands.
 
 # Python versions with an official python:<v>-slim-bookworm image (and a standalone build
 # for GPU images). Older ones are end-of-life upstream and get no security fixes.
@@ -84,7 +84,7 @@ class Environment:
 
 
 def runtime_requirements() -> tuple[str, ...]:
-    """The runtime's own pip requirements (models/runtime/requirements.txt), installed into
+    """The runtime's own pip requirements (runtime/requirements.txt), installed into
     every image beside the model's."""
     lines = (line.split("#", 1)[0].strip() for line in RUNTIME_REQUIREMENTS_FILE.read_text().splitlines())
     return tuple(line for line in lines if line)
@@ -93,11 +93,7 @@ def runtime_requirements() -> tuple[str, ...]:
 def recipe_digest() -> str:
     """Digest of the templates, the context renderer and the runtime package: a change to any is a new image."""
     digest = hashlib.sha256()
-    named = {
-        "build_context.py": MODELS_DIR / "build_context.py",
-        "__init__.py": MODELS_DIR / "__init__.py",
-        "digest.py": MODELS_DIR / "digest.py",
-    }
+    named = {"build_context.py": MODELS_DIR / "build_context.py"}
     for prefix, root in (("templates", TEMPLATES_DIR), ("runtime", RUNTIME_PACKAGE_DIR)):
         if root.is_dir():
             for path in sorted(root.rglob("*")):

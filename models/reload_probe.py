@@ -4,7 +4,7 @@ This file is run as a script by models/reload.py with the virtualenv's interpret
 imports only the standard library and what the model itself declared (MLflow, pandas,
 numpy): never Kiln. It prints one JSON line, prefixed with RESULT_PREFIX, as its last line.
 
-What it does is what the runtime does at container start (DESIGN.md decision 4): load
+What it does is what the runtime does at container start (docs/decisions.md, decision 4): load
 with mlflow.pyfunc, predict the logged input example, check the output against the
 signature. A model that imports a package it did not declare fails here, at "load".
 """

@@ -1,14 +1,10 @@
 """The pack's entry point (`pulumi preview --policy-pack policies`, or `kiln check`).
 
-The engine runs this file with cwd = policies/; the project root goes on sys.path so the
-rules import as `policies.rules` (and read infra/catalog.py) exactly as the tests do.
+The engine runs this file with cwd = policies/ in the pack's virtualenv, which is the
+project's own (PulumiPolicy.yaml), where Kiln is installed: the rules import as
+`policies.rules` and read the compute catalog (infra.plan.catalog) exactly as the tests do.
 Nothing here may print: the engine reads the gRPC port from the first stdout line.
 """
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import PolicyPack
 

@@ -13,7 +13,7 @@ import yaml
 # Model downloads go to a throwaway cache, never the developer's .kiln/cache.
 os.environ.setdefault("KILN_CACHE_DIR", tempfile.mkdtemp(prefix="kiln-test-cache-"))
 
-from infra.config import NAMESPACE, read_stack_file, resolve_stack_path  # noqa: E402
+from infra.plan.config import NAMESPACE, read_stack_file, resolve_stack_path  # noqa: E402
 from models.examples.seed import LocalStore, seed  # noqa: E402
 
 SHIPPED_STACKS = ("dev", "staging", "prod")

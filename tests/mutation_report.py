@@ -27,7 +27,7 @@ TIMEOUT_CODES = {36, -24, 24, 152, 255}
 SURVIVED_CODES = {0}
 NO_TESTS_CODES = {5, 33}
 
-# A row of the equivalents table in docs/testing.md: | `infra.names.x_short_name__mutmut_6` | reason |
+# A row of the equivalents table in docs/testing.md: | `infra.plan.names.x_short_name__mutmut_6` | reason |
 EQUIVALENT_ROW = re.compile(r"^\|\s*`(?P<mutant>[\w.]+__mutmut_\d+)`\s*\|\s*(?P<reason>.+?)\s*\|\s*$")
 
 

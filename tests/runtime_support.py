@@ -74,10 +74,10 @@ def start(command: list[str], env: dict[str, str], log_path: Path, port: int) ->
 
 
 def start_runtime(tmp: Path, name: str, **kiln_env: str) -> RunningProcess:
-    """`python -m models.runtime` (the image entrypoint) with KILN_* env, on a free port."""
+    """`python -m runtime` (the image entrypoint) with KILN_* env, on a free port."""
     port = free_port()
     env = {"KILN_HOST": "127.0.0.1", "KILN_PORT": str(port), **kiln_env}
-    return start([sys.executable, "-m", "models.runtime"], env, tmp / f"{name}.log", port)
+    return start([sys.executable, "-m", "runtime"], env, tmp / f"{name}.log", port)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import re
 
 from click.testing import CliRunner
 
-from infra.cli import main
-from infra.config import PROJECT_ROOT
+from infra.commands.cli import main
+from infra.plan.config import PROJECT_ROOT
 from policies.rules import RULES
 
 

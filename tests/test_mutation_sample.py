@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import PROJECT_ROOT
+from infra.plan.config import PROJECT_ROOT
 
-COPIED = ("infra", "models", "policies", "tests", "stacks", "schema", "docs", "Pulumi.yaml", "pyproject.toml")
+COPIED = ("infra", "models", "policies", "runtime", "tests", "stacks", "schema", "docs", "Pulumi.yaml", "pyproject.toml")
 RUN_TIMEOUT_SECONDS = 120
 
 
@@ -35,24 +35,24 @@ class KnownBug:
 BUGS = (
     KnownBug(
         "negative-route-percentage",
-        "infra/config.py",
+        "infra/plan/config.py",
         "traffic_percentage: int = Field(ge=0, le=100)",
         "traffic_percentage: int = Field(le=100)",
-        ("tests/test_config.py",),
+        ("tests/infra/plan/test_config.py",),
     ),
     KnownBug(
         "zero-percent-route-dropped",
-        "infra/config.py",
+        "infra/plan/config.py",
         "traffic_percentage: int = Field(ge=0, le=100)",
         "traffic_percentage: int = Field(ge=1, le=100)",
-        ("tests/test_config.py",),
+        ("tests/infra/plan/test_config.py",),
     ),
     KnownBug(
         "names-differ-between-processes",
-        "infra/names.py",
+        "infra/plan/names.py",
         "return hashlib.sha256(text.encode()).hexdigest()[:length]",
         'return format(hash(text) % 16**length, f"0{length}x")',
-        ("tests/test_names.py",),
+        ("tests/infra/plan/test_names.py",),
     ),
     KnownBug(
         "side-effects-out-of-order",
@@ -65,21 +65,21 @@ BUGS = (
             AutoScalingGroupName=self.settings.group_name, DesiredCapacity=0, HonorCooldown=False
         )
         took = self.take_route()""",
-        ("tests/test_activator_handler.py",),
+        ("tests/infra/activator/test_activator_handler.py",),
     ),
     KnownBug(
         "entry-point-misroutes-alarms",
         "infra/activator/handler.py",
         'if "alarmData" in event:',
         'if "alarm" in event:',
-        ("tests/test_activator_handler.py",),
+        ("tests/infra/activator/test_activator_handler.py",),
     ),
     KnownBug(
         "diff-forgets-removals",
         "infra/review/diff.py",
         "for key in sorted(set(before) | set(after)):",
         "for key in sorted(after):",
-        ("tests/test_review_diff.py",),
+        ("tests/infra/review/test_review_diff.py",),
     ),
     KnownBug(
         "gpu-image-hash-ignores-python",
@@ -89,28 +89,28 @@ BUGS = (
 """,
         """                self.base_image,
 """,
-        ("tests/test_environment_hash.py",),
+        ("tests/models/test_environment_hash.py",),
     ),
     KnownBug(
         "payload-limit-default-in-decimal-megabytes",
-        "models/runtime/settings.py",
+        "runtime/settings.py",
         "DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024",
         "DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1000 * 1000",
-        ("tests/test_runtime_settings.py",),
+        ("tests/runtime/test_runtime_settings.py",),
     ),
     KnownBug(
         "iam-action-dropped",
-        "infra/permissions.py",
+        "infra/components/permissions.py",
         '"Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],',
         '"Action": ["ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability"],',
-        ("tests/test_permissions.py",),
+        ("tests/infra/components/test_permissions.py",),
     ),
     KnownBug(
         "iam-condition-dropped",
-        "infra/permissions.py",
+        "infra/components/permissions.py",
         '"Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},',
         "",
-        ("tests/test_permissions.py",),
+        ("tests/infra/components/test_permissions.py",),
     ),
 )
 

@@ -104,7 +104,7 @@ def step_env(_: argparse.Namespace) -> None:
             result["torch"]["cuda_error"] = f"{type(error).__name__}: {error}"
     probe = {}
     sys.path.insert(0, str(REPO))
-    for module in ("mlflow.pyfunc.scoring_server", "mlflow.pytorch", "models.runtime.server", "models.runtime.worker"):
+    for module in ("mlflow.pyfunc.scoring_server", "mlflow.pytorch", "runtime.server", "runtime.worker"):
         try:
             __import__(module)
             probe[module] = "ok"
@@ -355,7 +355,7 @@ def step_serve(args: argparse.Namespace) -> None:
     write(f"serve_{name}", result)
     started = time.perf_counter()
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "models.runtime"], cwd=REPO, env=env, stdout=log_file,
+        proc = subprocess.Popen([sys.executable, "-m", "runtime"], cwd=REPO, env=env, stdout=log_file,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     result["runtime_pid"] = proc.pid
     try:
@@ -374,7 +374,7 @@ def step_serve(args: argparse.Namespace) -> None:
             time.sleep(0.25)
         result.update(ready=ready, seconds_to_ready=round(time.perf_counter() - started, 2), last_ping=last,
                       exited_before_ready=proc.returncode)
-        workers = [pid for pid in _children(proc.pid) if "models.runtime.worker" in _cmdline(pid)]
+        workers = [pid for pid in _children(proc.pid) if "runtime.worker" in _cmdline(pid)]
         result["worker_pids"] = workers
         result["phase"] = "ready" if ready else "not ready"
         write(f"serve_{name}", result)

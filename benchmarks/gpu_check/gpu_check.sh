@@ -38,7 +38,7 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...: bounded by its limit and by what
   echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0)), \"limit\": $limit}" >>"$STEPS"
 }
 
-PROBE='import mlflow.pyfunc.scoring_server, mlflow.pytorch, uvicorn, models.runtime.server, models.runtime.worker'
+PROBE='import mlflow.pyfunc.scoring_server, mlflow.pytorch, uvicorn, runtime.server, runtime.worker'
 
 deps() {
   if "$PY" -c "$PROBE" 2>/dev/null; then
@@ -65,7 +65,7 @@ main() {
   echo "{\"step\": \"deps\", \"rc\": $?, \"seconds\": $((SECONDS - t0))}" >>"$STEPS"
   step env 60 "$PY" benchmarks/gpu_check/gpu_check.py env
   step models 90 "$PY" benchmarks/gpu_check/gpu_check.py models
-  # 3. the real runtime, as the image starts it (python -m models.runtime, KILN_* only)
+  # 3. the real runtime, as the image starts it (python -m runtime, KILN_* only)
   step serve_pt2_cuda 75 "$PY" benchmarks/gpu_check/gpu_check.py serve pt2_cuda --model pt2 --start-timeout 60
   step serve_pickle_cuda_w1 90 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_cuda_w1 --model pickle --timed 200 \
     --start-timeout 60

@@ -1,2 +1,2 @@
-"""One module per `kiln` command (plan, schema and examples live in infra/cli.py, which
+"""One module per `kiln` command (plan, schema and examples live in infra/commands/cli.py, which
 assembles them all); `errors` is how every command reports a user error."""

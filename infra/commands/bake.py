@@ -18,10 +18,10 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from infra.bake_stack import bake_and_check
 from infra.commands.output import console, errors, user_errors
-from infra.config import load_stack
-from infra.plan import ServedModelPlan, plan_stack
+from infra.plan.config import load_stack
+from infra.plan.stack import ServedModelPlan, plan_stack
+from infra.program.bake import bake_and_check
 from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError, render_build_context
 from models.checks import Finding

@@ -9,8 +9,8 @@ import click
 import yaml
 
 from infra.commands.output import fail, user_errors
-from infra.config import NAMESPACE, ConfigError
-from infra.databricks_import import import_endpoint
+from infra.plan.config import NAMESPACE, ConfigError
+from infra.plan.databricks_import import import_endpoint
 
 
 @click.command(

@@ -15,8 +15,8 @@ from typing import NoReturn
 from rich.console import Console
 from rich.markup import escape
 
-from infra.config import ConfigError
-from infra.policy_check import PolicyPackError
+from infra.plan.config import ConfigError
+from infra.preview.policies import PolicyPackError
 from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError
 from models.checks import PackagingError

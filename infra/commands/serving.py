@@ -28,15 +28,16 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
                     workers: int | None, mlflow_tracking_uri: str | None) -> None:
     import os
 
-    from models.runtime.server import serve
-    from models.runtime.settings import SettingsError, settings_from_env
+    from models.artifacts import ModelResolutionError, local_model_uri
+    from runtime.server import serve
+    from runtime.settings import SettingsError, settings_from_env
 
-    with user_errors({SettingsError: "invalid settings: "}):
+    with user_errors({SettingsError: "invalid settings: ", ModelResolutionError: ""}):
         settings = settings_from_env(require_model=False)
+        model_uri = local_model_uri(model_uri, mlflow_tracking_uri)
     settings = settings.with_overrides(
         model_uri=model_uri, model_digest=model_digest.lower() if model_digest else None,
         host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
-        tracking_uri=mlflow_tracking_uri,
     )
     sys.exit(serve(settings))
 
@@ -49,7 +50,7 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per served model.")
 @click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri.")
 def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
-    from infra.local_stack import LocalServeError, run_router, start_stack
+    from infra.local.stack import LocalServeError, run_router, start_stack
 
     with user_errors({LocalServeError: ""}), errors.status("starting served models…") as status:
         local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)

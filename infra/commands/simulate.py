@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.commands.output import console, fail, user_errors
-from infra.config import load_stack
-from infra.plan import EndpointPlan, ServedModelPlan, plan_stack
+from infra.plan.config import load_stack
+from infra.plan.stack import EndpointPlan, ServedModelPlan, plan_stack
 from infra.simulator.model import simulate
 from infra.simulator.policies import policies_for
 from infra.simulator.report import as_json, summarize

@@ -24,12 +24,13 @@ import pulumi_aws as aws
 
 from infra.components.foundation import Foundation
 from infra.components.iam import service_role
+from infra.components.permissions import activator_policy
 from infra.components.security_rules import allow_tcp
 from infra.components.served_model import ServedModel
-from infra.names import short_name
-from infra.permissions import activator_policy
-from infra.plan import ServedModelPlan
-from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
+from infra.plan.catalog import LOG_RETENTION_DAYS
+from infra.plan.names import short_name
+from infra.plan.stack import ServedModelPlan
+from runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 HANDLER_SOURCE = Path(__file__).resolve().parent.parent / "activator" / "handler.py"
 LAMBDA_RUNTIME = "python3.12"
@@ -37,7 +38,6 @@ LAMBDA_RUNTIME = "python3.12"
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 # The Lambda answers a moment after the request timeout, never before it.
 LAMBDA_TIMEOUT_MARGIN_SECONDS = 10
-LOG_RETENTION_DAYS = 30
 ALB_PERIOD_SECONDS = 60
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from infra.permissions import tls_only_bucket_policy
+from infra.components.permissions import tls_only_bucket_policy
 
 # Old object versions are kept this long so a bad overwrite can be undone, then expire.
 NONCURRENT_VERSION_DAYS = 30

@@ -24,8 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.gateway import Gateway
-from infra.plan import ServedModelPlan
-from infra.scaling import (
+from infra.plan.scaling import (
     ALB_METRIC_PERIOD_SECONDS,
     HIGH_RESOLUTION_PERIOD_SECONDS,
     IN_FLIGHT_METRIC,
@@ -37,6 +36,7 @@ from infra.scaling import (
     ROLLOUT_MIN_REQUESTS_PER_MINUTE,
     ScalingPlan,
 )
+from infra.plan.stack import ServedModelPlan
 
 # Group metrics the scale-in and wake alarms read (1-minute, free of charge).
 GROUP_METRICS = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances"]

@@ -8,7 +8,7 @@ import pulumi_aws as aws
 from infra.components.activator import activators_for, route_target_group
 from infra.components.foundation import Foundation, Release
 from infra.components.served_model import ServedModel
-from infra.plan import EndpointPlan
+from infra.plan.stack import EndpointPlan
 
 
 class Endpoint(pulumi.ComponentResource):

@@ -8,8 +8,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.security_rules import allow_tcp
-from infra.plan import GatewayPlan
-from models.runtime.contract import RUNTIME_PORT
+from infra.plan.stack import GatewayPlan
+from runtime.contract import RUNTIME_PORT
 
 # TLS 1.3 with TLS 1.2 fallback: the AWS-recommended policy for new listeners.
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from infra.permissions import trust_policy
+from infra.components.permissions import trust_policy
 
 
 def service_role(

@@ -1,6 +1,6 @@
 """Environment images: the CodeBuild project that builds them and one build per environment.
 
-DESIGN.md decision 2: builds run in CodeBuild, started by a dynamic resource only when the
+docs/decisions.md, decision 2: builds run in CodeBuild, started by a dynamic resource only when the
 environment's tag has no image in ECR yet, bounded by kiln:build.timeoutMinutes. The
 build context (Dockerfile, requirements, runtime) is uploaded to the artifact store under
 build-contexts/<tag>.zip; the project has no source of its own and every build names its
@@ -15,13 +15,13 @@ import pulumi_aws as aws
 from infra.components.artifact_store import ArtifactStore
 from infra.components.iam import service_role
 from infra.components.image_registry import ImageRegistry
-from infra.permissions import build_policy
+from infra.components.permissions import build_policy
+from infra.plan.catalog import LOG_RETENTION_DAYS
 from infra.providers.image_build import ImageBuild
 from models.build_context import BuildContext, render_buildspec
 
 # CodeBuild's curated Amazon Linux image: Docker, the AWS CLI and privileged mode support.
 BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
-BUILD_LOG_RETENTION_DAYS = 30
 
 
 class ImageBuilder(pulumi.ComponentResource):
@@ -46,7 +46,7 @@ class ImageBuilder(pulumi.ComponentResource):
         self.timeout_minutes = timeout_minutes
         self.buildspec = render_buildspec()
         self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-build-logs", retention_in_days=BUILD_LOG_RETENTION_DAYS, tags=tags, opts=child
+            f"{name}-build-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child
         )
         self.role = service_role(
             f"{name}-build-role",

@@ -7,20 +7,22 @@ import base64
 import pulumi
 import pulumi_aws as aws
 
-from infra.catalog import ami_parameter
 from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
 from infra.components.foundation import Foundation, Release
 from infra.components.iam import service_role
-from infra.permissions import instance_policy
-from infra.plan import ServedModelPlan
-from infra.user_data import Deployment, render_user_data
+from infra.components.permissions import instance_policy
+from infra.components.user_data import Deployment, render_user_data
+from infra.plan.catalog import (
+    HEALTH_CHECK_INTERVAL_SECONDS,
+    HEALTH_CHECK_TIMEOUT_SECONDS,
+    HEALTHY_THRESHOLD,
+    LOG_RETENTION_DAYS,
+    UNHEALTHY_THRESHOLD,
+    ami_parameter,
+)
+from infra.plan.stack import ServedModelPlan
 from models.artifacts import registry_version
-from models.runtime.contract import READINESS_PATH, RUNTIME_PORT
-
-LOG_RETENTION_DAYS = 30
-# A new instance must pass this many consecutive /ping checks (10 s apart) to take traffic.
-HEALTHY_THRESHOLD = 2
-UNHEALTHY_THRESHOLD = 3
+from runtime.contract import READINESS_PATH, RUNTIME_PORT
 
 
 class ServedModel(pulumi.ComponentResource):
@@ -138,8 +140,8 @@ class ServedModel(pulumi.ComponentResource):
                 "port": "traffic-port",
                 "protocol": "HTTP",
                 "matcher": "200",
-                "interval": 10,
-                "timeout": 5,
+                "interval": HEALTH_CHECK_INTERVAL_SECONDS,
+                "timeout": HEALTH_CHECK_TIMEOUT_SECONDS,
                 "healthy_threshold": HEALTHY_THRESHOLD,
                 "unhealthy_threshold": UNHEALTHY_THRESHOLD,
             },

@@ -2,7 +2,7 @@
 
 Why a dynamic provider: pulumi-aws can create a CodeBuild project but has no "run a build
 and wait" resource. Why the timeout is ours: the dynamic provider host ignores Pulumi's
-customTimeouts (../shared/reference/pulumi.md §4.1), so `create` keeps its own deadline
+customTimeouts (docs/sources.md, "Pulumi dynamic providers"), so `create` keeps its own deadline
 (`timeoutSeconds`, from kiln:build.timeoutMinutes), stops the build when it passes, and
 raises, which leaves no resource behind, so the next `pulumi up` tries again.
 """

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from infra.config import StackConfig
-from infra.offline import ProgramRun, Registration
+from infra.plan.config import StackConfig
+from infra.preview.program import ProgramRun, Registration
 
 # Inputs whose change makes AWS replace the resource instead of updating it (the AWS
 # provider marks them ForceNew). Only the types Kiln creates are listed.

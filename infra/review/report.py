@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.catalog import PRICES_AS_OF
-from infra.config import ConfigError, resolve_stack_path, stack_name
-from infra.plan_report import PlanReport, build_plan_report, served_model_rows
-from infra.policy_check import PolicyCheck
+from infra.plan.catalog import PRICES_AS_OF
+from infra.plan.config import ConfigError, resolve_stack_path, stack_name
+from infra.preview.policies import PolicyCheck
+from infra.preview.report import PlanReport, build_plan_report, served_model_rows
 from infra.review.diff import Change, ResourceChange, diff_resources, diff_settings
 
 HOURS_PER_MONTH = 730  # AWS pricing pages' month

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from infra.plan import ServedModelPlan
-from infra.scaling import ALB_METRIC_PERIOD_SECONDS, HIGH_RESOLUTION_PERIOD_SECONDS, SCALE_IN_FRACTION
+from infra.plan.catalog import HEALTH_CHECK_INTERVAL_SECONDS, HEALTHY_THRESHOLD
+from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS, HIGH_RESOLUTION_PERIOD_SECONDS, SCALE_IN_FRACTION
+from infra.plan.stack import ServedModelPlan
 
 # --- instance ready times, per accelerator -------------------------------------------------
 # ESTIMATE: EC2 RunInstances to a booted OS with Docker: ~40 s for Amazon Linux 2023 on
@@ -21,14 +22,10 @@ GPU_BOOT_SECONDS = 90
 # ~8 GB CUDA image ≈ 120 s (pull plus layer extraction; extraction dominates).
 CPU_IMAGE_PULL_SECONDS = 30
 GPU_IMAGE_PULL_SECONDS = 120
-# ESTIMATE: model download by digest + load + warm-up prediction (readiness, DESIGN.md
-# decision 4): small CPU models ~15 s, GPU models (weights to GPU memory) ~60 s.
+# ESTIMATE: model download by digest + load + warm-up prediction (readiness,
+# docs/decisions.md, decision 4): small CPU models ~15 s, GPU models (weights to GPU memory) ~60 s.
 CPU_MODEL_LOAD_SECONDS = 15
 GPU_MODEL_LOAD_SECONDS = 60
-# ALB health checks every 10 s, 2 passes before traffic: the target group's settings in
-# infra/components/served_model.py (a test keeps the two equal; this module stays Pulumi-free).
-HEALTH_CHECK_INTERVAL_SECONDS = 10
-HEALTHY_THRESHOLD = 2
 # ESTIMATE: StartInstances on a Stopped warm-pool instance to a booted OS: ~20 s CPU,
 # ~45 s GPU; the image and model are already on disk, so only the load remains.
 CPU_WARM_START_SECONDS = 20

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import PROJECT_ROOT
+from infra.plan.config import PROJECT_ROOT
 
 DEFAULT_STORE = PROJECT_ROOT / ".kiln" / "mlflow"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.catalog import INSTANCES
+from infra.plan.catalog import INSTANCES
 from policies.rules.resource_types import AUTOSCALING_GROUP, CODEBUILD_PROJECT, LAUNCH_TEMPLATE
 from policies.rules.rule import MANDATORY, Config, Props, Resource, ResourceRule, StackRule, Violation, of_type
 
@@ -36,7 +36,7 @@ def cost_within_budget(resources: Sequence[Resource], config: Config) -> list[Vi
         instance = INSTANCES.get(instance_type) if isinstance(instance_type, str) else None
         if instance is None:
             violations.append(Violation(
-                f"cannot price this group: instance type {instance_type!r} has no price in infra/catalog.py; "
+                f"cannot price this group: instance type {instance_type!r} has no price in infra/plan/catalog.py; "
                 "use a catalogued instance type or add it there",
                 group.urn,
             ))

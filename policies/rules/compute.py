@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.catalog import GPU_AMI_PARAMETER, INSTANCES, PROFILES, ComputeType
+from infra.plan.catalog import GPU_AMI_PARAMETER, INSTANCES, PROFILES, ComputeType
 from policies.rules.resource_types import LAUNCH_TEMPLATE, SERVED_MODEL
 from policies.rules.rule import MANDATORY, Config, Props, ResourceRule, items, prop, truthy
 

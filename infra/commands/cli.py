@@ -1,0 +1,92 @@
+"""The `kiln` command line: everything Kiln does, offline.
+
+Exit codes: 0 ok, 1 findings (policy violations), 2 invalid input (config, model, usage).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from infra.commands.bake import bake_command
+from infra.commands.check import check, policy_pack_config_option
+from infra.commands.import_databricks import import_databricks
+from infra.commands.output import console, errors, user_errors
+from infra.commands.plan_console import print_plan
+from infra.commands.review import review
+from infra.commands.serving import runtime_command, serve_command
+from infra.commands.simulate import simulate_command
+from infra.plan.config import json_schema
+from infra.preview.policies import load_policy_pack_config
+from infra.preview.report import build_plan_report, plan_as_json
+
+
+@click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.")
+def main() -> None:
+    pass
+
+
+tracking_option = click.option(
+    "--mlflow-tracking-uri",
+    help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri "
+    "(e.g. to plan prod from a registry mirror).",
+)
+
+
+@main.command(help="Show what `pulumi up --stack STACK` would create and what it costs (offline).")
+@click.argument("stack")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
+@tracking_option
+@policy_pack_config_option
+def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | None, policy_pack_config: Path | None) -> None:
+    with user_errors():
+        report = build_plan_report(
+            stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=load_policy_pack_config(policy_pack_config)
+        )
+    if as_json:
+        click.echo(json.dumps(plan_as_json(report), indent=2))
+    else:
+        print_plan(console, report)
+
+
+main.add_command(check)
+
+
+@main.command(help="Write the JSON Schema of stack files (for editor validation).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write; stdout if omitted.")
+def schema(output: Path | None) -> None:
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        errors.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command(help="Fill the local MLflow store the dev stack uses with the example models (if empty).")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Store folder (default: .kiln/mlflow).")
+def examples(store: Path | None) -> None:
+    from models.examples.seed import DEFAULT_STORE, LocalStore, seed
+
+    local = LocalStore((store or DEFAULT_STORE).resolve())
+    with errors.status("logging example models to MLflow…"):
+        created = seed(local)
+    if created:
+        errors.print(f"registered {', '.join(created)} in {local.tracking_uri}")
+    else:
+        errors.print(f"example models already in {local.tracking_uri}")
+
+
+main.add_command(bake_command)
+main.add_command(review)
+main.add_command(import_databricks)
+main.add_command(runtime_command)
+main.add_command(serve_command)
+main.add_command(simulate_command)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Human output of `kiln plan`: the resource tree and the capacity table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from infra.commands.policy_console import print_policy_check
+from infra.plan.catalog import PRICES_AS_OF
+from infra.preview.program import UNKNOWN, Registration
+from infra.preview.report import PlanReport, served_model_rows
+
+# The inputs a reviewer looks at first, per resource type.
+KEY_INPUTS: dict[str, tuple[str, ...]] = {
+    "aws:lb/loadBalancer:LoadBalancer": ("name", "internal", "idleTimeout"),
+    "aws:lb/listener:Listener": ("port", "protocol", "sslPolicy"),
+    "aws:lb/listenerRule:ListenerRule": ("priority", "conditions", "actions"),
+    "aws:lb/targetGroup:TargetGroup": ("name", "port", "healthCheck.path", "deregistrationDelay"),
+    "aws:autoscaling/group:Group": ("minSize", "maxSize", "healthCheckType", "instanceRefresh.preferences.minHealthyPercentage"),
+    "aws:autoscaling/policy:Policy": ("policyType", "targetTrackingConfiguration.targetValue"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("instanceType", "imageId", "metadataOptions.httpTokens"),
+    "aws:ecr/repository:Repository": ("imageTagMutability",),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ("fromPort", "cidrIpv4", "referencedSecurityGroupId"),
+}
+
+
+def _lookup(inputs: dict[str, Any], dotted: str) -> Any:
+    value: Any = inputs
+    for part in dotted.split("."):
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _describe(registration: Registration) -> str:
+    parts = []
+    for key in KEY_INPUTS.get(registration.type, ()):
+        value = _lookup(registration.inputs, key)
+        if value is None:
+            continue
+        if value == UNKNOWN:
+            value = "(known after apply)"
+        elif key == "actions":
+            groups = _lookup(registration.inputs, "actions.forward.targetGroups") or []
+            value = "weights " + "/".join(str(group.get("weight")) for group in groups) if groups else value
+        elif key == "conditions":
+            value = _lookup(registration.inputs, "conditions.pathPattern.values")
+        parts.append(f"{key.split('.')[-1]}={value}")
+    return ", ".join(parts)
+
+
+def _tree(report: PlanReport) -> Tree:
+    root = Tree(f"[bold]stack {report.plan.stack}[/] ({report.plan.config.environment}, {report.plan.config.region})")
+    nodes: dict[str, Tree] = {}
+    for registration in report.run.registrations:
+        label = f"[cyan]{registration.type}[/] {registration.name}"
+        details = _describe(registration)
+        if details:
+            label += f" [dim]{details}[/]"
+        nodes[registration.urn] = nodes.get(registration.parent, root).add(label, highlight=False)
+    return root
+
+
+def print_plan(console: Console, report: PlanReport) -> None:
+    console.print(_tree(report))
+    table = Table(title="Capacity per served model", title_justify="left")
+    for column in ("endpoint", "served model", "compute", "instance", "workers/inst", "instances", "concurrency", "traffic", "$/h min", "$/h max"):
+        table.add_column(column, justify="right" if column.startswith(("$", "work", "inst", "conc", "traf")) else "left")
+    for row in served_model_rows(report.plan):
+        table.add_row(
+            row["endpoint"],
+            row["name"],
+            row["computeType"],
+            row["instanceType"],
+            str(row["unitsPerInstance"]),
+            f"{row['minInstances']}-{row['maxInstances']}",
+            f"{row['minConcurrency']}-{row['maxConcurrency']}",
+            f"{row['trafficPercentage']}%",
+            f"{row['hourlyCostMin']:.2f}",
+            f"{row['hourlyCostMax']:.2f}",
+        )
+    table.add_section()
+    table.add_row("total", "", "", "", "", "", "", "", f"{report.plan.hourly_cost_min:.2f}", f"{report.plan.hourly_cost_max:.2f}")
+    console.print(table)
+    console.print(f"[dim]Prices: {PRICES_AS_OF}. {len(report.run.registrations)} resources.[/]")
+    for served in report.plan.served_models:
+        console.print(f"[dim]{served.endpoint}/{served.name}: " + "; ".join(served.capacity.arithmetic()) + "[/]")
+    if report.policy is not None:
+        print_policy_check(console, report.policy, report.plan.stack)

@@ -1,0 +1,150 @@
+"""What each role and bucket Kiln creates may do, as IAM policy documents.
+
+Pure functions of ARNs, so tests compare whole statements as data and a dropped action
+is a failing test, not a first-deploy AccessDenied. Every role gets exactly what its
+component needs and nothing else (least privilege).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from models.build_context import CONTEXT_PREFIX
+from runtime.contract import METRIC_NAMESPACE
+
+
+def trust_policy(service: str) -> str:
+    """Only `service` (e.g. ec2.amazonaws.com) may assume the role."""
+    return _document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
+
+
+def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str) -> str:
+    """Read this model's files and pull this stack's images; nothing else."""
+    return _document(
+        [
+            {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {
+                "Sid": "PullImages",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                "Resource": repository_arn,
+            },
+            _write_logs("WriteLogs", log_group_arn),
+            in_flight_metric_statement(),
+        ]
+    )
+
+
+def in_flight_metric_statement() -> dict[str, Any]:
+    """The instance role's only CloudWatch right: put metrics in Kiln's namespace.
+
+    PutMetricData has no resource ARN to scope it by, so the namespace condition is the
+    boundary (docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
+    """
+    return {
+        "Sid": "PublishInFlightMetric",
+        "Effect": "Allow",
+        "Action": "cloudwatch:PutMetricData",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
+    }
+
+
+def activator_policy(group_arn: str, listener_arn: str, log_group_arn: str) -> str:
+    """Scale its own group, rewrite its own listener's rules, find ready instances, write its logs."""
+    # arn:…:listener/app/<lb>/<id>/<listener-id> → arn:…:listener-rule/app/<lb>/<id>/<listener-id>/*
+    rules = listener_arn.replace(":listener/", ":listener-rule/", 1) + "/*"
+    return _document(
+        [
+            {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group_arn},
+            {"Sid": "RouteOwnListener", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rules},
+            {
+                # Describe calls cannot be scoped to a resource (IAM service authorization reference).
+                "Sid": "FindReadyInstances",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "elasticloadbalancing:DescribeTargetHealth",
+                    "elasticloadbalancing:DescribeRules",
+                    "ec2:DescribeInstances",
+                ],
+                "Resource": "*",
+            },
+            {
+                # A VPC Lambda manages its own network interfaces; these actions take no resource ARN.
+                "Sid": "VpcNetworkInterfaces",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "Resource": "*",
+            },
+            _write_logs("WriteLogs", log_group_arn),
+        ]
+    )
+
+
+def build_policy(bucket_arn: str, repository_arn: str, log_group_arn: str) -> str:
+    """Read build contexts, push to this stack's repository, write build logs; nothing else."""
+    return _document(
+        [
+            {
+                "Sid": "ReadBuildContexts",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": f"{bucket_arn}/{CONTEXT_PREFIX}*",
+            },
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {
+                "Sid": "PushImages",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:CompleteLayerUpload",
+                    "ecr:DescribeImages",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:InitiateLayerUpload",
+                    "ecr:PutImage",
+                    "ecr:UploadLayerPart",
+                ],
+                "Resource": repository_arn,
+            },
+            _write_logs("WriteBuildLogs", log_group_arn),
+        ]
+    )
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> str:
+    """Refuse every request to the bucket that does not arrive over TLS."""
+    return _document(
+        [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
+    )
+
+
+def _write_logs(sid: str, log_group_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": f"{log_group_arn}:*",
+    }
+
+
+def _document(statements: list[dict[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})

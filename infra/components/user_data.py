@@ -1,0 +1,57 @@
+"""Instance user-data, rendered from infra/components/templates/user_data.sh.j2.
+
+It only starts the image's own entrypoint (the Kiln runtime): there is no second way to
+serve a model on an instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from infra.plan.stack import ServedModelPlan
+from runtime.contract import READINESS_PATH
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where this served model's image, files and logs live once the stack exists."""
+
+    registry: str
+    image: str
+    model_artifact_uri: str
+    model_digest: str
+    log_group: str
+    # Registry identity for /version (the S3 URI only carries the digest); empty when the
+    # served model's URI is not a registry version.
+    model_name: str = ""
+    model_version: str = ""
+
+
+def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
+    settings = plan.runtime_settings(deployment.model_artifact_uri, deployment.model_digest,
+                                     deployment.model_name, deployment.model_version)
+    return _TEMPLATES.get_template("user_data.sh.j2").render(
+        endpoint=plan.endpoint,
+        served_model=plan.name,
+        readiness_path=READINESS_PATH,
+        install_docker=not plan.profile.has_gpu,
+        gpu=plan.profile.has_gpu,
+        registry=deployment.registry,
+        image=deployment.image,
+        log_group=deployment.log_group,
+        port=settings.port,
+        drain_seconds=plan.deregistration_delay_seconds,
+        runtime_env=settings.as_env(),
+        environment_vars=plan.environment_vars,
+    )

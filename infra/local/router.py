@@ -1,0 +1,110 @@
+"""A local stand-in for the ALB: route /serving-endpoints/<name>/invocations to the served
+models' runtimes by the stack's traffic weights (used by `kiln serve`).
+
+Smooth weighted round-robin (the nginx algorithm) rather than a random draw: over any
+100 requests a 90/10 split is exactly 90/10, so a client test sees the configured split
+without statistical slack, and a 0 % route gets nothing (it stays warm, as on AWS).
+`/serving-endpoints/<name>/served-models/<served>/invocations` reaches one served model
+directly, as on Databricks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from runtime.app import Receive, Scope, Send, respond
+
+FORWARDED_REQUEST_HEADERS = ("content-type", "authorization")
+FORWARDED_RESPONSE_HEADERS = ("content-type", "retry-after", "x-kiln-served-model", "www-authenticate")
+
+
+@dataclass
+class Backend:
+    served_model: str
+    url: str
+    weight: int
+
+
+@dataclass
+class WeightedChoice:
+    """Smooth weighted round-robin over backends with weight > 0."""
+
+    backends: list[Backend]
+    _current: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._current = [0] * len(self.backends)
+
+    def next(self) -> Backend | None:
+        total = sum(b.weight for b in self.backends)
+        if total == 0:
+            return None
+        for i, backend in enumerate(self.backends):
+            self._current[i] += backend.weight
+        best = max(range(len(self.backends)), key=lambda i: self._current[i])
+        self._current[best] -= total
+        return self.backends[best]
+
+
+def _error(code: str, message: str) -> bytes:
+    return json.dumps({"error_code": code, "message": message}).encode()
+
+
+class TrafficRouter:
+    """ASGI app: endpoint name → weighted backends (runtime base URLs)."""
+
+    def __init__(self, endpoints: dict[str, list[Backend]], timeout_seconds: float = 600) -> None:
+        self.endpoints = {name: WeightedChoice(backends) for name, backends in endpoints.items()}
+        self._client = httpx.AsyncClient(timeout=timeout_seconds, limits=httpx.Limits(max_keepalive_connections=64))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _backend(self, path: str) -> tuple[Backend | None, str | None]:
+        parts = path.strip("/").split("/")
+        if len(parts) < 3 or parts[0] != "serving-endpoints" or parts[-1] != "invocations":
+            return None, f"no route for {path}"
+        choice = self.endpoints.get(parts[1])
+        if choice is None:
+            return None, f"no endpoint {parts[1]!r}; endpoints here: {', '.join(sorted(self.endpoints))}"
+        if len(parts) == 3:
+            backend = choice.next()
+            return backend, None if backend else f"endpoint {parts[1]!r} routes no traffic"
+        if len(parts) == 5 and parts[2] == "served-models":
+            backend = next((b for b in choice.backends if b.served_model == parts[3]), None)
+            return backend, None if backend else f"endpoint {parts[1]!r} has no served model {parts[3]!r}"
+        return None, f"no route for {path}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path in ("/ping", "/health"):
+            await respond(send, 200, b"\n")
+            return
+        backend, problem = self._backend(path)
+        if backend is None:
+            await respond(send, 404, _error("ENDPOINT_NOT_FOUND", problem or path))
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                break
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+                   if k.decode("latin-1") in FORWARDED_REQUEST_HEADERS}
+        url = f"{backend.url}/serving-endpoints/{path.strip('/').split('/')[1]}/invocations"
+        try:
+            response = await self._client.request(scope["method"], url, content=bytes(body), headers=headers)
+        except httpx.HTTPError as error:
+            await respond(send, 502, _error("BAD_GATEWAY", f"served model {backend.served_model!r} at {backend.url}: {error}"))
+            return
+        forwarded: Any = tuple((k.encode(), response.headers[k].encode("latin-1"))
+                               for k in FORWARDED_RESPONSE_HEADERS if k in response.headers and k != "content-type")
+        await respond(send, response.status_code, response.content,
+                       response.headers.get("content-type", "application/json").encode("latin-1"), forwarded)

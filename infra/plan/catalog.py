@@ -1,0 +1,134 @@
+"""The compute catalog: Databricks compute types and the EC2 instance types that back them.
+
+Prices are approximate Linux on-demand rates in us-east-1, read from the AWS EC2 on-demand
+pricing page (https://aws.amazon.com/ec2/pricing/on-demand/) and cross-checked for g5.xlarge
+($1.006/h) against factualminds.com, "Amazon EC2 On-Demand Pricing ... (2026)", 2026-06-17.
+Other regions differ (roughly 0.85x-1.4x); the plan labels every cost with PRICES_AS_OF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+PRICES_AS_OF = "2026-06 us-east-1 Linux on-demand (aws.amazon.com/ec2/pricing/on-demand)"
+
+# What the OS, Docker and the Kiln runtime's parent process keep for themselves on every
+# instance, before model workers are counted.
+OS_RESERVE_GIB = 2.0
+
+# Time from launch to a ready runtime before the ASG trusts ELB health checks (and the
+# image's HEALTHCHECK start period): instance boot, image pull and model load. GPU images
+# (CUDA) are several GB larger.
+CPU_HEALTH_CHECK_GRACE_SECONDS = 300
+GPU_HEALTH_CHECK_GRACE_SECONDS = 900
+
+
+# The target group's health check on the runtime's readiness path: a new instance takes
+# traffic after HEALTHY_THRESHOLD passes in a row, leaves after UNHEALTHY_THRESHOLD fails.
+HEALTH_CHECK_INTERVAL_SECONDS = 10
+HEALTH_CHECK_TIMEOUT_SECONDS = 5
+HEALTHY_THRESHOLD = 2
+UNHEALTHY_THRESHOLD = 3
+# Every log group Kiln creates (runtime containers, image builds, the activator).
+LOG_RETENTION_DAYS = 30
+
+
+def health_check_grace_seconds(gpu: bool) -> int:
+    return GPU_HEALTH_CHECK_GRACE_SECONDS if gpu else CPU_HEALTH_CHECK_GRACE_SECONDS
+
+
+class ComputeType(str, Enum):
+    CPU_MEDIUM = "CPU_MEDIUM"
+    CPU_LARGE = "CPU_LARGE"
+    GPU_SMALL = "GPU_SMALL"
+    GPU_MEDIUM = "GPU_MEDIUM"
+    MULTIGPU_MEDIUM = "MULTIGPU_MEDIUM"
+    GPU_MEDIUM_8 = "GPU_MEDIUM_8"
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    vcpus: int
+    memory_gib: float
+    gpus: int
+    gpu_memory_gib: float
+    hourly_usd: float
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    """How one compute type maps onto EC2."""
+
+    compute_type: ComputeType
+    memory_per_concurrency_gib: float
+    allowed_instances: tuple[str, ...]
+    default_instances: tuple[str, ...]
+    root_volume_gib: int
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.compute_type.value.startswith(("GPU", "MULTIGPU"))
+
+    @property
+    def health_check_grace_seconds(self) -> int:
+        return health_check_grace_seconds(self.has_gpu)
+
+
+def _instances(*rows: tuple[str, int, float, int, float, float]) -> dict[str, InstanceType]:
+    return {row[0]: InstanceType(*row) for row in rows}
+
+
+INSTANCES: dict[str, InstanceType] = _instances(
+    # name, vCPU, memory GiB, GPUs, GPU memory GiB (total), USD/hour
+    ("c7i.large", 2, 4, 0, 0, 0.08925),
+    ("c7i.xlarge", 4, 8, 0, 0, 0.1785),
+    ("c7i.2xlarge", 8, 16, 0, 0, 0.357),
+    ("c7i.4xlarge", 16, 32, 0, 0, 0.714),
+    ("c7i.8xlarge", 32, 64, 0, 0, 1.428),
+    ("c7i.12xlarge", 48, 96, 0, 0, 2.142),
+    ("c7i.16xlarge", 64, 128, 0, 0, 2.856),
+    ("c7i.24xlarge", 96, 192, 0, 0, 4.284),
+    ("c6i.large", 2, 4, 0, 0, 0.085),
+    ("c6i.xlarge", 4, 8, 0, 0, 0.17),
+    ("c6i.2xlarge", 8, 16, 0, 0, 0.34),
+    ("c6i.4xlarge", 16, 32, 0, 0, 0.68),
+    ("c6i.8xlarge", 32, 64, 0, 0, 1.36),
+    ("c6i.12xlarge", 48, 96, 0, 0, 2.04),
+    ("c6i.16xlarge", 64, 128, 0, 0, 2.72),
+    ("c6i.24xlarge", 96, 192, 0, 0, 4.08),
+    ("g4dn.xlarge", 4, 16, 1, 16, 0.526),
+    ("g4dn.2xlarge", 8, 32, 1, 16, 0.752),
+    ("g5.xlarge", 4, 16, 1, 24, 1.006),
+    ("g5.2xlarge", 8, 32, 1, 24, 1.212),
+    ("g5.12xlarge", 48, 192, 4, 96, 5.672),
+    ("g5.48xlarge", 192, 768, 8, 192, 16.288),
+)
+
+_C7I = tuple(name for name in INSTANCES if name.startswith("c7i."))
+_CPU_ALLOWED = _C7I + tuple(name for name in INSTANCES if name.startswith("c6i."))
+
+PROFILES: dict[ComputeType, ComputeProfile] = {
+    profile.compute_type: profile
+    for profile in (
+        ComputeProfile(ComputeType.CPU_MEDIUM, 8, _CPU_ALLOWED, _C7I, 30),
+        ComputeProfile(ComputeType.CPU_LARGE, 16, _CPU_ALLOWED, _C7I, 30),
+        ComputeProfile(ComputeType.GPU_SMALL, 16, ("g4dn.xlarge", "g4dn.2xlarge"), ("g4dn.xlarge",), 100),
+        ComputeProfile(ComputeType.GPU_MEDIUM, 24, ("g5.xlarge", "g5.2xlarge"), ("g5.xlarge",), 100),
+        ComputeProfile(ComputeType.MULTIGPU_MEDIUM, 96, ("g5.12xlarge",), ("g5.12xlarge",), 200),
+        ComputeProfile(ComputeType.GPU_MEDIUM_8, 192, ("g5.48xlarge",), ("g5.48xlarge",), 300),
+    )
+}
+
+# Public SSM parameters that always name the current AMI. CPU: Amazon Linux 2023 (Docker
+# is installed by user-data). GPU: the Deep Learning Base OSS Nvidia Driver AMI, which
+# ships the NVIDIA driver, Docker and the NVIDIA container toolkit.
+CPU_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+GPU_AMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+)
+
+
+def ami_parameter(profile: ComputeProfile) -> str:
+    return GPU_AMI_PARAMETER if profile.has_gpu else CPU_AMI_PARAMETER

@@ -1,0 +1,475 @@
+"""The stack file schema: what a platform team may write under `kiln:` in Pulumi.<env>.yaml.
+
+Models mirror the stack file one-to-one (camelCase keys, Databricks vocabulary). Every
+rule that can be checked without AWS is checked here, so a bad stack file fails before
+the Pulumi engine, MLflow or AWS is touched, with the file and key path in the message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from infra.plan.catalog import PROFILES, ComputeType
+from runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STACKS_DIR = PROJECT_ROOT / "stacks"
+NAMESPACE = "kiln"
+
+# ALB idle timeout is 1-4000 s (elbv2 attribute idle_timeout.timeout_seconds). Kiln sets it
+# a few seconds above the longest request timeout so the ALB never cuts a request the
+# runtime is still allowed to answer.
+ALB_MAX_IDLE_TIMEOUT_SECONDS = 4000
+IDLE_TIMEOUT_MARGIN_SECONDS = 5
+MAX_REQUEST_TIMEOUT_SECONDS = ALB_MAX_IDLE_TIMEOUT_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS
+
+# Databricks workload sizes as provisioned concurrency ranges.
+WORKLOAD_SIZES: dict[str, tuple[int, int]] = {"Small": (4, 4), "Medium": (8, 16), "Large": (16, 64)}
+
+# Lower-case DNS-label style: safe in URL paths, AWS names and tags alike.
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MODEL_URI_PATTERN = re.compile(r"^(models:/[^/@]+(/[0-9]+|@[A-Za-z0-9_-]+)|runs:/[0-9a-f]+/.+|s3://[^/]+/.+|[./~].*|/.*)$")
+
+
+class ConfigError(Exception):
+    """A stack file that cannot be deployed; `problems` are 'key.path: what is wrong' lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+class KeyPathError(ValueError):
+    """Raised by cross-field validators to point at a key below the model that checks it."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def _check_name(value: str, what: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-63 lower-case letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+class Network(_Model):
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-z]+$")
+    private_subnet_ids: list[str] = Field(min_length=2)
+    public_subnet_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("private_subnet_ids", "public_subnet_ids")
+    @classmethod
+    def _subnet_ids(cls, ids: list[str]) -> list[str]:
+        bad = [subnet for subnet in ids if not subnet.startswith("subnet-")]
+        if bad:
+            raise ValueError(f"not subnet ids: {', '.join(bad)} (expected 'subnet-…')")
+        if len(set(ids)) != len(ids):
+            raise ValueError("subnet ids are listed twice")
+        return ids
+
+
+class Gateway(_Model):
+    internet_facing: bool = False
+    certificate_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:acm:")
+    allowed_cidrs: list[str] | None = None
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str] | None) -> list[str] | None:
+        for cidr in cidrs or []:
+            try:
+                prefix_length = str(ipaddress.ip_network(cidr).prefixlen)
+            except ValueError:
+                prefix_length = None
+            # EC2 takes only address/prefix-length: ipaddress also reads 10.1.2.3 and
+            # 10.0.0.0/255.0.0.0, which AWS refuses at `pulumi up` ("CIDR block … is malformed").
+            if cidr.partition("/")[2] != prefix_length:
+                raise ValueError(f"{cidr!r} is not a CIDR block such as 10.0.0.0/8")
+        return cidrs
+
+    @model_validator(mode="after")
+    def _internet_facing_needs_explicit_cidrs(self) -> Gateway:
+        if self.internet_facing and self.allowed_cidrs is None:
+            raise KeyPathError(
+                ("allowedCidrs",),
+                "an internet-facing gateway needs allowedCidrs written out (use [0.0.0.0/0] to open it to everyone)",
+            )
+        return self
+
+    @property
+    def ingress_cidrs(self) -> list[str]:
+        """Internal gateways default to the RFC 1918 10/8 range most VPCs are carved from."""
+        return self.allowed_cidrs if self.allowed_cidrs is not None else ["10.0.0.0/8"]
+
+
+class Build(_Model):
+    # CodeBuild accepts 5-2160 minutes; Databricks' own deployment window is 60 minutes.
+    timeout_minutes: int = Field(default=60, ge=5, le=2160)
+
+
+# CloudWatch alarms may look back at most one day (evaluation periods × period ≤ 86,400 s),
+# and the idle alarm uses 1-minute periods.
+MAX_IDLE_MINUTES = 1440
+# Databricks: "scale-down happens every 5 minutes"; scale to zero after 30 idle minutes.
+DATABRICKS_SCALE_IN_SECONDS = 300
+DATABRICKS_IDLE_MINUTES = 30
+
+
+class WarmPool(_Model):
+    """Stopped instances that already hold the image and the model, started on scale-out.
+
+    A stopped instance costs only its EBS volumes; starting it skips launch, image pull and
+    most of the model download (docs/scaling.md gives the expected wake time).
+    """
+
+    min_size: int = Field(default=1, ge=0, le=100)
+    # Scale-in stops an instance back into the pool instead of terminating it.
+    reuse_on_scale_in: bool = True
+
+
+class Scaling(_Model):
+    """How a served model follows its traffic; the defaults are Databricks' stated behaviour,
+    except that scale-out also watches in-flight requests every 10 s."""
+
+    target_utilization: float = Field(default=0.7, ge=0.1, le=1.0)
+    # The runtime publishes in-flight requests every 10 s (Kiln/Serving InFlightRequests);
+    # without it, scale-out waits for the 1-minute ALB request count.
+    high_resolution_metric: bool = True
+    # One instance leaves at most this often; scale-in is judged over the same window.
+    scale_in_cooldown_seconds: int = Field(default=DATABRICKS_SCALE_IN_SECONDS, ge=60, le=3600)
+    idle_minutes_before_zero: int = Field(default=DATABRICKS_IDLE_MINUTES, ge=1, le=MAX_IDLE_MINUTES)
+    warm_pool: WarmPool | None = None
+
+    @field_validator("scale_in_cooldown_seconds")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        # The scale-in alarm counts 1-minute ALB data points, so the window is whole minutes.
+        if value % 60:
+            raise ValueError(f"{value} is not a whole number of minutes; use a multiple of 60 (e.g. {value // 60 * 60 or 60})")
+        return value
+
+
+class ServedModel(_Model):
+    name: str
+    model_uri: str
+    compute_type: ComputeType
+    workload_size: Literal["Small", "Medium", "Large"] | None = None
+    min_provisioned_concurrency: int | None = Field(default=None, ge=0, le=1024)
+    max_provisioned_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    expected_qps: float | None = Field(default=None, gt=0)
+    expected_latency_ms: float | None = Field(default=None, gt=0, le=MAX_REQUEST_TIMEOUT_SECONDS * 1000)
+    scale_to_zero_enabled: bool = False
+    instance_type: str | None = None
+    environment_vars: dict[str, str] = Field(default_factory=dict)
+    scaling: Scaling = Scaling()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, "served model name")
+
+    @field_validator("model_uri")
+    @classmethod
+    def _model_uri(cls, value: str) -> str:
+        if not MODEL_URI_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a model URI; use models:/<name>/<version>, models:/<name>@<alias>, "
+                "runs:/<run-id>/<path>, s3://<bucket>/<key> or a local path"
+            )
+        return value
+
+    @field_validator("compute_type", mode="before")
+    @classmethod
+    def _compute_type(cls, value: Any) -> Any:
+        valid = [member.value for member in ComputeType]
+        if value not in valid:
+            raise ValueError(f"unknown compute type {value!r}; valid compute types: {', '.join(valid)}")
+        return value
+
+    @field_validator("environment_vars")
+    @classmethod
+    def _environment_vars(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key.startswith("KILN_")]
+        if bad:
+            raise ValueError(f"invalid environment variable names {bad} (KILN_* is reserved for the runtime)")
+        multiline = [key for key, value in env.items() if "\n" in value]
+        if multiline:
+            raise ValueError(f"environment variable values must be one line: {multiline}")
+        return env
+
+    @model_validator(mode="after")
+    def _one_way_to_size(self) -> ServedModel:
+        explicit = self.min_provisioned_concurrency is not None or self.max_provisioned_concurrency is not None
+        from_traffic = self.expected_qps is not None
+        ways = [self.workload_size is not None, explicit, from_traffic]
+        if sum(ways) != 1:
+            raise ValueError(
+                "give exactly one of workloadSize, min/maxProvisionedConcurrency, or expectedQps + expectedLatencyMs"
+            )
+        if from_traffic and self.expected_latency_ms is None:
+            raise KeyPathError(("expectedLatencyMs",), "expectedQps needs expectedLatencyMs (concurrency = QPS × latency)")
+        if explicit:
+            if self.max_provisioned_concurrency is None:
+                raise KeyPathError(("maxProvisionedConcurrency",), "is required with minProvisionedConcurrency")
+            low = self.min_provisioned_concurrency or 0
+            if low > self.max_provisioned_concurrency:
+                raise KeyPathError(
+                    ("minProvisionedConcurrency",),
+                    f"min {low} is greater than maxProvisionedConcurrency {self.max_provisioned_concurrency}",
+                )
+        if self.instance_type is not None:
+            allowed = PROFILES[self.compute_type].allowed_instances
+            if self.instance_type not in allowed:
+                raise KeyPathError(
+                    ("instanceType",),
+                    f"{self.instance_type!r} is not allowed for {self.compute_type.value}; allowed: {', '.join(allowed)}",
+                )
+        if not self.scale_to_zero_enabled and "idle_minutes_before_zero" in self.scaling.model_fields_set:
+            raise KeyPathError(
+                ("scaling", "idleMinutesBeforeZero"),
+                "only applies with scaleToZeroEnabled: true (remove it, or enable scale to zero)",
+            )
+        return self
+
+
+class Route(_Model):
+    served_model_name: str
+    traffic_percentage: int = Field(ge=0, le=100)
+
+
+class TrafficConfig(_Model):
+    routes: list[Route] = Field(min_length=1)
+
+
+class Endpoint(_Model):
+    name: str
+    served_models: list[ServedModel] = Field(min_length=1, max_length=10)
+    traffic_config: TrafficConfig | None = None
+    request_timeout_seconds: int = Field(default=DATABRICKS_REQUEST_TIMEOUT_SECONDS, ge=1, le=MAX_REQUEST_TIMEOUT_SECONDS)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, "endpoint name")
+
+    @model_validator(mode="after")
+    def _routes_match_served_models(self) -> Endpoint:
+        names = [served.name for served in self.served_models]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise KeyPathError(("servedModels",), f"duplicate served model names: {', '.join(duplicates)}")
+        if self.traffic_config is None:
+            if len(names) > 1:
+                raise KeyPathError(("trafficConfig",), f"is required with more than one served model ({', '.join(names)})")
+            return self
+        routes = self.traffic_config.routes
+        path = ("trafficConfig", "routes")
+        routed = [route.served_model_name for route in routes]
+        unknown = [name for name in routed if name not in names]
+        if unknown:
+            raise KeyPathError(path, f"unknown served models {unknown}; served models here: {', '.join(names)}")
+        if len(set(routed)) != len(routed):
+            raise KeyPathError(path, "a served model has more than one route")
+        missing = [name for name in names if name not in routed]
+        if missing:
+            raise KeyPathError(path, f"no route for served models {missing} (give them trafficPercentage: 0 to keep them warm)")
+        total = sum(route.traffic_percentage for route in routes)
+        if total != 100:
+            raise KeyPathError(path, f"percentages sum to {total}, must be 100")
+        return self
+
+    def traffic_percentage(self, served_model_name: str) -> int:
+        if self.traffic_config is None:
+            return 100
+        return next(r.traffic_percentage for r in self.traffic_config.routes if r.served_model_name == served_model_name)
+
+
+class StackConfig(_Model):
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    environment: Literal["dev", "staging", "prod"]
+    mlflow_tracking_uri: str
+    network: Network
+    gateway: Gateway = Gateway()
+    build: Build = Build()
+    endpoints: list[Endpoint] = Field(min_length=1)
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _anchor_local_store(cls, uri: str) -> str:
+        """A relative sqlite store means the project's folder, wherever the program runs from
+        (the Pulumi language host runs it from infra/)."""
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.removeprefix(prefix).startswith("/"):
+            return f"{prefix}{PROJECT_ROOT / uri.removeprefix(prefix)}"
+        return uri
+
+    @model_validator(mode="after")
+    def _stack_wide_rules(self) -> StackConfig:
+        names = [endpoint.name for endpoint in self.endpoints]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise KeyPathError(("endpoints",), f"duplicate endpoint names: {', '.join(duplicates)}")
+        if self.gateway.internet_facing and len(self.network.public_subnet_ids) < 2:
+            raise KeyPathError(("network", "publicSubnetIds"), "an internet-facing gateway needs at least two public subnets")
+        return self
+
+
+def _key_path(location: tuple[str | int, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _unknown_key_message(error: dict[str, Any], root: type[BaseModel]) -> str:
+    """Turn pydantic's 'Extra inputs are not permitted' into a hint with the likely key."""
+    key = str(error["loc"][-1])
+    model = _model_at(root, error["loc"][:-1])
+    known = [field.alias or name for name, field in model.model_fields.items()] if model else []
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+    return f"unknown key {key!r}{hint}"
+
+
+def _model_at(root: type[BaseModel], location: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
+    for part in location:
+        if isinstance(part, int) or model is None:
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found:
+            return found
+    return None
+
+
+def validation_problems(error: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One 'key.path: what is wrong' line per pydantic error, in stack-file spelling."""
+    problems = []
+    for item in error.errors():
+        location = tuple(item["loc"])
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyPathError):
+            location += cause.path
+            message = str(cause)
+        elif item["type"] == "extra_forbidden":
+            message = _unknown_key_message(item, root or StackConfig)
+        elif item["type"] == "missing":
+            message = "is required"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{_key_path(location) or '(top level)'}: {message}")
+    return problems
+
+
+def parse_stack_config(values: dict[str, Any], source: str) -> StackConfig:
+    """Validate already-parsed values (keys without the `kiln:` prefix, plus `region`)."""
+    try:
+        return StackConfig.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(source, validation_problems(error)) from None
+
+
+def resolve_stack_path(stack: str) -> Path:
+    """`dev` means stacks/Pulumi.dev.yaml; anything with a slash or .yaml is a path."""
+    if stack.endswith((".yaml", ".yml")) or "/" in stack:
+        return Path(stack)
+    return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def stack_name(path: Path) -> str:
+    match = re.match(r"^Pulumi\.(.+)\.ya?ml$", path.name)
+    return match.group(1) if match else path.stem
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The raw `config:` block of a stack file, exactly as the Pulumi CLI reads it."""
+    if not path.is_file():
+        raise ConfigError(str(path), [f"stack file not found (stacks live in {STACKS_DIR})"])
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), [f"not valid YAML: {error}"]) from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(str(path), ["(top level): a stack file needs a 'config:' mapping"])
+    return config
+
+
+def values_from_stack_config(config: dict[str, Any], source: str) -> dict[str, Any]:
+    """Strip namespaces: `kiln:endpoints` → `endpoints`, `aws:region` → `region`."""
+    values: dict[str, Any] = {}
+    problems = []
+    for key, value in config.items():
+        namespace, _, name = str(key).partition(":")
+        if namespace == NAMESPACE and name:
+            values[name] = value
+        elif key == "aws:region":
+            values["region"] = value
+        elif namespace not in ("aws", "pulumi"):
+            problems.append(f"{key}: unknown namespace {namespace!r}; Kiln keys are written kiln:<key>")
+    if problems:
+        raise ConfigError(source, problems)
+    return values
+
+
+def checked_stack_name(path: Path) -> str:
+    name = stack_name(path)
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(str(path), [f"(file name): stack name {name!r} must be lower-case letters, digits or '-'"])
+    return name
+
+
+def load_stack(stack: str) -> tuple[str, StackConfig]:
+    """Stack name and validated config for `dev` or a path to a stack file."""
+    path = resolve_stack_path(stack)
+    values = values_from_stack_config(read_stack_file(path), str(path))
+    return checked_stack_name(path), parse_stack_config(values, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a whole stack file, for editors (yaml-language-server) to validate against."""
+    kiln = StackConfig.model_json_schema(by_alias=True)
+    properties = {f"{NAMESPACE}:{key}": value for key, value in kiln.pop("properties").items() if key != "region"}
+    properties["aws:region"] = {"type": "string", "description": "AWS region the stack deploys to"}
+    required = [f"{NAMESPACE}:{key}" for key in kiln.pop("required", []) if key != "region"] + ["aws:region"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Kiln stack file (stacks/Pulumi.<env>.yaml)",
+        "type": "object",
+        "properties": {
+            "config": {"type": "object", "properties": properties, "required": required},
+            "secretsprovider": {"type": "string"},
+            "encryptionsalt": {"type": "string"},
+        },
+        "required": ["config"],
+        "$defs": kiln.get("$defs", {}),
+    }

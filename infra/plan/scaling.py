@@ -1,0 +1,121 @@
+"""The scaling plan: every number and name the autoscaling resources need, decided in one place.
+
+Pure data (no Pulumi), so the simulator (infra/simulator/) replays exactly the settings
+the components deploy, and a reviewer can check the arithmetic without AWS. Timings and
+their sources are listed in docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.plan.capacity import CapacityPlan
+from infra.plan.config import Scaling
+
+# The in-flight metric's contract lives with the runtime, because the image carries no infra
+# code; re-exported here for the components and the simulator, which import it from scaling.
+from runtime.contract import (
+    HIGH_RESOLUTION_PERIOD_SECONDS,  # noqa: F401 - re-exported
+    IN_FLIGHT_METRIC,  # noqa: F401 - re-exported
+    METRIC_DIMENSIONS,
+    METRIC_NAMESPACE,  # noqa: F401 - re-exported
+)
+
+# ALB metrics are 1-minute sums (docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
+ALB_METRIC_PERIOD_SECONDS = 60
+
+# Scale in only when the load per instance is below half the target: removing one of n
+# instances raises the load per instance by n/(n-1) ≤ 2, so the result stays at or below
+# the target and cannot trigger the scale-out that would undo it (no flapping).
+SCALE_IN_FRACTION = 0.5
+
+# Instance refresh: replace half, bake, then the rest. During the bake a 5xx rate above
+# ROLLOUT_ERROR_RATE for ROLLOUT_ALARM_MINUTES fails the refresh and rolls it back.
+REFRESH_CHECKPOINTS = (50, 100)
+REFRESH_CHECKPOINT_DELAY_SECONDS = 300
+ROLLOUT_ERROR_RATE = 0.05
+ROLLOUT_ALARM_MINUTES = 2
+# Below this many requests a minute the error rate is noise, not a verdict on the release.
+ROLLOUT_MIN_REQUESTS_PER_MINUTE = 20
+
+
+@dataclass(frozen=True)
+class WarmPoolPlan:
+    min_size: int
+    reuse_on_scale_in: bool
+    # Stopped: only the EBS volumes are billed while an instance waits in the pool.
+    pool_state: str = "Stopped"
+
+
+@dataclass(frozen=True)
+class ScalingPlan:
+    """What drives one served model's instance count, in the units AWS takes."""
+
+    stack: str
+    endpoint: str
+    served_model: str
+    min_instances: int
+    max_instances: int
+    units_per_instance: int
+    target_utilization: float
+    alb_target_requests_per_minute: float
+    high_resolution_metric: bool
+    scale_in_cooldown_seconds: int
+    scale_to_zero: bool
+    idle_minutes_before_zero: int
+    warm_pool: WarmPoolPlan | None
+    instance_warmup_seconds: int
+
+    @property
+    def in_flight_target(self) -> float:
+        """Average in-flight requests per instance to hold: workers × target utilisation."""
+        return round(self.units_per_instance * self.target_utilization, 2)
+
+    @property
+    def scale_in_evaluation_minutes(self) -> int:
+        """The scale-in alarm looks at this many 1-minute data points (the cooldown window)."""
+        return self.scale_in_cooldown_seconds // 60
+
+    @property
+    def scale_in_threshold_requests_per_minute(self) -> float:
+        return round(self.alb_target_requests_per_minute * SCALE_IN_FRACTION, 2)
+
+    @property
+    def scale_in_floor(self) -> int:
+        """Ordinary scale-in stops at one instance; only the idle rule takes a group to zero."""
+        return max(self.min_instances, 1)
+
+    @property
+    def metric_dimensions(self) -> dict[str, str]:
+        return dict(zip(METRIC_DIMENSIONS, (self.stack, self.endpoint, self.served_model), strict=True))
+
+    @property
+    def published_metric_dimensions(self) -> tuple[tuple[str, str], ...]:
+        """What the runtime publishes the in-flight metric under; none without the metric."""
+        return tuple(self.metric_dimensions.items()) if self.high_resolution_metric else ()
+
+
+def plan_scaling(
+    stack: str, endpoint: str, served_model: str, scaling: Scaling, capacity: CapacityPlan,
+    scale_to_zero: bool, instance_warmup_seconds: int,
+) -> ScalingPlan:
+    sizing = capacity.sizing
+    warm = scaling.warm_pool
+    return ScalingPlan(
+        stack=stack,
+        endpoint=endpoint,
+        served_model=served_model,
+        min_instances=sizing.min_instances,
+        max_instances=sizing.max_instances,
+        units_per_instance=sizing.units_per_instance,
+        target_utilization=scaling.target_utilization,
+        alb_target_requests_per_minute=capacity.target_requests_per_minute,
+        high_resolution_metric=scaling.high_resolution_metric,
+        scale_in_cooldown_seconds=scaling.scale_in_cooldown_seconds,
+        scale_to_zero=scale_to_zero,
+        idle_minutes_before_zero=scaling.idle_minutes_before_zero,
+        warm_pool=WarmPoolPlan(warm.min_size, warm.reuse_on_scale_in) if warm else None,
+        instance_warmup_seconds=instance_warmup_seconds,
+    )
+
+

@@ -1,0 +1,190 @@
+"""The stack plan: validated config plus every derived number and name the components need.
+
+Components take these plain objects and only create resources; everything a reviewer
+might question (sizes, names, timeouts, priorities) is decided here and unit-tested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from infra.plan.capacity import CapacityPlan, concurrency_for, plan_capacity
+from infra.plan.catalog import PROFILES, ComputeProfile
+from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, Endpoint, ServedModel, StackConfig
+from infra.plan.names import listener_rule_priorities, short_name
+from infra.plan.scaling import ScalingPlan, plan_scaling
+from runtime.contract import RUNTIME_PORT
+from runtime.settings import RuntimeSettings
+
+# ALB deregistration delay range is 0-3600 s.
+MAX_DEREGISTRATION_DELAY_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class ServedModelPlan:
+    endpoint: str
+    name: str
+    model_uri: str
+    profile: ComputeProfile
+    capacity: CapacityPlan
+    traffic_percentage: int
+    scale_to_zero: bool
+    request_timeout_seconds: int
+    environment_vars: dict[str, str]
+    target_group_name: str
+    tags: dict[str, str]
+    scaling: ScalingPlan
+    # QPS × latency when the stack states expected traffic; the policy pack checks max concurrency covers it.
+    expected_peak_concurrency: int | None = None
+
+    @property
+    def resource_name(self) -> str:
+        # '.' cannot appear in endpoint or served model names, so this never collides.
+        return f"{self.endpoint}.{self.name}"
+
+    @property
+    def deregistration_delay_seconds(self) -> int:
+        """Long enough for a request admitted just before scale-in to finish."""
+        return min(self.request_timeout_seconds, MAX_DEREGISTRATION_DELAY_SECONDS)
+
+    @property
+    def health_check_grace_seconds(self) -> int:
+        return self.profile.health_check_grace_seconds
+
+    def runtime_settings(self, model_uri: str, model_digest: str, model_name: str = "",
+                         model_version: str = "") -> RuntimeSettings:
+        """What this served model's runtime is told on an instance (the KILN_* contract):
+        one worker per concurrency unit, the endpoint's timeout, a drain as long as the
+        target group's deregistration delay, and the in-flight metric's dimensions."""
+        return RuntimeSettings(
+            model_uri=model_uri,
+            model_digest=model_digest,
+            endpoint=self.endpoint,
+            served_model=self.name,
+            model_name=model_name or None,
+            model_version=model_version or None,
+            port=RUNTIME_PORT,
+            workers=self.capacity.sizing.units_per_instance,
+            request_timeout_seconds=self.request_timeout_seconds,
+            drain_seconds=self.deregistration_delay_seconds,
+            metric_dimensions=self.scaling.published_metric_dimensions,
+        )
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    name: str
+    path: str
+    listener_priority: int
+    request_timeout_seconds: int
+    served_models: list[ServedModelPlan]
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    load_balancer_name: str
+    internal: bool
+    subnet_ids: list[str]
+    ingress_cidrs: list[str]
+    certificate_arn: str | None
+    idle_timeout_seconds: int
+
+    @property
+    def listener_port(self) -> int:
+        return 443 if self.certificate_arn else 80
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    stack: str
+    config: StackConfig
+    gateway: GatewayPlan
+    endpoints: list[EndpointPlan]
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def served_models(self) -> list[ServedModelPlan]:
+        return [served for endpoint in self.endpoints for served in endpoint.served_models]
+
+    @property
+    def hourly_cost_min(self) -> float:
+        return round(sum(s.capacity.sizing.hourly_cost_min for s in self.served_models), 4)
+
+    @property
+    def hourly_cost_max(self) -> float:
+        return round(sum(s.capacity.sizing.hourly_cost_max for s in self.served_models), 4)
+
+
+def endpoint_path(endpoint: str) -> str:
+    """The Databricks invocation path, so clients move over unchanged."""
+    return f"/serving-endpoints/{endpoint}/invocations"
+
+
+def plan_stack(stack: str, config: StackConfig) -> StackPlan:
+    stack_tags = {"kiln:stack": stack, "kiln:environment": config.environment}
+    priorities = listener_rule_priorities([e.name for e in config.endpoints])
+    endpoints = []
+    for endpoint in config.endpoints:
+        served_models = [
+            _served_model_plan(stack, endpoint, served, config, stack_tags)
+            for served in endpoint.served_models
+        ]
+        endpoints.append(
+            EndpointPlan(
+                name=endpoint.name,
+                path=endpoint_path(endpoint.name),
+                listener_priority=priorities[endpoint.name],
+                request_timeout_seconds=endpoint.request_timeout_seconds,
+                served_models=served_models,
+            )
+        )
+    gateway = config.gateway
+    return StackPlan(
+        stack=stack,
+        config=config,
+        gateway=GatewayPlan(
+            load_balancer_name=short_name(["kiln", stack]),
+            internal=not gateway.internet_facing,
+            subnet_ids=config.network.public_subnet_ids if gateway.internet_facing else config.network.private_subnet_ids,
+            ingress_cidrs=gateway.ingress_cidrs,
+            certificate_arn=gateway.certificate_arn,
+            idle_timeout_seconds=max(e.request_timeout_seconds for e in config.endpoints) + IDLE_TIMEOUT_MARGIN_SECONDS,
+        ),
+        endpoints=endpoints,
+        tags=stack_tags,
+    )
+
+
+def _served_model_plan(
+    stack: str, endpoint: Endpoint, served: ServedModel, config: StackConfig, stack_tags: dict[str, str]
+) -> ServedModelPlan:
+    profile = PROFILES[served.compute_type]
+    capacity = plan_capacity(served)
+    scaling = plan_scaling(
+        stack, endpoint.name, served.name, served.scaling, capacity, served.scale_to_zero_enabled,
+        profile.health_check_grace_seconds,
+    )
+    return ServedModelPlan(
+        endpoint=endpoint.name,
+        name=served.name,
+        model_uri=served.model_uri,
+        profile=profile,
+        capacity=capacity,
+        traffic_percentage=endpoint.traffic_percentage(served.name),
+        scale_to_zero=served.scale_to_zero_enabled,
+        request_timeout_seconds=endpoint.request_timeout_seconds,
+        environment_vars=served.environment_vars,
+        # The VPC and port force a target group replacement; salting the name with
+        # them lets the new group be created before the old one is deleted.
+        target_group_name=short_name(
+            ["kiln", stack, endpoint.name, served.name],
+            salt=f"{config.network.vpc_id}:{RUNTIME_PORT}",
+        ),
+        tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
+        scaling=scaling,
+        expected_peak_concurrency=(
+            concurrency_for(served.expected_qps, served.expected_latency_ms)
+            if served.expected_qps is not None and served.expected_latency_ms is not None
+            else None
+        ),
+    )

@@ -1,0 +1,56 @@
+"""The bake step of the program: every served model resolved, inspected and checked.
+
+Runs before any resource is declared, so a model that cannot serve stops `pulumi up`,
+`pulumi preview` and `kiln plan` with the served model, the check id and its fix, and
+nothing is provisioned (docs/decisions.md, decision 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pulumi
+
+from infra.plan.stack import ServedModelPlan, StackPlan
+from models.bake import BakedModel, bake
+from models.checks import Finding, PackagingError, ServingTarget
+from models.estimates import CODEBUILD_DISK_GB, MIN_CODEBUILD_COMPUTE
+
+
+class StackPackagingError(PackagingError, pulumi.RunError):
+    """A PackagingError that the Pulumi language host reports as its message alone
+    (RunError: "a clean exit rather than ... the complete stack trace"); `kiln plan` still
+    catches it as a PackagingError."""
+
+
+def serving_target(served: ServedModelPlan, plan: StackPlan) -> ServingTarget:
+    return ServingTarget(
+        served_model=served.resource_name,
+        environment=plan.config.environment,
+        profile=served.profile,
+        build_timeout_minutes=plan.config.build.timeout_minutes,
+    )
+
+
+def bake_and_check(served: ServedModelPlan, plan: StackPlan) -> tuple[BakedModel, list[Finding]]:
+    baked = bake(served.model_uri, plan.config.mlflow_tracking_uri, gpu=served.profile.has_gpu)
+    return baked, baked.findings(serving_target(served, plan))
+
+
+def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Finding]]]:
+    """Baked models and their (warning) findings by served model resource name; raises
+    PackagingError on an error finding, before anything is declared."""
+    checked = {}
+    for served in plan.served_models:
+        model, findings = bake_and_check(served, plan)
+        if any(f.level == "error" for f in findings):
+            raise StackPackagingError(served.resource_name, findings)
+        checked[served.resource_name] = (model, findings)
+    return checked
+
+
+def builder_compute_type(baked: Iterable[BakedModel]) -> str:
+    """One project builds every environment of the stack: size it for the largest."""
+    order = list(CODEBUILD_DISK_GB)
+    needed = [b.estimate.builder_compute_type or order[-1] for b in baked]
+    return max(needed, key=order.index, default=MIN_CODEBUILD_COMPUTE)

@@ -1,0 +1,214 @@
+"""The runtime's HTTP surface as one plain ASGI callable.
+
+No framework and no middleware: every response is sent as one start message and one body
+message with a Content-Length, so uvicorn writes it out at once on a kept-alive connection
+(a streaming middleware layer turns each response into chunked writes and costs a
+keep-alive round trip). The app itself never parses a payload; workers do.
+
+Routes: /ping (readiness), /health (liveness), /version, /metrics, and predictions on
+/invocations and /serving-endpoints/<endpoint>/invocations (the path the ALB forwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from enum import Enum
+from typing import Any
+
+from runtime import RUNTIME_VERSION
+from runtime.auth import BearerAuth
+from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from runtime.metrics import Metrics
+from runtime.settings import RuntimeSettings
+from runtime.workers import Overloaded, WorkerDied, WorkerPool
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("kiln.runtime")
+
+JSON = b"application/json"
+RETRY_AFTER_SECONDS = b"1"
+
+
+class Phase(Enum):
+    LOADING = "loading"
+    READY = "ready"
+    DRAINING = "draining"
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+def _error_body(error_code: str, message: str) -> bytes:
+    return json.dumps({"error_code": error_code, "message": message}).encode()
+
+
+async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
+                   headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+class RuntimeApp:
+    """ASGI app over a WorkerPool; `phase` is flipped by the server (loaded, SIGTERM)."""
+
+    def __init__(self, settings: RuntimeSettings, pool: WorkerPool, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.metrics = metrics or Metrics()
+        self.auth = BearerAuth(settings.auth_token_sha256)
+        self.phase = Phase.LOADING
+        self.model_digest: str | None = settings.model_digest
+        self.served_header = (b"x-kiln-served-model", (settings.served_model or "").encode("latin-1"))
+        self._endpoint_path = f"/serving-endpoints/{settings.endpoint}/invocations" if settings.endpoint else None
+
+    def _is_invocation_path(self, path: str) -> bool:
+        if path == "/invocations":
+            return True
+        if self._endpoint_path:
+            return path == self._endpoint_path
+        return path.startswith("/serving-endpoints/") and path.endswith("/invocations") and path.count("/") == 3
+
+    def version(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.settings.endpoint,
+            "served_model": self.settings.served_model,
+            "model": self.settings.model_name,
+            "model_version": self.settings.model_version,
+            "model_uri": self.settings.model_uri,
+            "model_digest": self.model_digest,
+            "runtime_version": RUNTIME_VERSION,
+            **{key: self.pool.info.get(key) for key in ("mlflow_version", "run_id", "model_uuid", "flavors")},
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return  # the server owns startup and shutdown
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if not self.auth.allows(path, _header(scope, b"authorization")):
+            await respond(send, 401, _error_body("UNAUTHENTICATED", "missing or invalid bearer token"),
+                           headers=((b"www-authenticate", b"Bearer"),))
+            return
+        if self._is_invocation_path(path):
+            if method != "POST":
+                await respond(send, 405, _error_body("METHOD_NOT_ALLOWED", "use POST for invocations"),
+                               headers=((b"allow", b"POST"),))
+                return
+            await self._invoke(scope, receive, send)
+        elif path == "/ping":
+            await self._ping(send)
+        elif path == "/health":
+            # Liveness: the process and its event loop answer. Readiness is /ping.
+            await respond(send, 200, json.dumps({"status": "alive", "phase": self.phase.value}).encode())
+        elif path == "/version":
+            await respond(send, 200, json.dumps(self.version()).encode())
+        elif path == "/metrics":
+            text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.ready)
+            await respond(send, 200, text.encode(), METRICS_CONTENT_TYPE.encode())
+        else:
+            await respond(send, 404, _error_body("ENDPOINT_NOT_FOUND", f"no route for {path}"))
+
+    @property
+    def ready(self) -> bool:
+        """Loaded, warmed up, not draining, and at least one worker alive (while the only
+        worker is being replaced after a timeout, the ALB should send nothing here)."""
+        return self.phase is Phase.READY and self.pool.live > 0
+
+    async def _ping(self, send: Send) -> None:
+        if self.ready:
+            await respond(send, 200, b"\n")
+        else:
+            await respond(send, 503, json.dumps({"status": self.phase.value}).encode(),
+                           headers=((b"retry-after", RETRY_AFTER_SECONDS),))
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_payload_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = await self._answer(scope, receive, send)
+        self.metrics.observe(status, time.perf_counter() - started)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer one invocation and return its status; every path ends in exactly one response."""
+        if self.phase is not Phase.READY:
+            # While draining, also close the connection so clients reconnect to another target.
+            close = ((b"connection", b"close"),) if self.phase is Phase.DRAINING else ()
+            message = "the runtime is shutting down" if self.phase is Phase.DRAINING else "the model is still loading"
+            await respond(send, 503, _error_body("TEMPORARILY_UNAVAILABLE", message),
+                           headers=((b"retry-after", RETRY_AFTER_SECONDS), *close))
+            return 503
+        try:
+            self.pool.admit()
+        except Overloaded:
+            await respond(send, 503, _error_body(
+                "TEMPORARILY_UNAVAILABLE",
+                f"all {self.pool.size} workers are busy and {self.pool.capacity - self.pool.size} requests are queued; retry"),
+                headers=((b"retry-after", RETRY_AFTER_SECONDS),))
+            return 503
+        try:
+            return await self._predict(scope, receive, send)
+        finally:
+            self.pool.release()
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> int:
+        timeout = self.settings.request_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                body = await self._read_body(scope, receive)
+                content_type = (_header(scope, b"content-type") or b"").decode("latin-1")
+                reply = await self.pool.predict(content_type, body)
+        except PayloadTooLarge:
+            # The rest of the body is not read, so this connection cannot carry another request.
+            await respond(send, 413, _error_body(
+                "REQUEST_LIMIT_EXCEEDED", f"request body is larger than {self.settings.max_payload_bytes} bytes"),
+                headers=((b"connection", b"close"),))
+            return 413
+        except TimeoutError:
+            await respond(send, 504, _error_body(
+                "DEADLINE_EXCEEDED", f"no prediction within the request timeout of {timeout:g} s"))
+            return 504
+        except WorkerDied as died:
+            log.error("%s while predicting; a replacement is starting", died)
+            await respond(send, 500, _error_body(
+                "INTERNAL_ERROR", f"the model process exited while predicting ({died}); it is being restarted"))
+            return 500
+        await respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header,))
+        return reply.status

@@ -1,0 +1,131 @@
+"""Publish the in-flight metric that the high-resolution scaling policy tracks.
+
+One datum per period (10 s): the peak number of requests in flight (running plus queued)
+during that period, in Kiln/Serving/InFlightRequests with StorageResolution 1 and the
+plan's dimensions (contract.py; docs/scaling.md). Target tracking averages the data points
+of all instances in a period, so each instance sends exactly one per period: the datum's
+timestamp is the start of the wall-clock-aligned period it covers, so a late or slow call
+still lands in its own period and never doubles up another.
+
+Publishing must never hurt serving. boto3 runs in a thread (asyncio.to_thread), one call at
+a time with short timeouts and no botocore retries; a failed period is logged (rate
+limited) and skipped, and the next period sends fresh data: a stale in-flight count is worth
+nothing to a scaling decision. The server starts the publisher once the model is ready and
+cancels it on drain (see server.py for why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from runtime.contract import IN_FLIGHT_METRIC, METRIC_NAMESPACE, STORAGE_RESOLUTION_SECONDS
+
+log = logging.getLogger("kiln.runtime")
+
+# Seconds between repeated failure reports; the first failure is always logged at once.
+FAILURE_LOG_INTERVAL_SECONDS = 60.0
+
+Datum = dict[str, Any]
+
+
+def in_flight_datum(dimensions: tuple[tuple[str, str], ...], peak: int, period_start: float) -> Datum:
+    """The PutMetricData entry for one period."""
+    return {
+        "MetricName": IN_FLIGHT_METRIC,
+        "Dimensions": [{"Name": name, "Value": value} for name, value in dimensions],
+        "Timestamp": datetime.fromtimestamp(period_start, UTC),
+        "Value": float(peak),
+        "Unit": "Count",
+        "StorageResolution": STORAGE_RESOLUTION_SECONDS,
+    }
+
+
+def next_period_end(now: float, period_seconds: float) -> float:
+    """The next wall-clock boundary that is a whole multiple of the period (CloudWatch's buckets)."""
+    return (math.floor(now / period_seconds) + 1) * period_seconds
+
+
+class CloudWatchPut:
+    """PutMetricData through boto3's default chain (region from AWS_REGION, credentials from
+    the instance role, AWS_ENDPOINT_URL in tests). The client is made on first use, in the
+    worker thread, and made again after a failure to make it (e.g. no region yet)."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def __call__(self, datum: Datum) -> None:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Well inside one period, and no retries: the next period is the retry.
+            config = Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1, "mode": "standard"})
+            self._client = boto3.client("cloudwatch", config=config)
+        self._client.put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=[datum])
+
+
+class FailureLog:
+    """Log the first failure at once, then at most one summary per interval, and the recovery."""
+
+    def __init__(self, interval_seconds: float = FAILURE_LOG_INTERVAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_seconds = interval_seconds
+        self.clock = clock
+        self.failures = 0
+        self._unreported = 0
+        self._last_report: float | None = None
+
+    def failed(self, error: BaseException) -> None:
+        self.failures += 1
+        self._unreported += 1
+        now = self.clock()
+        if self._last_report is None or now - self._last_report >= self.interval_seconds:
+            log.warning("cannot publish %s (%d failed period(s) since the last report): %s",
+                        IN_FLIGHT_METRIC, self._unreported, error)
+            self._last_report = now
+            self._unreported = 0
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.info("publishing %s again after %d failed period(s)", IN_FLIGHT_METRIC, self.failures)
+        self.failures = 0
+        self._unreported = 0
+        self._last_report = None
+
+
+class InFlightPublisher:
+    """Every period: take the in-flight peak and put it, off the event loop."""
+
+    def __init__(self, dimensions: tuple[tuple[str, str], ...], period_seconds: float, take_peak: Callable[[], int],
+                 put: Callable[[Datum], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.dimensions = dimensions
+        self.period_seconds = period_seconds
+        self.take_peak = take_peak
+        self.put = put or CloudWatchPut()
+        self.clock = clock
+        self.failures = FailureLog()
+
+    async def run(self) -> None:
+        """Until cancelled. A call that overruns a period delays the next one instead of
+        overlapping it; the peak then covers the longer span, so no burst is lost."""
+        log.info("publishing %s/%s every %g s with %s", METRIC_NAMESPACE, IN_FLIGHT_METRIC, self.period_seconds,
+                 ",".join(f"{k}={v}" for k, v in self.dimensions))
+        while True:
+            end = next_period_end(self.clock(), self.period_seconds)
+            await asyncio.sleep(max(0.0, end - self.clock()))
+            await self.publish(end - self.period_seconds)
+
+    async def publish(self, period_start: float) -> None:
+        datum = in_flight_datum(self.dimensions, self.take_peak(), period_start)
+        try:
+            await asyncio.to_thread(self.put, datum)
+        except Exception as error:  # noqa: BLE001 - any failure to publish must leave serving alone
+            self.failures.failed(error)
+        else:
+            self.failures.succeeded()

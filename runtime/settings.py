@@ -1,0 +1,191 @@
+"""The KILN_* contract: typed runtime settings and the environment variables that carry them.
+
+One variable per field, named KILN_<FIELD>. The Pulumi program (the instance user data)
+and `kiln serve` build RuntimeSettings and write them with `as_env()`; the runtime reads
+them back with `settings_from_env()`; `kiln runtime` sets the same fields from flags. No
+other place spells a variable name, so writer and reader cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from runtime.contract import (
+    DATABRICKS_REQUEST_TIMEOUT_SECONDS,
+    HIGH_RESOLUTION_PERIOD_SECONDS,
+    RUNTIME_PORT,
+    format_metric_dimensions,
+    parse_metric_dimensions,
+)
+
+# Databricks' payload limit for custom models is 16 MB per request.
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+DEFAULT_DRAIN_SECONDS = 30
+
+
+class SettingsError(Exception):
+    """A KILN_* variable that cannot be used; names the variable and what would be valid."""
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    model_uri: str
+    model_digest: str | None = None
+    endpoint: str | None = None
+    served_model: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    host: str = "0.0.0.0"
+    port: int = RUNTIME_PORT
+    workers: int = 1
+    queue_size: int | None = None
+    request_timeout_seconds: float = DATABRICKS_REQUEST_TIMEOUT_SECONDS
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    load_timeout_seconds: float = 1800
+    auth_token_sha256: tuple[str, ...] = ()
+    cache_dir: Path | None = None
+    # Set (by the plan, when highResolutionMetric is on): publish the in-flight metric.
+    metric_dimensions: tuple[tuple[str, str], ...] = ()
+    # 10 s in production (the contract); shorter only for tests and to watch it by hand.
+    metric_period_seconds: float = HIGH_RESOLUTION_PERIOD_SECONDS
+
+    @property
+    def queue_limit(self) -> int:
+        """Requests allowed to wait for a worker; small, so overload is refused, not queued."""
+        return self.workers if self.queue_size is None else self.queue_size
+
+    @property
+    def keep_alive_seconds(self) -> float:
+        """Longer than the ALB idle timeout (request timeout + 5 s), as AWS recommends for targets,
+        so the ALB never reuses a connection this side has just closed (a 502)."""
+        return self.request_timeout_seconds + 15
+
+    def with_overrides(self, **values: object) -> RuntimeSettings:
+        """Flags from `kiln runtime` on top of the env; None means 'not given'."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def as_env(self) -> dict[str, str]:
+        """The KILN_* variables that give these settings back: settings_from_env(as_env()) == self.
+        Unset fields (None, empty) are left out, so the runtime applies its own default."""
+        env = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and value not in ("", ()):
+                env[variable(field.name)] = _env_value(field.name, value)
+        return env
+
+
+def variable(field: str) -> str:
+    """The environment variable of a RuntimeSettings field."""
+    return f"KILN_{field.upper()}"
+
+
+def _env_value(field: str, value: object) -> str:
+    if field == "metric_dimensions":
+        return format_metric_dimensions(dict(value))  # type: ignore[call-overload]
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _int(env: Mapping[str, str], field: str, default: int | None, minimum: int) -> int | None:
+    name = variable(field)
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], field: str, default: float) -> float:
+    name = variable(field)
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw} must be more than 0 seconds")
+    return value
+
+
+def _token_hashes(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Bearer-token sha256 hashes, from KILN_AUTH_TOKEN_SHA256 (comma-separated) and/or a file
+    named by KILN_AUTH_TOKEN_SHA256_FILE (one per line, '#' comments). Only hashes are ever
+    configured, so an env dump or a leaked user-data never reveals a usable token."""
+    name = variable("auth_token_sha256")
+    values = [v for v in env.get(name, "").split(",")]
+    source = name
+    if path := env.get(f"{name}_FILE", "").strip():
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as error:
+            raise SettingsError(f"{name}_FILE={path}: cannot read it ({error.strerror})") from None
+        values += [line.split("#", 1)[0] for line in lines]
+        source += f" / {name}_FILE"
+    hashes = tuple(v.strip().lower() for v in values if v.strip())
+    bad = [h for h in hashes if len(h) != 64 or any(c not in "0123456789abcdef" for c in h)]
+    if bad:
+        raise SettingsError(f"{source}: {len(bad)} value(s) are not sha256 hex digests (64 hex characters)")
+    return hashes
+
+
+def _metric_dimensions(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    name = variable("metric_dimensions")
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    try:
+        return parse_metric_dimensions(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name}={raw!r}: {error} (e.g. Stack=dev,Endpoint=fraud-scorer,"
+                            "ServedModel=champion)") from None
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool = True) -> RuntimeSettings:
+    """Parse the KILN_* variables; raises SettingsError naming the first bad one."""
+    env = os.environ if env is None else env
+
+    def text(field: str) -> str | None:
+        return env.get(variable(field), "").strip() or None
+
+    model_uri = text("model_uri") or ""
+    if require_model and not model_uri:
+        raise SettingsError(f"{variable('model_uri')} is not set (s3://bucket/models/<digest>/ or a model directory)")
+    digest = (text("model_digest") or "").lower() or None
+    if digest and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+        raise SettingsError(f"{variable('model_digest')}={digest!r} is not a sha256 hex digest (64 hex characters)")
+    cache = text("cache_dir")
+    return RuntimeSettings(
+        model_uri=model_uri,
+        model_digest=digest,
+        endpoint=text("endpoint"),
+        served_model=text("served_model"),
+        model_name=text("model_name"),
+        model_version=text("model_version"),
+        host=text("host") or "0.0.0.0",
+        port=_int(env, "port", RUNTIME_PORT, 0),
+        workers=_int(env, "workers", 1, 1),
+        queue_size=_int(env, "queue_size", None, 0),
+        request_timeout_seconds=_seconds(env, "request_timeout_seconds", DATABRICKS_REQUEST_TIMEOUT_SECONDS),
+        drain_seconds=_seconds(env, "drain_seconds", DEFAULT_DRAIN_SECONDS),
+        max_payload_bytes=_int(env, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES, 1),
+        load_timeout_seconds=_seconds(env, "load_timeout_seconds", 1800),
+        auth_token_sha256=_token_hashes(env),
+        cache_dir=Path(cache) if cache else None,
+        metric_dimensions=_metric_dimensions(env),
+        metric_period_seconds=_seconds(env, "metric_period_seconds", HIGH_RESOLUTION_PERIOD_SECONDS),
+    )

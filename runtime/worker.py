@@ -1,0 +1,66 @@
+"""One worker process: load the model once, then score requests from the pipe until EOF.
+
+Started by runtime.workers as `python -m runtime.worker MODEL_DIR`. The
+first frame it writes says whether the model loaded and passed warm-up (status 200 and a
+JSON description) or why not (status 500); after that, one reply frame per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from runtime import protocol
+from runtime.protocol import Reply
+
+
+def _claim_protocol_fds() -> tuple[int, int]:
+    """Keep the real stdout for frames and point fd 1 at stderr, so a model that prints
+    cannot corrupt the frame stream (its output still reaches the logs)."""
+    out = os.dup(1)
+    os.dup2(2, 1)
+    return 0, out
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=os.environ.get("KILN_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s")
+    # The HTTP process owns shutdown: Ctrl-C or SIGTERM must not kill a prediction mid-way;
+    # the worker exits when its request pipe closes (or is killed after the drain window).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    fd_in, fd_out = _claim_protocol_fds()
+    model_dir = Path(argv[0])
+
+    from runtime.scoring import load, score, warm_up
+
+    try:
+        loaded = load(model_dir)
+        warm = warm_up(loaded, model_dir)
+    except Exception as error:  # any load or warm-up failure is reported, not raised
+        logging.getLogger("kiln.runtime.worker").exception("model failed to load or warm up")
+        message = f"{type(error).__name__}: {error}"
+        protocol.write_all(fd_out, protocol.encode_reply(Reply(500, "text/plain", message.encode())))
+        return 3
+    info = {**loaded.info, "warm_up_seconds": None if warm is None else round(warm, 4)}
+    protocol.write_all(fd_out, protocol.encode_reply(Reply(200, "application/json", json.dumps(info).encode())))
+
+    while True:
+        header = protocol.read_exactly(fd_in, protocol.REQUEST_HEADER_SIZE)
+        if header is None:
+            return 0
+        body_size, ctype_size = protocol.request_sizes(header)
+        payload = protocol.read_exactly(fd_in, ctype_size + body_size)
+        if payload is None:
+            return 0
+        content_type = payload[:ctype_size].decode("latin-1")
+        reply = score(loaded, payload[ctype_size:], content_type)
+        protocol.write_all(fd_out, protocol.encode_reply(reply))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

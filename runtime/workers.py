@@ -1,0 +1,218 @@
+"""Worker processes, one per concurrency unit, and admission control in front of them.
+
+A concurrency unit (Databricks' "provisioned concurrency") processes one request at a
+time, so each unit is one process with its own copy of the model: predict never blocks
+the HTTP event loop and a model's GIL-bound code uses its own core. In front of them sits
+a small bounded queue; a request that finds it full is refused at once (503 + Retry-After)
+so the ALB can try elsewhere instead of waiting on a saturated instance.
+
+A worker whose request overran the timeout is killed and replaced: a prediction that never
+returns must not take a unit away for good. A worker that dies mid-request is replaced too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import runtime
+from runtime import protocol
+from runtime.gauge import PeakGauge
+from runtime.protocol import Reply
+
+log = logging.getLogger("kiln.runtime")
+
+# The folder that holds the runtime package: the app folder in the image, the checkout here.
+APP_ROOT = Path(runtime.__file__).resolve().parent.parent
+
+
+class WorkerStartError(Exception):
+    """A worker could not load or warm up the model; carries the worker's own reason."""
+
+
+class WorkerDied(Exception):
+    """A worker exited while answering a request (the model crashed the process)."""
+
+
+class Worker:
+    """One model process and the two pipes to it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, index: int) -> None:
+        self.process = process
+        self.index = index
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    async def spawn(cls, model_dir: Path, index: int) -> Worker:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APP_ROOT), env.get("PYTHONPATH")]))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runtime.worker", str(model_dir),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )
+        return cls(process, index)
+
+    async def _read_reply(self) -> Reply:
+        stdout = self.process.stdout
+        assert stdout is not None
+        try:
+            header = await stdout.readexactly(protocol.REPLY_HEADER_SIZE)
+            body_size, status, ctype_size = protocol.reply_sizes(header)
+            payload = await stdout.readexactly(ctype_size + body_size)
+        except asyncio.IncompleteReadError:
+            code = await self.process.wait()
+            raise WorkerDied(f"worker {self.index} (pid {self.process.pid}) exited with code {code}") from None
+        return Reply(status, payload[:ctype_size].decode("latin-1"), payload[ctype_size:])
+
+    async def wait_ready(self) -> dict[str, Any]:
+        """The first frame: the model's description once loaded and warmed up, or the reason not."""
+        try:
+            reply = await self._read_reply()
+        except WorkerDied as died:
+            raise WorkerStartError(f"{died} before the model loaded (see the log above)") from None
+        if reply.status != 200:
+            raise WorkerStartError(reply.body.decode(errors="replace"))
+        self.info = json.loads(reply.body)
+        return self.info
+
+    async def call(self, content_type: str, body: bytes) -> Reply:
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(protocol.encode_request(content_type, body))
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            code = await self.process.wait()
+            raise WorkerDied(f"worker {self.index} (pid {self.process.pid}) exited with code {code}") from None
+        return await self._read_reply()
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Close the request pipe (the worker exits at EOF); kill if it does not in time."""
+        if self.process.returncode is not None:
+            return
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), grace_seconds)
+        except TimeoutError:
+            self.process.send_signal(signal.SIGKILL)
+            await self.process.wait()
+
+
+class Overloaded(Exception):
+    """Every worker is busy and the queue is full."""
+
+
+class WorkerPool:
+    """N model processes behind a bounded queue; `admit` is the only way in."""
+
+    def __init__(self, model_dir: Path | None, workers: int, queue_limit: int, load_timeout_seconds: float,
+                 on_fatal: Callable[[str], None]) -> None:
+        self.model_dir = model_dir
+        self.size = workers
+        self.capacity = workers + queue_limit
+        self.load_timeout_seconds = load_timeout_seconds
+        self.on_fatal = on_fatal
+        # Admitted and not yet answered (running plus queued); its peak feeds the CloudWatch metric.
+        self.in_flight_gauge = PeakGauge()
+        self.busy = 0
+        self.live = 0
+        self.info: dict[str, Any] = {}
+        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._all: set[Worker] = set()
+        self._closing = False
+
+    async def _start_one(self, index: int) -> Worker:
+        if self.model_dir is None:
+            raise WorkerStartError("no model directory to load (the model was not fetched)")
+        worker = await Worker.spawn(self.model_dir, index)
+        self._all.add(worker)
+        try:
+            await asyncio.wait_for(worker.wait_ready(), self.load_timeout_seconds)
+        except TimeoutError:
+            worker.kill()
+            raise WorkerStartError(f"worker {index} did not load the model within {self.load_timeout_seconds:.0f} s") from None
+        except BaseException:
+            worker.kill()
+            raise
+        return worker
+
+    async def start(self) -> dict[str, Any]:
+        """Start every worker in parallel; ready only when all loaded and warmed up."""
+        results = await asyncio.gather(*(self._start_one(i) for i in range(self.size)), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            for worker in self._all:
+                worker.kill()
+            raise failures[0]
+        for worker in results:
+            self._idle.put_nowait(worker)  # type: ignore[arg-type]
+        self.live = self.size
+        self.info = results[0].info  # type: ignore[union-attr]
+        return self.info
+
+    def admit(self) -> None:
+        """Take a place in the queue or raise Overloaded; pair with `release`."""
+        if self.in_flight >= self.capacity:
+            raise Overloaded()
+        self.in_flight_gauge.increment()
+
+    def release(self) -> None:
+        self.in_flight_gauge.decrement()
+
+    @property
+    def in_flight(self) -> int:
+        return self.in_flight_gauge.value
+
+    async def predict(self, content_type: str, body: bytes) -> Reply:
+        """Score on the next free worker. Cancellation (the request timeout) while a worker is
+        busy kills that worker, because its pipe would otherwise carry a stale reply."""
+        worker = await self._idle.get()
+        self.busy += 1
+        try:
+            reply = await worker.call(content_type, body)
+        except WorkerDied:
+            self._replace(worker)
+            raise
+        except BaseException:
+            worker.kill()
+            self._replace(worker)
+            raise
+        finally:
+            self.busy -= 1
+        self._idle.put_nowait(worker)
+        return reply
+
+    def _replace(self, worker: Worker) -> None:
+        self._all.discard(worker)
+        self.live -= 1
+        if not self._closing:
+            log.warning("replacing worker %d (pid %s)", worker.index, worker.process.pid)
+            asyncio.get_running_loop().create_task(self._restart(worker.index))
+
+    async def _restart(self, index: int) -> None:
+        try:
+            worker = await self._start_one(index)
+        except Exception as error:  # noqa: BLE001 - any failure to restart ends the runtime, with its reason
+            self.on_fatal(f"replacement worker {index} failed to start: {error}")
+            return
+        if self._closing:
+            await worker.stop(1)
+            return
+        self.live += 1
+        self._idle.put_nowait(worker)
+
+    async def close(self, grace_seconds: float = 5) -> None:
+        self._closing = True
+        await asyncio.gather(*(worker.stop(grace_seconds) for worker in list(self._all)))

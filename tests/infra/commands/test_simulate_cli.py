@@ -1,0 +1,72 @@
+"""`kiln simulate`: exit codes, the --json shape and the PNG timeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from infra.commands.cli import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["simulate", *args])
+
+
+def test_simulate_prints_a_table_per_served_model() -> None:
+    result = run("prod", "--trace", "spike", "--endpoint", "ticket-router")
+
+    assert result.exit_code == 0, result.output
+    assert "ticket-router.champion" in result.output
+    assert "Databricks (stated)" in result.output
+
+
+def test_simulate_json_compares_three_policies_with_totals_and_a_timeline() -> None:
+    result = run("dev", "--trace", "idle-then-burst", "--peak-qps", "2", "--json")
+
+    report = json.loads(result.output)
+    [served] = report["servedModels"]
+    policies = {p["policy"]: p for p in served["policies"]}
+    stack = policies["stack"]
+
+    assert result.exit_code == 0
+    assert (report["stack"], report["endpoint"], report["trace"]) == ("dev", "fraud-scorer", "idle-then-burst")
+    assert set(policies) == {"stack", "alb-only", "databricks"}
+    assert {"served", "rejected", "timeToCapacitySeconds", "coldStartSeconds", "instanceHours", "costUsd"} <= set(stack)
+    assert stack["coldStartSeconds"] == [1 + served["settings"]["readySeconds"]]
+    assert policies["databricks"]["coldStartSeconds"] == [20]
+    assert len(stack["timeline"]) == report["durationSeconds"] // 60
+
+
+def test_simulate_reads_a_csv_trace(tmp_path: Path) -> None:
+    trace = tmp_path / "load.csv"
+    trace.write_text("second,rps\n0,5\n120,50\n600,0\n")
+
+    result = run("staging", "--trace", str(trace), "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["durationSeconds"] == 601
+
+
+def test_simulate_draws_the_timeline_png(tmp_path: Path) -> None:
+    png = tmp_path / "timeline.png"
+
+    result = run("dev", "--trace", "step", "--duration", "600", "--png", str(png))
+
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_endpoint_is_a_usage_error_naming_the_endpoints() -> None:
+    result = run("prod", "--trace", "step", "--endpoint", "nope")
+
+    assert result.exit_code == 2
+    assert "fraud-scorer, ticket-router" in result.output
+
+
+def test_bad_trace_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("dev", "--trace", str(tmp_path / "missing.csv"))
+
+    assert result.exit_code == 2
+    assert "trace file not found" in result.output

@@ -1,0 +1,118 @@
+"""Every IAM document Kiln writes, compared whole: a dropped action, a widened resource or a
+lost condition is a failing test here, not an AccessDenied (or an over-broad role) on AWS."""
+
+from __future__ import annotations
+
+import json
+
+from infra.components.permissions import (
+    activator_policy,
+    build_policy,
+    instance_policy,
+    tls_only_bucket_policy,
+    trust_policy,
+)
+
+BUCKET = "arn:aws:s3:::kiln-artifacts-1a2b3c4"
+REPOSITORY = "arn:aws:ecr:us-east-1:123456789012:repository/kiln-images"
+LOG_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/kiln/dev/fraud-scorer"
+GROUP = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:uuid-1:autoScalingGroupName/kiln-dev-fraud"
+LISTENER = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/kiln-dev/50dc6c495c0c9188/f2f7dc8efc522ab2"
+
+
+def test_only_the_named_service_may_assume_a_role() -> None:
+    assert json.loads(trust_policy("ec2.amazonaws.com")) == {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+
+
+def test_instance_reads_its_model_pulls_images_writes_logs_and_publishes_only_kilns_metric() -> None:
+    document = json.loads(instance_policy(BUCKET, REPOSITORY, LOG_GROUP, artifact_key="models/ab12/"))
+
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": "arn:aws:s3:::kiln-artifacts-1a2b3c4/models/ab12/*"},
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {"Sid": "PullImages", "Effect": "Allow",
+             "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+             "Resource": REPOSITORY},
+            {"Sid": "WriteLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": f"{LOG_GROUP}:*"},
+            {"Sid": "PublishInFlightMetric", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+             "Condition": {"StringEquals": {"cloudwatch:namespace": "Kiln/Serving"}}},
+        ],
+    }
+
+
+def test_activator_scales_only_its_group_and_rewrites_only_its_listeners_rules() -> None:
+    document = json.loads(activator_policy(GROUP, LISTENER, LOG_GROUP))
+
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": GROUP},
+            # listener/app/<lb>/<id>/<listener-id> → listener-rule/app/<lb>/<id>/<listener-id>/*
+            {"Sid": "RouteOwnListener", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"],
+             "Resource": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/kiln-dev/"
+                         "50dc6c495c0c9188/f2f7dc8efc522ab2/*"},
+            {"Sid": "FindReadyInstances", "Effect": "Allow",
+             "Action": ["autoscaling:DescribeAutoScalingGroups", "elasticloadbalancing:DescribeTargetHealth",
+                        "elasticloadbalancing:DescribeRules", "ec2:DescribeInstances"],
+             "Resource": "*"},
+            {"Sid": "VpcNetworkInterfaces", "Effect": "Allow",
+             "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+             "Resource": "*"},
+            {"Sid": "WriteLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": f"{LOG_GROUP}:*"},
+        ],
+    }
+
+
+def test_activator_rule_scope_rewrites_only_the_resource_type_of_the_listener_arn() -> None:
+    # A load balancer named "listener" must not have its name rewritten along with the type.
+    listener = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/listener/1/2"
+    document = json.loads(activator_policy(GROUP, listener, LOG_GROUP))
+    [route] = [s for s in document["Statement"] if s["Sid"] == "RouteOwnListener"]
+
+    assert route["Resource"] == "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener-rule/app/listener/1/2/*"
+
+
+def test_build_reads_only_build_contexts_pushes_to_its_repository_and_writes_logs() -> None:
+    document = json.loads(build_policy(BUCKET, REPOSITORY, LOG_GROUP))
+
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadBuildContexts", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+             "Resource": "arn:aws:s3:::kiln-artifacts-1a2b3c4/build-contexts/*"},
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {"Sid": "PushImages", "Effect": "Allow",
+             "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
+                        "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload",
+                        "ecr:PutImage", "ecr:UploadLayerPart"],
+             "Resource": REPOSITORY},
+            {"Sid": "WriteBuildLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": f"{LOG_GROUP}:*"},
+        ],
+    }
+
+
+def test_artifact_bucket_refuses_every_request_without_tls() -> None:
+    assert json.loads(tls_only_bucket_policy(BUCKET)) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                # The bucket itself (ListBucket, policy calls) and every object in it.
+                "Resource": ["arn:aws:s3:::kiln-artifacts-1a2b3c4", "arn:aws:s3:::kiln-artifacts-1a2b3c4/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }

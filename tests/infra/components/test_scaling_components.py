@@ -1,0 +1,261 @@
+"""The scaling resources the program creates in each mode, read from a run under mocks."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from infra.plan.config import ConfigError, parse_stack_config, values_from_stack_config
+from infra.preview.program import ProgramRun, Registration, run_program
+from tests.conftest import stack_config
+from tests.infra.test_program import user_data
+
+POLICY = "aws:autoscaling/policy:Policy"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+GROUP = "aws:autoscaling/group:Group"
+
+
+def with_scaling(config: dict[str, Any], scaling: dict[str, Any], endpoint: int = 0, served: int = 0) -> dict[str, Any]:
+    changed = copy.deepcopy(config)
+    changed["kiln:endpoints"][endpoint]["servedModels"][served]["scaling"] = scaling
+    return changed
+
+
+@pytest.fixture(scope="module")
+def runs(example_store) -> dict[str, ProgramRun]:
+    dev = stack_config("dev", example_store)
+    tuned = with_scaling(
+        dev,
+        {
+            "highResolutionMetric": False,
+            "scaleInCooldownSeconds": 600,
+            "idleMinutesBeforeZero": 45,
+            "targetUtilization": 0.5,
+            "warmPool": {"minSize": 2},
+        },
+    )
+    return {
+        "prod": run_program("prod", stack_config("prod", example_store), preview=False),
+        "dev": run_program("dev", dev, preview=False),
+        "tuned": run_program("dev", tuned, preview=False),
+    }
+
+
+def named(run: ProgramRun, type_: str, name: str) -> Registration:
+    return next(r for r in run.registrations if r.type == type_ and r.name == name)
+
+
+def names(run: ProgramRun, type_: str) -> set[str]:
+    return {r.name for r in run.of_type(type_)}
+
+
+def test_requests_per_target_policy_uses_the_planner_target_and_leaves_scale_in_to_the_window(runs) -> None:
+    policy = named(runs["prod"], POLICY, "fraud-scorer.champion-requests-per-target").inputs["targetTrackingConfiguration"]
+
+    # fraud-scorer.champion: 3 workers × 1000/40 ms × 60 × 0.7
+    assert policy["targetValue"] == 3150
+    assert policy["predefinedMetricSpecification"]["predefinedMetricType"] == "ALBRequestCountPerTarget"
+    assert policy["disableScaleIn"] is True
+
+
+def test_high_resolution_policy_tracks_in_flight_requests_every_10_seconds(runs) -> None:
+    policy = named(runs["prod"], POLICY, "fraud-scorer.champion-in-flight").inputs["targetTrackingConfiguration"]
+    metric = policy["customizedMetricSpecification"]
+
+    assert (metric["namespace"], metric["metricName"], metric["period"], metric["statistic"]) == (
+        "Kiln/Serving", "InFlightRequests", 10, "Average",
+    )
+    assert {d["name"]: d["value"] for d in metric["metricDimensions"]} == {
+        "Stack": "prod", "Endpoint": "fraud-scorer", "ServedModel": "champion",
+    }
+    assert policy["targetValue"] == pytest.approx(3 * 0.7)
+    assert policy["disableScaleIn"] is True
+
+
+def test_without_the_high_resolution_metric_only_the_alb_policy_scales_out(runs) -> None:
+    run = runs["tuned"]
+
+    assert "fraud-scorer.champion-in-flight" not in names(run, POLICY)
+    target = named(run, POLICY, "fraud-scorer.champion-requests-per-target").inputs["targetTrackingConfiguration"]
+    # 1 worker × 1000/100 ms × 60 × 0.5 (the tuned target utilisation)
+    assert target["targetValue"] == 300
+    assert "KILN_METRIC_DIMENSIONS" not in user_data(run, "fraud-scorer.champion")
+
+
+def test_scale_in_removes_one_instance_per_window_and_never_goes_below_one(runs) -> None:
+    run = runs["prod"]
+    policy = named(run, POLICY, "fraud-scorer.champion-scale-in").inputs
+    alarm = named(run, ALARM, "fraud-scorer.champion-scale-in").inputs
+    [shrink] = [q for q in alarm["metricQueries"] if q.get("returnData")]
+
+    assert (policy["policyType"], policy["scalingAdjustment"], policy["cooldown"]) == ("SimpleScaling", -1, 300)
+    assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (5, 5)
+    # floor is the group minimum (3); threshold half the 3150 target
+    assert shrink["expression"] == "IF(capacity > 3 AND FILL(load, 0) < 1575, 1, 0)"
+    assert alarm["alarmActions"] == [run.named("fraud-scorer.champion-scale-in").outputs["arn"]]
+
+
+def test_configured_scale_in_window_sets_cooldown_and_alarm_length(runs) -> None:
+    run = runs["tuned"]
+
+    assert named(run, POLICY, "fraud-scorer.champion-scale-in").inputs["cooldown"] == 600
+    assert named(run, ALARM, "fraud-scorer.champion-scale-in").inputs["evaluationPeriods"] == 10
+
+
+def test_instance_refresh_launches_before_terminating_with_checkpoints_and_rollback(runs) -> None:
+    run = runs["prod"]
+    group = named(run, GROUP, "fraud-scorer.champion-asg").inputs
+    preferences = group["instanceRefresh"]["preferences"]
+    alarm = named(run, ALARM, "fraud-scorer.champion-rollout-5xx").inputs
+
+    assert group["instanceRefresh"]["strategy"] == "Rolling"
+    assert (preferences["minHealthyPercentage"], preferences["maxHealthyPercentage"]) == (100, 200)
+    assert preferences["autoRollback"] is True
+    assert (preferences["checkpointPercentages"], preferences["checkpointDelay"]) == ([50, 100], "300")
+    assert preferences["instanceWarmup"] == "300"
+    assert preferences["alarmSpecification"]["alarms"] == [alarm["name"]]
+    assert "HTTPCode_Target_5XX_Count" in json.dumps(alarm["metricQueries"])
+
+
+def test_gpu_refresh_waits_the_gpu_warmup(runs) -> None:
+    preferences = named(runs["prod"], GROUP, "ticket-router.champion-asg").inputs["instanceRefresh"]["preferences"]
+
+    assert preferences["instanceWarmup"] == "900"
+
+
+def test_warm_pool_keeps_stopped_instances_and_reuses_them_on_scale_in(runs) -> None:
+    group = named(runs["tuned"], GROUP, "fraud-scorer.champion-asg").inputs
+
+    assert group["warmPool"] == {"poolState": "Stopped", "minSize": 2, "instanceReusePolicy": {"reuseOnScaleIn": True}}
+    assert "WarmPoolWarmedCapacity" in group["enabledMetrics"]
+
+
+def test_groups_without_a_warm_pool_have_none(runs) -> None:
+    for group in runs["prod"].of_type(GROUP):
+        assert "warmPool" not in group.inputs
+
+
+def test_scale_to_zero_routes_the_served_model_to_its_activator(runs) -> None:
+    run = runs["dev"]
+    rule = named(run, "aws:lb/listenerRule:ListenerRule", "fraud-scorer-route").inputs
+    activator_group = named(run, "aws:lb/targetGroup:TargetGroup", "fraud-scorer.champion-activator-tg")
+    attachment = named(run, "aws:lb/targetGroupAttachment:TargetGroupAttachment", "fraud-scorer.champion-activator-target")
+    function = named(run, "aws:lambda/function:Function", "fraud-scorer.champion-activator-fn")
+
+    assert rule["actions"][0]["forward"]["targetGroups"] == [{"arn": activator_group.outputs["arn"], "weight": 100}]
+    assert activator_group.inputs["targetType"] == "lambda"
+    assert attachment.inputs["targetId"] == function.outputs["arn"]
+
+
+def test_activator_holds_requests_for_the_endpoint_request_timeout(runs) -> None:
+    run = runs["dev"]
+    function = named(run, "aws:lambda/function:Function", "fraud-scorer.champion-activator-fn").inputs
+    group = named(run, GROUP, "fraud-scorer.champion-asg")
+    served_group = named(run, "aws:lb/targetGroup:TargetGroup", "fraud-scorer.champion-tg")
+    env = function["environment"]["variables"]
+
+    assert function["handler"] == "handler.handle"
+    assert function["timeout"] == 597 + 10
+    assert env["KILN_REQUEST_TIMEOUT_SECONDS"] == "597"
+    assert env["KILN_GROUP_NAME"] == group.outputs["name"]
+    assert env["KILN_TARGET_GROUP_ARN"] == served_group.outputs["arn"]
+
+
+def test_activator_role_may_scale_only_its_group_and_route_only_its_listener(runs) -> None:
+    run = runs["dev"]
+    policy = json.loads(named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-activator-least-privilege").inputs["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    group = named(run, GROUP, "fraud-scorer.champion-asg")
+    [listener] = run.of_type("aws:lb/listener:Listener")
+
+    assert by_sid["ScaleOwnGroup"] == {
+        "Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group.outputs["arn"],
+    }
+    assert by_sid["RouteOwnListener"]["Resource"] == listener.outputs["arn"].replace(":listener/", ":listener-rule/") + "/*"
+    unscoped = {a for s in policy["Statement"] if s["Resource"] == "*" for a in s["Action"]}
+    # Unscoped: only reads, and the network-interface actions every VPC Lambda needs.
+    assert {a for a in unscoped if not a.split(":")[1].startswith("Describe")} == {
+        "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+    }
+
+
+def test_idle_alarm_invokes_the_activator_after_the_idle_minutes(runs) -> None:
+    run = runs["dev"]
+    alarm = named(run, ALARM, "fraud-scorer.champion-activator-idle")
+    function = named(run, "aws:lambda/function:Function", "fraud-scorer.champion-activator-fn")
+    permission = named(run, "aws:lambda/permission:Permission", "fraud-scorer.champion-activator-from-idle-alarm").inputs
+
+    assert (alarm.inputs["evaluationPeriods"], alarm.inputs["treatMissingData"]) == (30, "breaching")
+    assert alarm.inputs["alarmActions"] == [function.outputs["arn"]]
+    assert (permission["principal"], permission["sourceArn"]) == ("lambda.alarms.cloudwatch.amazonaws.com", alarm.outputs["arn"])
+    assert named(runs["tuned"], ALARM, "fraud-scorer.champion-activator-idle").inputs["evaluationPeriods"] == 45
+
+
+def test_wake_fallback_alarm_sets_a_cold_group_to_one_instance(runs) -> None:
+    run = runs["dev"]
+    alarm = named(run, ALARM, "fraud-scorer.champion-activator-wake-fallback").inputs
+    policy = named(run, POLICY, "fraud-scorer.champion-activator-wake")
+    [cold] = [q for q in alarm["metricQueries"] if q.get("returnData")]
+
+    assert cold["expression"] == "IF(FILL(held, 0) > 0 AND capacity < 1, 1, 0)"
+    assert alarm["alarmActions"] == [policy.outputs["arn"]]
+    assert (policy.inputs["adjustmentType"], policy.inputs["stepAdjustments"][0]["scalingAdjustment"]) == ("ExactCapacity", 1)
+
+
+def test_served_models_that_never_reach_zero_have_no_activator(runs) -> None:
+    run = runs["prod"]
+
+    assert not run.of_type("kiln:serving:Activator")
+    assert not run.of_type("aws:lambda/function:Function")
+
+
+def test_instance_role_may_put_metrics_only_in_the_kiln_namespace(runs) -> None:
+    run = runs["prod"]
+    policy = json.loads(
+        next(r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "fraud-scorer.champion-least-privilege").inputs["policy"]
+    )
+    [metric] = [s for s in policy["Statement"] if s["Sid"] == "PublishInFlightMetric"]
+
+    assert metric["Action"] == "cloudwatch:PutMetricData"
+    assert metric["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Kiln/Serving"}}
+
+
+def test_runtime_learns_the_metric_dimensions_from_its_environment(runs) -> None:
+    script = user_data(runs["prod"], "fraud-scorer.champion")
+
+    assert "\nKILN_METRIC_DIMENSIONS=Stack=prod,Endpoint=fraud-scorer,ServedModel=champion\n" in script
+
+
+def test_idle_minutes_without_scale_to_zero_is_refused_at_its_key(example_store) -> None:
+    config = with_scaling(stack_config("prod", example_store), {"idleMinutesBeforeZero": 10})
+
+    with pytest.raises(ConfigError) as error:
+        parse_stack_config(values_from_stack_config(config, "prod"), "prod")
+
+    assert error.value.problems == [
+        "endpoints[0].servedModels[0].scaling.idleMinutesBeforeZero: only applies with scaleToZeroEnabled: true "
+        "(remove it, or enable scale to zero)"
+    ]
+
+
+def test_scale_in_window_must_be_whole_minutes(example_store) -> None:
+    config = with_scaling(stack_config("dev", example_store), {"scaleInCooldownSeconds": 90})
+
+    with pytest.raises(ConfigError) as error:
+        parse_stack_config(values_from_stack_config(config, "dev"), "dev")
+
+    assert error.value.problems == [
+        "endpoints[0].servedModels[0].scaling.scaleInCooldownSeconds: 90 is not a whole number of minutes; "
+        "use a multiple of 60 (e.g. 60)"
+    ]
+
+
+def test_unknown_scaling_key_suggests_the_right_one(example_store) -> None:
+    config = with_scaling(stack_config("dev", example_store), {"idleMinutesBeforeZer": 10})
+
+    with pytest.raises(ConfigError, match="did you mean idleMinutesBeforeZero"):
+        parse_stack_config(values_from_stack_config(config, "dev"), "dev")

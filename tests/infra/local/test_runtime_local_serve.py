@@ -1,0 +1,68 @@
+"""`kiln serve STACK` starts the stack's served models as local runtimes and splits an
+endpoint's traffic by the stack's weights, so clients can be tested before a deploy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import stack_config, write_stack
+from tests.runtime_support import RunningProcess, free_port, start
+
+REQUESTS = 100
+BODY = json.dumps({"dataframe_split": {"columns": ["amount", "merchant_risk", "hour", "card_age_days"],
+                                       "data": [[100.0, 0.7, 5.0, 970.0]]}})
+
+
+@pytest.fixture(scope="module")
+def served_stack(tmp_path_factory: pytest.TempPathFactory, example_store) -> Iterator[RunningProcess]:  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("serve")
+    config = stack_config("staging", example_store)
+    endpoint = config["kiln:endpoints"][0]
+    endpoint["trafficConfig"]["routes"] = [
+        {"servedModelName": "champion", "trafficPercentage": 75},
+        {"servedModelName": "challenger", "trafficPercentage": 25},
+    ]
+    path = write_stack(tmp, config, "localtest")
+    port = free_port()
+    process = start([sys.executable, "-m", "infra.commands.cli", "serve", str(path), "--port", str(port),
+                     "--endpoint", endpoint["name"], "--mlflow-tracking-uri", example_store.tracking_uri],
+                    {}, tmp / "serve.log", port)
+    try:
+        assert process.wait_for_ping(timeout=180)[-1:] == [200], process.log()
+        yield process
+    finally:
+        process.stop()
+
+
+def test_endpoint_traffic_is_split_by_the_stack_weights(served_stack: RunningProcess) -> None:
+    counts: Counter[str] = Counter()
+    with httpx.Client(base_url=served_stack.url, timeout=30) as client:
+        for _ in range(REQUESTS):
+            response = client.post("/serving-endpoints/fraud-scorer/invocations", content=BODY,
+                                   headers={"content-type": "application/json"})
+            assert response.status_code == 200, response.text
+            counts[response.headers["x-kiln-served-model"]] += 1
+
+    assert abs(counts["champion"] - 75) <= 5
+    assert abs(counts["challenger"] - 25) <= 5
+
+
+def test_one_served_model_can_be_called_directly(served_stack: RunningProcess) -> None:
+    response = httpx.post(f"{served_stack.url}/serving-endpoints/fraud-scorer/served-models/challenger/invocations",
+                          content=BODY, headers={"content-type": "application/json"}, timeout=30)
+
+    assert response.status_code == 200
+    assert response.headers["x-kiln-served-model"] == "challenger"
+
+
+def test_unknown_endpoint_is_not_found(served_stack: RunningProcess) -> None:
+    response = httpx.post(f"{served_stack.url}/serving-endpoints/nope/invocations", content=BODY,
+                          headers={"content-type": "application/json"})
+
+    assert response.status_code == 404

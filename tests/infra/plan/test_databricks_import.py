@@ -1,0 +1,107 @@
+"""Databricks endpoint JSON → a Kiln endpoint that validates and plans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from infra.commands.cli import main
+from infra.plan.config import ConfigError
+from infra.plan.databricks_import import import_endpoint
+
+# Shape of GET /api/2.0/serving-endpoints/{name} (Databricks REST API, served_entities form).
+ENDPOINT = {
+    "name": "fraud_scorer",
+    "config": {
+        "served_entities": [
+            {
+                "name": "Champion",
+                "entity_name": "main.risk.fraud",
+                "entity_version": "12",
+                "workload_size": "Medium",
+                "workload_type": "CPU",
+                "scale_to_zero_enabled": False,
+                "environment_vars": {"LOG_LEVEL": "info"},
+            },
+            {
+                "name": "challenger",
+                "entity_name": "main.risk.fraud",
+                "entity_version": "13",
+                "workload_type": "GPU_SMALL",
+                "min_provisioned_concurrency": 0,
+                "max_provisioned_concurrency": 4,
+                "scale_to_zero_enabled": True,
+            },
+        ],
+        "traffic_config": {
+            "routes": [
+                {"served_entity_name": "Champion", "traffic_percentage": 80},
+                {"served_entity_name": "challenger", "traffic_percentage": 20},
+            ]
+        },
+    },
+    "tags": [{"key": "team", "value": "risk"}],
+}
+
+
+def test_served_entities_become_served_models() -> None:
+    endpoint = import_endpoint(ENDPOINT, "fraud.json")
+
+    assert endpoint["name"] == "fraud-scorer"
+    champion, challenger = endpoint["servedModels"]
+    assert champion == {
+        "name": "champion",
+        "modelUri": "models:/main.risk.fraud/12",
+        "computeType": "CPU_MEDIUM",
+        "scaleToZeroEnabled": False,
+        "workloadSize": "Medium",
+        "environmentVars": {"LOG_LEVEL": "info"},
+    }
+    assert (challenger["computeType"], challenger["minProvisionedConcurrency"], challenger["maxProvisionedConcurrency"]) == ("GPU_SMALL", 0, 4)
+    assert endpoint["trafficConfig"]["routes"] == [
+        {"servedModelName": "champion", "trafficPercentage": 80},
+        {"servedModelName": "challenger", "trafficPercentage": 20},
+    ]
+    assert endpoint["tags"] == {"team": "risk"}
+
+
+def test_legacy_served_models_form_is_understood() -> None:
+    legacy = {"name": "iris", "config": {"served_models": [{"model_name": "iris", "model_version": "3", "workload_size": "Small"}]}}
+
+    [served] = import_endpoint(legacy, "iris.json")["servedModels"]
+
+    assert (served["name"], served["modelUri"]) == ("iris-3", "models:/iris/3")
+
+
+def test_unknown_workload_type_is_reported_like_a_stack_error() -> None:
+    bad = json.loads(json.dumps(ENDPOINT))
+    bad["config"]["served_entities"][1]["workload_type"] = "GPU_LARGE"
+
+    with pytest.raises(ConfigError) as caught:
+        import_endpoint(bad, "fraud.json")
+
+    assert caught.value.problems[0].startswith("as a Kiln endpoint: servedModels[1].computeType: unknown compute type 'GPU_LARGE'")
+
+
+def test_cli_prints_a_stack_entry(tmp_path: Path) -> None:
+    path = tmp_path / "fraud.json"
+    path.write_text(json.dumps(ENDPOINT))
+
+    result = CliRunner().invoke(main, ["import-databricks", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["kiln:endpoints"][0]["servedModels"][1]["name"] == "challenger"
+
+
+def test_cli_refuses_broken_json(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{")
+
+    result = CliRunner().invoke(main, ["import-databricks", str(path)])
+
+    assert result.exit_code == 2
+    assert "not valid JSON" in result.stderr

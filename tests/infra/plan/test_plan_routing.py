@@ -1,0 +1,307 @@
+"""The stack plan's routing: endpoints, paths, listener priorities, traffic weights, names and tags.
+
+The components copy these values into AWS unchanged (`traffic_percentage` becomes the
+listener rule's forward weight, `listener_priority` its priority), so every expected value
+here is what AWS would be asked for, worked out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.plan.config import parse_stack_config
+from infra.plan.stack import ServedModelPlan, StackPlan, endpoint_path, plan_stack
+
+VPC = "vpc-0a1b2c3d4e5f60001"
+PRIVATE = ["subnet-0a1b2c3d4e5f600a1", "subnet-0a1b2c3d4e5f600b1"]
+PUBLIC = ["subnet-0a1b2c3d4e5f600a2", "subnet-0a1b2c3d4e5f600b2"]
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/3f2a9c1e-7b4d-4e8a-9f10-2c6d8e5a7b31"
+
+
+def prod_values() -> dict[str, Any]:
+    """stacks/Pulumi.prod.yaml as parsed values: a 90/10 CPU endpoint and a GPU endpoint."""
+    return {
+        "region": "us-east-1",
+        "environment": "prod",
+        "mlflowTrackingUri": "http://mlflow.internal:5000",
+        "network": {"vpcId": VPC, "privateSubnetIds": PRIVATE, "publicSubnetIds": PUBLIC},
+        "gateway": {"internetFacing": False, "certificateArn": CERTIFICATE, "allowedCidrs": ["10.0.0.0/8"]},
+        "endpoints": [
+            {
+                "name": "fraud-scorer",
+                "requestTimeoutSeconds": 597,
+                "servedModels": [
+                    {"name": "champion", "modelUri": "models:/fraud-scorer@champion", "computeType": "CPU_MEDIUM",
+                     "expectedQps": 200, "expectedLatencyMs": 40, "environmentVars": {"LOG_LEVEL": "info"}},
+                    {"name": "challenger", "modelUri": "models:/fraud-scorer@challenger", "computeType": "CPU_MEDIUM",
+                     "workloadSize": "Small"},
+                ],
+                "trafficConfig": {"routes": [
+                    {"servedModelName": "champion", "trafficPercentage": 90},
+                    {"servedModelName": "challenger", "trafficPercentage": 10},
+                ]},
+                "tags": {"team": "risk", "cost-center": "cc-4411"},
+            },
+            {
+                "name": "ticket-router",
+                "requestTimeoutSeconds": 120,
+                "servedModels": [
+                    {"name": "champion", "modelUri": "models:/ticket-router@champion", "computeType": "GPU_MEDIUM",
+                     "minProvisionedConcurrency": 2, "maxProvisionedConcurrency": 8, "expectedLatencyMs": 250},
+                ],
+                "tags": {"team": "support"},
+            },
+        ],
+    }
+
+
+def plan_of(values: dict[str, Any], stack: str = "prod") -> StackPlan:
+    return plan_stack(stack, parse_stack_config(values, f"stacks/Pulumi.{stack}.yaml"))
+
+
+def served_plan(plan: StackPlan, resource_name: str) -> ServedModelPlan:
+    [served] = [s for s in plan.served_models if s.resource_name == resource_name]
+    return served
+
+
+# --- endpoints, paths, priorities ---------------------------------------------------------------
+
+def test_every_endpoint_gets_the_databricks_invocation_path() -> None:
+    plan = plan_of(prod_values())
+
+    assert [(e.name, e.path) for e in plan.endpoints] == [
+        ("fraud-scorer", "/serving-endpoints/fraud-scorer/invocations"),
+        ("ticket-router", "/serving-endpoints/ticket-router/invocations"),
+    ]
+    assert endpoint_path("churn") == "/serving-endpoints/churn/invocations"
+
+
+def test_listener_priorities_come_from_the_endpoint_name() -> None:
+    # printf fraud-scorer | sha256sum → 14a866f7…; 0x14a866f7 = 346580727; 346580727 % 49999 + 1 = 37659
+    # printf ticket-router | sha256sum → c8921623…; 0xc8921623 = 3365017123; 3365017123 % 49999 + 1 = 34425
+    plan = plan_of(prod_values())
+
+    assert {e.name: e.listener_priority for e in plan.endpoints} == {"fraud-scorer": 37659, "ticket-router": 34425}
+
+
+def test_endpoint_and_its_served_models_carry_the_endpoint_request_timeout() -> None:
+    plan = plan_of(prod_values())
+
+    assert [e.request_timeout_seconds for e in plan.endpoints] == [597, 120]
+    assert [s.request_timeout_seconds for s in plan.served_models] == [597, 597, 120]
+
+
+def test_served_models_are_listed_in_stack_file_order() -> None:
+    plan = plan_of(prod_values())
+
+    assert [s.resource_name for s in plan.served_models] == [
+        "fraud-scorer.champion", "fraud-scorer.challenger", "ticket-router.champion",
+    ]
+    assert [[s.name for s in e.served_models] for e in plan.endpoints] == [["champion", "challenger"], ["champion"]]
+    assert [s.endpoint for s in plan.served_models] == ["fraud-scorer", "fraud-scorer", "ticket-router"]
+
+
+# --- traffic: what becomes each target group's forward weight ------------------------------------
+
+def test_route_percentages_become_the_served_models_weights() -> None:
+    plan = plan_of(prod_values())
+
+    assert [(s.resource_name, s.traffic_percentage) for s in plan.served_models] == [
+        ("fraud-scorer.champion", 90), ("fraud-scorer.challenger", 10), ("ticket-router.champion", 100),
+    ]
+
+
+def test_zero_percent_route_keeps_its_served_model_and_target_group_at_weight_zero() -> None:
+    values = prod_values()
+    values["endpoints"][0]["trafficConfig"]["routes"] = [
+        {"servedModelName": "champion", "trafficPercentage": 100},
+        {"servedModelName": "challenger", "trafficPercentage": 0},
+    ]
+
+    plan = plan_of(values)
+    challenger = served_plan(plan, "fraud-scorer.challenger")
+
+    assert challenger.traffic_percentage == 0
+    assert served_plan(plan, "fraud-scorer.champion").traffic_percentage == 100
+    # Still warm: Small is 4 units on c7i.2xlarge (1 unit each) → 4 instances, not 0.
+    assert (challenger.capacity.sizing.min_instances, challenger.capacity.sizing.max_instances) == (4, 4)
+    assert challenger.target_group_name.startswith("kiln-prod-fraud-s-challe-")
+
+
+def test_route_order_does_not_change_which_served_model_gets_which_weight() -> None:
+    values = prod_values()
+    values["endpoints"][0]["trafficConfig"]["routes"].reverse()
+
+    plan = plan_of(values)
+
+    assert [s.traffic_percentage for s in plan.endpoints[0].served_models] == [90, 10]
+
+
+# --- names, environment, tags ---------------------------------------------------------------------
+
+def test_target_group_names_are_salted_with_the_vpc_and_port() -> None:
+    # "kiln-prod-fraud-scorer-champion" is 31 characters, but the salt always adds a hash:
+    # printf 'kiln-prod-fraud-scorer-champion|vpc-0a1b2c3d4e5f60001:8080' | sha256sum → 028ef60…
+    # budget 32 - 7 - 4 = 21: kiln 4, prod 4, then champion min(8, 13 // 2 = 6), fraud-scorer 7.
+    plan = plan_of(prod_values())
+
+    assert served_plan(plan, "fraud-scorer.champion").target_group_name == "kiln-prod-fraud-s-champi-028ef60"
+
+
+def test_a_new_vpc_renames_every_target_group() -> None:
+    before = plan_of(prod_values())
+    values = prod_values()
+    values["network"]["vpcId"] = "vpc-0a1b2c3d4e5f60002"
+
+    after = plan_of(values)
+
+    for old, new in zip(before.served_models, after.served_models, strict=True):
+        assert old.target_group_name != new.target_group_name
+        assert len(new.target_group_name) <= 32
+
+
+def test_served_model_tags_add_endpoint_tags_and_identity_to_the_stack_tags() -> None:
+    plan = plan_of(prod_values())
+
+    assert plan.tags == {"kiln:stack": "prod", "kiln:environment": "prod"}
+    assert served_plan(plan, "fraud-scorer.champion").tags == {
+        "kiln:stack": "prod", "kiln:environment": "prod", "team": "risk", "cost-center": "cc-4411",
+        "kiln:endpoint": "fraud-scorer", "kiln:served-model": "champion",
+    }
+    assert served_plan(plan, "ticket-router.champion").tags == {
+        "kiln:stack": "prod", "kiln:environment": "prod", "team": "support",
+        "kiln:endpoint": "ticket-router", "kiln:served-model": "champion",
+    }
+
+
+def test_stack_tags_name_the_stack_and_its_environment_separately() -> None:
+    plan = plan_of(prod_values(), stack="prod-eu")
+
+    assert plan.stack == "prod-eu"
+    assert plan.tags == {"kiln:stack": "prod-eu", "kiln:environment": "prod"}
+    assert plan.gateway.load_balancer_name == "kiln-prod-eu"
+
+
+def test_the_runtime_is_told_its_identity_workers_timeouts_and_metric_dimensions() -> None:
+    served = served_plan(plan_of(prod_values()), "fraud-scorer.champion")
+
+    settings = served.runtime_settings("s3://bucket/models/abc/", "ab" * 32, "fraud-scorer", "3")
+
+    assert served.environment_vars == {"LOG_LEVEL": "info"}
+    assert (settings.endpoint, settings.served_model, settings.model_name, settings.model_version) == (
+        "fraud-scorer", "champion", "fraud-scorer", "3")
+    assert settings.workers == served.capacity.sizing.units_per_instance
+    assert settings.request_timeout_seconds == served.request_timeout_seconds
+    assert settings.drain_seconds == served.deregistration_delay_seconds
+    assert settings.metric_dimensions == (("Stack", "prod"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion"))
+
+
+def test_without_the_high_resolution_metric_the_runtime_publishes_nothing_and_names_no_registry() -> None:
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][0]["scaling"] = {"highResolutionMetric": False}
+
+    settings = served_plan(plan_of(values), "fraud-scorer.champion").runtime_settings("s3://b/models/abc/", "ab" * 32)
+
+    assert settings.metric_dimensions == () and settings.model_name is None and settings.model_version is None
+
+
+def test_served_model_plan_keeps_the_model_uri_and_compute_profile() -> None:
+    plan = plan_of(prod_values())
+    champion = served_plan(plan, "fraud-scorer.champion")
+    gpu = served_plan(plan, "ticket-router.champion")
+
+    assert champion.model_uri == "models:/fraud-scorer@champion"
+    assert champion.profile.compute_type.value == "CPU_MEDIUM"
+    assert gpu.model_uri == "models:/ticket-router@champion"
+    assert gpu.profile.compute_type.value == "GPU_MEDIUM"
+
+
+def test_scale_to_zero_is_carried_to_the_served_model_plan() -> None:
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][1]["scaleToZeroEnabled"] = True
+
+    plan = plan_of(values)
+
+    challenger, champion = served_plan(plan, "fraud-scorer.challenger"), served_plan(plan, "fraud-scorer.champion")
+    assert (challenger.scale_to_zero, challenger.scaling.scale_to_zero) == (True, True)
+    assert (champion.scale_to_zero, champion.scaling.scale_to_zero) == (False, False)
+
+
+def test_expected_peak_concurrency_is_stated_only_with_expected_traffic() -> None:
+    plan = plan_of(prod_values())
+
+    # 200 QPS × 0.040 s = 8; the GPU endpoint states a latency but no QPS.
+    assert [s.expected_peak_concurrency for s in plan.served_models] == [8, None, None]
+
+
+# --- timeouts and health checks -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("timeout", "delay"), [(3599, 3599), (3600, 3600), (3601, 3600), (1, 1)])
+def test_deregistration_delay_follows_the_request_timeout_up_to_the_alb_limit(timeout: int, delay: int) -> None:
+    values = prod_values()
+    values["endpoints"][0]["requestTimeoutSeconds"] = timeout
+
+    plan = plan_of(values)
+
+    assert served_plan(plan, "fraud-scorer.champion").deregistration_delay_seconds == delay
+
+
+def test_gpu_served_models_get_longer_to_become_healthy() -> None:
+    plan = plan_of(prod_values())
+
+    # CPU: boot + image pull + model load in 300 s; GPU (CUDA images) 900 s.
+    assert [s.health_check_grace_seconds for s in plan.served_models] == [300, 300, 900]
+    assert [s.scaling.instance_warmup_seconds for s in plan.served_models] == [300, 300, 900]
+
+
+# --- the gateway ------------------------------------------------------------------------------------
+
+def test_internal_gateway_uses_the_private_subnets_and_https_with_a_certificate() -> None:
+    plan = plan_of(prod_values())
+
+    gateway = plan.gateway
+    assert (gateway.load_balancer_name, gateway.internal, gateway.subnet_ids) == ("kiln-prod", True, PRIVATE)
+    assert (gateway.certificate_arn, gateway.listener_port) == (CERTIFICATE, 443)
+    assert gateway.ingress_cidrs == ["10.0.0.0/8"]
+
+
+def test_internet_facing_gateway_uses_the_public_subnets_and_http_without_a_certificate() -> None:
+    values = prod_values()
+    values["gateway"] = {"internetFacing": True, "allowedCidrs": ["203.0.113.0/24"]}
+
+    gateway = plan_of(values).gateway
+
+    assert (gateway.internal, gateway.subnet_ids) == (False, PUBLIC)
+    assert (gateway.certificate_arn, gateway.listener_port) == (None, 80)
+    assert gateway.ingress_cidrs == ["203.0.113.0/24"]
+
+
+def test_gateway_idle_timeout_is_five_seconds_above_the_longest_request_timeout() -> None:
+    values = prod_values()
+    values["endpoints"][1]["requestTimeoutSeconds"] = 900
+
+    # max(597, 900) + 5
+    assert plan_of(values).gateway.idle_timeout_seconds == 905
+    # max(597, 120) + 5
+    assert plan_of(prod_values()).gateway.idle_timeout_seconds == 602
+
+
+# --- cost ----------------------------------------------------------------------------------------------
+
+def test_stack_cost_is_the_sum_of_its_served_models() -> None:
+    plan = plan_of(prod_values())
+
+    # champion 3-6 × c7i.4xlarge $0.714 = 2.142-4.284; challenger 4 × c7i.2xlarge $0.357 = 1.428;
+    # ticket-router 2-8 × g5.xlarge $1.006 = 2.012-8.048. Sum: 5.582-13.76.
+    assert plan.hourly_cost_min == pytest.approx(5.582)
+    assert plan.hourly_cost_max == pytest.approx(13.76)
+
+
+def test_the_plan_carries_the_stack_settings_bake_and_the_reports_read() -> None:
+    plan = plan_of(prod_values())
+
+    # bake reads the environment, build timeout and tracking URI from the plan, the reports its region
+    assert (plan.config.environment, plan.config.build.timeout_minutes, plan.config.region) == ("prod", 60, "us-east-1")
+    assert plan.config.mlflow_tracking_uri == "http://mlflow.internal:5000"

@@ -1,0 +1,436 @@
+"""One request in, one reply out, in-process on really loaded MLflow models: every accepted
+Content-Type spelling, every input format, and the exact status and error_code of every
+error path (what a client and the ALB see)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from runtime import scoring
+from runtime.protocol import Reply
+from tests.example_model import COLUMNS, EXAMPLE_PREDICTIONS, EXAMPLE_ROWS, fraud_scorer_dir
+
+__all__ = ["fraud_scorer_dir"]
+
+JSON = "application/json"
+ACCEPTED = "['text/csv', 'application/json', 'application/vnd.apache.parquet']"
+FORMATS = "['dataframe_records', 'dataframe_split', 'inputs', 'instances']"
+RECORDS = [dict(zip(COLUMNS, row)) for row in EXAMPLE_ROWS]
+CSV = ",".join(COLUMNS) + "\n" + "\n".join(",".join(map(repr, row)) for row in EXAMPLE_ROWS) + "\n"
+PREDICTED = {"predictions": EXAMPLE_PREDICTIONS}
+
+
+class Misbehaves(mlflow.pyfunc.PythonModel):
+    """Does what the first row's `action` says; "ok" echoes the actions."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+        action = model_input["action"][0]
+        if action == "raise":
+            raise RuntimeError("told to fail")
+        if action == "unavailable":
+            raise MlflowException("the feature store is down", error_code=TEMPORARILY_UNAVAILABLE)
+        if action == "internal":
+            raise MlflowException("lost the weights", error_code=INTERNAL_ERROR)
+        if action == "unserializable":
+            return object()
+        return model_input["action"]
+
+
+class Scales(mlflow.pyfunc.PythonModel):
+    """x times the `scale` request parameter (default 1)."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+        return model_input["x"] * params["scale"]
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    """No signature: returns whatever it is given (an LLM-style dict stays a dict)."""
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001
+        return model_input
+
+
+class Typed(mlflow.pyfunc.PythonModel):
+    """A signature from type hints: MLflow then only accepts {"inputs": [...]}."""
+
+    def predict(self, model_input: list[str], params=None) -> list[str]:  # noqa: ANN001
+        return [text.upper() for text in model_input]
+
+
+def _save(model: mlflow.pyfunc.PythonModel, directory: Path, **kwargs: object) -> Path:
+    mlflow.pyfunc.save_model(str(directory), python_model=model, pip_requirements=["mlflow"], **kwargs)
+    return directory
+
+
+def _action_model(directory: Path, example_action: str) -> Path:
+    signature = ModelSignature(inputs=Schema([ColSpec("string", "action")]))
+    return _save(Misbehaves(), directory, signature=signature, input_example=pd.DataFrame({"action": [example_action]}))
+
+
+@pytest.fixture(scope="module")
+def fraud(fraud_scorer_dir: Path) -> scoring.LoadedModel:
+    return scoring.load(fraud_scorer_dir)
+
+
+@pytest.fixture(scope="module")
+def misbehaves(tmp_path_factory: pytest.TempPathFactory) -> scoring.LoadedModel:
+    return scoring.load(_action_model(tmp_path_factory.mktemp("misbehaves") / "model", "ok"))
+
+
+@pytest.fixture(scope="module")
+def scales(tmp_path_factory: pytest.TempPathFactory) -> scoring.LoadedModel:
+    signature = ModelSignature(inputs=Schema([ColSpec("double", "x")]),
+                               params=ParamSchema([ParamSpec("scale", "double", 1.0)]))
+    return scoring.load(_save(Scales(), tmp_path_factory.mktemp("scales") / "model", signature=signature))
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory: pytest.TempPathFactory) -> scoring.LoadedModel:
+    return scoring.load(_save(Echo(), tmp_path_factory.mktemp("echo") / "model"))
+
+
+def body(reply: Reply) -> dict[str, object]:
+    assert reply.content_type == JSON
+    return json.loads(reply.body)
+
+
+def error(status: int, code: str, message: str) -> tuple[int, dict[str, str]]:
+    return status, {"error_code": code, "message": message}
+
+
+def answered(reply: Reply) -> tuple[int, dict[str, object]]:
+    return reply.status, body(reply)
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The start of each error logged by the worker: what it says, then the traceback."""
+    return [record.getMessage()[:record.getMessage().index("Traceback") + len("Traceback")]
+            for record in caplog.records if record.name == "kiln.runtime.worker"]
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+# --- Content-Type -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("content_type", "mime"), [
+    ("application/json", "application/json"),
+    ("application/json; charset=utf-8", "application/json"),
+    ("application/json;charset=UTF-8", "application/json"),
+    ("Application/JSON; Charset=utf-8", "application/json"),
+    ("application/json ; charset = utf-8 ;", "application/json"),
+    ("text/csv", "text/csv"),
+    ("text/csv; charset=utf-8", "text/csv"),
+    ("application/vnd.apache.parquet", "application/vnd.apache.parquet"),
+])
+def test_every_spelling_of_a_supported_content_type_is_accepted(content_type: str, mime: str) -> None:
+    assert scoring._content_type(content_type) == (mime, None)
+
+
+@pytest.mark.parametrize(("content_type", "message"), [
+    (None, f"missing Content-Type header; use one of {ACCEPTED}"),
+    ("", f"missing Content-Type header; use one of {ACCEPTED}"),
+    ("application/json; charset=latin-1", "only UTF-8 is supported, got charset=latin-1"),
+    ("text/csv; charset=UTF-16", "only UTF-8 is supported, got charset=UTF-16"),
+    ("application/json; format=pandas-split; Boundary=x", "unrecognized content type parameters: boundary, format"),
+    ("application/json; charset=utf-8; q=1", "unrecognized content type parameters: q"),
+    ("application/json; boundary=a=b", "unrecognized content type parameters: boundary"),
+    ("application/json; charset=utf-8=x", "only UTF-8 is supported, got charset=utf-8=x"),
+    ("text/plain", f"unsupported Content-Type 'text/plain'; use one of {ACCEPTED}"),
+    ("application/x-www-form-urlencoded", f"unsupported Content-Type 'application/x-www-form-urlencoded'; use one of {ACCEPTED}"),
+])
+def test_unusable_content_type_is_a_400_saying_what_is_accepted(content_type: str | None, message: str) -> None:
+    mime, problem = scoring._content_type(content_type)
+
+    assert mime is None
+    assert answered(problem) == error(400, "BAD_REQUEST", message)
+
+
+# --- Input formats ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("content_type", "payload"), [
+    (JSON, {"dataframe_split": {"columns": COLUMNS, "data": EXAMPLE_ROWS}}),
+    (JSON, {"dataframe_records": RECORDS}),
+    (JSON, {"instances": RECORDS}),
+    (JSON, {"inputs": {column: [row[i] for row in EXAMPLE_ROWS] for i, column in enumerate(COLUMNS)}}),
+    (JSON, {"dataframe_split": {"columns": COLUMNS, "data": EXAMPLE_ROWS}, "params": {}}),
+    ("application/json; charset=utf-8", {"dataframe_records": RECORDS}),
+    ("text/csv", CSV),
+    ("text/csv; charset=utf-8", CSV),
+], ids=["dataframe_split", "dataframe_records", "instances", "inputs", "params", "json-charset", "csv", "csv-charset"])
+def test_every_input_format_scores_the_same_rows_alike(fraud: scoring.LoadedModel, content_type: str,
+                                                       payload: dict[str, object] | str) -> None:
+    raw = payload if isinstance(payload, str) else json.dumps(payload)
+
+    reply = scoring.score(fraud, raw.encode(), content_type)
+
+    assert answered(reply) == (200, PREDICTED)
+
+
+def test_parquet_scores_the_same_rows_alike(fraud: scoring.LoadedModel) -> None:
+    frame = pd.DataFrame(EXAMPLE_ROWS, columns=COLUMNS)
+
+    assert answered(scoring.score(fraud, _parquet(frame), "application/vnd.apache.parquet")) == (200, PREDICTED)
+
+
+def test_json_is_parsed_against_the_signature_and_csv_by_its_dtypes(fraud: scoring.LoadedModel) -> None:
+    data, params, unified = scoring._parse(fraud, b'{"dataframe_split": {"columns": ["amount"], "data": [[1]]}, '
+                                                  b'"params": {"k": 2}}', JSON)
+    frame, csv_params, csv_unified = scoring._parse(fraud, b"amount,hour\n1,5\n", "text/csv")
+
+    assert (data.to_dict("list"), params, unified) == ({"amount": [1.0]}, {"k": 2}, False)
+    # the signature types the CSV columns as doubles, not the ints pandas would infer
+    assert (frame.dtypes.astype(str).to_dict(), csv_params, csv_unified) == (
+        {"amount": "float64", "hour": "float64"}, None, False)
+
+
+def test_request_params_reach_a_model_that_declares_them(scales: scoring.LoadedModel) -> None:
+    split = {"columns": ["x"], "data": [[2.0], [0.5]]}
+
+    with_params = scoring.score(scales, json.dumps({"dataframe_split": split, "params": {"scale": 3}}).encode(), JSON)
+    without = scoring.score(scales, json.dumps({"dataframe_split": split}).encode(), JSON)
+
+    # a returned Series comes back as records of its column
+    assert answered(with_params) == (200, {"predictions": [{"x": 6.0}, {"x": 1.5}]})  # 2 * 3, 0.5 * 3
+    assert answered(without) == (200, {"predictions": [{"x": 2.0}, {"x": 0.5}]})  # the declared default scale of 1
+
+
+@pytest.mark.parametrize("payload", [{"prompt": "hi"}, {"messages": [{"role": "user", "content": "hi"}]}])
+def test_unified_llm_input_is_answered_unwrapped(echo: scoring.LoadedModel, payload: dict[str, object]) -> None:
+    reply = scoring.score(echo, json.dumps(payload).encode(), JSON)
+
+    assert answered(reply) == (200, payload)
+
+
+# --- Request errors: 400 ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content_type", [JSON, None])
+def test_empty_body_is_a_400_naming_the_formats(fraud: scoring.LoadedModel, content_type: str | None) -> None:
+    reply = scoring.score(fraud, b"", content_type)
+
+    assert answered(reply) == error(400, "BAD_REQUEST", f"empty request body; send a JSON object with one of {FORMATS}, "
+                                                        "or CSV")
+
+
+def test_body_without_content_type_is_a_400(fraud: scoring.LoadedModel) -> None:
+    reply = scoring.score(fraud, json.dumps({"dataframe_records": RECORDS}).encode(), None)
+
+    assert answered(reply) == error(400, "BAD_REQUEST", f"missing Content-Type header; use one of {ACCEPTED}")
+
+
+def test_unsupported_content_type_is_a_400_not_mlflows_415(fraud: scoring.LoadedModel) -> None:
+    reply = scoring.score(fraud, CSV.encode(), "text/plain; charset=utf-8")
+
+    assert answered(reply) == error(400, "BAD_REQUEST", f"unsupported Content-Type 'text/plain; charset=utf-8'; "
+                                                        f"use one of {ACCEPTED}")
+
+
+@pytest.mark.parametrize(("raw", "code", "starts"), [
+    (b'{"dataframe_split": ', "BAD_REQUEST", "Invalid input. Ensure that input is a valid JSON formatted string."),
+    (b"[1, 2]", "BAD_REQUEST", "Invalid input. The input must be a JSON dictionary with exactly one of the input fields"),
+    (b'{"rows": []}', "BAD_REQUEST", "The input must be a JSON dictionary with exactly one of the input fields"),
+    (b'{"instances": [], "inputs": []}', "BAD_REQUEST", "The input must be a JSON dictionary"),
+    (b'{"dataframe_records": 5}', "BAD_REQUEST", "Invalid input. Dataframe records format must be a list of records."),
+    (b"\xff\xfe", "BAD_REQUEST", "Invalid input. Ensure that input is a valid JSON formatted string."),
+], ids=["truncated", "list", "no-format", "two-formats", "records-not-a-list", "not-utf8"])
+def test_malformed_json_is_a_400_with_mlflows_error_code(fraud: scoring.LoadedModel, raw: bytes, code: str,
+                                                         starts: str) -> None:
+    status, answer = answered(scoring.score(fraud, raw, JSON))
+
+    assert (status, answer["error_code"]) == (400, code)
+    assert answer["message"].startswith(starts)
+
+
+def test_wrong_columns_are_a_400_from_schema_enforcement(fraud: scoring.LoadedModel) -> None:
+    status, answer = answered(scoring.score(fraud, b'{"dataframe_records": [{"amount": 1.0}]}', JSON))
+
+    assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert answer["message"].endswith("Error: Model is missing inputs ['merchant_risk', 'hour', 'card_age_days'].")
+
+
+def test_wrong_types_are_a_400(fraud: scoring.LoadedModel) -> None:
+    record = {**RECORDS[0], "amount": "a lot"}
+
+    status, answer = answered(scoring.score(fraud, json.dumps({"dataframe_records": [record]}).encode(), JSON))
+
+    assert (status, answer["error_code"]) == (400, "BAD_REQUEST")
+    assert "Failed to convert column amount to type 'float64'" in answer["message"]
+
+
+def test_request_for_a_type_hinted_model_keeps_mlflows_invalid_parameter_code(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    typed = scoring.load(_save(Typed(), tmp_path_factory.mktemp("typed") / "model"))
+
+    status, answer = answered(scoring.score(typed, b'{"dataframe_records": [{"text": "hi"}]}', JSON))
+    ok = scoring.score(typed, b'{"inputs": ["hi"]}', JSON)
+
+    assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert answer["message"].startswith("Request payload must be a dictionary with 'inputs' key")
+    assert answered(ok) == (200, {"predictions": ["HI"]})
+
+
+def test_unparseable_csv_is_a_400(fraud: scoring.LoadedModel) -> None:
+    status, answer = answered(scoring.score(fraud, b'amount,hour\n"1,2\n', "text/csv"))
+
+    assert (status, answer["error_code"]) == (400, "BAD_REQUEST")
+    assert answer["message"].startswith("Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
+                                        "CSV-formatted Pandas DataFrame")
+
+
+def test_csv_that_is_not_utf8_is_a_400_naming_the_decode_error(fraud: scoring.LoadedModel) -> None:
+    reply = scoring.score(fraud, b"amount\n\xff\n", "text/csv")
+
+    assert answered(reply) == error(400, "BAD_REQUEST", "cannot parse the request body as text/csv: UnicodeDecodeError: "
+                                                        "'utf-8' codec can't decode byte 0xff in position 7: invalid "
+                                                        "start byte")
+
+
+def test_unparseable_parquet_is_a_400(fraud: scoring.LoadedModel) -> None:
+    status, answer = answered(scoring.score(fraud, b"PAR1 not really", "application/vnd.apache.parquet"))
+
+    assert (status, answer["error_code"]) == (400, "BAD_REQUEST")
+    assert answer["message"].startswith("Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
+                                        "Parquet Pandas DataFrame")
+
+
+# --- Model errors: the model's own status, or 500 -----------------------------------------------
+
+def _actions(*actions: str) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": ["action"], "data": [[a] for a in actions]}}).encode()
+
+
+def test_model_that_answers_is_a_200(misbehaves: scoring.LoadedModel) -> None:
+    assert answered(scoring.score(misbehaves, _actions("ok", "fine"), JSON)) == (
+        200, {"predictions": [{"action": "ok"}, {"action": "fine"}]})
+
+
+def test_exception_in_predict_is_a_500_naming_it_and_the_traceback_is_logged(
+        misbehaves: scoring.LoadedModel, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
+        reply = scoring.score(misbehaves, _actions("raise"), JSON)
+
+    assert answered(reply) == error(500, "INTERNAL_ERROR", "the model's predict raised RuntimeError: told to fail")
+    assert logged(caplog) == ["the model's predict raised:\nTraceback"]
+    assert "RuntimeError: told to fail" in caplog.text
+
+
+def test_mlflow_exception_in_predict_keeps_its_own_status(misbehaves: scoring.LoadedModel,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
+        reply = scoring.score(misbehaves, _actions("unavailable"), JSON)
+
+    assert answered(reply) == error(503, "TEMPORARILY_UNAVAILABLE", "the feature store is down")
+    assert logged(caplog) == ["predict raised MlflowException:\nTraceback"]
+
+
+def test_mlflow_exception_below_500_is_not_logged_as_an_error(misbehaves: scoring.LoadedModel,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
+        reply = scoring.score(misbehaves, b'{"dataframe_records": [{"other": "x"}]}', JSON)
+
+    assert reply.status == 400
+    assert caplog.records == []
+
+
+def test_mlflow_internal_error_in_predict_is_a_500_with_its_traceback_logged(misbehaves: scoring.LoadedModel,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
+        reply = scoring.score(misbehaves, _actions("internal"), JSON)
+
+    assert answered(reply) == error(500, "INTERNAL_ERROR", "lost the weights")
+    assert logged(caplog) == ["predict raised MlflowException:\nTraceback"]
+
+
+def test_predictions_that_cannot_be_json_are_a_500(misbehaves: scoring.LoadedModel,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
+        status, answer = answered(scoring.score(misbehaves, _actions("unserializable"), JSON))
+
+    assert (status, answer["error_code"]) == (500, "INTERNAL_ERROR")
+    assert answer["message"].startswith("the model's predictions cannot be serialized as JSON: TypeError: ")
+    assert logged(caplog) == ["cannot serialize predictions:\nTraceback"]
+
+
+# --- Load and warm-up ---------------------------------------------------------------------------
+
+def test_load_describes_the_model_from_its_mlmodel(fraud_scorer_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", raising=False)
+    mlmodel = yaml.safe_load((fraud_scorer_dir / "MLmodel").read_text())
+
+    loaded = scoring.load(fraud_scorer_dir)
+
+    seconds = loaded.info.pop("load_seconds")
+    assert loaded.info == {"mlflow_version": mlflow.__version__, "run_id": None, "model_uuid": mlmodel["model_uuid"],
+                           "flavors": ["python_function", "sklearn"]}
+    # milliseconds, for the "ready: load 0.04 s" log line
+    assert isinstance(seconds, float) and 0 <= seconds < 60 and round(seconds, 3) == seconds
+    assert loaded.input_schema.input_names() == COLUMNS
+    assert loaded.takes_params is True
+    # models may check this to behave as they do under MLflow's own server
+    assert os.environ["_MLFLOW_IS_IN_SERVING_ENVIRONMENT"] == "true"
+
+
+def test_warm_up_scores_the_serving_input_example(fraud: scoring.LoadedModel, fraud_scorer_dir: Path) -> None:
+    seconds = scoring.warm_up(fraud, fraud_scorer_dir)
+
+    assert seconds is not None and 0 <= seconds < 60
+
+
+def test_warm_up_fails_when_the_serving_example_is_refused(tmp_path: Path) -> None:
+    directory = _action_model(tmp_path / "model", "raise")
+
+    with pytest.raises(scoring.WarmUpError) as failed:
+        scoring.warm_up(scoring.load(directory), directory)
+
+    assert str(failed.value) == ('predicting the input example answered 500: {"error_code": "INTERNAL_ERROR", '
+                                 '"message": "the model\'s predict raised RuntimeError: told to fail"}')
+
+
+def test_warm_up_predicts_the_raw_example_when_there_is_no_serving_example(fraud_scorer_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    directory = shutil.copytree(fraud_scorer_dir, tmp_path / "model")
+    (directory / "serving_input_example.json").unlink()
+
+    seconds = scoring.warm_up(scoring.load(directory), directory)
+
+    assert seconds is not None and 0 <= seconds < 60
+
+
+def test_warm_up_fails_when_the_raw_example_raises(tmp_path: Path) -> None:
+    directory = _action_model(tmp_path / "model", "raise")
+    (directory / "serving_input_example.json").unlink()
+
+    with pytest.raises(scoring.WarmUpError) as failed:
+        scoring.warm_up(scoring.load(directory), directory)
+
+    assert str(failed.value) == "predicting the input example raised RuntimeError: told to fail"
+
+
+def test_warm_up_without_an_input_example_is_skipped(echo: scoring.LoadedModel, tmp_path: Path) -> None:
+    assert scoring.warm_up(echo, tmp_path) is None
+
+
+def test_warm_up_with_the_example_files_gone_is_skipped(fraud_scorer_dir: Path, tmp_path: Path) -> None:
+    directory = shutil.copytree(fraud_scorer_dir, tmp_path / "model")
+    loaded = scoring.load(directory)
+    (directory / "serving_input_example.json").unlink()
+    (directory / "input_example.json").unlink()
+
+    assert scoring.warm_up(loaded, directory) is None
