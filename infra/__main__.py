@@ -53,17 +53,7 @@ endpoints = {
 }
 
 pulumi.export("endpoints", {name: endpoint.url for name, endpoint in endpoints.items()})
-pulumi.export(
-    "servedModels",
-    {
-        served.resource_name: {
-            "instanceType": served.capacity.sizing.instance.name,
-            "minInstances": served.capacity.sizing.min_instances,
-            "maxInstances": served.capacity.sizing.max_instances,
-        }
-        for served in plan.served_models
-    },
-)
+pulumi.export("servedModels", {served.resource_name: served.capacity_outputs() for served in plan.served_models})
 pulumi.export("artifactBucket", artifact_store.bucket.bucket)
 pulumi.export("imageRepository", registry.repository.repository_url)
 pulumi.export("images", {tag: image.image_uri for tag, image in images.items()})

@@ -83,9 +83,40 @@ def download_location(resolved_uri: str, tracking_uri: str) -> str:
         name, version = resolved_uri.removeprefix("models:/").split("/", 1)
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         return client.get_model_version_download_uri(name, version)
-    if resolved_uri.startswith(("runs:/", "s3://", "file:")):
+    if resolved_uri.startswith("runs:/"):
+        return run_artifact_location(resolved_uri, tracking_uri)
+    if resolved_uri.startswith(("s3://", "file:")):
         return resolved_uri
     return str((PROJECT_ROOT / Path(resolved_uri).expanduser()).resolve())
+
+
+def run_artifact_location(runs_uri: str, tracking_uri: str) -> str:
+    """runs:/<run id>/<path> → where its files are, looked up in this store only.
+
+    An MLflow 3 model logged in a run lives apart from the run's artifacts, as a logged
+    model. MLflow's own runs:/ resolver finds it but then opens it through the process-wide
+    default registry, whatever tracking URI it was given (ModelsArtifactRepository in
+    mlflow 3.x), so with MLFLOW_TRACKING_URI or an earlier set_tracking_uri pointing
+    elsewhere the model is "not found". Kiln looks the logged model up itself.
+    """
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+    run_id, path = RunsArtifactRepository.parse_runs_uri(runs_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    run = client.get_run(run_id)
+    name, _, rest = (path or "").partition("/")
+    page_token = None
+    while name:
+        page = client.search_logged_models(experiment_ids=[run.info.experiment_id], filter_string=f"name = '{name}'",
+                                           page_token=page_token)
+        model = next((m for m in page if m.source_run_id == run_id), None)
+        if model:
+            return f"{model.artifact_location.rstrip('/')}/{rest}" if rest else model.artifact_location
+        if not page.token:
+            break
+        page_token = page.token
+    return f"{run.info.artifact_uri.rstrip('/')}/{path}" if path else run.info.artifact_uri
 
 
 def _index_entry(resolved_uri: str, tracking_uri: str) -> Path | None:

@@ -1,7 +1,7 @@
 """The Kiln serving runtime: the process inside every environment image.
 
 The ALB talks to it on each instance. Flow at start: settings (KILN_* env) → fetch the
-model by digest (fetch) → one worker process per concurrency unit loads it and predicts
+model by digest (fetch) → one worker process per unit of provisioned concurrency loads it and predicts
 the input example (worker, scoring) → only then /ping answers 200 (app). Requests are
 admitted into a bounded queue in front of the workers (workers); anything beyond it is
 refused at once with 503 + Retry-After, never left to hang.

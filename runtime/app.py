@@ -21,10 +21,22 @@ from typing import Any
 
 from runtime import RUNTIME_VERSION
 from runtime.auth import BearerAuth
+from runtime.errors import RETRY_AFTER as RETRY_AFTER_HEADERS
+from runtime.errors import (
+    DeadlineExceeded,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    ServingError,
+    ShuttingDown,
+    Unauthenticated,
+    WorkerDied,
+)
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.metrics import Metrics
 from runtime.settings import RuntimeSettings
-from runtime.workers import Overloaded, WorkerDied, WorkerPool
+from runtime.workers import WorkerPool
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -33,21 +45,12 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = logging.getLogger("kiln.runtime")
 
 JSON = b"application/json"
-RETRY_AFTER_SECONDS = b"1"
 
 
 class Phase(Enum):
     LOADING = "loading"
     READY = "ready"
     DRAINING = "draining"
-
-
-class PayloadTooLarge(Exception):
-    pass
-
-
-def _error_body(error_code: str, message: str) -> bytes:
-    return json.dumps({"error_code": error_code, "message": message}).encode()
 
 
 async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
@@ -58,6 +61,10 @@ async def respond(send: Send, status: int, body: bytes, content_type: bytes = JS
         "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+async def refuse(send: Send, error: ServingError) -> None:
+    await respond(send, error.status, error.body(), headers=error.headers)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -104,16 +111,18 @@ class RuntimeApp:
             return  # the server owns startup and shutdown
         if scope["type"] != "http":
             return
-        path, method = scope["path"], scope["method"]
+        try:
+            await self._route(scope, receive, send)
+        except ServingError as error:
+            await refuse(send, error)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
         if not self.auth.allows(path, _header(scope, b"authorization")):
-            await respond(send, 401, _error_body("UNAUTHENTICATED", "missing or invalid bearer token"),
-                           headers=((b"www-authenticate", b"Bearer"),))
-            return
+            raise Unauthenticated("missing or invalid bearer token")
         if self._is_invocation_path(path):
-            if method != "POST":
-                await respond(send, 405, _error_body("METHOD_NOT_ALLOWED", "use POST for invocations"),
-                               headers=((b"allow", b"POST"),))
-                return
+            if scope["method"] != "POST":
+                raise MethodNotAllowed("use POST for invocations")
             await self._invoke(scope, receive, send)
         elif path == "/ping":
             await self._ping(send)
@@ -126,7 +135,7 @@ class RuntimeApp:
             text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.ready)
             await respond(send, 200, text.encode(), METRICS_CONTENT_TYPE.encode())
         else:
-            await respond(send, 404, _error_body("ENDPOINT_NOT_FOUND", f"no route for {path}"))
+            raise NotFound(f"no route for {path}")
 
     @property
     def ready(self) -> bool:
@@ -138,14 +147,13 @@ class RuntimeApp:
         if self.ready:
             await respond(send, 200, b"\n")
         else:
-            await respond(send, 503, json.dumps({"status": self.phase.value}).encode(),
-                           headers=((b"retry-after", RETRY_AFTER_SECONDS),))
+            await respond(send, 503, json.dumps({"status": self.phase.value}).encode(), headers=RETRY_AFTER_HEADERS)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.settings.max_payload_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge()
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -155,7 +163,7 @@ class RuntimeApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge()
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -168,25 +176,19 @@ class RuntimeApp:
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Answer one invocation and return its status; every path ends in exactly one response."""
-        if self.phase is not Phase.READY:
-            # While draining, also close the connection so clients reconnect to another target.
-            close = ((b"connection", b"close"),) if self.phase is Phase.DRAINING else ()
-            message = "the runtime is shutting down" if self.phase is Phase.DRAINING else "the model is still loading"
-            await respond(send, 503, _error_body("TEMPORARILY_UNAVAILABLE", message),
-                           headers=((b"retry-after", RETRY_AFTER_SECONDS), *close))
-            return 503
         try:
+            if self.phase is Phase.DRAINING:
+                raise ShuttingDown("the runtime is shutting down")
+            if self.phase is not Phase.READY:
+                raise NotReady("the model is still loading")
             self.pool.admit()
-        except Overloaded:
-            await respond(send, 503, _error_body(
-                "TEMPORARILY_UNAVAILABLE",
-                f"all {self.pool.size} workers are busy and {self.pool.capacity - self.pool.size} requests are queued; retry"),
-                headers=((b"retry-after", RETRY_AFTER_SECONDS),))
-            return 503
-        try:
-            return await self._predict(scope, receive, send)
-        finally:
-            self.pool.release()
+            try:
+                return await self._predict(scope, receive, send)
+            finally:
+                self.pool.release()
+        except ServingError as error:
+            await refuse(send, error)
+            return error.status
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send) -> int:
         timeout = self.settings.request_timeout_seconds
@@ -195,20 +197,10 @@ class RuntimeApp:
                 body = await self._read_body(scope, receive)
                 content_type = (_header(scope, b"content-type") or b"").decode("latin-1")
                 reply = await self.pool.predict(content_type, body)
-        except PayloadTooLarge:
-            # The rest of the body is not read, so this connection cannot carry another request.
-            await respond(send, 413, _error_body(
-                "REQUEST_LIMIT_EXCEEDED", f"request body is larger than {self.settings.max_payload_bytes} bytes"),
-                headers=((b"connection", b"close"),))
-            return 413
         except TimeoutError:
-            await respond(send, 504, _error_body(
-                "DEADLINE_EXCEEDED", f"no prediction within the request timeout of {timeout:g} s"))
-            return 504
+            raise DeadlineExceeded(f"no prediction within the request timeout of {timeout:g} s") from None
         except WorkerDied as died:
             log.error("%s while predicting; a replacement is starting", died)
-            await respond(send, 500, _error_body(
-                "INTERNAL_ERROR", f"the model process exited while predicting ({died}); it is being restarted"))
-            return 500
+            raise WorkerDied(f"the model process exited while predicting ({died}); it is being restarted") from None
         await respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header,))
         return reply.status

@@ -37,7 +37,7 @@ class Metrics:
             "# HELP kiln_workers_busy Worker processes predicting right now.",
             "# TYPE kiln_workers_busy gauge",
             f"kiln_workers_busy {busy_workers}",
-            "# HELP kiln_workers Worker processes (concurrency units) on this instance.",
+            "# HELP kiln_workers Worker processes (one per unit of provisioned concurrency) on this instance.",
             "# TYPE kiln_workers gauge",
             f"kiln_workers {workers}",
             "# HELP kiln_ready 1 when /ping answers 200.",

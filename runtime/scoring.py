@@ -17,7 +17,6 @@ Tracebacks go to the log, never into a response.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.errors import error_body
 from runtime.protocol import Reply
 
 log = logging.getLogger("kiln.runtime.worker")
@@ -34,7 +34,7 @@ JSON = "application/json"
 
 
 def error_reply(status: int, error_code: str, message: str) -> Reply:
-    return Reply(status, JSON, json.dumps({"error_code": error_code, "message": message}).encode())
+    return Reply(status, JSON, error_body(error_code, message))
 
 
 class WarmUpError(Exception):

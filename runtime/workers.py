@@ -1,13 +1,13 @@
-"""Worker processes, one per concurrency unit, and admission control in front of them.
+"""Worker processes, one per unit of provisioned concurrency, and admission control in front of them.
 
-A concurrency unit (Databricks' "provisioned concurrency") processes one request at a
-time, so each unit is one process with its own copy of the model: predict never blocks
+A unit of Databricks' "provisioned concurrency" processes one request at a time, so each
+worker is one process with its own copy of the model: predict never blocks
 the HTTP event loop and a model's GIL-bound code uses its own core. In front of them sits
 a small bounded queue; a request that finds it full is refused at once (503 + Retry-After)
 so the ALB can try elsewhere instead of waiting on a saturated instance.
 
 A worker whose request overran the timeout is killed and replaced: a prediction that never
-returns must not take a unit away for good. A worker that dies mid-request is replaced too.
+returns must not take a worker away for good. A worker that dies mid-request is replaced too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import runtime
 from runtime import protocol
+from runtime.errors import Overloaded, WorkerDied
 from runtime.gauge import PeakGauge
 from runtime.protocol import Reply
 
@@ -35,10 +36,6 @@ APP_ROOT = Path(runtime.__file__).resolve().parent.parent
 
 class WorkerStartError(Exception):
     """A worker could not load or warm up the model; carries the worker's own reason."""
-
-
-class WorkerDied(Exception):
-    """A worker exited while answering a request (the model crashed the process)."""
 
 
 class Worker:
@@ -110,10 +107,6 @@ class Worker:
             await self.process.wait()
 
 
-class Overloaded(Exception):
-    """Every worker is busy and the queue is full."""
-
-
 class WorkerPool:
     """N model processes behind a bounded queue; `admit` is the only way in."""
 
@@ -165,7 +158,7 @@ class WorkerPool:
     def admit(self) -> None:
         """Take a place in the queue or raise Overloaded; pair with `release`."""
         if self.in_flight >= self.capacity:
-            raise Overloaded()
+            raise Overloaded(f"all {self.size} workers are busy and {self.capacity - self.size} requests are queued; retry")
         self.in_flight_gauge.increment()
 
     def release(self) -> None:

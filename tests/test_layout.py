@@ -27,7 +27,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.components": ("infra.plan", "infra.providers", "models", "runtime"),
     "infra.preview": ("infra.plan",),
     "infra.review": ("infra.preview", "infra.plan"),
-    "infra.simulator": ("infra.plan",),
+    "infra.simulator": ("infra.plan", "runtime.contract"),
     "infra.local": ("infra.plan", "models", "runtime"),
     "infra.commands": ("infra", "models", "policies", "runtime"),
     "infra": ("infra.components", "infra.program", "infra.plan", "models"),

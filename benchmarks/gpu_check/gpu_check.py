@@ -120,7 +120,7 @@ def step_env(_: argparse.Namespace) -> None:
     hits += [f"env {k}" for k in os.environ if k.startswith("KILN_") and "BATCH" in k]
     result["batching"] = {"mentions_in_models_runtime": hits,
                           "setting_exists": bool(hits),
-                          "note": ("models/runtime has no request-batching setting (no KILN_*BATCH* variable, no "
+                          "note": ("runtime/ has no request-batching setting (no KILN_*BATCH* variable, no "
                                    "'batch' in its code): each worker predicts one request at a time, so 'batching "
                                    "on and off' cannot be measured; not faked") if not hits else "see mentions"}
     write("env", result)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18 GPU check for Kiln's runtime (models/runtime), run once on a lent GPU machine
+# Issue 18 GPU check for Kiln's runtime (runtime/), run once on a lent GPU machine
 # from the repository root:   bash benchmarks/gpu_check/gpu_check.sh
 # Writes $OUT/gpu_check.log and $OUT/gpu_check.json. Every step runs under `timeout` and the
 # steps together under GPU_CHECK_BUDGET seconds (default 280); a failing step does not stop

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from infra.commands.output import console, user_errors
-from infra.commands.policy_console import print_policy_check
-from infra.preview.policies import POLICIES_DIR, load_policy_pack_config
+from infra.commands.policy_pack_console import print_policy_check
+from infra.preview.policy_pack import POLICIES_DIR, load_policy_pack_config
 from infra.preview.report import build_plan_report
 
 policy_pack_config_option = click.option(

@@ -19,7 +19,7 @@ from infra.commands.review import review
 from infra.commands.serving import runtime_command, serve_command
 from infra.commands.simulate import simulate_command
 from infra.plan.config import json_schema
-from infra.preview.policies import load_policy_pack_config
+from infra.preview.policy_pack import load_policy_pack_config
 from infra.preview.report import build_plan_report, plan_as_json
 
 

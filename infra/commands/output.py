@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from infra.plan.config import ConfigError
-from infra.preview.policies import PolicyPackError
+from infra.preview.policy_pack import PolicyPackError
 from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError
 from models.checks import PackagingError

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from infra.commands.policy_console import print_policy_check
+from infra.commands.policy_pack_console import print_policy_check
 from infra.plan.catalog import PRICES_AS_OF
 from infra.preview.program import UNKNOWN, Registration
 from infra.preview.report import PlanReport, served_model_rows
@@ -75,10 +75,10 @@ def print_plan(console: Console, report: PlanReport) -> None:
     for row in served_model_rows(report.plan):
         table.add_row(
             row["endpoint"],
-            row["name"],
+            row["servedModelName"],
             row["computeType"],
             row["instanceType"],
-            str(row["unitsPerInstance"]),
+            str(row["workersPerInstance"]),
             f"{row['minInstances']}-{row['maxInstances']}",
             f"{row['minConcurrency']}-{row['maxConcurrency']}",
             f"{row['trafficPercentage']}%",

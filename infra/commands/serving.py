@@ -22,7 +22,7 @@ from infra.commands.output import errors, user_errors
 @click.option("--model-digest", help="Refuse to start unless the model files hash to this sha256 (KILN_MODEL_DIGEST).")
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1 here, 0.0.0.0 in the image).")
 @click.option("--port", type=int, default=None, help="Port (default 8080, KILN_PORT).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes = concurrency units (KILN_WORKERS).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes, one per unit of provisioned concurrency (KILN_WORKERS).")
 @click.option("--mlflow-tracking-uri", help="Resolve models:/ and runs:/ URIs against this MLflow store.")
 def runtime_command(model_uri: str, model_digest: str | None, host: str | None, port: int | None,
                     workers: int | None, mlflow_tracking_uri: str | None) -> None:

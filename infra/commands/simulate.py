@@ -13,8 +13,8 @@ from infra.commands.output import console, fail, user_errors
 from infra.plan.config import load_stack
 from infra.plan.stack import EndpointPlan, ServedModelPlan, plan_stack
 from infra.simulator.model import simulate
-from infra.simulator.policies import policies_for
 from infra.simulator.report import as_json, summarize
+from infra.simulator.scaling_policies import policies_for
 from infra.simulator.timeline import TimelineError, draw
 from infra.simulator.trace import BUILTIN_SHAPES, Trace, TraceError, resolve
 

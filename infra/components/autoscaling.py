@@ -26,9 +26,6 @@ import pulumi_aws as aws
 from infra.components.gateway import Gateway
 from infra.plan.scaling import (
     ALB_METRIC_PERIOD_SECONDS,
-    HIGH_RESOLUTION_PERIOD_SECONDS,
-    IN_FLIGHT_METRIC,
-    METRIC_NAMESPACE,
     REFRESH_CHECKPOINT_DELAY_SECONDS,
     REFRESH_CHECKPOINTS,
     ROLLOUT_ALARM_MINUTES,
@@ -37,6 +34,7 @@ from infra.plan.scaling import (
     ScalingPlan,
 )
 from infra.plan.stack import ServedModelPlan
+from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS, IN_FLIGHT_METRIC, METRIC_NAMESPACE
 
 # Group metrics the scale-in and wake alarms read (1-minute, free of charge).
 GROUP_METRICS = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances"]

@@ -172,9 +172,7 @@ class ServedModel(pulumi.ComponentResource):
         self.image = pulumi.Output.from_input(image)
         self.register_outputs(
             {
-                "instanceType": sizing.instance.name,
-                "minInstances": sizing.min_instances,
-                "maxInstances": sizing.max_instances,
+                **plan.capacity_outputs(),
                 # Read by the policy pack's stack rules, which see component outputs (not inputs).
                 "requestTimeoutSeconds": plan.request_timeout_seconds,
                 "targetGroupArn": self.target_group.arn,
@@ -184,23 +182,12 @@ class ServedModel(pulumi.ComponentResource):
 
 
 def served_model_properties(plan: ServedModelPlan, release: Release) -> dict:
-    sizing = plan.capacity.sizing
-    optional = {} if plan.expected_peak_concurrency is None else {"expectedPeakConcurrency": plan.expected_peak_concurrency}
+    """The plan's own properties plus what the bake found: the component's inputs, which the
+    policy pack and the review read."""
     baked = release.baked
     return {
-        "endpoint": plan.endpoint,
-        "servedModelName": plan.name,
+        **plan.as_properties(),
         "environment": plan.tags["kiln:environment"],
-        "computeType": plan.profile.compute_type.value,
-        "instanceType": sizing.instance.name,
-        "unitsPerInstance": sizing.units_per_instance,
-        "minInstances": sizing.min_instances,
-        "maxInstances": sizing.max_instances,
-        "scaleToZeroEnabled": plan.scale_to_zero,
-        "trafficPercentage": plan.traffic_percentage,
-        "requestTimeoutSeconds": plan.request_timeout_seconds,
-        "hourlyCostMax": sizing.hourly_cost_max,
-        "modelUri": plan.model_uri,
         "resolvedModelUri": baked.resolved_uri,
         "artifactDigest": baked.artifact_digest,
         "imageTag": baked.image_tag,
@@ -210,5 +197,4 @@ def served_model_properties(plan: ServedModelPlan, release: Release) -> dict:
         # The SSM parameter the launch template's AMI comes from: the resolved AMI id says
         # nothing about its drivers, the parameter does.
         "amiParameter": ami_parameter(plan.profile),
-        **optional,
     }

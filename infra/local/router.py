@@ -10,13 +10,13 @@ directly, as on Databricks.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from runtime.app import Receive, Scope, Send, respond
+from runtime.errors import error_body
 
 FORWARDED_REQUEST_HEADERS = ("content-type", "authorization")
 FORWARDED_RESPONSE_HEADERS = ("content-type", "retry-after", "x-kiln-served-model", "www-authenticate")
@@ -48,10 +48,6 @@ class WeightedChoice:
         best = max(range(len(self.backends)), key=lambda i: self._current[i])
         self._current[best] -= total
         return self.backends[best]
-
-
-def _error(code: str, message: str) -> bytes:
-    return json.dumps({"error_code": code, "message": message}).encode()
 
 
 class TrafficRouter:
@@ -88,7 +84,7 @@ class TrafficRouter:
             return
         backend, problem = self._backend(path)
         if backend is None:
-            await respond(send, 404, _error("ENDPOINT_NOT_FOUND", problem or path))
+            await respond(send, 404, error_body("ENDPOINT_NOT_FOUND", problem or path))
             return
         body = bytearray()
         while True:
@@ -102,7 +98,7 @@ class TrafficRouter:
         try:
             response = await self._client.request(scope["method"], url, content=bytes(body), headers=headers)
         except httpx.HTTPError as error:
-            await respond(send, 502, _error("BAD_GATEWAY", f"served model {backend.served_model!r} at {backend.url}: {error}"))
+            await respond(send, 502, error_body("BAD_GATEWAY", f"served model {backend.served_model!r} at {backend.url}: {error}"))
             return
         forwarded: Any = tuple((k.encode(), response.headers[k].encode("latin-1"))
                                for k in FORWARDED_RESPONSE_HEADERS if k in response.headers and k != "content-type")

@@ -2,8 +2,8 @@
 
 Vocabulary follows Databricks: one unit of provisioned concurrency answers one request at a
 time, and provisioned concurrency = QPS × model execution time. Kiln runs one worker
-process per unit, so an instance's units are how many workers fit in its memory (CPU) or
-one per instance (GPU).
+process per unit of concurrency; everywhere else the word is "workers": an instance's
+workers are how many fit in its memory (CPU), or one per instance (GPU).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ConcurrencyRange:
 @dataclass(frozen=True)
 class Sizing:
     instance: InstanceType
-    units_per_instance: int
+    workers_per_instance: int
     min_instances: int
     max_instances: int
 
@@ -63,7 +63,7 @@ def requested_concurrency(served: ServedModel) -> ConcurrencyRange:
     return ConcurrencyRange(0 if served.scale_to_zero_enabled else low, high)
 
 
-def units_per_instance(instance: InstanceType, profile: ComputeProfile) -> int:
+def workers_per_instance(instance: InstanceType, profile: ComputeProfile) -> int:
     """Workers one instance can run: memory-bound on CPU (capped by vCPUs), one per GPU instance."""
     if profile.has_gpu:
         return 1
@@ -72,14 +72,14 @@ def units_per_instance(instance: InstanceType, profile: ComputeProfile) -> int:
 
 
 def size_on(instance: InstanceType, profile: ComputeProfile, concurrency: ConcurrencyRange) -> Sizing | None:
-    units = units_per_instance(instance, profile)
-    if units == 0:
+    workers = workers_per_instance(instance, profile)
+    if workers == 0:
         return None
     return Sizing(
         instance=instance,
-        units_per_instance=units,
-        min_instances=math.ceil(concurrency.minimum / units),
-        max_instances=max(1, math.ceil(concurrency.maximum / units)),
+        workers_per_instance=workers,
+        min_instances=math.ceil(concurrency.minimum / workers),
+        max_instances=max(1, math.ceil(concurrency.maximum / workers)),
     )
 
 
@@ -95,13 +95,13 @@ def choose_sizing(profile: ComputeProfile, concurrency: ConcurrencyRange, instan
     return min(sizings, key=lambda s: (s.hourly_cost_max, s.hourly_cost_min, s.instance.hourly_usd))
 
 
-def requests_per_target_per_minute(units: int, latency_ms: float, utilization: float = TARGET_UTILIZATION) -> float:
-    """ALBRequestCountPerTarget target: what `units` workers answer per minute at `utilization`.
+def requests_per_target_per_minute(workers: int, latency_ms: float, utilization: float = TARGET_UTILIZATION) -> float:
+    """ALBRequestCountPerTarget target: what `workers` answer per minute at `utilization`.
 
     Each worker answers 1000 / latency_ms requests per second, so an instance answers
-    units × 1000 / latency_ms × 60 per minute at full use.
+    workers × 1000 / latency_ms × 60 per minute at full use.
     """
-    return round(units * 1000 / latency_ms * 60 * utilization, 2)
+    return round(workers * 1000 / latency_ms * 60 * utilization, 2)
 
 
 @dataclass(frozen=True)
@@ -114,22 +114,22 @@ class CapacityPlan:
 
     @property
     def min_concurrency(self) -> int:
-        return self.sizing.min_instances * self.sizing.units_per_instance
+        return self.sizing.min_instances * self.sizing.workers_per_instance
 
     @property
     def max_concurrency(self) -> int:
-        return self.sizing.max_instances * self.sizing.units_per_instance
+        return self.sizing.max_instances * self.sizing.workers_per_instance
 
     def arithmetic(self) -> list[str]:
         """The plan's reasoning, in the words a reviewer checks it with."""
         s = self.sizing
         return [
             f"requested concurrency {self.concurrency.minimum}-{self.concurrency.maximum}",
-            f"{s.instance.name}: {s.units_per_instance} workers per instance",
+            f"{s.instance.name}: {s.workers_per_instance} workers per instance",
             f"instances {s.min_instances}-{s.max_instances} "
-            f"(= ceil({self.concurrency.minimum}/{s.units_per_instance})-ceil({self.concurrency.maximum}/{s.units_per_instance}))",
+            f"(= ceil({self.concurrency.minimum}/{s.workers_per_instance})-ceil({self.concurrency.maximum}/{s.workers_per_instance}))",
             f"scaling target {self.target_requests_per_minute:g} requests/target/min "
-            f"(= {s.units_per_instance} × 1000/{self.latency_ms:g} ms × 60 × {self.target_utilization:g})",
+            f"(= {s.workers_per_instance} × 1000/{self.latency_ms:g} ms × 60 × {self.target_utilization:g})",
             f"cost ${s.hourly_cost_min:.2f}-${s.hourly_cost_max:.2f}/h (= instances × ${s.instance.hourly_usd}/h)",
         ]
 
@@ -144,6 +144,6 @@ def plan_capacity(served: ServedModel) -> CapacityPlan:
         concurrency=concurrency,
         sizing=sizing,
         latency_ms=latency,
-        target_requests_per_minute=requests_per_target_per_minute(sizing.units_per_instance, latency, utilization),
+        target_requests_per_minute=requests_per_target_per_minute(sizing.workers_per_instance, latency, utilization),
         target_utilization=utilization,
     )

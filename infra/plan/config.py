@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -448,11 +449,32 @@ def checked_stack_name(path: Path) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class StackFile:
+    """One read of a stack file: its name, the `config:` block as the Pulumi CLI hands it to
+    the program, and that block validated."""
+
+    name: str
+    path: Path
+    raw: dict[str, Any]
+    config: StackConfig
+
+
+def read_stack(stack: str, tracking_uri: str | None = None) -> StackFile:
+    """`dev` or a path to a stack file, read once and validated; a tracking URI given on the
+    command line replaces the stack's own, for the program as for the validation."""
+    path = resolve_stack_path(stack)
+    raw = read_stack_file(path)
+    if tracking_uri:
+        raw = {**raw, f"{NAMESPACE}:mlflowTrackingUri": tracking_uri}
+    config = parse_stack_config(values_from_stack_config(raw, str(path)), str(path))
+    return StackFile(checked_stack_name(path), path, raw, config)
+
+
 def load_stack(stack: str) -> tuple[str, StackConfig]:
     """Stack name and validated config for `dev` or a path to a stack file."""
-    path = resolve_stack_path(stack)
-    values = values_from_stack_config(read_stack_file(path), str(path))
-    return checked_stack_name(path), parse_stack_config(values, str(path))
+    stack_file = read_stack(stack)
+    return stack_file.name, stack_file.config
 
 
 def json_schema() -> dict[str, Any]:

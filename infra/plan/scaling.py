@@ -12,14 +12,8 @@ from dataclasses import dataclass
 from infra.plan.capacity import CapacityPlan
 from infra.plan.config import Scaling
 
-# The in-flight metric's contract lives with the runtime, because the image carries no infra
-# code; re-exported here for the components and the simulator, which import it from scaling.
-from runtime.contract import (
-    HIGH_RESOLUTION_PERIOD_SECONDS,  # noqa: F401 - re-exported
-    IN_FLIGHT_METRIC,  # noqa: F401 - re-exported
-    METRIC_DIMENSIONS,
-    METRIC_NAMESPACE,  # noqa: F401 - re-exported
-)
+# The in-flight metric's contract lives with the runtime, because the image carries no infra code.
+from runtime.contract import METRIC_DIMENSIONS
 
 # ALB metrics are 1-minute sums (docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
 ALB_METRIC_PERIOD_SECONDS = 60
@@ -56,7 +50,7 @@ class ScalingPlan:
     served_model: str
     min_instances: int
     max_instances: int
-    units_per_instance: int
+    workers_per_instance: int
     target_utilization: float
     alb_target_requests_per_minute: float
     high_resolution_metric: bool
@@ -69,7 +63,7 @@ class ScalingPlan:
     @property
     def in_flight_target(self) -> float:
         """Average in-flight requests per instance to hold: workers × target utilisation."""
-        return round(self.units_per_instance * self.target_utilization, 2)
+        return round(self.workers_per_instance * self.target_utilization, 2)
 
     @property
     def scale_in_evaluation_minutes(self) -> int:
@@ -107,7 +101,7 @@ def plan_scaling(
         served_model=served_model,
         min_instances=sizing.min_instances,
         max_instances=sizing.max_instances,
-        units_per_instance=sizing.units_per_instance,
+        workers_per_instance=sizing.workers_per_instance,
         target_utilization=scaling.target_utilization,
         alb_target_requests_per_minute=capacity.target_requests_per_minute,
         high_resolution_metric=scaling.high_resolution_metric,

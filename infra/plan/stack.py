@@ -7,6 +7,7 @@ might question (sizes, names, timeouts, priorities) is decided here and unit-tes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from infra.plan.capacity import CapacityPlan, concurrency_for, plan_capacity
 from infra.plan.catalog import PROFILES, ComputeProfile
@@ -51,10 +52,40 @@ class ServedModelPlan:
     def health_check_grace_seconds(self) -> int:
         return self.profile.health_check_grace_seconds
 
+    def as_properties(self) -> dict[str, Any]:
+        """The plan of this served model in the camelCase the component's inputs, the plan
+        report and the review share (and the policy pack reads): one serializer for all."""
+        sizing = self.capacity.sizing
+        optional = {} if self.expected_peak_concurrency is None else {"expectedPeakConcurrency": self.expected_peak_concurrency}
+        return {
+            "endpoint": self.endpoint,
+            "servedModelName": self.name,
+            "modelUri": self.model_uri,
+            "computeType": self.profile.compute_type.value,
+            "instanceType": sizing.instance.name,
+            "workersPerInstance": sizing.workers_per_instance,
+            "minInstances": sizing.min_instances,
+            "maxInstances": sizing.max_instances,
+            "minConcurrency": self.capacity.min_concurrency,
+            "maxConcurrency": self.capacity.max_concurrency,
+            "trafficPercentage": self.traffic_percentage,
+            "scaleToZeroEnabled": self.scale_to_zero,
+            "requestTimeoutSeconds": self.request_timeout_seconds,
+            "targetRequestsPerMinute": self.capacity.target_requests_per_minute,
+            "hourlyCostMin": sizing.hourly_cost_min,
+            "hourlyCostMax": sizing.hourly_cost_max,
+            **optional,
+        }
+
+    def capacity_outputs(self) -> dict[str, Any]:
+        """The sizing a stack output and the component's outputs show."""
+        properties = self.as_properties()
+        return {key: properties[key] for key in ("instanceType", "minInstances", "maxInstances")}
+
     def runtime_settings(self, model_uri: str, model_digest: str, model_name: str = "",
                          model_version: str = "") -> RuntimeSettings:
         """What this served model's runtime is told on an instance (the KILN_* contract):
-        one worker per concurrency unit, the endpoint's timeout, a drain as long as the
+        one worker per unit of provisioned concurrency, the endpoint's timeout, a drain as long as the
         target group's deregistration delay, and the in-flight metric's dimensions."""
         return RuntimeSettings(
             model_uri=model_uri,
@@ -64,7 +95,7 @@ class ServedModelPlan:
             model_name=model_name or None,
             model_version=model_version or None,
             port=RUNTIME_PORT,
-            workers=self.capacity.sizing.units_per_instance,
+            workers=self.capacity.sizing.workers_per_instance,
             request_timeout_seconds=self.request_timeout_seconds,
             drain_seconds=self.deregistration_delay_seconds,
             metric_dimensions=self.scaling.published_metric_dimensions,

@@ -30,6 +30,7 @@ from pulumi.runtime.settings import reset_options
 
 from infra.plan.config import PROJECT_ROOT
 from infra.plan.names import digest
+from infra.plan.stack import StackPlan
 
 PROJECT = "kiln"
 PROGRAM_DIR = PROJECT_ROOT / "infra"
@@ -58,6 +59,9 @@ class Registration:
 class ProgramRun:
     stack: str
     preview: bool
+    # The plan the program built from the config it was given: reports read this one, so a
+    # stack is planned once per command and the report shows what the program declared.
+    plan: StackPlan
     registrations: list[Registration]
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -216,14 +220,17 @@ def run_program(stack: str, config: dict[str, Any], preview: bool) -> ProgramRun
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
+        program_globals: dict[str, Any] = {}
+
         @pulumi.runtime.test
         def program() -> None:
-            runpy.run_path(str(PROGRAM_DIR), run_name="__main__")
+            program_globals.update(runpy.run_path(str(PROGRAM_DIR), run_name="__main__"))
 
         program()
         root = pulumi.runtime.get_root_resource()
         outputs = _resolve_outputs(getattr(root, "outputs", {}) or {}, loop)
-        return ProgramRun(stack=stack, preview=preview, registrations=_tree_order(monitor.registrations), outputs=outputs)
+        return ProgramRun(stack=stack, preview=preview, plan=program_globals["plan"],
+                          registrations=_tree_order(monitor.registrations), outputs=outputs)
     finally:
         asyncio.set_event_loop(None)
         loop.close()

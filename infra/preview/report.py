@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from infra.plan.catalog import PRICES_AS_OF
-from infra.plan.config import NAMESPACE, load_stack, read_stack_file, resolve_stack_path
-from infra.plan.stack import StackPlan, plan_stack
-from infra.preview.policies import POLICIES_DIR, PolicyCheck, PolicyConfig, check_policies
+from infra.plan.config import read_stack
+from infra.plan.stack import StackPlan
+from infra.preview.policy_pack import POLICIES_DIR, PolicyCheck, PolicyConfig, check_policies
 from infra.preview.program import ProgramRun, run_program
 
 
@@ -30,41 +30,17 @@ def build_plan_report(
     policy_config: Mapping[str, PolicyConfig] | None = None,
     pack_dir: Path = POLICIES_DIR,
 ) -> PlanReport:
-    """Validate the stack file, plan capacity, run the program under mocks and the policy pack on it."""
-    name, config = load_stack(stack)
-    raw = read_stack_file(resolve_stack_path(stack))
-    if tracking_uri:
-        raw = {**raw, f"{NAMESPACE}:mlflowTrackingUri": tracking_uri}
-    run = run_program(name, raw, preview=preview)
-    policy = check_policies(run, raw, policy_config, pack_dir) if policies else None
-    return PlanReport(plan=plan_stack(name, config), run=run, policy=policy)
+    """Read and validate the stack file once, run the program under mocks (it plans the stack)
+    and the policy pack on what it declared."""
+    stack_file = read_stack(stack, tracking_uri)
+    run = run_program(stack_file.name, stack_file.raw, preview=preview)
+    policy = check_policies(run, stack_file.raw, policy_config, pack_dir) if policies else None
+    return PlanReport(plan=run.plan, run=run, policy=policy)
 
 
 def served_model_rows(plan: StackPlan) -> list[dict[str, Any]]:
-    rows = []
-    for served in plan.served_models:
-        capacity = served.capacity
-        rows.append(
-            {
-                "endpoint": served.endpoint,
-                "name": served.name,
-                "modelUri": served.model_uri,
-                "computeType": served.profile.compute_type.value,
-                "instanceType": capacity.sizing.instance.name,
-                "unitsPerInstance": capacity.sizing.units_per_instance,
-                "minInstances": capacity.sizing.min_instances,
-                "maxInstances": capacity.sizing.max_instances,
-                "minConcurrency": capacity.min_concurrency,
-                "maxConcurrency": capacity.max_concurrency,
-                "trafficPercentage": served.traffic_percentage,
-                "scaleToZeroEnabled": served.scale_to_zero,
-                "targetRequestsPerMinute": capacity.target_requests_per_minute,
-                "hourlyCostMin": capacity.sizing.hourly_cost_min,
-                "hourlyCostMax": capacity.sizing.hourly_cost_max,
-                "arithmetic": capacity.arithmetic(),
-            }
-        )
-    return rows
+    """The plan's served models as the report shows them: their properties and the arithmetic."""
+    return [{**served.as_properties(), "arithmetic": served.capacity.arithmetic()} for served in plan.served_models]
 
 
 def plan_as_json(report: PlanReport) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def cost_chart(review: Review) -> str:
         y = 10 + index * ROW_HEIGHT
         low = served.row["hourlyCostMin"] / ceiling * PLOT_WIDTH
         high = served.row["hourlyCostMax"] / ceiling * PLOT_WIDTH
-        label = escape(f"{served.row['endpoint']}/{served.row['name']} ({served.row['instanceType']})")
+        label = escape(f"{served.row['endpoint']}/{served.row['servedModelName']} ({served.row['instanceType']})")
         parts += [
             f'<text x="0" y="{y + 14}" font-size="13">{label}</text>',
             f'<rect x="{LABEL_WIDTH}" y="{y}" width="{high:.1f}" height="{BAR_HEIGHT}" fill="#9ecae1"><title>max ${served.row["hourlyCostMax"]:.2f}/h</title></rect>',

@@ -10,7 +10,7 @@ from typing import Any
 
 from infra.plan.catalog import PRICES_AS_OF
 from infra.plan.config import ConfigError, resolve_stack_path, stack_name
-from infra.preview.policies import PolicyCheck
+from infra.preview.policy_pack import PolicyCheck
 from infra.preview.report import PlanReport, build_plan_report, served_model_rows
 from infra.review.diff import Change, ResourceChange, diff_resources, diff_settings
 
@@ -112,13 +112,13 @@ def review_served_models(report: PlanReport, base: PlanReport | None) -> list[Se
         owners.setdefault(p["imageTag"], []).append(f"{endpoint}/{name}")
     reviews = []
     for row in served_model_rows(report.plan):
-        p = props[(row["endpoint"], row["name"])]
+        p = props[(row["endpoint"], row["servedModelName"])]
         reviews.append(
             ServedModelReview(
                 row=row,
                 resolved_uri=p["resolvedModelUri"],
                 image_tag=p["imageTag"],
-                image_status=_image_status(p["imageTag"], f"{row['endpoint']}/{row['name']}", owners, base_tags),
+                image_status=_image_status(p["imageTag"], f"{row['endpoint']}/{row['servedModelName']}", owners, base_tags),
                 request_timeout=p["requestTimeoutSeconds"],
                 findings=p["packagingFindings"],
                 manifest=p["manifest"],

@@ -3,7 +3,7 @@
 Requests are a fluid (fractions allowed), so results are exact functions of the trace and
 the policy, with no randomness. Per tick:
 1. arrivals go to the instances, or to the activator while the route is with it;
-2. ready instances serve `units / latency` requests per second each, oldest first (held
+2. ready instances serve `workers / latency` requests per second each, oldest first (held
    requests first); the runtime queues one request per worker beyond those it runs and
    rejects the rest (429); held and queued requests older than the request timeout fail;
 3. metrics are sampled: in-flight per instance (for the 10 s metric) and requests per
@@ -23,7 +23,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from infra.simulator.policies import ACTIVATOR_HOLD_LIMIT, QUEUE_PER_UNIT, SimPolicy
+from infra.simulator.scaling_policies import ACTIVATOR_HOLD_LIMIT, QUEUE_PER_WORKER, SimPolicy
 from infra.simulator.trace import Trace
 
 
@@ -174,7 +174,7 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
                 queued.append([now, arriving])
 
         # 2. service
-        capacity = ready * policy.units_per_instance / policy.latency_seconds
+        capacity = ready * policy.workers_per_instance / policy.latency_seconds
         budget = capacity
         served = 0.0
         for line in (held, queued):
@@ -190,7 +190,7 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
                     line.popleft()
                 else:
                     line[0][1] = amount - take
-        limit = ready * policy.units_per_instance * QUEUE_PER_UNIT
+        limit = ready * policy.workers_per_instance * QUEUE_PER_WORKER
         excess = sum(a for _, a in queued) - limit
         while excess > 1e-12 and queued:  # the newest requests meet a full runtime queue
             arrival, amount = queued[-1]
@@ -302,5 +302,5 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
 
 def _needed(policy: SimPolicy, concurrency: float) -> int:
     """Instances that hold `concurrency` at the target utilisation."""
-    per_instance = policy.units_per_instance * policy.target_utilization
+    per_instance = policy.workers_per_instance * policy.target_utilization
     return math.ceil(round(concurrency / per_instance, 9)) if concurrency > 0 else 0

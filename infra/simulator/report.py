@@ -98,7 +98,7 @@ def as_json(served_model: str, traffic_percentage: int, results: list[Result]) -
         "servedModel": served_model,
         "trafficPercentage": traffic_percentage,
         "settings": {
-            "unitsPerInstance": policy.units_per_instance,
+            "workersPerInstance": policy.workers_per_instance,
             "latencySeconds": policy.latency_seconds,
             "minInstances": policy.min_instances,
             "maxInstances": policy.max_instances,

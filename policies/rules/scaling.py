@@ -46,11 +46,11 @@ def covers_peak(props: Props, config: Config) -> list[str]:
     peak = props.get("expectedPeakConcurrency")
     if peak is None:
         return []
-    instances, units = props.get("maxInstances", 0), props.get("unitsPerInstance", 0)
-    most = instances * units
+    instances, workers = props.get("maxInstances", 0), props.get("workersPerInstance", 0)
+    most = instances * workers
     if most >= peak:
         return []
-    return [(f"max concurrency {most:g} (= {instances:g} instances × {units:g} "
+    return [(f"max concurrency {most:g} (= {instances:g} instances × {workers:g} "
             f"workers) is below the expected peak {peak:g} (= QPS × latency); raise maxProvisionedConcurrency")]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import boto3
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -61,3 +62,18 @@ def test_an_s3_uri_has_the_same_digest(example_store, champion, aws: str, monkey
 def test_an_unknown_alias_names_the_uri_and_the_registry(example_store) -> None:
     with pytest.raises(ModelResolutionError, match="models:/fraud-scorer@nightly"):
         fetch_model("models:/fraud-scorer@nightly", example_store.tracking_uri)
+
+
+def test_a_runs_uri_resolves_in_the_stack_store_whatever_the_process_default(example_store, champion, tmp_path) -> None:
+    """MLflow resolves an MLflow 3 model's runs:/ URI through the registry; a process whose
+    default store is another one (MLFLOW_TRACKING_URI, an earlier set_tracking_uri) must
+    still fetch from the stack's own store."""
+    version, by_version = champion
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/elsewhere.db")
+    try:
+        by_run = fetch_model(f"runs:/{version.run_id}/model", example_store.tracking_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+    assert by_run.digest == by_version.digest

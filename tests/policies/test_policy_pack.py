@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from infra.plan.config import PROJECT_ROOT
-from infra.preview.policies import PolicyConfig, PolicyPackError, check_policies, parse_policy_pack_config
+from infra.preview.policy_pack import PolicyConfig, PolicyPackError, check_policies, parse_policy_pack_config
 from infra.preview.program import ProgramRun, run_program
 from policies.pack import stack_environment
 from policies.rules.resource_types import LAUNCH_TEMPLATE, SERVED_MODEL, TARGET_GROUP
@@ -32,7 +33,7 @@ def bent(run: ProgramRun, type_: str, name_part: str, **inputs: Any) -> ProgramR
             registration = copy.deepcopy(registration)
             registration.inputs.update(inputs)
         registrations.append(registration)
-    return ProgramRun(run.stack, run.preview, registrations, run.outputs)
+    return dataclasses.replace(run, registrations=registrations)
 
 
 def test_the_pack_passes_the_prod_program(prod: tuple[ProgramRun, dict[str, Any]]) -> None:

@@ -608,7 +608,7 @@ def test_multi_az_advises_fewer_than_two(props: dict[str, Any], count: int) -> N
 @pytest.mark.parametrize(("peak", "passes"), [(11, True), (12, True), (13, False)])
 def test_capacity_covers_a_peak_up_to_max_concurrency(peak: int, passes: bool) -> None:
     # 4 instances × 3 workers = 12 concurrent requests at most.
-    props = {"maxInstances": 4, "unitsPerInstance": 3, "expectedPeakConcurrency": peak}
+    props = {"maxInstances": 4, "workersPerInstance": 3, "expectedPeakConcurrency": peak}
     expected = [] if passes else [
         f"max concurrency 12 (= 4 instances × 3 workers) is below the expected peak {peak} (= QPS × latency); "
         "raise maxProvisionedConcurrency"
@@ -617,10 +617,10 @@ def test_capacity_covers_a_peak_up_to_max_concurrency(peak: int, passes: bool) -
 
 
 def test_capacity_without_an_expected_peak_passes() -> None:
-    assert scaling.covers_peak({"maxInstances": 0, "unitsPerInstance": 0}, {}) == []
+    assert scaling.covers_peak({"maxInstances": 0, "workersPerInstance": 0}, {}) == []
 
 
-@pytest.mark.parametrize("props", [{"unitsPerInstance": 3}, {"maxInstances": 4}])
+@pytest.mark.parametrize("props", [{"workersPerInstance": 3}, {"maxInstances": 4}])
 def test_capacity_counts_an_absent_size_as_zero(props: dict[str, Any]) -> None:
     [message] = scaling.covers_peak(props | {"expectedPeakConcurrency": 1}, {})
     assert message.startswith("max concurrency 0 ")

@@ -18,7 +18,7 @@ from infra.preview.program import UNKNOWN
 from tests.conftest import SHIPPED_STACKS, stack_config, write_stack
 
 SERVED_MODEL_KEYS = {
-    "endpoint", "name", "computeType", "instanceType", "minInstances", "maxInstances",
+    "endpoint", "servedModelName", "computeType", "instanceType", "minInstances", "maxInstances",
     "minConcurrency", "maxConcurrency", "trafficPercentage", "hourlyCostMin", "hourlyCostMax",
 }
 
@@ -27,6 +27,18 @@ def plan_json(stack: str, store) -> dict:
     result = CliRunner().invoke(main, ["plan", stack, "--json", "--mlflow-tracking-uri", store.tracking_uri])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def test_the_report_rows_show_what_the_program_declared(example_store) -> None:
+    """One serializer: each served model's row carries the same values as its component's inputs."""
+    plan = plan_json("prod", example_store)
+    components = {r["name"]: r["inputs"] for r in plan["resources"] if r["type"] == "kiln:serving:ServedModel"}
+
+    assert len(components) == len(plan["servedModels"]) == 3
+    for row in plan["servedModels"]:
+        inputs = components[f"{row['endpoint']}.{row['servedModelName']}"]
+        shared = set(row) - {"arithmetic"}
+        assert {key: inputs[key] for key in shared} == {key: row[key] for key in shared}
 
 
 def test_plan_json_lists_resources_and_served_models(example_store) -> None:

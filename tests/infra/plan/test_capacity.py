@@ -12,7 +12,7 @@ from infra.plan.capacity import (
     requested_concurrency,
     requests_per_target_per_minute,
     size_on,
-    units_per_instance,
+    workers_per_instance,
 )
 from infra.plan.catalog import INSTANCES, PROFILES, ComputeProfile, ComputeType, InstanceType
 from infra.plan.config import ServedModel
@@ -55,19 +55,19 @@ def test_expected_traffic_gives_headroom_to_twice_the_expected_concurrency() -> 
 
 def test_cpu_medium_units_are_bounded_by_memory() -> None:
     # (32 GiB - 2 GiB reserve) / 8 GiB per unit = 3.75 → 3
-    assert units_per_instance(INSTANCES["c7i.4xlarge"], PROFILES[ComputeType.CPU_MEDIUM]) == 3
+    assert workers_per_instance(INSTANCES["c7i.4xlarge"], PROFILES[ComputeType.CPU_MEDIUM]) == 3
 
 
 def test_cpu_units_are_capped_by_vcpus() -> None:
     profile = PROFILES[ComputeType.CPU_MEDIUM]
     wide = INSTANCES["c7i.24xlarge"]  # 96 vCPU, (192 - 2) / 8 = 23 units by memory
 
-    assert units_per_instance(wide, profile) == 23
-    assert units_per_instance(INSTANCES["c7i.large"], profile) == 0  # 4 GiB cannot hold one 8 GiB worker
+    assert workers_per_instance(wide, profile) == 23
+    assert workers_per_instance(INSTANCES["c7i.large"], profile) == 0  # 4 GiB cannot hold one 8 GiB worker
 
 
 def test_gpu_instances_run_one_unit() -> None:
-    assert units_per_instance(INSTANCES["g5.12xlarge"], PROFILES[ComputeType.MULTIGPU_MEDIUM]) == 1
+    assert workers_per_instance(INSTANCES["g5.12xlarge"], PROFILES[ComputeType.MULTIGPU_MEDIUM]) == 1
 
 
 def test_planner_picks_the_cheapest_size_covering_the_maximum() -> None:
@@ -78,7 +78,7 @@ def test_planner_picks_the_cheapest_size_covering_the_maximum() -> None:
     sizing = choose_sizing(PROFILES[ComputeType.CPU_LARGE], ConcurrencyRange(2, 16))
 
     assert sizing.instance.name == "c7i.8xlarge"
-    assert (sizing.units_per_instance, sizing.min_instances, sizing.max_instances) == (3, 1, 6)
+    assert (sizing.workers_per_instance, sizing.min_instances, sizing.max_instances) == (3, 1, 6)
     assert sizing.hourly_cost_min == pytest.approx(1.428)
     assert sizing.hourly_cost_max == pytest.approx(8.568)
 
@@ -87,7 +87,7 @@ def test_explicit_instance_type_is_used_as_given() -> None:
     sizing = choose_sizing(PROFILES[ComputeType.CPU_MEDIUM], ConcurrencyRange(4, 8), "c6i.8xlarge")
 
     assert sizing.instance.name == "c6i.8xlarge"
-    assert (sizing.units_per_instance, sizing.min_instances, sizing.max_instances) == (7, 1, 2)
+    assert (sizing.workers_per_instance, sizing.min_instances, sizing.max_instances) == (7, 1, 2)
 
 
 def test_instance_too_small_for_one_worker_is_an_error() -> None:
@@ -103,7 +103,7 @@ def test_scaled_to_zero_group_still_may_grow() -> None:
 
 def test_alb_target_is_requests_per_minute_at_target_utilisation() -> None:
     # 3 workers × (1000 / 40 ms) per second × 60 s × 0.7 = 3150 requests per target per minute
-    assert requests_per_target_per_minute(units=3, latency_ms=40) == 3150
+    assert requests_per_target_per_minute(workers=3, latency_ms=40) == 3150
 
 
 def test_plan_for_expected_traffic_end_to_end() -> None:
@@ -125,18 +125,18 @@ def instance(memory_gib: float, vcpus: int = 64, hourly_usd: float = 1.0) -> Ins
 @pytest.mark.parametrize(("memory_gib", "units"), [(9.9, 0), (10, 1), (17.9, 1), (18, 2)])
 def test_a_worker_needs_its_memory_on_top_of_the_os_reserve(memory_gib: float, units: int) -> None:
     # CPU_MEDIUM: (memory - 2 GiB reserve) / 8 GiB per worker, rounded down: 10 GiB is the least for one.
-    assert units_per_instance(instance(memory_gib), PROFILES[ComputeType.CPU_MEDIUM]) == units
+    assert workers_per_instance(instance(memory_gib), PROFILES[ComputeType.CPU_MEDIUM]) == units
 
 
 def test_memory_below_the_os_reserve_runs_no_worker() -> None:
     # (1 - 2) / 8 rounds down to -1; an instance never runs a negative number of workers.
-    assert units_per_instance(instance(1), PROFILES[ComputeType.CPU_MEDIUM]) == 0
+    assert workers_per_instance(instance(1), PROFILES[ComputeType.CPU_MEDIUM]) == 0
 
 
 @pytest.mark.parametrize(("vcpus", "units"), [(6, 6), (7, 7), (8, 7)])
 def test_cpu_workers_never_outnumber_vcpus(vcpus: int, units: int) -> None:
     # 64 GiB: (64 - 2) / 8 = 7.75 → 7 workers by memory, then at most one per vCPU.
-    assert units_per_instance(instance(64, vcpus), PROFILES[ComputeType.CPU_MEDIUM]) == units
+    assert workers_per_instance(instance(64, vcpus), PROFILES[ComputeType.CPU_MEDIUM]) == units
 
 
 def test_explicit_concurrency_without_a_minimum_starts_at_zero() -> None:
@@ -178,9 +178,9 @@ def test_instances_are_the_units_divided_by_workers_rounded_up(units: int, insta
 
 def test_alb_target_keeps_two_decimals() -> None:
     # 1 worker × 1000/90 ms × 60 s × 0.7 = 466.666… → 466.67
-    assert requests_per_target_per_minute(units=1, latency_ms=90) == 466.67
+    assert requests_per_target_per_minute(workers=1, latency_ms=90) == 466.67
     # 2 workers × 1000/250 ms × 60 s × 0.5 = 240
-    assert requests_per_target_per_minute(units=2, latency_ms=250, utilization=0.5) == 240
+    assert requests_per_target_per_minute(workers=2, latency_ms=250, utilization=0.5) == 240
 
 
 def test_plan_without_expected_latency_assumes_100_ms_and_uses_the_target_utilisation() -> None:
@@ -221,7 +221,7 @@ def test_sizing_counts_instances_and_cost_for_the_floor_and_the_ceiling() -> Non
     sizing = size_on(instance(34, hourly_usd=4.0), PROFILES[ComputeType.CPU_MEDIUM], ConcurrencyRange(2, 8))
 
     assert sizing is not None
-    assert (sizing.units_per_instance, sizing.min_instances, sizing.max_instances) == (4, 1, 2)
+    assert (sizing.workers_per_instance, sizing.min_instances, sizing.max_instances) == (4, 1, 2)
     assert (sizing.hourly_cost_min, sizing.hourly_cost_max) == (4.0, 8.0)
 
 
@@ -255,5 +255,5 @@ def test_plan_uses_the_instance_type_the_stack_file_names() -> None:
     # Left to choose, the planner would take c7i.2xlarge (4 × $0.357 = $1.428/h, the cheapest listed first).
     plan = plan_capacity(served(workloadSize="Small", instanceType="c6i.8xlarge"))
 
-    assert (plan.sizing.instance.name, plan.sizing.units_per_instance, plan.sizing.min_instances) == ("c6i.8xlarge", 7, 1)
+    assert (plan.sizing.instance.name, plan.sizing.workers_per_instance, plan.sizing.min_instances) == ("c6i.8xlarge", 7, 1)
     assert plan.target_requests_per_minute == 2940  # 7 × 1000/100 = 70 per second × 60 = 4200 × 0.7

@@ -192,7 +192,7 @@ def test_the_runtime_is_told_its_identity_workers_timeouts_and_metric_dimensions
     assert served.environment_vars == {"LOG_LEVEL": "info"}
     assert (settings.endpoint, settings.served_model, settings.model_name, settings.model_version) == (
         "fraud-scorer", "champion", "fraud-scorer", "3")
-    assert settings.workers == served.capacity.sizing.units_per_instance
+    assert settings.workers == served.capacity.sizing.workers_per_instance
     assert settings.request_timeout_seconds == served.request_timeout_seconds
     assert settings.drain_seconds == served.deregistration_delay_seconds
     assert settings.metric_dimensions == (("Stack", "prod"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion"))

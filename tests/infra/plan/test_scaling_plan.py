@@ -29,7 +29,7 @@ def scaling(**overrides: Any) -> ScalingPlan:
     """A plan for 3 workers per instance at the default 70 %, to bend one field at a time."""
     fields: dict[str, Any] = {
         "stack": "prod", "endpoint": "fraud-scorer", "served_model": "champion", "min_instances": 3, "max_instances": 6,
-        "units_per_instance": 3, "target_utilization": 0.7, "alb_target_requests_per_minute": 3150.0,
+        "workers_per_instance": 3, "target_utilization": 0.7, "alb_target_requests_per_minute": 3150.0,
         "high_resolution_metric": True, "scale_in_cooldown_seconds": 300, "scale_to_zero": False,
         "idle_minutes_before_zero": 30, "warm_pool": None, "instance_warmup_seconds": 300,
     }
@@ -43,7 +43,7 @@ def test_default_scaling_follows_databricks_with_worked_numbers() -> None:
 
     assert plan == ScalingPlan(
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=3, max_instances=6,
-        units_per_instance=3, target_utilization=0.7, alb_target_requests_per_minute=3150.0,
+        workers_per_instance=3, target_utilization=0.7, alb_target_requests_per_minute=3150.0,
         high_resolution_metric=True, scale_in_cooldown_seconds=300, scale_to_zero=False,
         idle_minutes_before_zero=30, warm_pool=None, instance_warmup_seconds=300,
     )
@@ -64,7 +64,7 @@ def test_every_scaling_setting_from_the_stack_file_reaches_the_plan() -> None:
     # 3 × 1000/100 × 60 × 0.5 = 900 requests per target per minute.
     assert plan == ScalingPlan(
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=0, max_instances=6,
-        units_per_instance=3, target_utilization=0.5, alb_target_requests_per_minute=900.0,
+        workers_per_instance=3, target_utilization=0.5, alb_target_requests_per_minute=900.0,
         high_resolution_metric=False, scale_in_cooldown_seconds=600, scale_to_zero=True,
         idle_minutes_before_zero=10, warm_pool=WarmPoolPlan(min_size=2, reuse_on_scale_in=False), instance_warmup_seconds=900,
     )
@@ -81,9 +81,9 @@ def test_in_flight_target_is_workers_times_utilisation() -> None:
     # 3 × 0.7 = 2.1 (2.0999999999999996 in floating point, which CloudWatch would be sent as is)
     assert scaling().in_flight_target == 2.1
     # 7 × 0.55 = 3.85
-    assert scaling(units_per_instance=7, target_utilization=0.55).in_flight_target == 3.85
+    assert scaling(workers_per_instance=7, target_utilization=0.55).in_flight_target == 3.85
     # 1 × 0.333 = 0.333 → two decimals
-    assert scaling(units_per_instance=1, target_utilization=0.333).in_flight_target == 0.33
+    assert scaling(workers_per_instance=1, target_utilization=0.333).in_flight_target == 0.33
 
 
 @pytest.mark.parametrize(("cooldown", "minutes"), [(60, 1), (300, 5), (3600, 60)])

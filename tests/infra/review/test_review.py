@@ -26,7 +26,7 @@ def test_review_lists_every_served_model_with_its_plan(prod_review, example_stor
     plan = build_plan_report("prod", tracking_uri=example_store.tracking_uri).plan
     markdown = render_markdown(prod_review)
 
-    assert [f"{s.row['endpoint']}/{s.row['name']}" for s in prod_review.served_models] == [
+    assert [f"{s.row['endpoint']}/{s.row['servedModelName']}" for s in prod_review.served_models] == [
         f"{s.endpoint}/{s.name}" for s in plan.served_models
     ]
     assert "| fraud-scorer | champion | `models:/fraud-scorer@champion` → `models:/fraud-scorer/1` | CPU_MEDIUM → c7i.4xlarge | 3 | 3–6 | 9–18 | 90 % | no | 597 s |" in markdown

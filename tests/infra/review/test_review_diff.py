@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from infra.plan.config import StackConfig, parse_stack_config
+from infra.plan.stack import plan_stack
 from infra.preview.program import ProgramRun, Registration
 from infra.review.diff import (
     REPLACING_INPUTS,
@@ -218,7 +219,8 @@ def resource(type_: str, name: str, inputs: dict[str, Any], custom: bool = True)
 
 
 def run(stack: str, *registrations: Registration) -> ProgramRun:
-    return ProgramRun(stack=stack, preview=True, registrations=list(registrations))
+    plan = plan_stack(stack, parse_stack_config(valid_values(), stack))
+    return ProgramRun(stack=stack, preview=True, plan=plan, registrations=list(registrations))
 
 
 GROUP = "aws:autoscaling/group:Group"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from infra.simulator.model import simulate
-from infra.simulator.policies import Signal, SimPolicy
 from infra.simulator.report import summarize, time_to_capacity
+from infra.simulator.scaling_policies import Signal, SimPolicy
 from infra.simulator.trace import Trace, TraceError, idle_then_burst, load_csv, resolve, step
 
 READY = 105  # launch to serving, seconds
@@ -23,7 +23,7 @@ HIGH_RES_LAG, ALB_LAG, DATAPOINTS = 10, 60, 3
 def policy(**changes) -> SimPolicy:
     """A small CPU served model with both scale-out signals; tests switch parts off."""
     base = SimPolicy(
-        name="stack", label="stack", units_per_instance=UNITS, latency_seconds=LATENCY,
+        name="stack", label="stack", workers_per_instance=UNITS, latency_seconds=LATENCY,
         min_instances=1, max_instances=10, hourly_usd=0.36, target_utilization=UTILIZATION,
         signals=(
             Signal("requests_per_minute", 60, ALB_LAG, DATAPOINTS, ALB_TARGET),

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from infra.plan.catalog import HEALTH_CHECK_INTERVAL_SECONDS, HEALTHY_THRESHOLD
-from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS, HIGH_RESOLUTION_PERIOD_SECONDS, SCALE_IN_FRACTION
+from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS, SCALE_IN_FRACTION
 from infra.plan.stack import ServedModelPlan
+from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS
 
 # --- instance ready times, per accelerator -------------------------------------------------
 # ESTIMATE: EC2 RunInstances to a booted OS with Docker: ~40 s for Amazon Linux 2023 on
@@ -58,7 +59,7 @@ DATABRICKS_COLD_START_SECONDS = 20
 
 # The Kiln runtime queues up to one request per worker beyond the ones it runs
 # (KILN_QUEUE_SIZE defaults to the worker count); past that it answers 429.
-QUEUE_PER_UNIT = 1
+QUEUE_PER_WORKER = 1
 # gp3 storage, us-east-1: $0.08 per GB-month (aws.amazon.com/ebs/pricing), 730 h a month.
 GP3_USD_PER_GB_MONTH = 0.08
 HOURS_PER_MONTH = 730
@@ -84,7 +85,7 @@ class SimPolicy:
 
     name: str
     label: str
-    units_per_instance: int
+    workers_per_instance: int
     latency_seconds: float
     min_instances: int
     max_instances: int
@@ -149,7 +150,7 @@ def stack_policy(plan: ServedModelPlan) -> SimPolicy:
     return SimPolicy(
         name="stack",
         label="this stack" + (" (ALB + 10 s in-flight)" if scaling.high_resolution_metric else " (ALB only)"),
-        units_per_instance=scaling.units_per_instance,
+        workers_per_instance=scaling.workers_per_instance,
         latency_seconds=plan.capacity.latency_ms / 1000,
         min_instances=scaling.min_instances,
         max_instances=scaling.max_instances,

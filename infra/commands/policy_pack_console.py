@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from infra.preview.policies import PolicyCheck
+from infra.preview.policy_pack import PolicyCheck
 
 LEVEL_STYLES = {"mandatory": "bold red", "remediate": "bold red", "advisory": "yellow"}
 
