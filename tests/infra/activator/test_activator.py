@@ -19,7 +19,7 @@ import pytest
 
 from infra.activator import handler as handler_module
 from infra.activator.handler import Activator, Settings
-from tests.fakes import FakeClock, moto_server
+from tests.fakes import FakeClock, listener_on_new_load_balancer, moto_server
 from tests.runtime_support import fraud_model_dir  # noqa: F401 (fixture)
 
 REGION = "us-east-1"
@@ -114,7 +114,6 @@ def served_model(aws: dict[str, Any], desired: int, routed_to_activator: bool) -
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
         for i, zone in ((1, "a"), (2, "b"))
     ]
-    balancer = elbv2.create_load_balancer(Name=f"lb-{n}", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
 
     def instance_group(name: str) -> str:
         return elbv2.create_target_group(Name=name, Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="instance")[
@@ -123,12 +122,7 @@ def served_model(aws: dict[str, Any], desired: int, routed_to_activator: bool) -
 
     served, other = instance_group(f"champion-{n}"), instance_group(f"challenger-{n}")
     wake = elbv2.create_target_group(Name=f"wake-{n}", TargetType="lambda")["TargetGroups"][0]["TargetGroupArn"]
-    listener = elbv2.create_listener(
-        LoadBalancerArn=balancer,
-        Protocol="HTTP",
-        Port=80,
-        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
-    )["Listeners"][0]["ListenerArn"]
+    listener = listener_on_new_load_balancer(elbv2, f"lb-{n}", subnets)
     elbv2.create_rule(
         ListenerArn=listener,
         Priority=10,

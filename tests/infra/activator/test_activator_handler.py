@@ -30,7 +30,7 @@ import pytest
 
 from infra.activator import handler as handler_module
 from infra.activator.handler import Activator, Settings, handle
-from tests.fakes import FakeClock, moto_server
+from tests.fakes import FakeClock, listener_on_new_load_balancer, moto_server
 
 REGION = "us-east-1"
 PATH = "/serving-endpoints/fraud-scorer/invocations"
@@ -79,13 +79,7 @@ def cloud() -> Iterator[Cloud]:
             ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
             for cidr, zone in (("127.0.0.0/20", "a"), ("127.0.16.0/20", "b"))
         ]
-        balancer = elbv2.create_load_balancer(Name=f"kiln-{token}", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-        listener = elbv2.create_listener(
-            LoadBalancerArn=balancer,
-            Protocol="HTTP",
-            Port=80,
-            DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
-        )["Listeners"][0]["ListenerArn"]
+        listener = listener_on_new_load_balancer(elbv2, f"kiln-{token}", subnets)
         template = ec2.create_launch_template(
             LaunchTemplateName=f"kiln-{token}", LaunchTemplateData={"ImageId": IMAGE_ID, "InstanceType": "c7i.2xlarge"}
         )["LaunchTemplate"]["LaunchTemplateId"]
