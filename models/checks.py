@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from infra.plan.catalog import ComputeProfile
+from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, ComputeProfile
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
@@ -63,7 +63,7 @@ class ServingTarget:
     served_model: str
     environment: str
     profile: ComputeProfile
-    build_timeout_minutes: int = 60
+    build_timeout_minutes: int = DEFAULT_BUILD_TIMEOUT_MINUTES
 
     @property
     def is_prod(self) -> bool:

@@ -29,6 +29,7 @@ from infra.components.security_rules import allow_tcp
 from infra.components.served_model import ServedModel
 from infra.plan.catalog import LOG_RETENTION_DAYS
 from infra.plan.names import short_name
+from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS
 from infra.plan.stack import ServedModelPlan
 from runtime.contract import READINESS_PATH, RUNTIME_PORT
 
@@ -38,7 +39,6 @@ LAMBDA_RUNTIME = "python3.12"
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 # The Lambda answers a moment after the request timeout, never before it.
 LAMBDA_TIMEOUT_MARGIN_SECONDS = 10
-ALB_PERIOD_SECONDS = 60
 
 
 class Activator(pulumi.ComponentResource):
@@ -188,7 +188,7 @@ class Activator(pulumi.ComponentResource):
                         "metric_name": "GroupDesiredCapacity",
                         "dimensions": {"AutoScalingGroupName": served_model.group.name},
                         "stat": "Maximum",
-                        "period": ALB_PERIOD_SECONDS,
+                        "period": ALB_METRIC_PERIOD_SECONDS,
                     },
                 },
                 # Only while the group is at zero, so it never shrinks a group that has grown.
@@ -244,6 +244,6 @@ def _request_count(id_: str, dimensions: dict) -> dict:
             "metric_name": "RequestCount",
             "dimensions": dimensions,
             "stat": "Sum",
-            "period": ALB_PERIOD_SECONDS,
+            "period": ALB_METRIC_PERIOD_SECONDS,
         },
     }

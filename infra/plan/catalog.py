@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 PRICES_AS_OF = "2026-06 us-east-1 Linux on-demand (aws.amazon.com/ec2/pricing/on-demand)"
+# The month of the AWS pricing pages, for monthly costs.
+HOURS_PER_MONTH = 730
+
+# Databricks' own deployment window: the image build timeout unless the stack sets one
+# (CodeBuild accepts 5-2160 minutes), and the most the policy pack allows unless configured.
+DEFAULT_BUILD_TIMEOUT_MINUTES = 60
 
 # What the OS, Docker and the Kiln runtime's parent process keep for themselves on every
 # instance, before model workers are counted.

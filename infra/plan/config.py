@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.plan.catalog import PROFILES, ComputeType
+from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, PROFILES, ComputeType
 from runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -121,8 +121,8 @@ class Gateway(_Model):
 
 
 class Build(_Model):
-    # CodeBuild accepts 5-2160 minutes; Databricks' own deployment window is 60 minutes.
-    timeout_minutes: int = Field(default=60, ge=5, le=2160)
+    # CodeBuild accepts 5-2160 minutes.
+    timeout_minutes: int = Field(default=DEFAULT_BUILD_TIMEOUT_MINUTES, ge=5, le=2160)
 
 
 # CloudWatch alarms may look back at most one day (evaluation periods × period ≤ 86,400 s),

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.plan.catalog import PRICES_AS_OF
+from infra.plan.catalog import HOURS_PER_MONTH, PRICES_AS_OF
 from infra.plan.config import ConfigError, resolve_stack_path, stack_name
 from infra.preview.policy_pack import PolicyCheck
 from infra.preview.report import PlanReport, build_plan_report, served_model_rows
 from infra.review.diff import Change, ResourceChange, diff_resources, diff_settings
-
-HOURS_PER_MONTH = 730  # AWS pricing pages' month
 
 
 @dataclass(frozen=True)

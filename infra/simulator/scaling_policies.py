@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from infra.plan.catalog import HEALTH_CHECK_INTERVAL_SECONDS, HEALTHY_THRESHOLD
+from infra.plan.catalog import HEALTH_CHECK_INTERVAL_SECONDS, HEALTHY_THRESHOLD, HOURS_PER_MONTH
 from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS, SCALE_IN_FRACTION
 from infra.plan.stack import ServedModelPlan
 from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS
@@ -58,11 +58,10 @@ DATABRICKS_IDLE_SECONDS = 30 * 60
 DATABRICKS_COLD_START_SECONDS = 20
 
 # The Kiln runtime queues up to one request per worker beyond the ones it runs
-# (KILN_QUEUE_SIZE defaults to the worker count); past that it answers 429.
+# (KILN_QUEUE_SIZE defaults to the worker count); past that it answers 503.
 QUEUE_PER_WORKER = 1
 # gp3 storage, us-east-1: $0.08 per GB-month (aws.amazon.com/ebs/pricing), 730 h a month.
 GP3_USD_PER_GB_MONTH = 0.08
-HOURS_PER_MONTH = 730
 # ESTIMATE: requests the activator can hold at once (the default Lambda concurrency quota
 # is 1,000 per account and region; Kiln leaves room for the account's other functions).
 ACTIVATOR_HOLD_LIMIT = 500

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.plan.catalog import INSTANCES
+from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, INSTANCES
 from policies.rules.resource_types import AUTOSCALING_GROUP, CODEBUILD_PROJECT, LAUNCH_TEMPLATE
 from policies.rules.rule import MANDATORY, Config, Props, Resource, ResourceRule, StackRule, Violation, of_type
 
 # CodeBuild's own default, and Databricks' deployment window.
-DEFAULT_BUILD_TIMEOUT_MINUTES = 60
 DEFAULT_MAX_HOURLY_COST_USD = 100.0
 
 
