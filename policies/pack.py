@@ -53,14 +53,18 @@ def _resource_policy(rule: ResourceRule, environment: str) -> ResourceValidation
         for message in rule.check(args.resource_type, args.props, args.get_config()):
             report_violation(message, None)
 
-    return ResourceValidationPolicy(
-        name=rule.id,
-        description=rule.description,
-        validate=validate,
-        enforcement_level=EnforcementLevel(level_for(rule, environment)),
-        config_schema=_schema(rule),
-        remediation_steps=rule.fix,
-    )
+    return ResourceValidationPolicy(validate=validate, **_described(rule, environment))
+
+
+def _described(rule: Rule, environment: str) -> dict[str, Any]:
+    """What the engine shows of a policy, whichever kind it is: name, text, level, config, fix."""
+    return {
+        "name": rule.id,
+        "description": rule.description,
+        "enforcement_level": EnforcementLevel(level_for(rule, environment)),
+        "config_schema": _schema(rule),
+        "remediation_steps": rule.fix,
+    }
 
 
 def _as_resource(resource: Any) -> Resource:
@@ -80,14 +84,7 @@ def _stack_policy(rule: StackRule, environment: str) -> StackValidationPolicy:
         for violation in rule.check(resources, args.get_config()):
             report_violation(violation.message, violation.urn)
 
-    return StackValidationPolicy(
-        name=rule.id,
-        description=rule.description,
-        validate=validate,
-        enforcement_level=EnforcementLevel(level_for(rule, environment)),
-        config_schema=_schema(rule),
-        remediation_steps=rule.fix,
-    )
+    return StackValidationPolicy(validate=validate, **_described(rule, environment))
 
 
 def policies_for(rules: Sequence[Rule], environment: str) -> list[Policy]:

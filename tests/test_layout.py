@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("runtime", "infra", "models", "policies")
@@ -84,3 +85,18 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     assert [target for _, target in _kiln_imports(module)] == ["infra.components.gateway.Gateway"]
     assert not _allowed("models", "infra.components.gateway.Gateway")
     assert _allowed("models", "infra.plan.catalog.PROFILES") and not _allowed("policies", "infra.plan.stack.plan_stack")
+
+
+def test_the_policy_pack_runs_in_the_project_virtualenv_where_kiln_is_installed() -> None:
+    """What replaces the old sys.path edit: the engine starts the pack in the virtualenv its
+    PulumiPolicy.yaml names (relative to the pack), which must be the one the project's
+    Pulumi.yaml names (relative to the project), where `pulumi install` installs Kiln."""
+    pack = yaml.safe_load((ROOT / "policies" / "PulumiPolicy.yaml").read_text())
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    pack_venv = (ROOT / "policies" / pack["runtime"]["options"]["virtualenv"]).resolve()
+    project_venv = (ROOT / project["runtime"]["options"]["virtualenv"]).resolve()
+    installs = [line.strip() for line in (ROOT / "policies" / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    assert pack_venv == project_venv
+    assert installs == ["-e .."] and (ROOT / "policies" / "..").resolve() == ROOT
