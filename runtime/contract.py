@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 RUNTIME_PORT = 8080
+# Written last under models/<digest>/ by the upload (infra/providers/model_artifact.py): the
+# prefix is whole. Bookkeeping, not model content: the runtime's fetch leaves it out.
+UPLOAD_MARKER = ".kiln-complete.json"
 READINESS_PATH = "/ping"
 # Databricks' model execution timeout for custom models (custom-models page, May 2026).
 DATABRICKS_REQUEST_TIMEOUT_SECONDS = 597

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from runtime.contract import UPLOAD_MARKER
 from runtime.digest import tree_digest
 
 log = logging.getLogger("kiln.runtime")
@@ -87,7 +88,7 @@ def _fetch_s3(model_uri: str, expected_digest: str | None, cache: Path) -> Local
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 relative = item["Key"][len(prefix):]
-                if not relative or relative.endswith("/"):
+                if not relative or relative.endswith("/") or relative == UPLOAD_MARKER:
                     continue
                 target = (staging / relative).resolve()
                 if staging.resolve() not in target.parents:

@@ -17,8 +17,9 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from infra.providers.image_build import ClientFactory, _boto3_client
+from runtime.contract import UPLOAD_MARKER
+from runtime.digest import tree_digest
 
-MARKER = ".kiln-complete.json"
 REPLACE_KEYS = ("region", "bucket", "prefix", "digest")
 OUTPUT_KEYS = ("uri", "fileCount", "uploaded")
 
@@ -57,7 +58,7 @@ class ModelArtifactProvider(ResourceProvider):
 
     def _complete(self, s3: Any, props: dict[str, Any]) -> dict[str, Any] | None:
         try:
-            body = s3.get_object(Bucket=props["bucket"], Key=props["prefix"] + MARKER)["Body"].read()
+            body = s3.get_object(Bucket=props["bucket"], Key=props["prefix"] + UPLOAD_MARKER)["Body"].read()
         except s3.exceptions.NoSuchKey:
             return None
         marker = json.loads(body)
@@ -72,8 +73,6 @@ class ModelArtifactProvider(ResourceProvider):
         source = Path(props["sourceDir"])
         if not source.is_dir():
             raise ArtifactUploadError(f"model files for {props['digest']} are not at {source} (the local model cache)")
-        from models.artifacts import tree_digest
-
         actual = tree_digest(source)
         if actual != props["digest"]:
             raise ArtifactUploadError(
@@ -90,7 +89,7 @@ class ModelArtifactProvider(ResourceProvider):
         # Written last: the runtime and later runs trust a prefix only once this exists.
         s3.put_object(
             Bucket=props["bucket"],
-            Key=props["prefix"] + MARKER,
+            Key=props["prefix"] + UPLOAD_MARKER,
             Body=json.dumps({"digest": props["digest"], "files": listing}, sort_keys=True).encode(),
             ContentType="application/json",
         )

@@ -14,8 +14,10 @@ from botocore.stub import Stubber
 from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.providers.image_build import BuildError, ImageBuildProvider
-from infra.providers.model_artifact import MARKER, ArtifactUploadError, ModelArtifactProvider
-from models.artifacts import tree_digest
+from infra.providers.model_artifact import ArtifactUploadError, ModelArtifactProvider
+from runtime.contract import UPLOAD_MARKER
+from runtime.digest import tree_digest
+from runtime.fetch import fetch
 from tests.bake_support import aws, moto_endpoint, save_pyfunc  # noqa: F401 (fixtures)
 from tests.fakes import FakeClock
 
@@ -259,9 +261,22 @@ def test_the_upload_puts_every_file_under_the_digest_and_a_marker_last(bucket: s
     created = ModelArtifactProvider().create(props)
 
     files = sorted(p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file())
-    assert _keys(bucket) == sorted([props["prefix"] + f for f in files] + [props["prefix"] + MARKER])
+    assert _keys(bucket) == sorted([props["prefix"] + f for f in files] + [props["prefix"] + UPLOAD_MARKER])
     assert (created.outs["uploaded"], created.outs["fileCount"]) == (True, len(files))
     assert created.outs["uri"] == f"s3://{bucket}/{props['prefix']}"
+
+
+def test_the_runtime_fetches_what_the_upload_wrote_and_it_matches_the_digest(bucket: str, tmp_path: Path) -> None:
+    """Upload with the provider, fetch with the runtime's own code, as an instance does: the
+    completion marker is the upload's bookkeeping, so it is neither downloaded nor hashed."""
+    model = save_pyfunc(tmp_path / "model")
+    props = _artifact_props(bucket, model)
+    ModelArtifactProvider().create(props)
+
+    local = fetch(f"s3://{bucket}/{props['prefix']}", props["digest"], tmp_path / "cache")
+
+    assert local.digest == props["digest"]
+    assert not (local.directory / UPLOAD_MARKER).exists()
 
 
 def test_a_second_upload_of_the_same_digest_sends_nothing(bucket: str, tmp_path: Path) -> None:
