@@ -104,7 +104,7 @@ class Activator(pulumi.ComponentResource):
                     "KILN_TARGET_GROUP_ARN": served_model.target_group.arn,
                     "KILN_ACTIVATOR_TARGET_GROUP_ARN": self.target_group.arn,
                     "KILN_LISTENER_ARN": gateway.listener.arn,
-                    "KILN_REQUEST_TIMEOUT_SECONDS": str(plan.request_timeout_seconds),
+                    "KILN_REQUEST_TIMEOUT_SECONDS": str(activator_hold_seconds(plan.request_timeout_seconds)),
                     "KILN_READINESS_PATH": READINESS_PATH,
                     "KILN_PORT": str(RUNTIME_PORT),
                 }
@@ -201,9 +201,17 @@ class Activator(pulumi.ComponentResource):
         self.register_outputs({"functionArn": self.function.arn, "targetGroupArn": self.target_group.arn})
 
 
+def activator_hold_seconds(request_timeout_seconds: int) -> int:
+    """How long the activator holds a request for a waking instance: the endpoint's request
+    timeout, but never past what one Lambda invocation may run. Past 900 s Lambda stops the
+    function and the ALB answers 502; holding at most 900 s less the margin, the activator
+    answers its own 503 + Retry-After first (endpoints with longer timeouts get that sooner)."""
+    return min(request_timeout_seconds, LAMBDA_MAX_TIMEOUT_SECONDS - LAMBDA_TIMEOUT_MARGIN_SECONDS)
+
+
 def lambda_timeout_seconds(request_timeout_seconds: int) -> int:
-    """Long enough to hold a request for the endpoint's whole request timeout, within Lambda's 900 s."""
-    return min(request_timeout_seconds + LAMBDA_TIMEOUT_MARGIN_SECONDS, LAMBDA_MAX_TIMEOUT_SECONDS)
+    """The hold plus the margin to answer: within Lambda's 900 s by construction."""
+    return activator_hold_seconds(request_timeout_seconds) + LAMBDA_TIMEOUT_MARGIN_SECONDS
 
 
 def activators_for(

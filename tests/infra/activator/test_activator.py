@@ -19,6 +19,12 @@ import pytest
 
 from infra.activator import handler as handler_module
 from infra.activator.handler import Activator, Settings
+from infra.components.activator import (
+    LAMBDA_MAX_TIMEOUT_SECONDS,
+    LAMBDA_TIMEOUT_MARGIN_SECONDS,
+    activator_hold_seconds,
+    lambda_timeout_seconds,
+)
 from tests.fakes import FakeClock, listener_on_new_load_balancer, moto_server
 from tests.runtime_support import fraud_model_dir  # noqa: F401 (fixture)
 
@@ -355,3 +361,15 @@ def test_cold_request_is_held_until_the_real_kiln_runtime_is_ready_and_gets_its_
     assert len(json.loads(response["body"])["predictions"]) == 2
     assert pings[0] == 503 and pings[-1] == 200  # held while the model loaded, forwarded once ready
     assert desired_capacity(aws, settings) == 1
+
+
+@pytest.mark.parametrize("request_timeout", [1, 597, 890, 891, 900, 3995])
+def test_the_activator_answers_before_lambda_stops_it(request_timeout: int) -> None:
+    """Lambda stops an invocation at 900 s (the ALB then answers 502); the activator's hold,
+    which its handler enforces as the request timeout, ends early enough to send 503 + Retry-After."""
+    hold = activator_hold_seconds(request_timeout)
+    function_timeout = lambda_timeout_seconds(request_timeout)
+
+    assert function_timeout <= LAMBDA_MAX_TIMEOUT_SECONDS
+    assert hold + LAMBDA_TIMEOUT_MARGIN_SECONDS <= function_timeout
+    assert hold == min(request_timeout, LAMBDA_MAX_TIMEOUT_SECONDS - LAMBDA_TIMEOUT_MARGIN_SECONDS)
