@@ -79,7 +79,7 @@ class Activator(pulumi.ComponentResource):
                   referenced_security_group_id=self.security_group.id)
 
         self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
-        self.role = service_role(
+        self.role, self.role_policy = service_role(
             f"{name}-role",
             f"{name}-least-privilege",
             "lambda.amazonaws.com",
@@ -112,7 +112,8 @@ class Activator(pulumi.ComponentResource):
             vpc_config={"subnet_ids": subnet_ids, "security_group_ids": [self.security_group.id]},
             logging_config={"log_format": "Text", "log_group": self.log_group.name},
             tags=tags,
-            opts=child,
+            # Creating a function in a VPC creates its network interfaces with the role's permissions.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
         )
         invoke_from_alb = aws.lambda_.Permission(
             f"{name}-from-alb",

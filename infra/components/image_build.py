@@ -48,7 +48,7 @@ class ImageBuilder(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-build-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child
         )
-        self.role = service_role(
+        self.role, self.role_policy = service_role(
             f"{name}-build-role",
             f"{name}-build-least-privilege",
             "codebuild.amazonaws.com",
@@ -114,7 +114,7 @@ class EnvironmentImage(pulumi.ComponentResource):
                 "buildspec": builder.buildspec,
                 "timeoutSeconds": builder.timeout_minutes * 60,
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.context_object, builder.project]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.context_object, builder.project, builder.role_policy]),
         )
         # Digest-pinned (repo@sha256:…): instances run exactly the image that was checked.
         self.image_uri = self.build.imageUri

@@ -53,7 +53,7 @@ class ServedModel(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child
         )
-        self.role = service_role(
+        self.role, self.role_policy = service_role(
             f"{name}-role",
             f"{name}-least-privilege",
             "ec2.amazonaws.com",
@@ -166,7 +166,9 @@ class ServedModel(pulumi.ComponentResource):
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             # Scaling policies own the desired capacity once the group exists. Instances fetch
             # the model at start, so its upload must be complete before any can launch.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"], depends_on=[release.artifact]),
+            # The instance refresh names the rollout alarm, and a booting instance uses its role.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"],
+                                        depends_on=[release.artifact, self.rollout_alarm, self.role_policy]),
         )
         self.scaling = ServedModelScaling(name, plan, self.group, self.target_group, gateway, opts=child)
         self.image = pulumi.Output.from_input(image)

@@ -15,6 +15,8 @@ from tests.conftest import SHIPPED_STACKS, stack_config
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 GROUP = "aws:autoscaling/group:Group"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +289,23 @@ def test_unresolvable_model_stops_the_program_naming_the_uri(example_store) -> N
 
     with pytest.raises(ModelResolutionError, match="models:/no-such-model@champion"):
         run_program("dev", config, preview=True)
+
+
+def test_what_acts_with_a_role_as_it_is_created_waits_for_the_role_policy(runs) -> None:
+    """A role can exist before its inline policy: a Lambda in a VPC creates its network
+    interfaces, an instance fetches its model at boot and a build starts with the role's
+    permissions, so each depends on the policy, and a group on the rollout alarm it names."""
+    run = runs[("dev", False)]
+    policy_of = {p.parent: p.urn for p in run.of_type(ROLE_POLICY)}
+    functions, groups = run.of_type("aws:lambda/function:Function"), run.of_type(GROUP)
+    [build_policy] = [p.urn for p in run.of_type(ROLE_POLICY) if p.name.endswith("-build-least-privilege")]
+    builds = run.of_type("pulumi-python:dynamic/kiln:ImageBuild")
+
+    assert functions and groups and builds
+    for resource in functions + groups:
+        assert policy_of[resource.parent] in resource.dependencies, resource.name
+    for build in builds:
+        assert build_policy in build.dependencies, build.name
+    for group in groups:
+        [alarm] = [a.urn for a in run.of_type(ALARM) if a.parent == group.parent and a.name.endswith("-rollout-5xx")]
+        assert alarm in group.dependencies, group.name
