@@ -11,10 +11,13 @@ from infra.components.image_registry import ImageRegistry
 from infra.components.model_artifact import ModelArtifactUpload
 from infra.plan.stack import ServedModelPlan, plan_stack
 from infra.program.bake import bake_served_models, builder_compute_type
+from infra.program.physical_names import refuse_names_aws_rejects
 from infra.program.stack_config import stack_config_from_pulumi
 from models.build_context import render_build_context
 
 stack = pulumi.get_stack()
+# Before any resource: a physical name AWS would refuse stops the program as it is declared.
+pulumi.runtime.register_stack_transformation(refuse_names_aws_rejects(f"stacks/Pulumi.{stack}.yaml"))
 config = stack_config_from_pulumi()
 plan = plan_stack(stack, config)
 network = config.network

@@ -91,7 +91,8 @@ class Activator(pulumi.ComponentResource):
         )
 
         self.function = aws.lambda_.Function(
-            f"{name}-fn",
+            # Lambda takes only [a-zA-Z0-9-_] in a function name: no '.' from the resource name.
+            f"{plan.endpoint}-{plan.name}-activator",
             runtime=LAMBDA_RUNTIME,
             handler="handler.handle",
             role=self.role.arn,

@@ -75,7 +75,8 @@ class ProgramRun:
 def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     """Plausible provider outputs, so update-mode runs exercise every downstream `apply`."""
     service = type_.split(":")[1].split("/")[0]
-    physical = inputs.get("name") or f"{name.replace('.', '-')}-{digest(name)}"
+    # As pulumi-aws autonames: the logical name as it is, '-', 7 lowercase hex characters.
+    physical = inputs.get("name") or inputs.get("bucket") or f"{name}-{digest(name)}"
     outputs: dict[str, Any] = {
         "arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{type_.split(':')[-1].lower()}/{physical}",
         "name": physical,

@@ -309,3 +309,14 @@ def test_what_acts_with_a_role_as_it_is_created_waits_for_the_role_policy(runs) 
     for group in groups:
         [alarm] = [a.urn for a in run.of_type(ALARM) if a.parent == group.parent and a.name.endswith("-rollout-5xx")]
         assert alarm in group.dependencies, group.name
+
+
+def test_the_mocks_autoname_as_the_provider_does_without_cleaning(runs) -> None:
+    """A name AWS would refuse must not be tidied up offline: `<logical name>-<7 hex>`, as is."""
+    run = runs[("dev", False)]
+    role = next(r for r in run.of_type("aws:iam/role:Role") if "." in r.name)
+
+    assert role.outputs["name"].startswith(f"{role.name}-")
+    assert len(role.outputs["name"]) == len(role.name) + 8
+    assert all(f.outputs["name"].replace("-", "").replace("_", "").isalnum()
+               for f in run.of_type("aws:lambda/function:Function"))

@@ -96,6 +96,20 @@ def test_invalid_stack_exits_2_with_file_and_key_path(tmp_path: Path, example_st
     assert f"{path}: endpoints[0].trafficConfig.routes: percentages sum to 90, must be 100" in result.stderr
 
 
+def test_names_aws_would_refuse_exit_2_before_anything_is_declared(tmp_path: Path, example_store) -> None:
+    """pulumi-aws autonames the instance role `<endpoint>.<served model>-role-<7 characters>`:
+    with a long endpoint name that is past IAM's 64, which only CreateRole would have said."""
+    config = stack_config("dev", example_store)
+    config["kiln:endpoints"][0]["name"] = "customer-lifetime-value-scoring-endpoint"
+    path = write_stack(tmp_path, config)
+
+    result = CliRunner().invoke(main, ["plan", str(path)])
+
+    assert result.exit_code == 2, result.output
+    assert "(aws:iam/role:Role): IAM role name 'customer-lifetime-value-scoring-endpoint." in result.stderr
+    assert "AWS takes 1-64 (botocore iam CreateRole.RoleName)" in result.stderr
+
+
 def test_unresolvable_model_exits_2_naming_it(tmp_path: Path, example_store) -> None:
     config = stack_config("dev", example_store)
     config["kiln:endpoints"][0]["servedModels"][0]["modelUri"] = "models:/fraud-scorer/99"
