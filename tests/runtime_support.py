@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,21 +94,24 @@ def moto_s3() -> Iterator[dict[str, str]]:
 
 
 def upload_model(s3_env: dict[str, str], directory: Path, bucket: str = "kiln-artifacts") -> str:
-    """Store a model directory as bake lays it out: its files under models/<tree digest>/."""
+    """Store a model directory as `pulumi up` does: the model upload resource's own code puts
+    its files under models/<tree digest>/ and the completion marker last."""
     import boto3
 
-    from models.artifacts import tree_digest
+    from infra.providers.model_artifact import ModelArtifactProvider
+    from runtime.digest import tree_digest
 
-    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name=s3_env["AWS_DEFAULT_REGION"],
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    if bucket not in existing:
+    def client(service: str, region: str) -> Any:
+        return boto3.client(service, endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name=region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    s3 = client("s3", s3_env["AWS_DEFAULT_REGION"])
+    if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
         s3.create_bucket(Bucket=bucket)
     digest = tree_digest(directory)
-    for path in directory.rglob("*"):
-        if path.is_file():
-            s3.upload_file(str(path), bucket, f"models/{digest}/{path.relative_to(directory).as_posix()}")
-    return f"s3://{bucket}/models/{digest}/"
+    props = {"region": s3_env["AWS_DEFAULT_REGION"], "bucket": bucket, "prefix": f"models/{digest}/", "digest": digest,
+             "sourceDir": str(directory)}
+    return ModelArtifactProvider(client_factory=client).create(props).outs["uri"]
 
 
 @pytest.fixture(scope="session")
