@@ -48,3 +48,43 @@ def listener_on_new_load_balancer(elbv2: Any, name: str, subnets: list[str]) -> 
         DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
     )["Listeners"][0]["ListenerArn"]
     return listener
+
+
+@contextmanager
+def enforcing_moto_server() -> Iterator[tuple[str, Any]]:
+    """A moto server in its own process (IAM enforcement is process-wide in moto), on 127.0.0.1.
+    Yields (endpoint, enforce): requests are unchecked until `enforce()`, then every one is
+    authorized against the caller's IAM policies, as AWS does. moto evaluates actions and
+    resources, not conditions."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def enforce() -> None:
+        request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request, timeout=10).close()
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield endpoint, enforce
+    finally:
+        process.terminate()
+        process.wait(10)

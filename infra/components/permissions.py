@@ -24,6 +24,16 @@ def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, ar
     return _document(
         [
             {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
+            {
+                # The runtime lists the model's prefix to download it (ListObjectsV2 is
+                # s3:ListBucket on the bucket); the condition keeps the listing to that prefix
+                # (docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html).
+                "Sid": "ListModelArtifact",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [f"{artifact_key}*"]}},
+            },
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
             {
                 "Sid": "PullImages",

@@ -35,6 +35,8 @@ def test_instance_reads_its_model_pulls_images_writes_logs_and_publishes_only_ki
         "Statement": [
             {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"],
              "Resource": "arn:aws:s3:::kiln-artifacts-1a2b3c4/models/ab12/*"},
+            {"Sid": "ListModelArtifact", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": BUCKET,
+             "Condition": {"StringLike": {"s3:prefix": ["models/ab12/*"]}}},
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
             {"Sid": "PullImages", "Effect": "Allow",
              "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],

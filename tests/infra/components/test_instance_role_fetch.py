@@ -1,0 +1,77 @@
+"""An instance fetches its model with nothing but its role's policy: the upload resource's
+code writes the model to S3, the runtime's fetch code downloads it with credentials from
+assuming a role that holds exactly `instance_policy`, on a moto server that authorizes
+every request against IAM (as AWS does) once the setup is done."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.components.permissions import instance_policy, trust_policy
+from infra.providers.model_artifact import ModelArtifactProvider
+from runtime.digest import tree_digest
+from runtime.fetch import FetchError, fetch
+from tests.bake_support import save_pyfunc
+from tests.fakes import enforcing_moto_server
+
+REGION = "us-east-1"
+BUCKET = "kiln-artifacts"
+REPOSITORY = "arn:aws:ecr:us-east-1:123456789012:repository/kiln-images"
+LOG_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/kiln/dev/fraud-scorer"
+
+
+def _client(endpoint: str, service: str, **credentials: str) -> Any:
+    keys = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, **keys)
+
+
+@pytest.fixture
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """(endpoint, model uri, digest, role_with(policy) → assumed-role env), setup unchecked."""
+    with enforcing_moto_server() as (endpoint, enforce):
+        _client(endpoint, "s3").create_bucket(Bucket=BUCKET)
+        model = save_pyfunc(tmp_path / "model")
+        digest = tree_digest(model)
+        prefix = f"models/{digest}/"
+        ModelArtifactProvider(client_factory=lambda service, region: _client(endpoint, service)).create(
+            {"region": REGION, "bucket": BUCKET, "prefix": prefix, "digest": digest, "sourceDir": str(model)})
+        iam, sts = _client(endpoint, "iam"), _client(endpoint, "sts")
+
+        def assume_role_with(policy: str) -> None:
+            role = iam.create_role(RoleName="instance", AssumeRolePolicyDocument=trust_policy("ec2.amazonaws.com"))
+            iam.put_role_policy(RoleName="instance", PolicyName="least-privilege", PolicyDocument=policy)
+            credentials = sts.assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="instance")["Credentials"]
+            enforce()
+            # boto3's default session keeps the credentials it first found; the runtime's
+            # process starts with none, so neither may this test.
+            monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+            for name, value in {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+                                "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+                                "AWS_SESSION_TOKEN": credentials["SessionToken"],
+                                "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION}.items():
+                monkeypatch.setenv(name, value)
+
+        yield f"s3://{BUCKET}/{prefix}", digest, prefix, assume_role_with
+
+
+def test_the_runtime_fetches_its_model_with_the_instance_policy(instance: Any, tmp_path: Path) -> None:
+    uri, digest, prefix, assume_role_with = instance
+    assume_role_with(instance_policy(f"arn:aws:s3:::{BUCKET}", REPOSITORY, LOG_GROUP, artifact_key=prefix))
+
+    assert fetch(uri, digest, tmp_path / "cache").digest == digest
+
+
+def test_a_role_that_may_only_get_objects_cannot_list_the_model(instance: Any, tmp_path: Path) -> None:
+    """The policy before the fix: GetObject alone. ListObjectsV2 needs s3:ListBucket."""
+    uri, digest, prefix, assume_role_with = instance
+    assume_role_with(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{BUCKET}/{prefix}*"}]}))
+
+    with pytest.raises(FetchError, match="AccessDenied"):
+        fetch(uri, digest, tmp_path / "cache")
