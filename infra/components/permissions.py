@@ -110,6 +110,15 @@ def build_policy(bucket_arn: str, repository_arn: str, log_group_arn: str) -> st
                 "Action": ["s3:GetObject", "s3:GetObjectVersion"],
                 "Resource": f"{bucket_arn}/{CONTEXT_PREFIX}*",
             },
+            {
+                # CodeBuild checks the bucket of an S3 source (the context, given as a source
+                # override) before it reads the object; AWS's service-role policy grants these
+                # on the bucket (docs.aws.amazon.com/codebuild/latest/userguide/setting-up-service-role.html).
+                "Sid": "ContextBucketIdentity",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+                "Resource": bucket_arn,
+            },
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
             {
                 "Sid": "PushImages",

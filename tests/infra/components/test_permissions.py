@@ -91,6 +91,8 @@ def test_build_reads_only_build_contexts_pushes_to_its_repository_and_writes_log
         "Statement": [
             {"Sid": "ReadBuildContexts", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
              "Resource": "arn:aws:s3:::kiln-artifacts-1a2b3c4/build-contexts/*"},
+            {"Sid": "ContextBucketIdentity", "Effect": "Allow", "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+             "Resource": BUCKET},
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
             {"Sid": "PushImages", "Effect": "Allow",
              "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
