@@ -259,9 +259,14 @@ class TrafficConfig(_Model):
     routes: list[Route] = Field(min_length=1)
 
 
+# One forward action weighs at most 5 target groups, one per served model (an ALB quota
+# that cannot be raised: docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-limits.html).
+MAX_SERVED_MODELS_PER_ENDPOINT = 5
+
+
 class Endpoint(_Model):
     name: str
-    served_models: list[ServedModel] = Field(min_length=1, max_length=10)
+    served_models: list[ServedModel] = Field(min_length=1, max_length=MAX_SERVED_MODELS_PER_ENDPOINT)
     traffic_config: TrafficConfig | None = None
     request_timeout_seconds: int = Field(default=DATABRICKS_REQUEST_TIMEOUT_SECONDS, ge=1, le=MAX_REQUEST_TIMEOUT_SECONDS)
     tags: dict[str, str] = Field(default_factory=dict)
@@ -270,6 +275,17 @@ class Endpoint(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_name(value, "endpoint name")
+
+    @field_validator("served_models", mode="before")
+    @classmethod
+    def _fit_one_forward_action(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_SERVED_MODELS_PER_ENDPOINT:
+            raise ValueError(
+                f"{len(value)} served models; an endpoint takes at most {MAX_SERVED_MODELS_PER_ENDPOINT}, because its "
+                "ALB listener rule forwards to one target group per served model and one forward action weighs at "
+                f"most {MAX_SERVED_MODELS_PER_ENDPOINT} (a quota AWS does not raise); split them across endpoints"
+            )
+        return value
 
     @model_validator(mode="after")
     def _routes_match_served_models(self) -> Endpoint:

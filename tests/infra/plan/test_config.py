@@ -404,8 +404,14 @@ def test_expected_latency_alone_does_not_count_as_a_way_of_sizing() -> None:
     assert parse_stack_config(values, SOURCE).endpoints[0].served_models[0].expected_latency_ms == 40
 
 
-@pytest.mark.parametrize(("count", "accepted"), [(0, False), (1, True), (10, True), (11, False)])
-def test_an_endpoint_serves_one_to_ten_models(count: int, accepted: bool) -> None:
+@pytest.mark.parametrize(("count", "refusal"), [
+    (0, "List should have at least 1 item"),
+    (1, None),
+    (5, None),
+    # One ALB forward action weighs at most 5 target groups, one per served model.
+    (6, "6 served models; an endpoint takes at most 5, because its ALB listener rule forwards to one target group"),
+])
+def test_an_endpoint_serves_one_to_five_models(count: int, refusal: str | None) -> None:
     values = valid_values()
     endpoint = values["endpoints"][0]
     endpoint["servedModels"] = [
@@ -416,10 +422,10 @@ def test_an_endpoint_serves_one_to_ten_models(count: int, accepted: bool) -> Non
         "routes": [{"servedModelName": f"m{i}", "trafficPercentage": 100 if i == 0 else 0} for i in range(count)]
     }
 
-    if accepted:
+    if refusal is None:
         assert len(parse_stack_config(values, SOURCE).endpoints[0].served_models) == count
     else:
-        assert problems_for(values)[0].startswith("endpoints[0].servedModels: List should have")
+        assert problems_for(values)[0].startswith(f"endpoints[0].servedModels: {refusal}")
 
 
 @pytest.mark.parametrize(("count", "accepted"), [(1, False), (2, True)])
@@ -924,3 +930,4 @@ def test_every_problem_is_its_own_line_naming_the_file() -> None:
 def test_the_namespace_ends_at_the_first_colon() -> None:
     # A nested key written with colons stays one (unknown) kiln key, reported by the schema.
     assert values_from_stack_config({"kiln:network:vpcId": "vpc-1"}, SOURCE) == {"network:vpcId": "vpc-1"}
+
