@@ -52,6 +52,9 @@ class RuntimeSettings:
     metric_dimensions: tuple[tuple[str, str], ...] = ()
     # 10 s in production (the contract); shorter only for tests and to watch it by hand.
     metric_period_seconds: float = HIGH_RESOLUTION_PERIOD_SECONDS
+    # The idle timeout of the load balancer in front (the plan sets it): one ALB is shared by
+    # every endpoint of a stack, so it can be far longer than this endpoint's request timeout.
+    load_balancer_idle_timeout_seconds: float | None = None
 
     @property
     def queue_limit(self) -> int:
@@ -60,9 +63,11 @@ class RuntimeSettings:
 
     @property
     def keep_alive_seconds(self) -> float:
-        """Longer than the ALB idle timeout (request timeout + 5 s), as AWS recommends for targets,
-        so the ALB never reuses a connection this side has just closed (a 502)."""
-        return self.request_timeout_seconds + 15
+        """Longer than the load balancer's idle timeout, as AWS recommends for targets, so the
+        ALB never reuses a connection this side has just closed (a 502). Without one named
+        (locally), as if it were the request timeout + 5 s that a one-endpoint stack gets."""
+        idle = self.load_balancer_idle_timeout_seconds or self.request_timeout_seconds + 5
+        return idle + 10
 
     def with_overrides(self, **values: object) -> RuntimeSettings:
         """Flags from `kiln runtime` on top of the env; None means 'not given'."""
@@ -108,7 +113,7 @@ def _int(env: Mapping[str, str], field: str, default: int | None, minimum: int) 
     return value
 
 
-def _seconds(env: Mapping[str, str], field: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], field: str, default: float | None) -> float | None:
     name = variable(field)
     raw = env.get(name, "").strip()
     if not raw:
@@ -188,4 +193,5 @@ def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool 
         cache_dir=Path(cache) if cache else None,
         metric_dimensions=_metric_dimensions(env),
         metric_period_seconds=_seconds(env, "metric_period_seconds", HIGH_RESOLUTION_PERIOD_SECONDS),
+        load_balancer_idle_timeout_seconds=_seconds(env, "load_balancer_idle_timeout_seconds", None),
     )

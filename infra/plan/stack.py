@@ -35,6 +35,8 @@ class ServedModelPlan:
     target_group_name: str
     tags: dict[str, str]
     scaling: ScalingPlan
+    # The stack's one ALB: its idle timeout follows the longest request timeout of any endpoint.
+    load_balancer_idle_timeout_seconds: int
     # QPS × latency when the stack states expected traffic; the policy pack checks max concurrency covers it.
     expected_peak_concurrency: int | None = None
 
@@ -99,6 +101,7 @@ class ServedModelPlan:
             request_timeout_seconds=self.request_timeout_seconds,
             drain_seconds=self.deregistration_delay_seconds,
             metric_dimensions=self.scaling.published_metric_dimensions,
+            load_balancer_idle_timeout_seconds=self.load_balancer_idle_timeout_seconds,
         )
 
 
@@ -154,10 +157,11 @@ def endpoint_path(endpoint: str) -> str:
 def plan_stack(stack: str, config: StackConfig) -> StackPlan:
     stack_tags = {"kiln:stack": stack, "kiln:environment": config.environment}
     priorities = listener_rule_priorities([e.name for e in config.endpoints])
+    idle_timeout = max(e.request_timeout_seconds for e in config.endpoints) + IDLE_TIMEOUT_MARGIN_SECONDS
     endpoints = []
     for endpoint in config.endpoints:
         served_models = [
-            _served_model_plan(stack, endpoint, served, config, stack_tags)
+            _served_model_plan(stack, endpoint, served, config, stack_tags, idle_timeout)
             for served in endpoint.served_models
         ]
         endpoints.append(
@@ -179,7 +183,7 @@ def plan_stack(stack: str, config: StackConfig) -> StackPlan:
             subnet_ids=config.network.public_subnet_ids if gateway.internet_facing else config.network.private_subnet_ids,
             ingress_cidrs=gateway.ingress_cidrs,
             certificate_arn=gateway.certificate_arn,
-            idle_timeout_seconds=max(e.request_timeout_seconds for e in config.endpoints) + IDLE_TIMEOUT_MARGIN_SECONDS,
+            idle_timeout_seconds=idle_timeout,
         ),
         endpoints=endpoints,
         tags=stack_tags,
@@ -187,7 +191,8 @@ def plan_stack(stack: str, config: StackConfig) -> StackPlan:
 
 
 def _served_model_plan(
-    stack: str, endpoint: Endpoint, served: ServedModel, config: StackConfig, stack_tags: dict[str, str]
+    stack: str, endpoint: Endpoint, served: ServedModel, config: StackConfig, stack_tags: dict[str, str],
+    load_balancer_idle_timeout_seconds: int,
 ) -> ServedModelPlan:
     profile = PROFILES[served.compute_type]
     capacity = plan_capacity(served)
@@ -213,6 +218,7 @@ def _served_model_plan(
         ),
         tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
         scaling=scaling,
+        load_balancer_idle_timeout_seconds=load_balancer_idle_timeout_seconds,
         expected_peak_concurrency=(
             concurrency_for(served.expected_qps, served.expected_latency_ms)
             if served.expected_qps is not None and served.expected_latency_ms is not None

@@ -38,6 +38,7 @@ DEFAULTS = {
     "cache_dir": None,
     "metric_dimensions": (),
     "metric_period_seconds": 10,
+    "load_balancer_idle_timeout_seconds": None,
 }
 
 # (variable, field, minimum accepted); integers
@@ -53,6 +54,7 @@ SECONDS = [
     ("KILN_DRAIN_SECONDS", "drain_seconds"),
     ("KILN_LOAD_TIMEOUT_SECONDS", "load_timeout_seconds"),
     ("KILN_METRIC_PERIOD_SECONDS", "metric_period_seconds"),
+    ("KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS", "load_balancer_idle_timeout_seconds"),
 ]
 
 
@@ -87,7 +89,7 @@ def test_every_variable_reaches_its_field() -> None:
         KILN_WORKERS="4", KILN_QUEUE_SIZE="2", KILN_REQUEST_TIMEOUT_SECONDS="2.5", KILN_DRAIN_SECONDS="7",
         KILN_MAX_PAYLOAD_BYTES="4096", KILN_LOAD_TIMEOUT_SECONDS="60", KILN_AUTH_TOKEN_SHA256=TOKEN_A,
         KILN_CACHE_DIR="/var/cache/kiln", KILN_METRIC_DIMENSIONS=DIMENSIONS,
-        KILN_METRIC_PERIOD_SECONDS="1",
+        KILN_METRIC_PERIOD_SECONDS="1", KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS="602",
     )
 
     assert settings == {
@@ -97,6 +99,7 @@ def test_every_variable_reaches_its_field() -> None:
         "load_timeout_seconds": 60.0, "auth_token_sha256": (TOKEN_A,), "cache_dir": Path("/var/cache/kiln"),
         "metric_dimensions": (("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
         "metric_period_seconds": 1.0,
+        "load_balancer_idle_timeout_seconds": 602.0,
     }
 
 
@@ -260,6 +263,14 @@ def test_keep_alive_outlasts_the_alb_idle_timeout_of_request_timeout_plus_5() ->
     assert RuntimeSettings(URI, request_timeout_seconds=2).keep_alive_seconds == 17
 
 
+def test_keep_alive_outlasts_the_shared_albs_idle_timeout_not_only_this_endpoints_timeout() -> None:
+    """One ALB serves every endpoint, idle for the longest timeout + 5 s; a 60 s endpoint's
+    runtime must keep connections longer than that, or the ALB reuses closed ones (502)."""
+    settings = RuntimeSettings(URI, request_timeout_seconds=60, load_balancer_idle_timeout_seconds=602)
+
+    assert settings.keep_alive_seconds == 612
+
+
 def test_flags_override_the_environment_and_none_means_not_given() -> None:
     from_env = settings_from_env({"KILN_MODEL_URI": URI, "KILN_WORKERS": "4", "KILN_PORT": "9000"})
 
@@ -279,7 +290,7 @@ def test_settings_written_as_env_read_back_the_same() -> None:
         request_timeout_seconds=2.5, drain_seconds=7, max_payload_bytes=4096, load_timeout_seconds=60.0,
         auth_token_sha256=(TOKEN_A, TOKEN_B), cache_dir=Path("/var/cache/kiln"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
-        metric_period_seconds=1.0,
+        metric_period_seconds=1.0, load_balancer_idle_timeout_seconds=602,
     )
 
     assert settings_from_env(settings.as_env()) == settings
@@ -290,6 +301,7 @@ def test_every_field_has_its_variable_in_the_env() -> None:
         model_uri=URI, model_digest=DIGEST, endpoint="e", served_model="s", model_name="m", model_version="1",
         queue_size=3, auth_token_sha256=(TOKEN_A,), cache_dir=Path("/c"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "e"), ("ServedModel", "s")),
+        load_balancer_idle_timeout_seconds=65,
     )
 
     assert sorted(settings.as_env()) == sorted(f"KILN_{field.name.upper()}" for field in dataclasses.fields(settings))

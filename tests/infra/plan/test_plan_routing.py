@@ -305,3 +305,15 @@ def test_the_plan_carries_the_stack_settings_bake_and_the_reports_read() -> None
     # bake reads the environment, build timeout and tracking URI from the plan, the reports its region
     assert (plan.config.environment, plan.config.build.timeout_minutes, plan.config.region) == ("prod", 60, "us-east-1")
     assert plan.config.mlflow_tracking_uri == "http://mlflow.internal:5000"
+
+
+def test_every_runtime_keeps_connections_longer_than_the_shared_alb_is_idle() -> None:
+    """The ALB's idle timeout follows the stack's longest request timeout; a runtime whose own
+    endpoint is quicker must still outlast it, or the ALB reuses closed connections (502)."""
+    values = prod_values()
+    values["endpoints"][0]["requestTimeoutSeconds"] = 60
+    plan = plan_of(values)
+
+    for served in plan.served_models:
+        settings = served.runtime_settings("s3://bucket/models/abc/", "ab" * 32)
+        assert settings.keep_alive_seconds > plan.gateway.idle_timeout_seconds, served.resource_name
