@@ -92,7 +92,7 @@ class Activator(pulumi.ComponentResource):
 
         self.function = aws.lambda_.Function(
             # Lambda takes only [a-zA-Z0-9-_] in a function name: no '.' from the resource name.
-            f"{plan.endpoint}-{plan.name}-activator",
+            f"{plan.lambda_safe_name}-activator",
             runtime=LAMBDA_RUNTIME,
             handler="handler.handle",
             role=self.role.arn,
@@ -117,7 +117,8 @@ class Activator(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
         )
         invoke_from_alb = aws.lambda_.Permission(
-            f"{name}-from-alb",
+            # Autonamed statement ids take only [a-zA-Z0-9-_] too.
+            f"{plan.lambda_safe_name}-from-alb",
             action="lambda:InvokeFunction",
             function=self.function.name,
             principal="elasticloadbalancing.amazonaws.com",
@@ -154,7 +155,7 @@ class Activator(pulumi.ComponentResource):
             opts=child,
         )
         aws.lambda_.Permission(
-            f"{name}-from-idle-alarm",
+            f"{plan.lambda_safe_name}-from-idle-alarm",
             action="lambda:InvokeFunction",
             function=self.function.name,
             principal="lambda.alarms.cloudwatch.amazonaws.com",
@@ -225,7 +226,7 @@ def activators_for(
     """One activator per scale-to-zero served model of an endpoint."""
     return {
         plan.name: Activator(
-            f"{plan.resource_name}-activator",
+            f"{plan.logical_name}-activator",
             plan,
             served_models[plan.name],
             foundation,

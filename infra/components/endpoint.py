@@ -30,7 +30,7 @@ class Endpoint(pulumi.ComponentResource):
         gateway = foundation.gateway
         self.served_models = {
             served.name: ServedModel(
-                served.resource_name, served, releases[served.name], foundation, opts=pulumi.ResourceOptions(parent=self)
+                served.logical_name, served, releases[served.name], foundation, opts=pulumi.ResourceOptions(parent=self)
             )
             for served in plan.served_models
         }

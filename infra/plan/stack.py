@@ -12,11 +12,14 @@ from typing import Any
 from infra.plan.capacity import CapacityPlan, concurrency_for, plan_capacity
 from infra.plan.catalog import PROFILES, ComputeProfile
 from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, Endpoint, ServedModel, StackConfig
-from infra.plan.names import listener_rule_priorities, short_name
+from infra.plan.names import digest, listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from runtime.contract import RUNTIME_PORT
 from runtime.settings import RuntimeSettings
 
+# The longest logical name a served model's resources start from: its IAM role is autonamed
+# `<logical name>-role-<7 characters>` and AWS takes 64.
+LOGICAL_NAME_LIMIT = 40
 # ALB deregistration delay range is 0-3600 s.
 MAX_DEREGISTRATION_DELAY_SECONDS = 3600
 
@@ -44,6 +47,24 @@ class ServedModelPlan:
     def resource_name(self) -> str:
         # '.' cannot appear in endpoint or served model names, so this never collides.
         return f"{self.endpoint}.{self.name}"
+
+    @property
+    def logical_name(self) -> str:
+        """What its resources are named from: pulumi-aws autonames them `<logical name>-<7
+        characters>`, so past LOGICAL_NAME_LIMIT the resource name keeps a readable start and
+        ends in a hash of the whole, and the tightest name derived from it (its IAM role, 64
+        characters) still fits."""
+        name = self.resource_name
+        if len(name) <= LOGICAL_NAME_LIMIT:
+            return name
+        suffix = digest(name)
+        return f"{name[:LOGICAL_NAME_LIMIT - len(suffix) - 1]}-{suffix}"
+
+    @property
+    def lambda_safe_name(self) -> str:
+        """The logical name in the characters Lambda takes ([a-zA-Z0-9-_]): '_' for the '.',
+        since neither name may contain '_', so two served models never meet."""
+        return self.logical_name.replace(".", "_")
 
     @property
     def deregistration_delay_seconds(self) -> int:

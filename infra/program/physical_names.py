@@ -44,13 +44,14 @@ class NameLimit:
     field: str = "name"
 
 
-def _botocore(what: str, service: str, operation: str, member: str) -> NameLimit:
+def _botocore(what: str, service: str, operation: str, member: str, field: str = "name") -> NameLimit:
     shape = botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
     metadata = shape.members[member].metadata
     # Smithy patterns spell characters past U+FFFF as UTF-16 surrogate pairs; Python's re
     # reads code points.
     pattern = metadata.get("pattern", ".+").replace(r"\uD800\uDC00-\uDBFF\uDFFF", r"\U00010000-\U0010FFFF")
-    return NameLimit(what, metadata.get("min", 1), metadata["max"], pattern, f"botocore {service} {operation}.{member}")
+    return NameLimit(what, metadata.get("min", 1), metadata["max"], pattern, f"botocore {service} {operation}.{member}",
+                     field)
 
 
 @cache
@@ -64,6 +65,8 @@ def limits() -> dict[str, NameLimit]:
         "aws:lambda/function:Function": NameLimit(
             "Lambda function name", 1, 64, r"[a-zA-Z0-9_-]+",
             "https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html"),
+        "aws:lambda/permission:Permission": _botocore(
+            "Lambda permission statement id", "lambda", "AddPermission", "StatementId", field="statement_id"),
         "aws:iam/role:Role": _botocore("IAM role name", "iam", "CreateRole", "RoleName"),
         "aws:iam/rolePolicy:RolePolicy": _botocore("IAM inline policy name", "iam", "PutRolePolicy", "PolicyName"),
         "aws:iam/instanceProfile:InstanceProfile": _botocore(

@@ -143,7 +143,7 @@ def test_scale_to_zero_routes_the_served_model_to_its_activator(runs) -> None:
     rule = named(run, "aws:lb/listenerRule:ListenerRule", "fraud-scorer-route").inputs
     activator_group = named(run, "aws:lb/targetGroup:TargetGroup", "fraud-scorer.champion-activator-tg")
     attachment = named(run, "aws:lb/targetGroupAttachment:TargetGroupAttachment", "fraud-scorer.champion-activator-target")
-    function = named(run, "aws:lambda/function:Function", "fraud-scorer-champion-activator")
+    function = named(run, "aws:lambda/function:Function", "fraud-scorer_champion-activator")
 
     assert rule["actions"][0]["forward"]["targetGroups"] == [{"arn": activator_group.outputs["arn"], "weight": 100}]
     assert activator_group.inputs["targetType"] == "lambda"
@@ -152,7 +152,7 @@ def test_scale_to_zero_routes_the_served_model_to_its_activator(runs) -> None:
 
 def test_activator_holds_requests_for_the_endpoint_request_timeout(runs) -> None:
     run = runs["dev"]
-    function = named(run, "aws:lambda/function:Function", "fraud-scorer-champion-activator").inputs
+    function = named(run, "aws:lambda/function:Function", "fraud-scorer_champion-activator").inputs
     group = named(run, GROUP, "fraud-scorer.champion-asg")
     served_group = named(run, "aws:lb/targetGroup:TargetGroup", "fraud-scorer.champion-tg")
     env = function["environment"]["variables"]
@@ -186,8 +186,8 @@ def test_activator_role_may_scale_only_its_group_and_route_only_its_listener(run
 def test_idle_alarm_invokes_the_activator_after_the_idle_minutes(runs) -> None:
     run = runs["dev"]
     alarm = named(run, ALARM, "fraud-scorer.champion-activator-idle")
-    function = named(run, "aws:lambda/function:Function", "fraud-scorer-champion-activator")
-    permission = named(run, "aws:lambda/permission:Permission", "fraud-scorer.champion-activator-from-idle-alarm").inputs
+    function = named(run, "aws:lambda/function:Function", "fraud-scorer_champion-activator")
+    permission = named(run, "aws:lambda/permission:Permission", "fraud-scorer_champion-from-idle-alarm").inputs
 
     assert (alarm.inputs["evaluationPeriods"], alarm.inputs["treatMissingData"]) == (30, "breaching")
     assert alarm.inputs["alarmActions"] == [function.outputs["arn"]]

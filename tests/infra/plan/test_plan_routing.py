@@ -317,3 +317,23 @@ def test_every_runtime_keeps_connections_longer_than_the_shared_alb_is_idle() ->
     for served in plan.served_models:
         settings = served.runtime_settings("s3://bucket/models/abc/", "ab" * 32)
         assert settings.keep_alive_seconds > plan.gateway.idle_timeout_seconds, served.resource_name
+
+
+def test_logical_names_keep_short_names_and_cut_long_ones_apart() -> None:
+    """Resources are autonamed from the logical name; a long endpoint and served model name
+    is cut to 40 characters with a hash of the whole, so two long names never meet."""
+    values = prod_values()
+    values["endpoints"][0]["name"] = "customer-lifetime-value-forecaster"
+    for served in values["endpoints"][0]["servedModels"]:
+        served["name"] = f"gradient-boosted-trees-2026-{served['name']}"
+    values["endpoints"][0]["trafficConfig"]["routes"] = [
+        {**route, "servedModelName": f"gradient-boosted-trees-2026-{route['servedModelName']}"}
+        for route in values["endpoints"][0]["trafficConfig"]["routes"]]
+    plan = plan_of(values)
+    long_names = [s.logical_name for s in plan.endpoints[0].served_models]
+    short = plan.endpoints[1].served_models[0]
+
+    assert all(len(name) == 40 and name.startswith("customer-lifetime-value-fo") for name in long_names)
+    assert len(set(long_names)) == len(long_names) == 2
+    assert short.logical_name == short.resource_name
+    assert "." not in short.lambda_safe_name and short.lambda_safe_name == short.resource_name.replace(".", "_")

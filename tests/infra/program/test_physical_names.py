@@ -4,6 +4,8 @@ service models and the documented limits botocore does not encode."""
 
 from __future__ import annotations
 
+import asyncio
+
 import botocore.session
 import pulumi
 import pytest
@@ -46,7 +48,14 @@ def test_bucket_names_are_lower_case() -> None:
 
 
 def test_names_known_only_later_and_unlisted_types_are_left_to_aws() -> None:
-    assert name_problem(ROLE, "r", {"name": pulumi.Output.from_input("later")}) is None
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        later = pulumi.Output.from_input("later")
+        assert name_problem(ROLE, "r", {"name": later}) is None
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     assert name_problem("aws:lb/listener:Listener", "x" * 500, {}) is None
 
 
