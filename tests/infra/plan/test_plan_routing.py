@@ -337,3 +337,28 @@ def test_logical_names_keep_short_names_and_cut_long_ones_apart() -> None:
     assert len(set(long_names)) == len(long_names) == 2
     assert short.logical_name == short.resource_name
     assert "." not in short.lambda_safe_name and short.lambda_safe_name == short.resource_name.replace(".", "_")
+
+
+def test_a_served_model_is_serialized_once_for_its_component_report_and_outputs() -> None:
+    """The camelCase the component's inputs, the plan report and the review share (and the
+    policy pack reads): every key carries its own plan field."""
+    plan = plan_of(prod_values())
+    champion, challenger = served_plan(plan, "fraud-scorer.champion"), served_plan(plan, "fraud-scorer.challenger")
+    sizing, capacity = champion.capacity.sizing, champion.capacity
+
+    assert champion.as_properties() == {
+        "endpoint": "fraud-scorer", "servedModelName": "champion", "modelUri": "models:/fraud-scorer@champion",
+        "computeType": "CPU_MEDIUM", "instanceType": sizing.instance.name,
+        "workersPerInstance": sizing.workers_per_instance, "minInstances": sizing.min_instances,
+        "maxInstances": sizing.max_instances, "minConcurrency": capacity.min_concurrency,
+        "maxConcurrency": capacity.max_concurrency, "trafficPercentage": 90, "scaleToZeroEnabled": False,
+        "requestTimeoutSeconds": 597, "targetRequestsPerMinute": capacity.target_requests_per_minute,
+        "hourlyCostMin": sizing.hourly_cost_min, "hourlyCostMax": sizing.hourly_cost_max,
+        # 200 QPS × 40 ms
+        "expectedPeakConcurrency": 8,
+    }
+    assert "expectedPeakConcurrency" not in challenger.as_properties()
+    assert champion.capacity_outputs() == {
+        "instanceType": sizing.instance.name, "minInstances": sizing.min_instances, "maxInstances": sizing.max_instances,
+    }
+    assert (sizing.min_instances, sizing.max_instances) != (0, 0) and sizing.min_instances != sizing.max_instances
