@@ -84,8 +84,13 @@ class RuntimeSettings:
         return env
 
 
+FIELDS = frozenset(field.name for field in fields(RuntimeSettings))
+
+
 def variable(field: str) -> str:
-    """The environment variable of a RuntimeSettings field."""
+    """The environment variable of a RuntimeSettings field; a name that is no field is a bug."""
+    if field not in FIELDS:
+        raise KeyError(f"RuntimeSettings has no field {field!r}")
     return f"KILN_{field.upper()}"
 
 

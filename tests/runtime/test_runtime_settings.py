@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.settings import RuntimeSettings, SettingsError, settings_from_env
+from runtime.settings import RuntimeSettings, SettingsError, settings_from_env, variable
 
 URI = "s3://kiln-artifacts/models/abc/"
 DIGEST = hashlib.sha256(b"model tree").hexdigest()
@@ -309,7 +309,16 @@ def test_every_field_has_its_variable_in_the_env() -> None:
 
 def test_unset_fields_are_left_out_so_the_runtime_applies_its_defaults() -> None:
     env = RuntimeSettings(model_uri=URI).as_env()
+    blank = RuntimeSettings(model_uri="", endpoint="", model_name="").as_env()
+
+    assert not {"KILN_MODEL_URI", "KILN_ENDPOINT", "KILN_MODEL_NAME"} & set(blank)
 
     assert "KILN_MODEL_DIGEST" not in env and "KILN_QUEUE_SIZE" not in env and "KILN_METRIC_DIMENSIONS" not in env
     assert env["KILN_REQUEST_TIMEOUT_SECONDS"] == "597" and env["KILN_LOAD_TIMEOUT_SECONDS"] == "1800"
     assert dataclasses.asdict(settings_from_env(env)) == DEFAULTS
+
+
+def test_a_name_that_is_no_setting_has_no_variable() -> None:
+    assert variable("load_balancer_idle_timeout_seconds") == "KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS"
+    with pytest.raises(KeyError, match="no field 'MODEL_URI'"):
+        variable("MODEL_URI")

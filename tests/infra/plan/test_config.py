@@ -15,6 +15,7 @@ from infra.plan.config import (
     json_schema,
     load_stack,
     parse_stack_config,
+    read_stack,
     read_stack_file,
     resolve_stack_path,
     stack_name,
@@ -931,3 +932,16 @@ def test_the_namespace_ends_at_the_first_colon() -> None:
     # A nested key written with colons stays one (unknown) kiln key, reported by the schema.
     assert values_from_stack_config({"kiln:network:vpcId": "vpc-1"}, SOURCE) == {"network:vpcId": "vpc-1"}
 
+
+
+def test_a_stack_file_is_read_once_with_the_command_lines_tracking_uri(tmp_path: Path) -> None:
+    """What the program is handed (raw) and what is validated carry the same override."""
+    path = write_stack(tmp_path, {f"kiln:{key}": value for key, value in valid_values().items() if key != "region"}
+                       | {"aws:region": "us-east-1"})
+
+    stack_file = read_stack(str(path), "http://mlflow.example:5000")
+
+    assert (stack_file.name, stack_file.path) == ("test", path)
+    assert stack_file.raw["kiln:mlflowTrackingUri"] == "http://mlflow.example:5000"
+    assert stack_file.config.mlflow_tracking_uri == "http://mlflow.example:5000"
+    assert read_stack(str(path)).raw["kiln:mlflowTrackingUri"] == valid_values()["mlflowTrackingUri"]

@@ -188,7 +188,10 @@ def test_the_runtime_is_told_its_identity_workers_timeouts_and_metric_dimensions
     served = served_plan(plan_of(prod_values()), "fraud-scorer.champion")
 
     settings = served.runtime_settings("s3://bucket/models/abc/", "ab" * 32, "fraud-scorer", "3")
+    gpu = served_plan(plan_of(prod_values()), "ticket-router.champion").runtime_settings("s3://b/models/cd/", "cd" * 32)
 
+    assert (settings.model_uri, settings.model_digest, settings.port) == ("s3://bucket/models/abc/", "ab" * 32, 8080)
+    assert gpu.request_timeout_seconds == 120 and gpu.workers == 1
     assert served.environment_vars == {"LOG_LEVEL": "info"}
     assert (settings.endpoint, settings.served_model, settings.model_name, settings.model_version) == (
         "fraud-scorer", "champion", "fraud-scorer", "3")
