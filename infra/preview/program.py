@@ -75,8 +75,10 @@ class ProgramRun:
 def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     """Plausible provider outputs, so update-mode runs exercise every downstream `apply`."""
     service = type_.split(":")[1].split("/")[0]
-    # As pulumi-aws autonames: the logical name as it is, '-', 7 lowercase hex characters.
-    physical = inputs.get("name") or inputs.get("bucket") or f"{name}-{digest(name)}"
+    # A given name (a bucket's is its `bucket` input), else as pulumi-aws autonames: the
+    # logical name as it is, '-', 7 lowercase hex characters.
+    given = inputs.get("bucket" if type_ == "aws:s3/bucket:Bucket" else "name")
+    physical = given or f"{name}-{digest(name)}"
     outputs: dict[str, Any] = {
         "arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{type_.split(':')[-1].lower()}/{physical}",
         "name": physical,
