@@ -12,7 +12,7 @@ from typing import Any
 from infra.plan.capacity import CapacityPlan, concurrency_for, plan_capacity
 from infra.plan.catalog import PROFILES, ComputeProfile
 from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, Endpoint, ServedModel, StackConfig
-from infra.plan.names import digest, listener_rule_priorities, short_name
+from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from runtime.contract import RUNTIME_PORT
 from runtime.settings import RuntimeSettings
@@ -54,11 +54,7 @@ class ServedModelPlan:
         characters>`, so past LOGICAL_NAME_LIMIT the resource name keeps a readable start and
         ends in a hash of the whole, and the tightest name derived from it (its IAM role, 64
         characters) still fits."""
-        name = self.resource_name
-        if len(name) <= LOGICAL_NAME_LIMIT:
-            return name
-        suffix = digest(name)
-        return f"{name[:LOGICAL_NAME_LIMIT - len(suffix) - 1]}-{suffix}"
+        return short_name([self.resource_name], limit=LOGICAL_NAME_LIMIT)
 
     @property
     def lambda_safe_name(self) -> str:
