@@ -16,10 +16,14 @@ from infra.preview.program import ProgramRun, run_program
 
 @dataclass(frozen=True)
 class PlanReport:
-    plan: StackPlan
     run: ProgramRun
     # What the policy pack in policies/ says about the run (None when not asked for).
     policy: PolicyCheck | None = None
+
+    @property
+    def plan(self) -> StackPlan:
+        """The plan the program built and declared its resources from."""
+        return self.run.plan
 
 
 def build_plan_report(
@@ -35,7 +39,7 @@ def build_plan_report(
     stack_file = read_stack(stack, tracking_uri)
     run = run_program(stack_file.name, stack_file.raw, preview=preview)
     policy = check_policies(run, stack_file.raw, policy_config, pack_dir) if policies else None
-    return PlanReport(plan=run.plan, run=run, policy=policy)
+    return PlanReport(run=run, policy=policy)
 
 
 def served_model_rows(plan: StackPlan) -> list[dict[str, Any]]:
