@@ -72,25 +72,53 @@ class ProgramRun:
         return next(r for r in self.registrations if r.name == name)
 
 
-def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
-    """Plausible provider outputs, so update-mode runs exercise every downstream `apply`."""
-    service = type_.split(":")[1].split("/")[0]
-    # A given name (a bucket's is its `bucket` input), else as pulumi-aws autonames: the
-    # logical name as it is, '-', 7 lowercase hex characters.
+def physical_name(type_: str, name: str, inputs: dict[str, Any]) -> str:
+    """A given name (a bucket's is its `bucket` input), else as pulumi-aws autonames: the
+    logical name as it is, '-', 7 lowercase hex characters."""
     given = inputs.get("bucket" if type_ == "aws:s3/bucket:Bucket" else "name")
-    physical = given or f"{name}-{digest(name)}"
+    return str(given) if given else f"{name}-{digest(name)}"
+
+
+def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    """Plausible provider outputs, so update-mode runs exercise every downstream `apply`.
+    ARNs and ids have the shapes AWS gives them (elasticloadbalancing ARNs with their /app/
+    and hex ids, global IAM ARNs, ids that are names where the API's id is the name), because
+    policy documents and rehearsals are built from them."""
+    service = type_.split(":")[1].split("/")[0]
+    physical = physical_name(type_, name, inputs)
     outputs: dict[str, Any] = {
+        "id": physical,
         "arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{type_.split(':')[-1].lower()}/{physical}",
         "name": physical,
     }
+    elb = f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT_ID}"
     if type_ == "aws:s3/bucket:Bucket":
         outputs.update(bucket=physical, arn=f"arn:aws:s3:::{physical}")
+    elif type_ == "aws:iam/role:Role":
+        outputs["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}"
+    elif type_ == "aws:iam/instanceProfile:InstanceProfile":
+        outputs["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:instance-profile/{physical}"
+    elif type_ == "aws:iam/rolePolicy:RolePolicy":
+        outputs["id"] = f"{inputs.get('role')}:{physical}"
+    elif type_ == "aws:ec2/securityGroup:SecurityGroup":
+        outputs.update(id=f"sg-{digest(name, 17)}", arn=f"arn:aws:ec2:{region}:{ACCOUNT_ID}:security-group/sg-{digest(name, 17)}")
     elif type_ == "aws:ecr/repository:Repository":
         outputs["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}"
     elif type_ == "aws:lb/loadBalancer:LoadBalancer":
-        outputs.update(dnsName=f"internal-{physical}-{digest(physical, 10)}.{region}.elb.amazonaws.com", arnSuffix=f"app/{physical}/{digest(physical, 16)}")
+        suffix = f"app/{physical}/{digest(physical, 16)}"
+        outputs.update(id=f"{elb}:loadbalancer/{suffix}", arn=f"{elb}:loadbalancer/{suffix}", arnSuffix=suffix,
+                       dnsName=f"internal-{physical}-{digest(physical, 10)}.{region}.elb.amazonaws.com")
     elif type_ == "aws:lb/targetGroup:TargetGroup":
-        outputs["arnSuffix"] = f"targetgroup/{physical}/{digest(physical, 16)}"
+        suffix = f"targetgroup/{physical}/{digest(physical, 16)}"
+        outputs.update(id=f"{elb}:{suffix}", arn=f"{elb}:{suffix}", arnSuffix=suffix)
+    elif type_ == "aws:lb/listener:Listener":
+        balancer = str(inputs.get("loadBalancerArn", "")).partition(":loadbalancer/")[2]
+        arn = f"{elb}:listener/{balancer}/{digest(name, 16)}"
+        outputs.update(id=arn, arn=arn)
+    elif type_ == "aws:lb/listenerRule:ListenerRule":
+        listener = str(inputs.get("listenerArn", "")).partition(":listener/")[2]
+        arn = f"{elb}:listener-rule/{listener}/{digest(name, 16)}"
+        outputs.update(id=arn, arn=arn)
     elif type_ == "aws:ec2/launchTemplate:LaunchTemplate":
         outputs.update(latestVersion=1, id=f"lt-{digest(name, 17)}")
     elif type_ == "aws:cloudwatch/logGroup:LogGroup":
@@ -123,9 +151,10 @@ class KilnMocks(pulumi_mocks.Mocks):
         if not args.custom:
             return None, {}
         state = dict(args.inputs)
-        if not self.preview:
-            state = {**_computed_outputs(args.typ, args.name, args.inputs, self.region), **state}
-        return f"{args.name}-{digest(args.typ + args.name, 8)}", state
+        if self.preview:
+            return f"{args.name}-{digest(args.typ + args.name, 8)}", state
+        outputs = _computed_outputs(args.typ, args.name, args.inputs, self.region)
+        return outputs.pop("id"), {**outputs, **state}
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
         if args.token == "aws:ssm/getParameter:getParameter":
