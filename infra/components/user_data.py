@@ -55,3 +55,20 @@ def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
         runtime_env=settings.as_env(),
         environment_vars=plan.environment_vars,
     )
+
+
+# Where the user data writes the runtime's environment (docker's --env-file format).
+RUNTIME_ENV_FILE = "/etc/kiln-runtime.env"
+
+
+def runtime_env_file(user_data: str) -> dict[str, str]:
+    """The variables a rendered user data writes into the runtime's env file, read back from
+    the script itself: the rehearsal starts the runtime with exactly these, not a second copy.
+    docker reads the file one KEY=value per line, without quoting; a later line wins."""
+    lines = user_data.splitlines()
+    opening = f"cat > {RUNTIME_ENV_FILE} <<'ENV'"
+    if opening not in lines:
+        raise ValueError(f"the user data writes no {RUNTIME_ENV_FILE} (expected a line {opening!r})")
+    start = lines.index(opening) + 1
+    end = lines.index("ENV", start)
+    return dict(line.split("=", 1) for line in lines[start:end] if line.strip() and not line.startswith("#"))

@@ -79,7 +79,7 @@ def physical_name(type_: str, name: str, inputs: dict[str, Any]) -> str:
     return str(given) if given else f"{name}-{digest(name)}"
 
 
-def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+def computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     """Plausible provider outputs, so update-mode runs exercise every downstream `apply`.
     ARNs and ids have the shapes AWS gives them (elasticloadbalancing ARNs with their /app/
     and hex ids, global IAM ARNs, ids that are names where the API's id is the name), because
@@ -153,7 +153,7 @@ class KilnMocks(pulumi_mocks.Mocks):
         state = dict(args.inputs)
         if self.preview:
             return f"{args.name}-{digest(args.typ + args.name, 8)}", state
-        outputs = _computed_outputs(args.typ, args.name, args.inputs, self.region)
+        outputs = computed_outputs(args.typ, args.name, args.inputs, self.region)
         return outputs.pop("id"), {**outputs, **state}
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
@@ -191,8 +191,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     urn=response.urn,
                     parent=request.parent,
                     custom=request.custom,
-                    inputs=_plain(json_format.MessageToDict(request.object)),
-                    outputs={"id": response.id, **_plain(json_format.MessageToDict(response.object))},
+                    inputs=plain_values(json_format.MessageToDict(request.object)),
+                    outputs={"id": response.id, **plain_values(json_format.MessageToDict(response.object))},
                     options={
                         "protect": request.protect,
                         "ignoreChanges": list(request.ignoreChanges),
@@ -212,17 +212,17 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         with self._lock:
             for registration in self.registrations:
                 if registration.urn == request.urn and not registration.custom:
-                    registration.outputs = _plain(json_format.MessageToDict(request.outputs))
+                    registration.outputs = plain_values(json_format.MessageToDict(request.outputs))
         return super().RegisterResourceOutputs(request)
 
 
-def _plain(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
     """Drop the SDK's internal keys (`__defaults`, `__provider`), as the engine does for
     policies, and give back the integers that protobuf's Struct carries as floats."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if not k.startswith("__")}
+        return {k: plain_values(v) for k, v in value.items() if not k.startswith("__")}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain_values(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -241,14 +241,15 @@ def config_strings(config: dict[str, Any]) -> dict[str, str]:
     return strings
 
 
-def run_program(stack: str, config: dict[str, Any], preview: bool) -> ProgramRun:
-    """Execute infra/ once under mocks; `config` is the stack file's `config:` mapping."""
+def run_program(stack: str, config: dict[str, Any], preview: bool, mocks: KilnMocks | None = None) -> ProgramRun:
+    """Execute infra/ once under mocks; `config` is the stack file's `config:` mapping.
+    `mocks` replaces the offline provider (the rehearsal deploys into a stand-in account)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         reset_options()
         pulumi.runtime.set_all_config(config_strings(config))
-        mocks = KilnMocks(preview=preview, region=str(config.get("aws:region", "us-east-1")))
+        mocks = mocks or KilnMocks(preview=preview, region=str(config.get("aws:region", "us-east-1")))
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
