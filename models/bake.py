@@ -50,14 +50,15 @@ class BakedModel:
 def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
     files = fetch_model(model_uri, tracking_uri)
     manifest = read_manifest(files.directory)
+    environment = environment_for(manifest, gpu)
     return BakedModel(
         model_uri=model_uri,
         resolved_uri=files.resolved_uri,
         artifact_digest=files.digest,
         manifest=manifest,
-        environment=environment_for(manifest, gpu),
+        environment=environment,
         model_dir=files.directory,
-        estimate=estimate_image(manifest.requirements, manifest.size_bytes, gpu),
+        estimate=estimate_image(manifest.requirements, manifest.size_bytes, gpu, environment.system_cuda),
     )
 
 
