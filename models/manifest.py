@@ -41,10 +41,6 @@ class Manifest:
         names = {requirement_name(r) for r in self.requirements}
         return tuple(f for f in self.flavors if f in GPU_FLAVORS) + tuple(p for p in GPU_PACKAGES if p in names)
 
-    @property
-    def uses_gpu_framework(self) -> bool:
-        return bool(self.gpu_frameworks)
-
     def as_properties(self) -> dict[str, Any]:
         """The manifest as Pulumi resource properties, so the policy pack can read it."""
         return {
