@@ -16,6 +16,7 @@ from models.checks import CheckInput, Finding, PackagingError, ServingTarget, ch
 from models.environment import Environment, environment_for
 from models.estimates import ImageEstimate, estimate_image
 from models.manifest import Manifest, read_manifest
+from models.resolved import ResolvedPackages
 
 # MLflow retries an unreachable server for minutes by default; a plan should say so at once.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -42,22 +43,24 @@ class BakedModel:
     def image_tag(self) -> str:
         return self.environment.image_tag
 
-    def findings(self, target: ServingTarget) -> list[Finding]:
-        """The packaging checks for this model served on `target`."""
-        return check_packaging(CheckInput(self.manifest, self.environment, self.estimate, target))
+    def findings(self, target: ServingTarget, resolved: ResolvedPackages | None = None) -> list[Finding]:
+        """The packaging checks for this model served on `target`; with `resolved` (what pip
+        installed in the reload check's virtualenv) the GPU checks read the resolved wheels."""
+        return check_packaging(CheckInput(self.manifest, self.environment, self.estimate, target, resolved))
 
 
 def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
     files = fetch_model(model_uri, tracking_uri)
     manifest = read_manifest(files.directory)
+    environment = environment_for(manifest, gpu)
     return BakedModel(
         model_uri=model_uri,
         resolved_uri=files.resolved_uri,
         artifact_digest=files.digest,
         manifest=manifest,
-        environment=environment_for(manifest, gpu),
+        environment=environment,
         model_dir=files.directory,
-        estimate=estimate_image(manifest.requirements, manifest.size_bytes, gpu),
+        estimate=estimate_image(manifest.requirements, manifest.size_bytes, gpu, environment.system_cuda),
     )
 
 

@@ -24,7 +24,8 @@ from models.environment import TEMPLATES_DIR, Environment
 from runtime import RUNTIME_VERSION
 from runtime.contract import READINESS_PATH, RUNTIME_PORT
 
-# uv only provides a standalone CPython on CUDA bases; pinned so the recipe is reproducible.
+# uv only provides a standalone CPython on CUDA bases; pinned so the recipe is reproducible
+# (and pinned to the same version in pyproject's dev extras, whose uv the image test runs).
 UV_IMAGE = "ghcr.io/astral-sh/uv:0.5.11"
 # A fixed non-root uid, so file ownership in volumes is the same on every instance.
 RUNTIME_UID = 10001
@@ -81,6 +82,7 @@ def render_files(environment: Environment, runtime_dir: Path | None = None) -> d
         base_image=environment.base_image,
         python=environment.python_version,
         gpu=environment.gpu,
+        system_cuda=environment.system_cuda,
         uv_image=UV_IMAGE,
         uid=RUNTIME_UID,
         port=RUNTIME_PORT,

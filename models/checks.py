@@ -14,10 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, ComputeProfile
+from packaging.version import Version
+
+from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, GPU_AMI_NVIDIA_DRIVER, ComputeProfile
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
+from models.resolved import IMAGE_PLATFORM, ResolvedPackages
 
 Level = Literal["error", "warning"]
 
@@ -44,6 +47,11 @@ BUILD_TIME_WARNING_SHARE = 0.75
 # memory per concurrency is per worker process), on top of the worker's own interpreter + libraries.
 MODEL_MEMORY_FACTOR = 2.0
 WORKER_BASELINE_GIB = 0.5
+# The lowest NVIDIA driver branch that runs each CUDA major under CUDA minor version
+# compatibility (any 12.x on ≥ 525, any 13.x on ≥ 580): NVIDIA, "CUDA Compatibility", table 1,
+# https://docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html, and the
+# CUDA Toolkit release notes' driver table.
+MIN_DRIVER_BY_CUDA_MAJOR = {11: 450, 12: 525, 13: 580}
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,14 @@ class CheckInput:
     environment: Environment
     estimate: ImageEstimate
     target: ServingTarget
+    # What pip installed for the requirements (the reload check's virtualenv), when `kiln bake`
+    # built one: the GPU checks then read the resolved wheels instead of the requirement text.
+    resolved: ResolvedPackages | None = None
+
+    @property
+    def resolved_for_image(self) -> ResolvedPackages | None:
+        """The resolved packages if they were resolved for the image's platform, else None."""
+        return self.resolved if self.resolved is not None and self.resolved.for_image_platform else None
 
 
 class PackagingError(Exception):
@@ -213,18 +229,36 @@ def _python(c: CheckInput) -> list[Finding]:
 def _accelerator(c: CheckInput) -> list[Finding]:
     profile = c.target.profile
     compute = profile.compute_type.value
-    cpu_torch = any(is_cpu_only_torch(r) for r in c.manifest.requirements)
-    if not profile.has_gpu and c.manifest.uses_gpu_framework and not cpu_torch:
+    frameworks = c.manifest.gpu_frameworks
+    resolved = c.resolved_for_image
+    if resolved is not None:
+        cpu_torch = resolved.torch is not None and resolved.cuda is None
+    else:
+        cpu_torch = any(is_cpu_only_torch(r) for r in c.manifest.requirements)
+    if not profile.has_gpu:
+        if frameworks and not cpu_torch:
+            return [
+                Finding(
+                    "gpu-framework-on-cpu",
+                    "warning",
+                    f"the model uses a GPU framework ({', '.join(frameworks)}) but {compute} has no GPU: it will "
+                    "run, slowly, in an image carrying unused CUDA libraries; choose GPU_SMALL/GPU_MEDIUM, or pin a "
+                    "CPU build (torch==X+cpu) if CPU is intended",
+                )
+            ]
+        return []
+    if cpu_torch and resolved is not None:
         return [
             Finding(
-                "gpu-framework-on-cpu",
-                "warning",
-                f"the model uses a GPU framework ({', '.join(c.manifest.flavors)}) but {compute} has no GPU: it will "
-                "run, slowly, in an image carrying unused CUDA libraries; choose GPU_SMALL/GPU_MEDIUM, or pin a CPU "
-                "build (torch==X+cpu) if CPU is intended",
+                "cpu-torch-on-gpu",
+                "error",
+                f"pip resolves the model's requirements to torch {resolved.torch}, a build without CUDA (no CUDA "
+                f"runtime wheel installed), but it is served on {compute}: it would never use the GPU you pay for; "
+                "drop the CPU wheel index (--extra-index-url …/whl/cpu) or pin a CUDA build, or serve it on "
+                "CPU_MEDIUM/CPU_LARGE",
             )
         ]
-    if profile.has_gpu and cpu_torch:
+    if cpu_torch:
         return [
             Finding(
                 "cpu-torch-on-gpu",
@@ -233,7 +267,65 @@ def _accelerator(c: CheckInput) -> list[Finding]:
                 "you pay for; re-log with the CUDA build of torch, or serve it on CPU_MEDIUM/CPU_LARGE",
             )
         ]
+    if not frameworks:
+        return [
+            Finding(
+                "no-gpu-framework-on-gpu",
+                "warning",
+                f"the model uses no GPU framework (flavors {', '.join(c.manifest.flavors)}; no torch, tensorflow, jax, "
+                f"transformers or onnxruntime-gpu in its requirements) but is served on {compute}: it would run on "
+                "the CPU of a GPU instance; serve it on CPU_MEDIUM/CPU_LARGE, or add the GPU framework it uses to "
+                "pip_requirements",
+            )
+        ]
     return []
+
+
+def _gpu_packages(c: CheckInput) -> list[Finding]:
+    """What only the resolved wheels show on GPU compute: the CUDA they carry against the AMI's
+    driver, a second CUDA stack under a CUDA base, and a resolution that says nothing about the image."""
+    if not c.target.profile.has_gpu or c.resolved is None:
+        return []
+    if not c.resolved.for_image_platform:
+        return [
+            Finding(
+                "resolved-elsewhere",
+                "warning",
+                f"the reload check resolved the requirements on {c.resolved.platform}, the image is {IMAGE_PLATFORM}: "
+                "the CUDA the image carries (and whether torch is a CPU build) is known only from the requirement "
+                f"text; run kiln bake on {IMAGE_PLATFORM} to check the resolved wheels",
+            )
+        ]
+    cuda = c.resolved.cuda
+    if cuda is None:
+        return []
+    findings = []
+    driver = Version(GPU_AMI_NVIDIA_DRIVER)
+    needed = MIN_DRIVER_BY_CUDA_MAJOR.get(cuda.version.major)
+    if needed is None or driver.major < needed:
+        supported = [f"CUDA {major}" for major, branch in MIN_DRIVER_BY_CUDA_MAJOR.items() if driver.major >= branch]
+        need = f"a driver ≥ {needed}" if needed else "a driver newer than any CUDA major Kiln knows"
+        findings.append(
+            Finding(
+                "gpu-driver-too-old",
+                "error",
+                f"the resolved packages carry CUDA {cuda.version} ({cuda.source}), which needs {need}; the GPU AMI's "
+                f"NVIDIA driver is {GPU_AMI_NVIDIA_DRIVER}: CUDA would fail to initialise on the instance; pin the "
+                f"framework to a build for {' or '.join(supported)}",
+            )
+        )
+    if c.environment.system_cuda:
+        findings.append(
+            Finding(
+                "gpu-two-cuda-stacks",
+                "warning",
+                f"the image starts from {c.environment.base_image} because no requirement names a framework that "
+                f"brings its own CUDA, yet the resolved packages carry CUDA {cuda.version} ({cuda.source}): the image "
+                "holds two CUDA stacks; name that framework (e.g. torch==X) in pip_requirements so the image starts "
+                "from the slim Python base",
+            )
+        )
+    return findings
 
 
 def _memory(c: CheckInput) -> list[Finding]:
@@ -308,6 +400,7 @@ CHECKS: tuple[Callable[[CheckInput], list[Finding]], ...] = (
     _conda,
     _python,
     _accelerator,
+    _gpu_packages,
     _memory,
     _disk,
     _build_time,

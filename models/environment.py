@@ -9,12 +9,14 @@ requirements, and the Dockerfile recipe), and nothing about the model's weights.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 import runtime
-from models.manifest import Manifest, requirement_name
+from models.manifest import Manifest
 from runtime import RUNTIME_VERSION
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -29,28 +31,28 @@ RUNTIME_REQUIREMENTS_FILE = RUNTIME_PACKAGE_DIR / "requirements.txt"
 SUPPORTED_PYTHON = ("3.9", "3.10", "3.11", "3.12", "3.13")
 
 CPU_BASE_IMAGE = "public.ecr.aws/docker/library/python:{python}-slim-bookworm"
-# NVIDIA's CUDA runtime images with cuDNN, from NGC (no Docker Hub pull limits in CodeBuild).
-GPU_BASE_IMAGES: dict[str, str] = {
-    "11.8": "nvcr.io/nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04",
-    "12.1": "nvcr.io/nvidia/cuda:12.1.1-cudnn8-runtime-ubuntu22.04",
-    "12.4": "nvcr.io/nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04",
-    "12.6": "nvcr.io/nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04",
-    "12.8": "nvcr.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04",
+
+# GPU frameworks whose Linux x86_64 wheels bring their own CUDA libraries (the nvidia-* wheels
+# they depend on), by requirement name → the extras that make them do so (none for torch):
+# torch's PyPI wheels depend on nvidia-*-cu12 wheels (from 2.14 on cuda-toolkit 13 and
+# nvidia-*-cu13); `tensorflow[and-cuda]` (tensorflow.org/install/pip) and `jax[cuda12]` /
+# `jax[cuda13]` (docs.jax.dev/en/latest/installation.html) install the same kind of wheels.
+# Such an image needs no system CUDA: the slim Python base is enough, and the NVIDIA container
+# toolkit mounts the host's driver into it (`docker run --gpus`). A CUDA base under them would
+# be a second, unused CUDA stack of several GiB.
+FRAMEWORKS_WITH_OWN_CUDA: dict[str, frozenset[str]] = {
+    "torch": frozenset(),
+    "tensorflow": frozenset({"and-cuda"}),
+    "jax": frozenset({"cuda12", "cuda13"}),
 }
-DEFAULT_CUDA = "12.4"
-# The CUDA version of torch's default Linux wheel on PyPI, per torch minor release
-# (pytorch.org "Previous versions" install matrix).
-TORCH_DEFAULT_CUDA: dict[str, str] = {
-    "2.0": "11.8",
-    "2.1": "12.1",
-    "2.2": "12.1",
-    "2.3": "12.1",
-    "2.4": "12.1",
-    "2.5": "12.4",
-    "2.6": "12.4",
-    "2.7": "12.6",
-    "2.8": "12.8",
-}
+# For GPU frameworks that load CUDA from the system (tensorflow without [and-cuda],
+# onnxruntime-gpu): NVIDIA's CUDA runtime image with cuDNN, at the newest CUDA 12 release.
+# CUDA and cuDNN keep their sonames within a major version (libcudart.so.12, libcudnn.so.9), so
+# a framework built for any 12.x loads them; the newest minor is also the tag furthest from
+# deletion: NVIDIA deletes a CUDA image tag six months after it reaches end of life, on NGC and
+# Docker Hub alike (https://gitlab.com/nvidia/container-images/cuda/-/blob/master/doc/support-policy.md).
+# It carries no Python of our choosing: the Dockerfile installs one with uv.
+SYSTEM_CUDA_BASE = "nvcr.io/nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04"
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,12 @@ class Environment:
 
     @property
     def hash(self) -> str:
+        # `gpu` too: a GPU image on the slim Python base differs from the CPU one only in what
+        # it asks of the NVIDIA container toolkit.
         text = "\n".join(
             [
                 self.base_image,
+                "gpu" if self.gpu else "cpu",
                 self.python_version,
                 RUNTIME_VERSION,
                 self.recipe_digest,
@@ -81,6 +86,11 @@ class Environment:
     @property
     def image_tag(self) -> str:
         return f"env-{self.hash[:20]}"
+
+    @property
+    def system_cuda(self) -> bool:
+        """The base is NVIDIA's CUDA image, which has no Python: the Dockerfile installs one."""
+        return self.base_image == SYSTEM_CUDA_BASE
 
 
 def runtime_requirements() -> tuple[str, ...]:
@@ -106,24 +116,20 @@ def recipe_digest() -> str:
     return digest.hexdigest()
 
 
-def cuda_version_for(requirements: tuple[str, ...]) -> str:
-    """The CUDA runtime the model's framework was built against.
-
-    `torch==2.4.0+cu118` names it; a plain `torch==2.5.1` uses the CUDA of that release's
-    default PyPI wheel. Anything else gets DEFAULT_CUDA.
-    """
-    for requirement in requirements:
-        if requirement_name(requirement) != "torch":
+def brings_own_cuda(requirements: tuple[str, ...]) -> bool:
+    """Whether a requirement installs a GPU framework together with its CUDA libraries
+    (FRAMEWORKS_WITH_OWN_CUDA); pip options (`--extra-index-url …`) are not requirements."""
+    for line in requirements:
+        if line.startswith("-"):
             continue
-        local = re.search(r"\+cu(\d+)(\d)\b", requirement)
-        if local:
-            version = f"{local.group(1)}.{local.group(2)}"
-            if version in GPU_BASE_IMAGES:
-                return version
-        pinned = re.search(r"==\s*(\d+)\.(\d+)", requirement)
-        if pinned:
-            return TORCH_DEFAULT_CUDA.get(f"{pinned.group(1)}.{pinned.group(2)}", DEFAULT_CUDA)
-    return DEFAULT_CUDA
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue  # the image's pip reports it; the base choice does not hinge on it
+        extras = FRAMEWORKS_WITH_OWN_CUDA.get(canonicalize_name(requirement.name))
+        if extras is not None and (not extras or extras & {canonicalize_name(e) for e in requirement.extras}):
+            return True
+    return False
 
 
 def python_minor(version: str) -> str:
@@ -133,7 +139,8 @@ def python_minor(version: str) -> str:
 
 def environment_for(manifest: Manifest, gpu: bool) -> Environment:
     python = python_minor(manifest.python_version)
-    base = GPU_BASE_IMAGES[cuda_version_for(manifest.requirements)] if gpu else CPU_BASE_IMAGE.format(python=python or "3")
+    python_base = CPU_BASE_IMAGE.format(python=python or "3")
+    base = SYSTEM_CUDA_BASE if gpu and not brings_own_cuda(manifest.requirements) else python_base
     return Environment(
         python_version=python,
         requirements=manifest.requirements,

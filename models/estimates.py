@@ -54,10 +54,11 @@ PACKAGE_MIB: dict[str, int] = {
 UNKNOWN_PACKAGE_MIB = 20
 
 # Uncompressed base image sizes (GiB). python:3.x-slim-bookworm is ~125-150 MB on Docker
-# Hub; the CUDA cuDNN runtime images are ~3.5-4 GB uncompressed (nvcr.io / Docker Hub tag
-# pages), plus a standalone Python (~0.1 GiB) installed on top.
-CPU_BASE_GIB = 0.15
-GPU_BASE_GIB = 4.1
+# Hub (the base of CPU images and of GPU images whose framework brings its own CUDA); the
+# CUDA cuDNN runtime images are ~3.5-4 GB uncompressed (nvcr.io / Docker Hub tag pages), plus
+# a standalone Python (~0.1 GiB) installed on top.
+PYTHON_BASE_GIB = 0.15
+CUDA_BASE_GIB = 4.1
 # The Kiln runtime and its own requirements (starlette, uvicorn, boto3, mlflow-skinny).
 RUNTIME_GIB = 0.15
 
@@ -151,8 +152,9 @@ def codebuild_compute_type(needs_gib: float) -> tuple[str | None, float]:
     return None, CODEBUILD_DISK_GB[names[-1]] * 1e9 / GIB
 
 
-def estimate_image(requirements: tuple[str, ...], model_bytes: int, gpu: bool) -> ImageEstimate:
-    base = GPU_BASE_GIB if gpu else CPU_BASE_GIB
+def estimate_image(requirements: tuple[str, ...], model_bytes: int, gpu: bool, system_cuda: bool) -> ImageEstimate:
+    """`gpu`: served on a GPU instance (its AMI); `system_cuda`: the image starts from a CUDA base."""
+    base = CUDA_BASE_GIB if system_cuda else PYTHON_BASE_GIB
     deps = dependencies_gib(requirements)
     model = model_bytes / GIB
     image = base + deps + RUNTIME_GIB

@@ -17,7 +17,7 @@ import yaml
 # Flavors whose models run their predictions on a GPU when one is present (MLflow moves
 # PyTorch and Transformers models to the device itself).
 GPU_FLAVORS = ("pytorch", "transformers", "sentence_transformers", "tensorflow", "keras")
-GPU_PACKAGES = ("torch", "tensorflow", "jax", "transformers", "sentence-transformers", "vllm")
+GPU_PACKAGES = ("torch", "tensorflow", "jax", "transformers", "sentence-transformers", "vllm", "onnxruntime-gpu")
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,11 @@ class Manifest:
     size_bytes: int
 
     @property
-    def uses_gpu_framework(self) -> bool:
-        """A flavour or requirement that expects an accelerator (torch, transformers, …)."""
+    def gpu_frameworks(self) -> tuple[str, ...]:
+        """The flavours and requirements that expect an accelerator (`pytorch`, `torch`, …), and
+        only those: a finding that names them must not name `python_function` or `sklearn`."""
         names = {requirement_name(r) for r in self.requirements}
-        return any(f in self.flavors for f in GPU_FLAVORS) or any(p in names for p in GPU_PACKAGES)
+        return tuple(f for f in self.flavors if f in GPU_FLAVORS) + tuple(p for p in GPU_PACKAGES if p in names)
 
     def as_properties(self) -> dict[str, Any]:
         """The manifest as Pulumi resource properties, so the policy pack can read it."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import yaml
 
 import models.environment as environment_module
 from models.examples.seed import pinned
+from models.resolved import site_packages
 from tests.fakes import moto_server
 
 
@@ -52,6 +55,18 @@ def save_pyfunc(
         kwargs["input_example"] = example
     mlflow.pyfunc.save_model(str(path), python_model=TextLength(), **kwargs)
     return path
+
+
+def venv_with_distributions(directory: Path, *installed: tuple[str, str]) -> Path:
+    """A real virtualenv whose site-packages holds the `.dist-info` metadata pip writes for each
+    (name, version): what `pip install` of a torch+cpu wheel leaves behind, without its 200 MB."""
+    venv = directory / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    for name, version in installed:
+        info = site_packages(venv) / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return venv
 
 
 def edit_yaml(path: Path, **changes: Any) -> None:

@@ -21,11 +21,12 @@ from rich.table import Table
 from infra.commands.output import console, errors, user_errors
 from infra.plan.config import load_stack
 from infra.plan.stack import ServedModelPlan, plan_stack
-from infra.program.bake import bake_and_check
+from infra.program.bake import bake_and_check, serving_target
 from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError, render_build_context
 from models.checks import Finding
 from models.reload import ReloadResult, reload_check
+from models.resolved import read_resolved
 
 
 @dataclass
@@ -88,6 +89,9 @@ def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path
     if not skip_reload:
         with errors.status(f"reload check for {report.served_model} (virtualenv from its requirements)…"):
             report.reload = reload_check(baked.model_dir, baked.manifest)
+        if report.reload.venv is not None:
+            # The checks again, on what pip resolved: a CPU-only torch or the CUDA its wheels carry.
+            findings = baked.findings(serving_target(served, plan), read_resolved(report.reload.venv))
         finding = report.reload.finding()
         if finding:
             findings = [finding, *findings]

@@ -134,6 +134,12 @@ CPU_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-defa
 GPU_AMI_PARAMETER = (
     "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 )
+# The NVIDIA driver on that AMI, from its release notes: "Deep Learning Base OSS Nvidia Driver GPU
+# AMI (Amazon Linux 2023) 20260901" lists nvidia_driver 595.91.07 and NVIDIA container toolkit
+# 1.20.0 (https://docs.aws.amazon.com/dlami/latest/devguide/aws-deep-learning-ami-gpubaseoss-al2023-2026-09-04.html).
+# The parameter follows the latest release, whose driver only moves forward; the packaging checks
+# compare it with the CUDA a model's resolved packages carry (models/checks.py, gpu-driver-too-old).
+GPU_AMI_NVIDIA_DRIVER = "595.91.07"
 
 
 def ami_parameter(profile: ComputeProfile) -> str:

@@ -143,7 +143,7 @@ def test_build_time_over_the_timeout_is_an_error_with_the_estimate(tmp_path: Pat
 # real manifest of a small model is given a large size (the only field these checks read).
 def _with_size(baked: BakedModel, gib: float) -> CheckInput:
     manifest = dataclasses.replace(baked.manifest, size_bytes=int(gib * GIB))
-    estimate = estimate_image(manifest.requirements, manifest.size_bytes, gpu=False)
+    estimate = estimate_image(manifest.requirements, manifest.size_bytes, gpu=False, system_cuda=False)
     return CheckInput(manifest, baked.environment, estimate, _target(ComputeType.CPU_MEDIUM))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import models.environment as environment_module
 from models.build_context import BuildContextError, render_build_context, render_buildspec
-from models.environment import GPU_BASE_IMAGES, Environment, cuda_version_for, environment_for
+from models.environment import SYSTEM_CUDA_BASE, Environment, environment_for
 from tests.bake_support import kiln_runtime  # noqa: F401 (fixture)
 from tests.manifests import SKLEARN_MANIFEST
 
@@ -40,12 +40,6 @@ def test_a_changed_runtime_is_a_new_image_tag(kiln_runtime: Path) -> None:  # no
         (kiln_runtime / "extra_module_for_this_test.py").unlink()
 
 
-def test_the_gpu_base_matches_the_cuda_of_the_torch_build() -> None:
-    assert cuda_version_for(("torch==2.4.0+cu118",)) == "11.8"
-    assert cuda_version_for(("torch==2.5.1",)) == "12.4"
-    assert environment_for(dataclasses.replace(MANIFEST, requirements=("torch==2.7.0",)), gpu=True).base_image == GPU_BASE_IMAGES["12.6"]
-
-
 def test_the_cpu_base_is_python_slim_of_the_model_python() -> None:
     assert environment_for(MANIFEST, gpu=False).base_image == "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
 
@@ -66,11 +60,28 @@ def test_the_dockerfile_installs_dependencies_before_the_runtime_and_runs_as_non
     assert "__pycache__" in (context.directory / ".dockerignore").read_text()
 
 
-def test_the_gpu_dockerfile_starts_from_cuda_and_installs_the_model_python(tmp_path: Path, kiln_runtime: Path) -> None:  # noqa: F811
-    torch_model = dataclasses.replace(MANIFEST, requirements=("mlflow==3.17.2", "torch==2.5.1"))
+def test_a_torch_gpu_dockerfile_starts_from_python_and_asks_the_container_toolkit_for_the_driver(
+    tmp_path: Path, kiln_runtime: Path  # noqa: F811
+) -> None:
+    torch_model = dataclasses.replace(MANIFEST, requirements=("mlflow==3.17.2", "torch==2.14.1"))
     dockerfile = (render_build_context(environment_for(torch_model, gpu=True), tmp_path).directory / "Dockerfile").read_text()
 
-    assert f"FROM {GPU_BASE_IMAGES['12.4']}" in dockerfile
+    assert "FROM public.ecr.aws/docker/library/python:3.11-slim-bookworm" in dockerfile
+    assert "NVIDIA_VISIBLE_DEVICES=all" in dockerfile and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in dockerfile
+    assert "uv " not in dockerfile and "RUN python -m venv /opt/kiln/venv" in dockerfile
+
+
+def test_a_cpu_dockerfile_asks_for_no_gpu(tmp_path: Path, kiln_runtime: Path) -> None:  # noqa: F811
+    dockerfile = (render_build_context(environment_for(MANIFEST, gpu=False), tmp_path).directory / "Dockerfile").read_text()
+
+    assert "NVIDIA_" not in dockerfile
+
+
+def test_a_system_cuda_dockerfile_installs_the_model_python_with_uv(tmp_path: Path, kiln_runtime: Path) -> None:  # noqa: F811
+    tensorflow = dataclasses.replace(MANIFEST, requirements=("mlflow==3.17.2", "tensorflow==2.18.0"))
+    dockerfile = (render_build_context(environment_for(tensorflow, gpu=True), tmp_path).directory / "Dockerfile").read_text()
+
+    assert f"FROM {SYSTEM_CUDA_BASE}" in dockerfile
     assert "uv python install 3.11" in dockerfile
 
 

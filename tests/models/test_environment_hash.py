@@ -18,10 +18,9 @@ import pytest
 
 import models.environment as environment_module
 from models.environment import (
-    DEFAULT_CUDA,
-    GPU_BASE_IMAGES,
+    SYSTEM_CUDA_BASE,
     Environment,
-    cuda_version_for,
+    brings_own_cuda,
     environment_for,
     python_minor,
     recipe_digest,
@@ -32,7 +31,7 @@ from tests.manifests import SKLEARN_MANIFEST
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_BASE = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
-GPU_BASE = "nvcr.io/nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
+GPU_BASE = SYSTEM_CUDA_BASE
 
 CPU_ENVIRONMENT = Environment(
     python_version="3.11",
@@ -153,9 +152,10 @@ def test_a_new_python_minor_is_a_new_image_tag_for_cpu_and_gpu_images(manifest: 
 
 
 def test_the_gpu_image_of_another_python_keeps_the_cuda_base() -> None:
-    newer = dataclasses.replace(TORCH_MODEL, python_version="3.12.8")
+    tensorflow = dataclasses.replace(TORCH_MODEL, requirements=("mlflow==2.17.2", "tensorflow==2.18.0"))
+    newer = dataclasses.replace(tensorflow, python_version="3.12.8")
 
-    assert environment_for(newer, gpu=True).base_image == environment_for(TORCH_MODEL, gpu=True).base_image == GPU_BASE
+    assert environment_for(newer, gpu=True).base_image == environment_for(tensorflow, gpu=True).base_image == GPU_BASE
 
 
 @pytest.mark.parametrize(("manifest", "gpu"), [(SKLEARN_MODEL, False), (TORCH_MODEL, True)], ids=["cpu", "gpu"])
@@ -166,9 +166,10 @@ def test_a_changed_model_requirement_is_a_new_image_tag_for_cpu_and_gpu_images(m
 
 
 def test_the_same_model_on_cpu_and_gpu_gets_two_images() -> None:
+    # Same slim base (torch brings its CUDA), but the GPU image asks the container toolkit for the driver.
     cpu, gpu = environment_for(TORCH_MODEL, gpu=False), environment_for(TORCH_MODEL, gpu=True)
 
-    assert (cpu.base_image, gpu.base_image) == (CPU_BASE, GPU_BASE)
+    assert (cpu.base_image, gpu.base_image) == (CPU_BASE, CPU_BASE)
     assert (cpu.gpu, gpu.gpu) == (False, True)
     assert cpu.image_tag != gpu.image_tag
 
@@ -225,62 +226,58 @@ def test_the_image_tag_is_the_same_in_another_process() -> None:
     assert output.stdout.strip() == expected
 
 
-# --- the GPU base: the CUDA of the torch build ------------------------------------------
+# --- the GPU base: the slim Python base when the framework brings its CUDA, else a CUDA base ---
 
 
 @pytest.mark.parametrize(
-    ("requirements", "cuda"),
+    "requirements",
     [
-        # A local version label names the CUDA build.
-        (("torch==2.4.0+cu118",), "11.8"),
-        (("torch==2.5.1+cu121",), "12.1"),
-        (("torch==2.5.1+cu118",), "11.8"),  # the label wins over 2.5's default wheel (12.4)
-        (("torch==2.7.0+cu128",), "12.8"),
-        (("torch==2.0.1+cu117",), "11.8"),  # no 11.7 base image: 2.0's default wheel
-        # A plain pin: the CUDA of that release's default PyPI wheel.
-        (("torch==2.0.1",), "11.8"),
-        (("torch==2.1.2",), "12.1"),
-        (("torch==2.4.1",), "12.1"),
-        (("torch==2.5.1",), "12.4"),
-        (("torch==2.6.0",), "12.4"),
-        (("torch==2.7.0",), "12.6"),
-        (("torch==2.8.0",), "12.8"),
-        (("torch == 2.7.0",), "12.6"),
-        (("Torch==2.7.0",), "12.6"),
-        (("torch[opt-einsum]==2.7.0",), "12.6"),
-        (("mlflow==2.17.2", "numpy==2.1.3", "torch==2.7.0"), "12.6"),
-        # Anything else: the default.
-        (("torch==2.9.0",), DEFAULT_CUDA),
-        (("torch>=2.5",), DEFAULT_CUDA),
-        (("torch",), DEFAULT_CUDA),
-        (("torchvision==0.20.1+cu118",), DEFAULT_CUDA),
-        (("tensorflow==2.18.0",), DEFAULT_CUDA),
-        ((), DEFAULT_CUDA),
+        # torch's Linux wheels depend on the nvidia-* CUDA wheels, whatever the release: 2.9 on
+        # CUDA 12.8, 2.14 on CUDA 13.0 (both got the CUDA 12.4 base from the old table).
+        ("torch==2.9.0",),
+        ("torch==2.14.1",),
+        ("torch==2.5.1",),
+        ("torch==2.4.0+cu118",),
+        ("Torch==2.7.0",),
+        ("torch[opt-einsum]==2.7.0",),
+        ("torch @ https://download.pytorch.org/whl/cu128/torch-2.9.0%2Bcu128-cp311-cp311-manylinux_2_28_x86_64.whl",),
+        ("tensorflow[and-cuda]==2.18.0",),
+        ("jax[cuda12]==0.4.38",),
+        ("jax[cuda13]==0.8.0",),
+        ("--extra-index-url https://download.pytorch.org/whl/cu128", "mlflow==2.17.2", "numpy==2.1.3", "torch==2.9.0"),
     ],
 )
-def test_the_cuda_version_is_the_one_the_torch_build_was_made_for(requirements: tuple[str, ...], cuda: str) -> None:
-    assert cuda_version_for(requirements) == cuda
+def test_a_gpu_framework_that_brings_its_cuda_gets_the_slim_python_base(requirements: tuple[str, ...]) -> None:
+    environment = environment_for(dataclasses.replace(TORCH_MODEL, requirements=requirements), gpu=True)
 
-
-def test_an_unpinned_torch_does_not_hide_a_pinned_one_later() -> None:
-    assert cuda_version_for(("torch", "torch==2.7.0")) == "12.6"
+    assert brings_own_cuda(requirements)
+    assert (environment.base_image, environment.gpu, environment.system_cuda) == (CPU_BASE, True, False)
 
 
 @pytest.mark.parametrize(
-    ("torch", "image"),
+    "requirements",
     [
-        ("torch==2.4.0+cu118", "nvcr.io/nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"),
-        ("torch==2.3.1", "nvcr.io/nvidia/cuda:12.1.1-cudnn8-runtime-ubuntu22.04"),
-        ("torch==2.5.1", "nvcr.io/nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"),
-        ("torch==2.7.0", "nvcr.io/nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04"),
-        ("torch==2.8.0", "nvcr.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04"),
+        ("tensorflow==2.18.0",),  # without [and-cuda] it loads CUDA from the system
+        ("jax==0.4.38",),
+        ("onnxruntime-gpu==1.20.1",),
+        ("torchvision==0.20.1+cu118",),  # not torch itself
+        ("mlflow==2.17.2", "scikit-learn==1.5.2"),
+        ("--extra-index-url https://download.pytorch.org/whl/cu128",),
+        ("not a requirement ===",),
+        (),
     ],
 )
-def test_the_gpu_image_starts_from_the_cuda_base_of_the_torch_build(torch: str, image: str) -> None:
-    environment = environment_for(dataclasses.replace(TORCH_MODEL, requirements=("mlflow==2.17.2", torch)), gpu=True)
+def test_a_gpu_image_without_such_a_framework_gets_the_cuda_base(requirements: tuple[str, ...]) -> None:
+    environment = environment_for(dataclasses.replace(TORCH_MODEL, requirements=requirements), gpu=True)
 
-    assert environment.base_image == image
-    assert GPU_BASE_IMAGES[cuda_version_for((torch,))] == image
+    assert not brings_own_cuda(requirements)
+    assert (environment.base_image, environment.system_cuda) == (SYSTEM_CUDA_BASE, True)
+
+
+def test_a_cpu_image_never_gets_the_cuda_base() -> None:
+    tensorflow = dataclasses.replace(TORCH_MODEL, requirements=("tensorflow==2.18.0",))
+
+    assert environment_for(tensorflow, gpu=False).base_image == CPU_BASE
 
 
 # --- what else goes into the image: the runtime's requirements and the recipe ---------

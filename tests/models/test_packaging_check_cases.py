@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
+import models.checks as checks_module
 from infra.plan.catalog import PROFILES, ComputeType
 from models.checks import (
     CheckInput,
@@ -21,9 +24,10 @@ from models.checks import (
     check_packaging,
     raise_for_errors,
 )
-from models.environment import Environment
+from models.environment import SYSTEM_CUDA_BASE, Environment
 from models.estimates import ImageEstimate
 from models.manifest import Manifest
+from models.resolved import ResolvedPackages
 from tests.manifests import SKLEARN_MANIFEST
 
 CLEAN = SKLEARN_MANIFEST
@@ -52,14 +56,28 @@ def _findings(
     environment: str = "dev",
     compute: ComputeType = ComputeType.CPU_MEDIUM,
     timeout: int = 60,
+    resolved: ResolvedPackages | None = None,
+    base_image: str = "public.ecr.aws/docker/library/python:3.11-slim-bookworm",
 ) -> list[Finding]:
-    image = Environment("3.11", manifest.requirements, "public.ecr.aws/docker/library/python:3.11-slim-bookworm")
+    image = Environment("3.11", manifest.requirements, base_image)
     target = ServingTarget("fraud.champion", environment, PROFILES[compute], timeout)
-    return check_packaging(CheckInput(manifest, image, estimate, target))
+    return check_packaging(CheckInput(manifest, image, estimate, target, resolved))
+
+
+def _resolved(*pins: str, platform: str = "linux-x86_64") -> ResolvedPackages:
+    """What pip installed, as `name==version` pins (the reload check's virtualenv, read back)."""
+    return ResolvedPackages({canonicalize_name(n): Version(v) for n, v in (pin.split("==") for pin in pins)}, platform)
 
 
 def _with(**changes) -> Manifest:
     return dataclasses.replace(CLEAN, **changes)
+
+
+def _model_for(compute: ComputeType) -> Manifest:
+    """A clean model that suits the compute type: scikit-learn on CPU, PyTorch on GPU."""
+    if PROFILES[compute].has_gpu:
+        return _with(flavors=("python_function", "pytorch"), requirements=("mlflow==2.17.2", "torch==2.5.1"))
+    return CLEAN
 
 
 def _levels(findings: list[Finding]) -> dict[str, str]:
@@ -304,21 +322,25 @@ def test_pythons_without_a_base_image_are_an_error_naming_the_version(version: s
 
 @pytest.mark.parametrize("compute", CPU_TYPES)
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "named"),
     [
-        {"requirements": ("mlflow==2.17.2", "torch==2.5.1")},
-        {"requirements": ("mlflow==2.17.2", "transformers==4.46.3")},
-        {"requirements": ("mlflow==2.17.2", "tensorflow==2.18.0")},
-        {"flavors": ("python_function", "pytorch")},
-        {"flavors": ("python_function", "keras")},
+        ({"requirements": ("mlflow==2.17.2", "torch==2.5.1")}, "torch"),
+        ({"requirements": ("mlflow==2.17.2", "transformers==4.46.3")}, "transformers"),
+        ({"requirements": ("mlflow==2.17.2", "tensorflow==2.18.0")}, "tensorflow"),
+        ({"requirements": ("mlflow==2.17.2", "onnxruntime-gpu==1.20.1")}, "onnxruntime-gpu"),
+        ({"flavors": ("python_function", "pytorch")}, "pytorch"),
+        ({"flavors": ("python_function", "keras")}, "keras"),
+        ({"flavors": ("python_function", "pytorch"), "requirements": ("mlflow==2.17.2", "torch==2.5.1")}, "pytorch, torch"),
     ],
 )
-def test_a_gpu_framework_on_cpu_compute_is_a_warning_naming_the_compute(compute: ComputeType, changes: dict) -> None:
+def test_a_gpu_framework_on_cpu_compute_is_a_warning_naming_the_framework_and_compute(
+    compute: ComputeType, changes: dict, named: str
+) -> None:
+    # Only the GPU frameworks: python_function and sklearn are no GPU framework.
     findings = _findings(_with(**changes), environment="prod", compute=compute)
 
     assert _levels(findings) == {"gpu-framework-on-cpu": "warning"}
-    flavors = ", ".join(changes.get("flavors", CLEAN.flavors))
-    assert findings[0].message.startswith(f"the model uses a GPU framework ({flavors}) but {compute.value} has no GPU")
+    assert findings[0].message.startswith(f"the model uses a GPU framework ({named}) but {compute.value} has no GPU")
 
 
 @pytest.mark.parametrize("compute", CPU_TYPES)
@@ -345,9 +367,105 @@ def test_a_cpu_build_of_torch_on_gpu_compute_is_an_error_naming_the_compute(comp
     assert f"is served on {compute.value}: it would never use the GPU" in findings[0].message
 
 
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
 @pytest.mark.parametrize("compute", GPU_TYPES)
-def test_a_model_without_a_gpu_framework_on_gpu_compute_has_no_accelerator_finding(compute: ComputeType) -> None:
-    assert _findings(compute=compute) == []
+def test_a_model_without_a_gpu_framework_on_gpu_compute_is_a_warning(compute: ComputeType, environment: str) -> None:
+    findings = _findings(compute=compute, environment=environment)
+
+    assert _levels(findings) == {"no-gpu-framework-on-gpu": "warning"}
+    assert "flavors python_function, sklearn; no torch, tensorflow" in findings[0].message
+    assert f"is served on {compute.value}: it would run on the CPU of a GPU instance" in findings[0].message
+
+
+# --- the resolved environment (kiln bake): what pip installed, not what the text says ----
+
+CUDA_TORCH = ("torch==2.9.0", "nvidia-cuda-runtime-cu12==12.8.90", "nvidia-cublas-cu12==12.8.4.1")
+CUDA13_TORCH = ("torch==2.14.1", "nvidia-cuda-runtime==13.0.96", "cuda-toolkit==13.0.3")
+
+
+@pytest.mark.parametrize("compute", GPU_TYPES)
+@pytest.mark.parametrize(
+    "installed",
+    [
+        ("torch==2.9.0+cpu",),  # --extra-index-url https://download.pytorch.org/whl/cpu + torch==2.9.0
+        ("torch==2.9.0",),  # no local label, and no CUDA runtime wheel either
+        ("torch==2.5.1+rocm6.2",),
+    ],
+)
+def test_a_torch_resolved_without_cuda_on_gpu_compute_is_an_error(compute: ComputeType, installed: tuple[str, ...]) -> None:
+    # The requirement text says nothing: `torch==2.9.0` behind a CPU wheel index.
+    manifest = _with(requirements=("--extra-index-url https://download.pytorch.org/whl/cpu", "mlflow==2.17.2", "torch==2.9.0"))
+
+    findings = _findings(manifest, compute=compute, resolved=_resolved("mlflow==2.17.2", *installed))
+
+    assert _levels(findings) == {"cpu-torch-on-gpu": "error"}
+    assert findings[0].message.startswith(f"pip resolves the model's requirements to torch {installed[0].split('==')[1]}")
+    assert f"served on {compute.value}: it would never use the GPU" in findings[0].message
+
+
+@pytest.mark.parametrize("installed", [CUDA_TORCH, CUDA13_TORCH, ("torch==2.0.1+cu118",)])
+def test_a_torch_resolved_with_cuda_on_gpu_compute_is_fine(installed: tuple[str, ...]) -> None:
+    manifest = _with(flavors=("python_function", "pytorch"), requirements=("mlflow==2.17.2", "torch==2.9.0"))
+
+    assert _findings(manifest, compute=ComputeType.GPU_SMALL, resolved=_resolved(*installed)) == []
+
+
+def test_a_torch_resolved_without_cuda_on_cpu_compute_carries_no_unused_cuda() -> None:
+    manifest = _with(flavors=("python_function", "pytorch"), requirements=("mlflow==2.17.2", "torch==2.9.0"))
+
+    assert _findings(manifest, resolved=_resolved("torch==2.9.0+cpu")) == []
+    assert _levels(_findings(manifest, resolved=_resolved(*CUDA_TORCH))) == {"gpu-framework-on-cpu": "warning"}
+
+
+def test_a_resolution_on_another_platform_is_named_and_the_requirement_text_decides() -> None:
+    # On macOS pip installs torch without CUDA whatever the image would get.
+    manifest = _with(flavors=("python_function", "pytorch"), requirements=("mlflow==2.17.2", "torch==2.9.0"))
+
+    findings = _findings(manifest, compute=ComputeType.GPU_SMALL, resolved=_resolved("torch==2.9.0", platform="macosx-14.0-arm64"))
+
+    assert _levels(findings) == {"resolved-elsewhere": "warning"}
+    assert "resolved the requirements on macosx-14.0-arm64, the image is linux-x86_64" in findings[0].message
+
+
+@pytest.mark.parametrize(
+    ("driver", "installed", "cuda", "supported"),
+    [
+        # The Amazon Linux 2 Deep Learning AMI's driver branch: CUDA 12 yes, 13 no.
+        ("570.195.03", CUDA13_TORCH, "13.0", "CUDA 11 or CUDA 12"),
+        ("595.91.07", ("torch==2.20.0", "nvidia-cuda-runtime==14.0.10"), "14.0", "CUDA 11 or CUDA 12 or CUDA 13"),
+        ("520.61.05", CUDA_TORCH, "12.8", "CUDA 11"),
+    ],
+)
+def test_a_cuda_the_ami_driver_cannot_run_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, driver: str, installed: tuple[str, ...], cuda: str, supported: str
+) -> None:
+    monkeypatch.setattr(checks_module, "GPU_AMI_NVIDIA_DRIVER", driver)
+    manifest = _with(flavors=("python_function", "pytorch"), requirements=("mlflow==2.17.2", "torch==2.9.0"))
+
+    findings = _findings(manifest, compute=ComputeType.GPU_MEDIUM, resolved=_resolved(*installed))
+
+    assert _levels(findings) == {"gpu-driver-too-old": "error"}
+    assert f"carry CUDA {cuda} (" in findings[0].message
+    assert f"the GPU AMI's NVIDIA driver is {driver}" in findings[0].message
+    assert findings[0].message.endswith(f"pin the framework to a build for {supported}")
+
+
+@pytest.mark.parametrize("installed", [CUDA_TORCH, CUDA13_TORCH])
+def test_the_gpu_ami_driver_runs_the_cuda_of_current_torch_wheels(installed: tuple[str, ...]) -> None:
+    # torch 2.9 (CUDA 12.8) and 2.14 (CUDA 13.0) on the recorded AMI driver (595).
+    manifest = _with(flavors=("python_function", "pytorch"), requirements=("mlflow==2.17.2", "torch==2.9.0"))
+
+    assert _findings(manifest, compute=ComputeType.GPU_SMALL, resolved=_resolved(*installed)) == []
+
+
+def test_a_cuda_base_under_packages_that_bring_their_cuda_is_two_cuda_stacks() -> None:
+    # sentence-transformers pulls torch in, but no requirement names it: the plan chose the CUDA base.
+    manifest = _with(flavors=("python_function", "sentence_transformers"), requirements=("sentence-transformers==3.3.1",))
+
+    findings = _findings(manifest, compute=ComputeType.GPU_SMALL, resolved=_resolved(*CUDA_TORCH), base_image=SYSTEM_CUDA_BASE)
+
+    assert _levels(findings) == {"gpu-two-cuda-stacks": "warning"}
+    assert "CUDA 12.8 (nvidia-cuda-runtime-cu12==12.8.90): the image holds two CUDA stacks" in findings[0].message
 
 
 # --- memory per concurrency: files × 2 + 0.5 GiB against the compute type ----------------
@@ -371,7 +489,7 @@ def test_a_model_without_a_gpu_framework_on_gpu_compute_has_no_accelerator_findi
 def test_model_memory_against_memory_per_concurrency_below_at_and_above(
     compute: ComputeType, model_gib: float, flagged: bool
 ) -> None:
-    findings = _findings(estimate=dataclasses.replace(SMALL, model_gib=model_gib), compute=compute)
+    findings = _findings(_model_for(compute), dataclasses.replace(SMALL, model_gib=model_gib), compute=compute)
 
     assert _levels(findings) == ({"memory-per-concurrency": "error"} if flagged else {})
 
@@ -402,7 +520,7 @@ def test_the_memory_finding_shows_the_arithmetic() -> None:
 def test_instance_disk_against_the_root_volume_below_at_and_above(
     compute: ComputeType, needs_gib: float, flagged: bool
 ) -> None:
-    findings = _findings(estimate=dataclasses.replace(SMALL, instance_needs_gib=needs_gib), compute=compute)
+    findings = _findings(_model_for(compute), dataclasses.replace(SMALL, instance_needs_gib=needs_gib), compute=compute)
 
     assert _levels(findings) == ({"image-disk-instance": "error"} if flagged else {})
 
@@ -527,7 +645,7 @@ def test_the_build_time_finding_says_how_close_and_how_to_fix(minutes: float, ve
             {"requirements": ("mlflow==2.17.2", "torch==2.5.1")},
             ComputeType.CPU_LARGE,
             "gpu-framework-on-cpu",
-            "the model uses a GPU framework (python_function, sklearn) but CPU_LARGE has no GPU: it will run, slowly, "
+            "the model uses a GPU framework (torch) but CPU_LARGE has no GPU: it will run, slowly, "
             "in an image carrying unused CUDA libraries; choose GPU_SMALL/GPU_MEDIUM, or pin a CPU build "
             "(torch==X+cpu) if CPU is intended",
         ),

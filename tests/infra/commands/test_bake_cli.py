@@ -8,8 +8,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+import infra.commands.bake as bake_command_module
 from infra.commands.cli import main
-from tests.bake_support import kiln_runtime, save_pyfunc  # noqa: F401 (fixture)
+from models.reload import ReloadResult
+from tests.bake_support import kiln_runtime, save_pyfunc, venv_with_distributions  # noqa: F401 (fixture)
 from tests.conftest import stack_config, write_stack
 
 
@@ -47,3 +49,23 @@ def test_an_unknown_served_model_is_a_usage_error(example_store, tmp_path: Path)
     result = CliRunner().invoke(main, ["bake", str(stack_file), "--served-model", "nope", "--skip-reload"])
 
     assert result.exit_code == 2 and "fraud-scorer/champion" in result.output
+
+
+def test_a_gpu_model_whose_requirements_resolve_to_a_cpu_torch_exits_1(
+    example_store, tmp_path: Path, kiln_runtime, monkeypatch  # noqa: F811
+) -> None:
+    # `torch==2.9.0` behind the CPU wheel index: the text looks like a CUDA build, pip installs 2.9.0+cpu.
+    # The reload check's virtualenv is stood in for by one holding what that pip run installs.
+    requirements = ["--extra-index-url https://download.pytorch.org/whl/cpu", "mlflow==3.17.2", "torch==2.9.0"]
+    config = copy.deepcopy(stack_config("prod", example_store))
+    endpoint = next(e for e in config["kiln:endpoints"] if e["servedModels"][0]["computeType"].startswith("GPU"))
+    endpoint["servedModels"][0]["modelUri"] = str(save_pyfunc(tmp_path / "model", requirements=requirements))
+    venv = venv_with_distributions(tmp_path, ("torch", "2.9.0+cpu"), ("mlflow", "3.17.2"))
+    monkeypatch.setattr(bake_command_module, "reload_check", lambda *_: ReloadResult(True, "predict", "", venv=venv))
+    served = f"{endpoint['name']}/{endpoint['servedModels'][0]['name']}"
+
+    result = CliRunner().invoke(main, ["bake", str(write_stack(tmp_path, config)), "--served-model", served, "--json"])
+
+    assert result.exit_code == 1, result.output
+    [report] = json.loads(result.stdout)["servedModels"]
+    assert {f["id"]: f["level"] for f in report["findings"]}["cpu-torch-on-gpu"] == "error"

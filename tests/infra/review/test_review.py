@@ -190,6 +190,8 @@ def test_review_lists_packaging_warnings_per_served_model(tmp_path: Path, exampl
 
 
 def test_clean_models_say_so_in_the_packaging_section(prod_review) -> None:
+    # The example ticket router is a keyword pyfunc (no GPU framework) served on GPU_MEDIUM.
     markdown = render_markdown(prod_review)
 
-    assert markdown.count(": no findings from the packaging checks.") == len(prod_review.served_models)
+    assert markdown.count(": no findings from the packaging checks.") == len(prod_review.served_models) - 1
+    assert "⚠️ `no-gpu-framework-on-gpu`:" in markdown
