@@ -33,7 +33,7 @@ from models.reload_probe import RESULT_PREFIX
 PROBE_SCRIPT = Path(__file__).resolve().parent / "reload_probe.py"
 # Installing torch-sized requirements from PyPI takes minutes; past this something is wrong.
 INSTALL_TIMEOUT_SECONDS = 1200
-# Loading and one prediction; the ALB-facing runtime gives a GPU model 15 minutes to warm up.
+# Loading and one prediction of a model small enough to check on a laptop-sized machine.
 PROBE_TIMEOUT_SECONDS = 600
 READY_MARKER = ".kiln-ready"
 

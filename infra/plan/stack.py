@@ -105,7 +105,8 @@ class ServedModelPlan:
                          model_version: str = "") -> RuntimeSettings:
         """What this served model's runtime is told on an instance (the KILN_* contract):
         one worker per unit of provisioned concurrency, the endpoint's timeout, a drain as long as the
-        target group's deregistration delay, and the in-flight metric's dimensions."""
+        target group's deregistration delay, a load timeout inside the health-check grace, and the
+        in-flight metric's dimensions."""
         return RuntimeSettings(
             model_uri=model_uri,
             model_digest=model_digest,
@@ -117,6 +118,7 @@ class ServedModelPlan:
             workers=self.capacity.sizing.workers_per_instance,
             request_timeout_seconds=self.request_timeout_seconds,
             drain_seconds=self.deregistration_delay_seconds,
+            load_timeout_seconds=self.profile.model_load_timeout_seconds,
             metric_dimensions=self.scaling.published_metric_dimensions,
             load_balancer_idle_timeout_seconds=self.load_balancer_idle_timeout_seconds,
         )

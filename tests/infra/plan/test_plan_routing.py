@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infra.plan.catalog import CPU_START_SECONDS, GPU_START_SECONDS, ComputeType
 from infra.plan.config import parse_stack_config
 from infra.plan.stack import ServedModelPlan, StackPlan, endpoint_path, plan_stack
 
@@ -254,9 +255,23 @@ def test_deregistration_delay_follows_the_request_timeout_up_to_the_alb_limit(ti
 def test_gpu_served_models_get_longer_to_become_healthy() -> None:
     plan = plan_of(prod_values())
 
-    # CPU: boot + image pull + model load in 300 s; GPU (CUDA images) 900 s.
-    assert [s.health_check_grace_seconds for s in plan.served_models] == [300, 300, 900]
-    assert [s.scaling.instance_warmup_seconds for s in plan.served_models] == [300, 300, 900]
+    # CPU: boot + image pull + fetch 120 s, load 180 s; GPU (CUDA images, large models) 300 + 1800 s.
+    assert [s.health_check_grace_seconds for s in plan.served_models] == [300, 300, 2100]
+    assert [s.scaling.instance_warmup_seconds for s in plan.served_models] == [300, 300, 2100]
+
+
+@pytest.mark.parametrize("compute_type", list(ComputeType))
+def test_the_runtime_stops_loading_before_the_health_check_grace_ends(compute_type: ComputeType) -> None:
+    """A runtime still allowed to load when the grace ends is replaced mid-load (issue 18: 900 s
+    of GPU grace against 1800 s of load timeout): the grace is the start plus the whole load."""
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][0]["computeType"] = compute_type.value
+    served = served_plan(plan_of(values), "fraud-scorer.champion")
+
+    settings = served.runtime_settings("s3://bucket/models/abc/", "ab" * 32)
+
+    start = GPU_START_SECONDS if served.profile.has_gpu else CPU_START_SECONDS
+    assert settings.load_timeout_seconds + start == served.health_check_grace_seconds
 
 
 # --- the gateway ------------------------------------------------------------------------------------
