@@ -65,6 +65,16 @@ class ComputeType(str, Enum):
     GPU_MEDIUM_8 = "GPU_MEDIUM_8"
 
 
+class GpuPlacement(str, Enum):
+    """How a served model uses an instance with several GPUs (the stack key gpuPlacement)."""
+
+    # One worker per GPU, each seeing only its own device: for a model that fits one device.
+    WORKER_PER_GPU = "workerPerGpu"
+    # One worker whose model is spread across every GPU (MLflow's Transformers device map):
+    # for a model larger than one device's memory.
+    SPREAD_ACROSS_GPUS = "spreadAcrossGpus"
+
+
 @dataclass(frozen=True)
 class InstanceType:
     name: str
@@ -73,6 +83,11 @@ class InstanceType:
     gpus: int
     gpu_memory_gib: float
     hourly_usd: float
+
+    @property
+    def gpu_memory_per_device_gib(self) -> float:
+        """One GPU's memory: what a model on one device (MLflow's default) can use."""
+        return self.gpu_memory_gib / self.gpus if self.gpus else 0.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,20 @@ class ComputeProfile:
     @property
     def model_load_timeout_seconds(self) -> int:
         return model_load_timeout_seconds(self.has_gpu)
+
+    @property
+    def gpu_instance(self) -> InstanceType:
+        """The default instance, whose GPUs every allowed instance of the profile shares (same
+        count, same device), so GPU arithmetic needs no particular size."""
+        return INSTANCES[self.default_instances[0]]
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.gpu_instance.gpus
+
+    @property
+    def gpu_memory_per_device_gib(self) -> float:
+        return self.gpu_instance.gpu_memory_per_device_gib
 
 
 def _instances(*rows: tuple[str, int, float, int, float, float]) -> dict[str, InstanceType]:
