@@ -105,7 +105,6 @@ def step_env(_: argparse.Namespace) -> None:
         except Exception as error:  # noqa: BLE001
             result["torch"]["cuda_error"] = f"{type(error).__name__}: {error}"
     probe = {}
-    sys.path.insert(0, str(REPO))
     for module in ("mlflow.pyfunc.scoring_server", "mlflow.pytorch", "runtime.server", "runtime.worker",
                    "runtime.device", "models.reload"):
         try:
@@ -581,6 +580,7 @@ def step_summary(_: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(REPO))  # runtime/ and models/ from this checkout, as `python -m runtime` finds them
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
     sub.add_parser("env")
