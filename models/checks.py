@@ -16,7 +16,8 @@ from typing import Literal
 
 from packaging.version import Version
 
-from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, GPU_AMI_NVIDIA_DRIVER, ComputeProfile
+from infra.plan.capacity import choose_gpu_placement
+from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, GPU_AMI_NVIDIA_DRIVER, ComputeProfile, GpuPlacement
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
@@ -54,6 +55,11 @@ WORKER_BASELINE_GIB = 0.5
 MIN_DRIVER_BY_CUDA_MAJOR = {11: 450, 12: 525, 13: 580}
 
 
+def worker_memory_gib(model_gib: float) -> float:
+    """Memory one worker needs for a model of `model_gib` GiB of files (an estimate, see above)."""
+    return model_gib * MODEL_MEMORY_FACTOR + WORKER_BASELINE_GIB
+
+
 @dataclass(frozen=True)
 class Finding:
     id: str
@@ -72,6 +78,8 @@ class ServingTarget:
     environment: str
     profile: ComputeProfile
     build_timeout_minutes: int = DEFAULT_BUILD_TIMEOUT_MINUTES
+    # The stack's gpuPlacement; None lets the model's memory decide, as the plan does.
+    gpu_placement: GpuPlacement | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -329,19 +337,52 @@ def _gpu_packages(c: CheckInput) -> list[Finding]:
 
 
 def _memory(c: CheckInput) -> list[Finding]:
-    needs = c.estimate.model_gib * MODEL_MEMORY_FACTOR + WORKER_BASELINE_GIB
-    limit = c.target.profile.memory_per_concurrency_gib
-    if needs <= limit:
+    profile = c.target.profile
+    needs = worker_memory_gib(c.estimate.model_gib)
+    arithmetic = f"{c.estimate.model_gib:.1f} GiB of files × {MODEL_MEMORY_FACTOR:g} + {WORKER_BASELINE_GIB} GiB runtime"
+    gpu = choose_gpu_placement(profile, c.target.gpu_placement, needs)
+    if gpu is None:
+        limit = profile.memory_per_concurrency_gib
+        if needs <= limit:
+            return []
+        return [Finding("memory-per-concurrency", "error",
+                        f"the model needs ~{needs:.1f} GiB per worker ({arithmetic}), {profile.compute_type.value} gives "
+                        f"{limit:g} GiB per concurrency; choose a larger compute type or shrink the model")]
+    if gpu.placement is GpuPlacement.SPREAD_ACROSS_GPUS:
+        return _spread_memory(c, needs)
+    # One worker per GPU: all of a worker's model sits on its one device (MLflow loads onto one).
+    device = profile.gpu_memory_per_device_gib
+    if needs <= device:
         return []
-    return [
-        Finding(
-            "memory-per-concurrency",
-            "error",
-            f"the model needs ~{needs:.1f} GiB per worker ({c.estimate.model_gib:.1f} GiB of files × "
-            f"{MODEL_MEMORY_FACTOR:g} + {WORKER_BASELINE_GIB} GiB runtime), {c.target.profile.compute_type.value} gives "
-            f"{limit:g} GiB per concurrency; choose a larger compute type or shrink the model",
-        )
-    ]
+    spread = ("set gpuPlacement: spreadAcrossGpus to spread it across the instance's "
+              f"{profile.gpus_per_instance} GPUs" if profile.gpus_per_instance > 1
+              else "choose MULTIGPU_MEDIUM or GPU_MEDIUM_8 to spread it across GPUs")
+    return [Finding("memory-per-concurrency", "error",
+                    f"the model needs ~{needs:.1f} GiB per worker ({arithmetic}), one {profile.compute_type.value} GPU "
+                    f"has {device:g} GiB ({gpu.placement.value}: {gpu.reason}); {spread}, or shrink the model")]
+
+
+def _spread_memory(c: CheckInput, needs: float) -> list[Finding]:
+    """One model across every GPU: only MLflow's Transformers flavour places a model that way
+    (its device map), and each device then holds its share plus a CUDA context."""
+    profile = c.target.profile
+    gpus, device = profile.gpus_per_instance, profile.gpu_memory_per_device_gib
+    compute = profile.compute_type.value
+    if "transformers" not in c.manifest.flavors:
+        return [Finding("gpu-spread-unsupported", "error",
+                        f"spreading one model across {compute}'s {gpus} GPUs needs MLflow's Transformers device map "
+                        f"(MLFLOW_HUGGINGFACE_USE_DEVICE_MAP); a {', '.join(c.manifest.flavors)} model loads onto one "
+                        f"{device:g} GiB GPU; set gpuPlacement: workerPerGpu if ~{needs:.1f} GiB fits one, or log it "
+                        "with mlflow.transformers")]
+    model = needs - WORKER_BASELINE_GIB
+    per_device = model / gpus + WORKER_BASELINE_GIB
+    if per_device <= device:
+        return []
+    return [Finding("memory-per-concurrency", "error",
+                    f"spread across {compute}'s {gpus} GPUs the model needs ~{per_device:.1f} GiB per GPU "
+                    f"({model:.1f} GiB / {gpus} + {WORKER_BASELINE_GIB} GiB runtime) of {device:g} GiB, "
+                    f"~{model + gpus * WORKER_BASELINE_GIB:.1f} of {gpus * device:g} GiB in total; choose a compute type "
+                    "with more GPUs (GPU_MEDIUM_8: 8 × 24 GiB) or shrink the model")]
 
 
 def _disk(c: CheckInput) -> list[Finding]:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from models import artifacts
 from models.checks import Finding
@@ -33,7 +34,7 @@ from models.reload_probe import RESULT_PREFIX
 PROBE_SCRIPT = Path(__file__).resolve().parent / "reload_probe.py"
 # Installing torch-sized requirements from PyPI takes minutes; past this something is wrong.
 INSTALL_TIMEOUT_SECONDS = 1200
-# Loading and one prediction; the ALB-facing runtime gives a GPU model 15 minutes to warm up.
+# Loading and one prediction of a model small enough to check on a laptop-sized machine.
 PROBE_TIMEOUT_SECONDS = 600
 READY_MARKER = ".kiln-ready"
 
@@ -52,11 +53,27 @@ class ReloadResult:
     predict_seconds: float | None = None
     venv: Path | None = None
     log_tail: str = field(default="", repr=False)
+    # Where the model is served (cuda on a GPU compute type) and where the probe loaded it; on
+    # a machine without CUDA a GPU target is emulated up to moving the weights (reload_probe).
+    target_device: str = "cpu"
+    device: str | None = None
+    emulated: str | None = None
+    # It loads on the CPU but not on the target's device.
+    device_failure: bool = False
 
     def finding(self) -> Finding | None:
         """The packaging finding this result amounts to (None when the model reloaded)."""
         if self.ok:
             return None
+        if self.device_failure:
+            return Finding(
+                "reload-gpu-device",
+                "error",
+                f"the model loads on the CPU but not on the GPU it is served on ({self.message}); a PyTorch model "
+                "saved as pt2 (torch.export, MLflow 3's default outside Databricks) keeps the device it was exported "
+                "on: re-log it with mlflow.pytorch.log_model(..., serialization_format=\"pickle\"), or export it on "
+                "the GPU (log_model(model.to(\"cuda\"), ...))",
+            )
         if self.missing_module:
             return Finding(
                 "reload-missing-module",
@@ -80,6 +97,9 @@ class ReloadResult:
             "loadSeconds": self.load_seconds,
             "predictSeconds": self.predict_seconds,
             "venv": str(self.venv) if self.venv else None,
+            "targetDevice": self.target_device,
+            "device": self.device,
+            "emulated": self.emulated,
         }
 
 
@@ -163,31 +183,38 @@ def ensure_venv(python_version: str, requirements: tuple[str, ...], timeout: flo
 def reload_check(
     model_dir: Path,
     manifest: Manifest,
+    gpu: bool = False,
     install_timeout: float = INSTALL_TIMEOUT_SECONDS,
     probe_timeout: float = PROBE_TIMEOUT_SECONDS,
 ) -> ReloadResult:
-    """Build (or reuse) the venv, then load + predict + validate in it; never raises for model faults."""
+    """Build (or reuse) the venv, then load + predict + validate in it; never raises for model faults.
+    With `gpu` (a GPU compute type) the model is loaded on the device a GPU instance gives it."""
+    target = "cuda" if gpu else "cpu"
     try:
         venv = ensure_venv(manifest.python_version, venv_requirements(manifest), timeout=install_timeout)
     except ReloadError as error:
-        return ReloadResult(ok=False, stage="install", message=str(error))
+        return ReloadResult(ok=False, stage="install", message=str(error), target_device=target)
     try:
         completed = _run(
-            [str(venv / "bin" / "python"), str(PROBE_SCRIPT), str(model_dir)],
+            [str(venv / "bin" / "python"), str(PROBE_SCRIPT), str(model_dir), target],
             timeout=probe_timeout,
             step="loading the model and predicting its input example",
             env={**_clean_env(), "MLFLOW_DISABLE_ENV_MANAGER_CONDA_WARNING": "true"},
         )
     except ReloadError as error:
-        return ReloadResult(ok=False, stage="load", message=str(error), venv=venv)
+        return ReloadResult(ok=False, stage="load", message=str(error), venv=venv, target_device=target)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if not lines:
         tail = completed.stdout[-2000:]
         return ReloadResult(
             ok=False, stage="load", message=f"the probe exited {completed.returncode} without a result: {tail}",
-            venv=venv, log_tail=tail,
+            venv=venv, log_tail=tail, target_device=target,
         )
-    outcome = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+    return result_from_probe(json.loads(lines[-1].removeprefix(RESULT_PREFIX)), venv, completed.stdout[-2000:])
+
+
+def result_from_probe(outcome: dict[str, Any], venv: Path | None = None, log_tail: str = "") -> ReloadResult:
+    """The probe's JSON line as a result (benchmarks/gpu_check runs the probe alone on a GPU host)."""
     return ReloadResult(
         ok=bool(outcome["ok"]),
         stage=str(outcome["stage"]),
@@ -196,5 +223,9 @@ def reload_check(
         load_seconds=outcome.get("load_seconds"),
         predict_seconds=outcome.get("predict_seconds"),
         venv=venv,
-        log_tail=completed.stdout[-2000:],
+        log_tail=log_tail,
+        target_device=str(outcome.get("target_device", "cpu")),
+        device=outcome.get("device"),
+        emulated=outcome.get("emulated"),
+        device_failure=bool(outcome.get("device_failure")),
     )

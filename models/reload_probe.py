@@ -7,11 +7,21 @@ numpy): never Kiln. It prints one JSON line, prefixed with RESULT_PREFIX, as its
 What it does is what the runtime does at container start (docs/decisions.md, decision 4): load
 with mlflow.pyfunc, predict the logged input example, check the output against the
 signature. A model that imports a package it did not declare fails here, at "load".
+
+With `--device cuda` (a GPU compute type) it loads the way a GPU instance does: MLflow picks
+the device from MLFLOW_DEFAULT_PREDICTION_DEVICE before it looks for CUDA, so setting it
+makes MLflow run the device checks a GPU instance would, also on a machine without one.
+A PyTorch model saved as pt2 (torch.export, MLflow 3's default outside Databricks) on the
+CPU fails that check ("weights / buffers on 'cpu' device, it can't be loaded on 'cuda'
+device") and never becomes ready on the instance. What only a GPU can do, moving the
+weights onto it, fails here inside torch.cuda; the probe then loads on the CPU to check the
+rest and says the device was emulated.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -32,6 +42,52 @@ def _missing_module(error: BaseException) -> str | None:
         current = current.__cause__ or current.__context__
     match = re.search(r"No module named '([\w.]+)'", "".join(traceback.format_exception(error)))
     return match.group(1).split(".")[0] if match else None
+
+
+def _raised_by_cuda_init(error: BaseException) -> bool:
+    """The failure came from inside torch.cuda (no driver, a CPU-only build): this machine has
+    no GPU, which is not the model's fault."""
+    marker = f"{os.sep}torch{os.sep}cuda{os.sep}"
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(marker in frame.filename for frame in traceback.extract_tb(current.__traceback__)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _load(model_dir: str, device: str) -> Any:
+    """mlflow.pyfunc.load_model with MLflow's device selection pinned to `device`."""
+    import mlflow.pyfunc
+
+    os.environ["MLFLOW_DEFAULT_PREDICTION_DEVICE"] = device
+    return mlflow.pyfunc.load_model(model_dir)
+
+
+def _load_on_target(model_dir: str, device: str, result: dict[str, Any]) -> Any:
+    """Load as the target does; on a failure that only the target's device causes, say so."""
+    try:
+        model = _load(model_dir, device)
+    except Exception as error:  # noqa: BLE001 (sorted out below)
+        if device == "cpu":
+            raise
+        on_target = error
+    else:
+        result["device"] = device
+        return model
+    if _raised_by_cuda_init(on_target):
+        result["emulated"] = (f"no {device} here ({type(on_target).__name__}: {on_target}): MLflow's device checks "
+                              "passed; moving the weights to the GPU only a GPU can show")
+        result["device"] = "cpu"
+        return _load(model_dir, "cpu")
+    try:
+        _load(model_dir, "cpu")
+    except Exception:  # noqa: BLE001 (fails anywhere: not a device problem, report the target's error)
+        raise on_target from None
+    result["device_failure"] = True
+    raise on_target
 
 
 def _dtype_matches(expected_kind: str, actual_kind: str) -> bool:
@@ -85,10 +141,11 @@ def output_problems(prediction: Any, schema: Any) -> list[str]:
     return problems
 
 
-def probe(model_dir: str) -> dict[str, Any]:
-    result: dict[str, Any] = {"ok": False, "stage": "import", "message": "", "missing_module": None}
+def probe(model_dir: str, device: str = "cpu") -> dict[str, Any]:
+    result: dict[str, Any] = {"ok": False, "stage": "import", "message": "", "missing_module": None,
+                              "target_device": device, "device": None, "emulated": None, "device_failure": False}
     try:
-        import mlflow.pyfunc
+        import mlflow.pyfunc  # noqa: F401 (the import is the check)
         from mlflow.models import Model
     except ImportError as error:
         result.update(message=f"cannot import MLflow: {error}", missing_module=_missing_module(error))
@@ -96,7 +153,7 @@ def probe(model_dir: str) -> dict[str, Any]:
     result["stage"] = "load"
     started = time.perf_counter()
     try:
-        model = mlflow.pyfunc.load_model(model_dir)
+        model = _load_on_target(model_dir, device, result)
     except Exception as error:  # noqa: BLE001 (any loader failure is the finding)
         result.update(message=f"{type(error).__name__}: {error}", missing_module=_missing_module(error))
         return result
@@ -125,5 +182,5 @@ def probe(model_dir: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    outcome = probe(sys.argv[1])
+    outcome = probe(sys.argv[1], *sys.argv[2:3])
     print(RESULT_PREFIX + json.dumps(outcome), flush=True)

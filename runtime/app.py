@@ -104,7 +104,23 @@ class RuntimeApp:
             "model_digest": self.model_digest,
             "runtime_version": RUNTIME_VERSION,
             **{key: self.pool.info.get(key) for key in ("mlflow_version", "run_id", "model_uuid", "flavors")},
+            # What the workers run on (None while loading): a GPU model on the CPU shows here.
+            "device": ",".join(sorted({str(d.get("device")) for d in self.pool.devices.values()})) or None,
+            "devices": self.devices(),
         }
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Each worker's device report (runtime.device), by worker index."""
+        return [{"worker": index, **report} for index, report in sorted(self.pool.devices.items())]
+
+    def device_summary(self) -> str:
+        """The workers' devices in one phrase, for the log line that says the runtime is ready."""
+        shown = [
+            f"worker {d['worker']} on {d.get('device')}"
+            + (f" ({', '.join(gpu['name'] for gpu in d['gpus'])})" if d.get("gpus") else "")
+            for d in self.devices()
+        ]
+        return "; ".join(shown) or "no worker reported its device"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -132,7 +148,7 @@ class RuntimeApp:
         elif path == "/version":
             await respond(send, 200, json.dumps(self.version()).encode())
         elif path == "/metrics":
-            text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.ready)
+            text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.ready, self.devices())
             await respond(send, 200, text.encode(), METRICS_CONTENT_TYPE.encode())
         else:
             raise NotFound(f"no route for {path}")

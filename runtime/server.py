@@ -31,7 +31,7 @@ from runtime.app import Phase, RuntimeApp
 from runtime.cloudwatch import InFlightPublisher
 from runtime.fetch import FetchError, fetch
 from runtime.settings import RuntimeSettings
-from runtime.workers import WorkerPool, WorkerStartError
+from runtime.workers import GpuAssignment, WorkerPool, WorkerStartError
 
 log = logging.getLogger("kiln.runtime")
 
@@ -83,8 +83,8 @@ async def _become_ready(settings: RuntimeSettings, app: RuntimeApp, pool: Worker
     pool.model_dir = local.directory
     info = await pool.start()
     app.phase = Phase.READY
-    log.info("ready on port %d: digest %s, load %.2f s, warm-up %s s", settings.port, local.digest,
-             info.get("load_seconds", 0), info.get("warm_up_seconds"))
+    log.info("ready on port %d: digest %s, load %.2f s, warm-up %s s, %s", settings.port, local.digest,
+             info.get("load_seconds", 0), info.get("warm_up_seconds"), app.device_summary())
 
 
 def _start_publisher(settings: RuntimeSettings, pool: WorkerPool) -> asyncio.Task[None] | None:
@@ -103,7 +103,8 @@ async def _serve(settings: RuntimeSettings) -> int:
         if not failure.done():
             failure.set_result(message)
 
-    pool = WorkerPool(None, settings.workers, settings.queue_limit, settings.load_timeout_seconds, fail)
+    gpu = GpuAssignment(settings.gpus, settings.spread_across_gpus, settings.require_gpu)
+    pool = WorkerPool(None, settings.workers, settings.queue_limit, settings.load_timeout_seconds, fail, gpu)
     app = RuntimeApp(settings, pool)
     server = _Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, http=_http_implementation(), lifespan="off",

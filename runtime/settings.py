@@ -55,6 +55,16 @@ class RuntimeSettings:
     # The idle timeout of the load balancer in front (the plan sets it): one ALB is shared by
     # every endpoint of a stack, so it can be far longer than this endpoint's request timeout.
     load_balancer_idle_timeout_seconds: float | None = None
+    # GPUs on this host to give the workers (the plan sets it from the instance type): with N,
+    # worker i sees only GPU i mod N (CUDA_VISIBLE_DEVICES), so N workers use N GPUs instead
+    # of all loading onto device 0. 0 leaves CUDA_VISIBLE_DEVICES as the process has it.
+    gpus: int = 0
+    # One worker spreads the model across every GPU (MLflow's Transformers device map)
+    # instead of one worker per GPU: for a model larger than one device's memory.
+    spread_across_gpus: bool = False
+    # On a GPU compute type (the instance's user data sets it, `kiln serve` does not): a worker
+    # without a usable GPU refuses to start, so /ping never turns 200 on the CPU by accident.
+    require_gpu: bool = False
 
     @property
     def queue_limit(self) -> int:
@@ -97,6 +107,8 @@ def variable(field: str) -> str:
 def _env_value(field: str, value: object) -> str:
     if field == "metric_dimensions":
         return format_metric_dimensions(dict(value))  # type: ignore[call-overload]
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, float) and value.is_integer():
@@ -130,6 +142,20 @@ def _seconds(env: Mapping[str, str], field: str, default: float | None) -> float
     if value <= 0:
         raise SettingsError(f"{name}={raw} must be more than 0 seconds")
     return value
+
+
+FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _flag(env: Mapping[str, str], field: str) -> bool:
+    name = variable(field)
+    raw = env.get(name, "").strip()
+    if not raw:
+        return False
+    try:
+        return FLAG_VALUES[raw.lower()]
+    except KeyError:
+        raise SettingsError(f"{name}={raw!r} is not true or false") from None
 
 
 def _token_hashes(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -199,4 +225,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool 
         metric_dimensions=_metric_dimensions(env),
         metric_period_seconds=_seconds(env, "metric_period_seconds", HIGH_RESOLUTION_PERIOD_SECONDS),
         load_balancer_idle_timeout_seconds=_seconds(env, "load_balancer_idle_timeout_seconds", None),
+        gpus=_int(env, "gpus", 0, 0),
+        spread_across_gpus=_flag(env, "spread_across_gpus"),
+        require_gpu=_flag(env, "require_gpu"),
     )

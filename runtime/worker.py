@@ -1,8 +1,10 @@
 """One worker process: load the model once, then score requests from the pipe until EOF.
 
-Started by runtime.workers as `python -m runtime.worker MODEL_DIR`. The
+Started by runtime.workers as `python -m runtime.worker MODEL_DIR [--require-gpu]`. The
 first frame it writes says whether the model loaded and passed warm-up (status 200 and a
-JSON description) or why not (status 500); after that, one reply frame per request.
+JSON description, with the device it runs on) or why not (status 500); after that, one
+reply frame per request. With --require-gpu (a GPU compute type) a worker that finds no
+usable GPU says so in that first frame before loading anything, instead of serving on the CPU.
 """
 
 from __future__ import annotations
@@ -35,18 +37,28 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fd_in, fd_out = _claim_protocol_fds()
     model_dir = Path(argv[0])
+    log = logging.getLogger("kiln.runtime.worker")
 
+    from runtime.device import CUDA, detect
     from runtime.scoring import load, score, warm_up
 
+    if "--require-gpu" in argv[1:] and (found := detect()).device != CUDA:
+        message = (f"no usable GPU, and this compute type requires one (KILN_REQUIRE_GPU): {found.describe()}; "
+                   "the model would run on the CPU of a GPU instance")
+        log.error("%s", message)
+        protocol.write_all(fd_out, protocol.encode_reply(Reply(500, "text/plain", message.encode())))
+        return 4
     try:
         loaded = load(model_dir)
         warm = warm_up(loaded, model_dir)
     except Exception as error:  # any load or warm-up failure is reported, not raised
-        logging.getLogger("kiln.runtime.worker").exception("model failed to load or warm up")
+        log.exception("model failed to load or warm up")
         message = f"{type(error).__name__}: {error}"
         protocol.write_all(fd_out, protocol.encode_reply(Reply(500, "text/plain", message.encode())))
         return 3
-    info = {**loaded.info, "warm_up_seconds": None if warm is None else round(warm, 4)}
+    device = detect()  # after warm-up: the GPU memory the loaded model holds
+    log.info("%s", device.describe())
+    info = {**loaded.info, "warm_up_seconds": None if warm is None else round(warm, 4), "device": device.as_dict()}
     protocol.write_all(fd_out, protocol.encode_reply(Reply(200, "application/json", json.dumps(info).encode())))
 
     while True:

@@ -8,6 +8,11 @@ so the ALB can try elsewhere instead of waiting on a saturated instance.
 
 A worker whose request overran the timeout is killed and replaced: a prediction that never
 returns must not take a worker away for good. A worker that dies mid-request is replaced too.
+
+On a GPU host every worker would otherwise load onto device 0 (MLflow's default CUDA device)
+and leave the others idle: with GPUs to share, worker i sees only GPU i mod N through
+CUDA_VISIBLE_DEVICES, or one worker spreads a model too large for one device across all of
+them with MLflow's Transformers device map (MLFLOW_HUGGINGFACE_USE_DEVICE_MAP).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,26 @@ class WorkerStartError(Exception):
     """A worker could not load or warm up the model; carries the worker's own reason."""
 
 
+@dataclass(frozen=True)
+class GpuAssignment:
+    """How the workers share the host's GPUs (RuntimeSettings gpus, spread_across_gpus, require_gpu)."""
+
+    gpus: int = 0
+    spread: bool = False
+    require: bool = False
+
+    def worker_env(self, index: int) -> dict[str, str]:
+        """What worker `index` is told of the GPUs, on top of the runtime's own environment."""
+        if self.spread:
+            return {"MLFLOW_HUGGINGFACE_USE_DEVICE_MAP": "true"}
+        if self.gpus:
+            return {"CUDA_VISIBLE_DEVICES": str(index % self.gpus)}
+        return {}
+
+    def worker_args(self) -> list[str]:
+        return ["--require-gpu"] if self.require else []
+
+
 class Worker:
     """One model process and the two pipes to it."""
 
@@ -47,11 +73,11 @@ class Worker:
         self.info: dict[str, Any] = {}
 
     @classmethod
-    async def spawn(cls, model_dir: Path, index: int) -> Worker:
-        env = dict(os.environ)
+    async def spawn(cls, model_dir: Path, index: int, gpu: GpuAssignment) -> Worker:
+        env = {**os.environ, **gpu.worker_env(index)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APP_ROOT), env.get("PYTHONPATH")]))
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "runtime.worker", str(model_dir),
+            sys.executable, "-m", "runtime.worker", str(model_dir), *gpu.worker_args(),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
         return cls(process, index)
@@ -75,7 +101,7 @@ class Worker:
         except WorkerDied as died:
             raise WorkerStartError(f"{died} before the model loaded (see the log above)") from None
         if reply.status != 200:
-            raise WorkerStartError(reply.body.decode(errors="replace"))
+            raise WorkerStartError(f"worker {self.index}: {reply.body.decode(errors='replace')}")
         self.info = json.loads(reply.body)
         return self.info
 
@@ -111,12 +137,15 @@ class WorkerPool:
     """N model processes behind a bounded queue; `admit` is the only way in."""
 
     def __init__(self, model_dir: Path | None, workers: int, queue_limit: int, load_timeout_seconds: float,
-                 on_fatal: Callable[[str], None]) -> None:
+                 on_fatal: Callable[[str], None], gpu: GpuAssignment = GpuAssignment()) -> None:
         self.model_dir = model_dir
         self.size = workers
         self.capacity = workers + queue_limit
         self.load_timeout_seconds = load_timeout_seconds
         self.on_fatal = on_fatal
+        self.gpu = gpu
+        # Each worker's device report (runtime.device) by worker index, replacements included.
+        self.devices: dict[int, dict[str, Any]] = {}
         # Admitted and not yet answered (running plus queued); its peak feeds the CloudWatch metric.
         self.in_flight_gauge = PeakGauge()
         self.busy = 0
@@ -129,7 +158,7 @@ class WorkerPool:
     async def _start_one(self, index: int) -> Worker:
         if self.model_dir is None:
             raise WorkerStartError("no model directory to load (the model was not fetched)")
-        worker = await Worker.spawn(self.model_dir, index)
+        worker = await Worker.spawn(self.model_dir, index, self.gpu)
         self._all.add(worker)
         try:
             await asyncio.wait_for(worker.wait_ready(), self.load_timeout_seconds)
@@ -139,6 +168,7 @@ class WorkerPool:
         except BaseException:
             worker.kill()
             raise
+        self.devices[index] = worker.info.get("device", {})
         return worker
 
     async def start(self) -> dict[str, Any]:

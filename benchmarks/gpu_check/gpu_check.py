@@ -2,7 +2,9 @@
 
     python3 benchmarks/gpu_check/gpu_check.py env
     python3 benchmarks/gpu_check/gpu_check.py models
-    python3 benchmarks/gpu_check/gpu_check.py serve NAME --model pt2|pickle [--workers N] [--env K=V ...] [--timed N] [--concurrent N]
+    python3 benchmarks/gpu_check/gpu_check.py reload
+    python3 benchmarks/gpu_check/gpu_check.py serve NAME --model pt2|pickle [--workers N|gpus] [--gpus] [--require-gpu]
+        [--env K=V ...] [--timed N] [--rows N] [--concurrent N]
     python3 benchmarks/gpu_check/gpu_check.py summary
 
 Every step writes $WORK/results/<step>.json (rewritten as it goes, so a step killed by its
@@ -103,26 +105,26 @@ def step_env(_: argparse.Namespace) -> None:
         except Exception as error:  # noqa: BLE001
             result["torch"]["cuda_error"] = f"{type(error).__name__}: {error}"
     probe = {}
-    sys.path.insert(0, str(REPO))
-    for module in ("mlflow.pyfunc.scoring_server", "mlflow.pytorch", "runtime.server", "runtime.worker"):
+    for module in ("mlflow.pyfunc.scoring_server", "mlflow.pytorch", "runtime.server", "runtime.worker",
+                   "runtime.device", "models.reload"):
         try:
             __import__(module)
             probe[module] = "ok"
         except Exception as error:  # noqa: BLE001
             probe[module] = f"{type(error).__name__}: {error}"
     result["imports"] = probe
-    # Batching: the runtime has none today; say what the code shows rather than fake a toggle.
+    # Batching: say what the code shows rather than fake a toggle; the serve steps time requests of
+    # 5 and of --rows rows instead (a batch the client sends, the only batching there is).
     hits = []
-    for path in sorted((REPO / "models" / "runtime").glob("*.py")):
+    for path in sorted((REPO / "runtime").glob("*.py")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if "batch" in line.lower():
                 hits.append(f"{path.name}:{number}: {line.strip()}")
-    hits += [f"env {k}" for k in os.environ if k.startswith("KILN_") and "BATCH" in k]
-    result["batching"] = {"mentions_in_models_runtime": hits,
-                          "setting_exists": bool(hits),
-                          "note": ("runtime/ has no request-batching setting (no KILN_*BATCH* variable, no "
-                                   "'batch' in its code): each worker predicts one request at a time, so 'batching "
-                                   "on and off' cannot be measured; not faked") if not hits else "see mentions"}
+    result["batching"] = {"mentions_in_runtime": hits,
+                          "note": ("runtime/ has no server-side batching setting (no KILN_*BATCH* variable, no "
+                                   "'batch' in its code): each worker predicts one request at a time. Measured "
+                                   "instead: the same model with 5 rows and with --rows rows per request (client "
+                                   "batches), on the GPU and with CUDA hidden") if not hits else "see mentions"}
     write("env", result)
     say("python", result["python"], "| torch", result["torch"], "| mlflow", result["mlflow"].get("version"),
         "from", result["mlflow"].get("file"), "| protobuf", result["protobuf"])
@@ -228,7 +230,37 @@ def step_models(_: argparse.Namespace) -> None:
     write("models", result)
 
 
-# ---------------------------------------------------------------- step 3/4: the runtime
+# ---------------------------------------------------------------- step 3: the reload check's probe on the GPU
+def step_reload(_: argparse.Namespace) -> None:
+    """models/reload_probe.py as `kiln bake` runs it for a GPU compute type (target cuda), here on
+    a real GPU: without pip or a network there is no fresh virtualenv, so it runs in this Python."""
+    result: dict = {}
+    for key, model_dir in MODELS.items():
+        if not (model_dir / "MLmodel").is_file():
+            result[key] = {"error": "model not there (the models step failed)"}
+            continue
+        done = run_cmd([sys.executable, str(REPO / "models" / "reload_probe.py"), str(model_dir), "cuda"], timeout=100)
+        lines = [line for line in (done.get("out") or "").splitlines() if line.startswith("KILN_RELOAD_RESULT ")]
+        entry: dict = {"probe_rc": done.get("rc")}
+        if not lines:
+            entry["error"] = done
+        else:
+            outcome = json.loads(lines[-1].removeprefix("KILN_RELOAD_RESULT "))
+            entry["outcome"] = outcome
+            try:
+                from models.reload import result_from_probe
+
+                finding = result_from_probe(outcome).finding()
+                entry["finding"] = finding.as_dict() if finding else None
+            except Exception as error:  # noqa: BLE001 - the outcome above is still worth having
+                entry["finding_error"] = f"{type(error).__name__}: {error}"
+        result[key] = entry
+        write("reload", result)
+        say(f"reload probe {key} on cuda: ok={_get(entry, 'outcome', 'ok')} device={_get(entry, 'outcome', 'device')} "
+            f"emulated={_get(entry, 'outcome', 'emulated')} finding={_get(entry, 'finding', 'id')}")
+
+
+# ---------------------------------------------------------------- step 4/5: the runtime
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -295,6 +327,23 @@ def _percentiles(samples: list[float]) -> dict:
             "max_ms": round(ordered[-1], 3)}
 
 
+def _rows_body(body: bytes, rows: int) -> bytes:
+    """The serving input example with its rows repeated to `rows` (a batch sent by the client)."""
+    data = json.loads(body)
+    key = "inputs" if "inputs" in data else "instances"
+    examples = data[key]
+    data[key] = [examples[i % len(examples)] for i in range(rows)]
+    return json.dumps(data).encode()
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def _timed(port: int, body: bytes, count: int) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # kept alive, as the ALB does
     samples, statuses = [], {}
@@ -336,8 +385,15 @@ def step_serve(args: argparse.Namespace) -> None:
     name = args.name
     model_dir = MODELS[args.model]
     extra = dict(item.split("=", 1) for item in args.env)
-    result: dict = {"case": name, "model": args.model, "model_dir": str(model_dir), "workers": args.workers,
-                    "extra_env": extra, "phase": "starting"}
+    gpus = _gpu_count()
+    # One worker per GPU as the plan gives MULTIGPU types (at least 2, so one GPU is shared and shown)
+    workers = max(2, gpus) if args.workers == "gpus" else int(args.workers)
+    if args.gpus:
+        extra["KILN_GPUS"] = str(max(1, gpus))
+    if args.require_gpu:
+        extra["KILN_REQUIRE_GPU"] = "true"
+    result: dict = {"case": name, "model": args.model, "model_dir": str(model_dir), "workers": workers,
+                    "gpus_seen_by_harness": gpus, "extra_env": extra, "phase": "starting"}
     if not (model_dir / "MLmodel").is_file():
         result["error"] = "model not there (the models step failed)"
         write(f"serve_{name}", result)
@@ -345,7 +401,7 @@ def step_serve(args: argparse.Namespace) -> None:
         return
     port = _free_port()
     env = {**os.environ, **extra, "KILN_MODEL_URI": str(model_dir), "KILN_PORT": str(port), "KILN_HOST": "127.0.0.1",
-           "KILN_WORKERS": str(args.workers), "KILN_CACHE_DIR": str(WORK / "cache"),
+           "KILN_WORKERS": str(workers), "KILN_CACHE_DIR": str(WORK / "cache"),
            "KILN_LOAD_TIMEOUT_SECONDS": str(args.start_timeout), "KILN_DRAIN_SECONDS": "5",
            "KILN_SERVED_MODEL": f"gpu-check-{name}", "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))
@@ -396,6 +452,12 @@ def step_serve(args: argparse.Namespace) -> None:
                 result["timed_sequential"] = _timed(port, body, args.timed)
                 say(f"{name}: {args.timed} sequential requests: {result['timed_sequential']}")
                 write(f"serve_{name}", result)
+            if args.timed and args.rows:
+                batch = _rows_body(body, args.rows)
+                _timed(port, batch, 5)
+                result["timed_rows"] = {"rows_per_request": args.rows, **_timed(port, batch, args.timed)}
+                say(f"{name}: {args.timed} requests of {args.rows} rows: {result['timed_rows']}")
+                write(f"serve_{name}", result)
             if args.concurrent:
                 result["timed_concurrent"] = _concurrent(port, body, args.concurrent, max(args.timed, 100))
                 result["gpu_after_concurrent"] = _gpu_apps(workers)
@@ -405,12 +467,16 @@ def step_serve(args: argparse.Namespace) -> None:
             metrics = _request(port, "GET", "/metrics")[2].decode(errors="replace")
             result["metrics"] = [line for line in metrics.splitlines() if line and not line.startswith("#")
                                  and "_bucket" not in line]
-            # Issue 18 item 6: does anything the runtime reports name the device? (keys and metric names
-            # only: the served model's name and the case name contain "cuda"/"gpu" themselves)
-            words = ("cuda", "gpu", "device")
-            version_keys = list(result["version"]) if isinstance(result["version"], dict) else []
-            metric_names = [line.split("{")[0].split()[0] for line in result["metrics"]]
-            result["runtime_names_device"] = any(w in k.lower() for k in version_keys + metric_names for w in words)
+            # Issue 18 item 6: the runtime names each worker's device and GPU memory in /version and /metrics
+            version = result["version"] if isinstance(result["version"], dict) else {}
+            result["version_device"] = version.get("device")
+            result["version_devices"] = version.get("devices")
+            result["metrics_device"] = [line for line in result["metrics"] if line.startswith("kiln_worker_")]
+            result["runtime_names_device"] = bool(version.get("device")) and bool(result["metrics_device"])
+            say(f"{name}: /version device {result['version_device']}: "
+                + "; ".join(f"worker {d.get('worker')} {d.get('device')} CUDA_VISIBLE_DEVICES="
+                            f"{d.get('cuda_visible_devices')} {[g.get('name') for g in d.get('gpus', [])]}"
+                            for d in result["version_devices"] or []))
     except Exception as error:  # noqa: BLE001
         result["error"] = f"{type(error).__name__}: {error}"
         result["traceback"] = traceback.format_exc()[-3000:]
@@ -434,6 +500,8 @@ def step_serve(args: argparse.Namespace) -> None:
         result["runtime_log_errors"] = [line[:600] for line in lines if "can't be loaded on" in line
                                         or "cannot serve" in line or line.startswith(("RuntimeError", "MlflowException",
                                                                                      "mlflow.exceptions"))][:10]
+        result["runtime_log_devices"] = [line[:400] for line in lines if " device cuda (" in line
+                                         or " device cpu (" in line or "no usable GPU" in line][:10]
         result["phase"] = "done"
         write(f"serve_{name}", result)
         say(f"{name}: stopped, exit {result.get('exit_code_after_sigterm', result.get('exit_code'))}; "
@@ -469,11 +537,16 @@ def step_summary(_: argparse.Namespace) -> None:
         c = r.get(f"serve_{name}", {})
         return {"ready": c.get("ready"), "seconds_to_ready": c.get("seconds_to_ready"),
                 "exit_code": c.get("exit_code", c.get("exit_code_after_sigterm")),
-                "invocation_status": _get(c, "invocation", "status"),
+                "invocation_status": _get(c, "invocation", "status"), "workers": c.get("workers"),
                 "worker_pids": c.get("worker_pids"), "workers_on_gpu": _get(c, "gpu_while_serving", "workers_on_gpu"),
                 "gpu_apps": _get(c, "gpu_while_serving", "apps"),
-                "runtime_names_device": c.get("runtime_names_device"),
+                "runtime_names_device": c.get("runtime_names_device"), "version_device": c.get("version_device"),
+                "worker_devices": [(d.get("worker"), d.get("device"), d.get("cuda_visible_devices"),
+                                    [(g.get("name"), g.get("memory_used_bytes")) for g in d.get("gpus", [])])
+                                   for d in c.get("version_devices") or []],
+                "metrics_device": c.get("metrics_device"), "log_devices": c.get("runtime_log_devices"),
                 "errors": c.get("runtime_log_errors"), "timed_sequential": c.get("timed_sequential"),
+                "timed_rows": c.get("timed_rows"),
                 "timed_concurrent": {k: v for k, v in (c.get("timed_concurrent") or {}).items() if k != "per_thread"}
                 or None} if c else {"ran": False}
 
@@ -485,37 +558,49 @@ def step_summary(_: argparse.Namespace) -> None:
         "pickle_format": _get(r, "models", "models", "pickle", "format"),
         "log_model_warnings": {k: [w[-500:] for w in v.get("mlflow_warnings", []) if "serving input" in w]
                                for k, v in (_get(r, "models", "models") or {}).items()},
-        "pt2_on_cuda_1_worker": case("pt2_cuda"),
-        "pt2_cpu_control_MLFLOW_DEFAULT_PREDICTION_DEVICE_cpu": case("pt2_cpu"),
-        "pickle_on_cuda_1_worker": case("pickle_cuda_w1"),
-        "pickle_on_cuda_2_workers_one_gpu": case("pickle_cuda_w2"),
+        "reload_probe_on_cuda": {k: {"ok": _get(v, "outcome", "ok"), "device": _get(v, "outcome", "device"),
+                                     "emulated": _get(v, "outcome", "emulated"), "finding": v.get("finding"),
+                                     "error": v.get("error") or v.get("finding_error")}
+                                 for k, v in (r.get("reload") or {}).items()},
+        "pt2_on_cuda_require_gpu": case("pt2_cuda"),
+        "pickle_on_cuda_require_gpu": case("pickle_cuda_w1"),
+        "pickle_worker_per_gpu": case("pickle_per_gpu"),
         "pickle_cuda_hidden_cpu_baseline": case("pickle_cpu_w1"),
+        "pickle_cuda_hidden_require_gpu_refused": case("pickle_refused"),
         "batching": _get(env, "batching", "note"),
     }
     gpu_p50 = _get(r, "serve_pickle_cuda_w1", "timed_sequential", "p50_ms")
     cpu_p50 = _get(r, "serve_pickle_cpu_w1", "timed_sequential", "p50_ms")
     merged["summary"]["p50_ms_gpu_vs_cuda_hidden"] = [gpu_p50, cpu_p50]
+    merged["summary"]["p50_ms_rows_gpu_vs_cuda_hidden"] = [_get(r, "serve_pickle_cuda_w1", "timed_rows", "p50_ms"),
+                                                           _get(r, "serve_pickle_cpu_w1", "timed_rows", "p50_ms")]
     (out / "gpu_check.json").write_text(json.dumps(merged, indent=2, default=str))
     say("summary:", json.dumps(merged["summary"], indent=1, default=str))
     say("wrote", out / "gpu_check.json")
 
 
 def main() -> None:
+    sys.path.insert(0, str(REPO))  # runtime/ and models/ from this checkout, as `python -m runtime` finds them
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
     sub.add_parser("env")
     sub.add_parser("models")
+    sub.add_parser("reload")
     serve = sub.add_parser("serve")
     serve.add_argument("name")
     serve.add_argument("--model", choices=sorted(MODELS), required=True)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", default="1", help="a number, or 'gpus': one per GPU, at least 2")
+    serve.add_argument("--gpus", action="store_true", help="KILN_GPUS = the GPUs torch sees (the plan's workerPerGpu)")
+    serve.add_argument("--require-gpu", action="store_true", help="KILN_REQUIRE_GPU=true, as the instance's user data")
     serve.add_argument("--env", action="append", default=[])
     serve.add_argument("--timed", type=int, default=0)
+    serve.add_argument("--rows", type=int, default=0, help="also time requests of this many rows")
     serve.add_argument("--concurrent", type=int, default=0)
     serve.add_argument("--start-timeout", type=float, default=60)
     sub.add_parser("summary")
     args = parser.parse_args()
-    {"env": step_env, "models": step_models, "serve": step_serve, "summary": step_summary}[args.step](args)
+    {"env": step_env, "models": step_models, "reload": step_reload, "serve": step_serve,
+     "summary": step_summary}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # Issue 18 GPU check for Kiln's runtime (runtime/), run once on a lent GPU machine
 # from the repository root:   bash benchmarks/gpu_check/gpu_check.sh
 # Writes $OUT/gpu_check.log and $OUT/gpu_check.json. Every step runs under `timeout` and the
-# steps together under GPU_CHECK_BUDGET seconds (default 280); a failing step does not stop
+# steps together under GPU_CHECK_BUDGET seconds (default 300); a failing step does not stop
 # the rest. Needs mlflow-skinny & co. importable: if they are not, installs .gpu/whl/*.whl (see README.md)
 # into /tmp/site (and .gpu/whl-extra/*.whl only if the import probe still fails).
 set -u
@@ -13,7 +13,7 @@ export GPU_CHECK_WORK=${GPU_CHECK_WORK:-/tmp/kiln-gpu}
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 SITE=${GPU_CHECK_SITE:-/tmp/site}
-BUDGET=${GPU_CHECK_BUDGET:-280}
+BUDGET=${GPU_CHECK_BUDGET:-300}
 START=$SECONDS
 rm -rf "$GPU_CHECK_WORK"
 mkdir -p "$GPU_CHECK_WORK/results"
@@ -38,7 +38,7 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...: bounded by its limit and by what
   echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0)), \"limit\": $limit}" >>"$STEPS"
 }
 
-PROBE='import mlflow.pyfunc.scoring_server, mlflow.pytorch, uvicorn, runtime.server, runtime.worker'
+PROBE='import mlflow.pyfunc.scoring_server, mlflow.pytorch, uvicorn, runtime.server, runtime.worker, runtime.device'
 
 deps() {
   if "$PY" -c "$PROBE" 2>/dev/null; then
@@ -63,21 +63,25 @@ main() {
   local t0=$SECONDS
   deps
   echo "{\"step\": \"deps\", \"rc\": $?, \"seconds\": $((SECONDS - t0))}" >>"$STEPS"
-  step env 60 "$PY" benchmarks/gpu_check/gpu_check.py env
-  step models 90 "$PY" benchmarks/gpu_check/gpu_check.py models
-  # 3. the real runtime, as the image starts it (python -m runtime, KILN_* only)
-  step serve_pt2_cuda 75 "$PY" benchmarks/gpu_check/gpu_check.py serve pt2_cuda --model pt2 --start-timeout 60
-  step serve_pickle_cuda_w1 90 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_cuda_w1 --model pickle --timed 200 \
-    --start-timeout 60
-  # 4. CPU baseline in the same run: CUDA hidden from the runtime and its workers
-  step serve_pickle_cpu_w1 90 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_cpu_w1 --model pickle --timed 200 \
-    --start-timeout 60 --env CUDA_VISIBLE_DEVICES=
-  # two workers (concurrency units) sharing the one GPU, two clients at once
-  step serve_pickle_cuda_w2 90 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_cuda_w2 --model pickle --workers 2 \
-    --concurrent 2 --start-timeout 60
-  # control: the default-logged pt2 model forced onto the CPU
-  step serve_pt2_cpu 75 "$PY" benchmarks/gpu_check/gpu_check.py serve pt2_cpu --model pt2 --start-timeout 60 \
-    --env MLFLOW_DEFAULT_PREDICTION_DEVICE=cpu
+  step env 45 "$PY" benchmarks/gpu_check/gpu_check.py env
+  step models 75 "$PY" benchmarks/gpu_check/gpu_check.py models
+  # 3. the reload check's probe, target cuda: pt2 fails with the finding that says how to fix it
+  step reload 60 "$PY" benchmarks/gpu_check/gpu_check.py reload
+  # 4. the real runtime, as the image starts it on a GPU compute type (python -m runtime, KILN_* only,
+  #    KILN_REQUIRE_GPU on): it names each worker's device in its log, /version and /metrics
+  step serve_pt2_cuda 60 "$PY" benchmarks/gpu_check/gpu_check.py serve pt2_cuda --model pt2 --require-gpu \
+    --start-timeout 50
+  step serve_pickle_cuda_w1 75 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_cuda_w1 --model pickle \
+    --require-gpu --timed 200 --rows 64 --start-timeout 50
+  # one worker per GPU (CUDA_VISIBLE_DEVICES per worker; at least 2 workers, so one GPU shows sharing too)
+  step serve_pickle_per_gpu 75 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_per_gpu --model pickle \
+    --workers gpus --gpus --require-gpu --concurrent 2 --start-timeout 50
+  # 5. CPU baseline in the same run: CUDA hidden, nothing required (what `kiln serve` does locally)
+  step serve_pickle_cpu_w1 75 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_cpu_w1 --model pickle \
+    --timed 200 --rows 64 --start-timeout 50 --env CUDA_VISIBLE_DEVICES=
+  # ...and the same with KILN_REQUIRE_GPU: no silent CPU fallback, /ping never 200
+  step serve_pickle_refused 45 "$PY" benchmarks/gpu_check/gpu_check.py serve pickle_refused --model pickle \
+    --require-gpu --start-timeout 30 --env CUDA_VISIBLE_DEVICES=
   timeout -k 5 30 "$PY" benchmarks/gpu_check/gpu_check.py summary
   echo "== done in $((SECONDS - START))s"
 }

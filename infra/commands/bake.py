@@ -88,7 +88,7 @@ def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path
     }
     if not skip_reload:
         with errors.status(f"reload check for {report.served_model} (virtualenv from its requirements)…"):
-            report.reload = reload_check(baked.model_dir, baked.manifest)
+            report.reload = reload_check(baked.model_dir, baked.manifest, gpu=served.profile.has_gpu)
         if report.reload.venv is not None:
             # The checks again, on what pip resolved: a CPU-only torch or the CUDA its wheels carry.
             findings = baked.findings(serving_target(served, plan), read_resolved(report.reload.venv))
@@ -117,7 +117,8 @@ def _print(report: BakeReport) -> None:
     if report.reload:
         r = report.reload
         timing = f" (load {r.load_seconds} s, predict {r.predict_seconds} s)" if r.ok else ""
-        console.print(f"  reload check: {'ok' if r.ok else 'FAILED at ' + r.stage}{timing}", highlight=False)
+        console.print(f"  reload check: {'ok' if r.ok else 'FAILED at ' + r.stage}{timing} on {r.target_device}"
+                      + (f", emulated: {escape(r.emulated)}" if r.emulated else ""), highlight=False)
     if report.context_dir:
         console.print(f"  build context {report.context_dir}", highlight=False)
     if report.findings:

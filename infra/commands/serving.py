@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from infra.commands.output import errors, user_errors
@@ -54,8 +55,13 @@ def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlf
 
     with user_errors({LocalServeError: ""}), errors.status("starting served models…") as status:
         local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)
-    table = Table("endpoint", "served model", "traffic %", "runtime", title=f"kiln serve {stack} on http://127.0.0.1:{port}")
+    table = Table("endpoint", "served model", "traffic %", "runtime", "device",
+                  title=f"kiln serve {stack} on http://127.0.0.1:{port}")
     for runtime in local.runtimes:
-        table.add_row(runtime.endpoint, runtime.served_model, str(runtime.traffic_percentage), runtime.url)
+        table.add_row(runtime.endpoint, runtime.served_model, str(runtime.traffic_percentage), runtime.url,
+                      str(runtime.device.get("device", "?")))
     errors.print(table)
+    for runtime in local.runtimes:
+        if note := runtime.cpu_fallback_note():
+            errors.print(f"[yellow]note:[/] {escape(note)}")
     run_router(local, port)

@@ -8,6 +8,7 @@ a client can be tested against the real formats, errors and split before any dep
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from infra.plan.config import PROJECT_ROOT, ConfigError, load_stack
 from infra.plan.stack import plan_stack
@@ -37,10 +39,22 @@ class LocalRuntime:
     traffic_percentage: int
     port: int
     process: subprocess.Popen[bytes]
+    # The served model's compute type asks for a GPU.
+    gpu_compute: bool = False
+    # What the runtime's first worker reported once ready (/version "devices"): runtime.device.
+    device: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def cpu_fallback_note(self) -> str | None:
+        """Why a GPU model is answering on this machine's CPU, or None when it is not."""
+        if not self.gpu_compute or self.device.get("device") == "cuda":
+            return None
+        return (f"{self.endpoint}/{self.served_model} is served on a GPU compute type but runs on the CPU here "
+                f"({self.device.get('reason') or 'no device reported'}); on its instance the runtime refuses to "
+                "become ready without a usable GPU")
 
 
 @dataclass
@@ -91,12 +105,13 @@ def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | Non
                 model_name, model_version = _model_identity(files.resolved_uri)
                 port = free_port()
                 # As on an instance, but on loopback with the asked worker count, a short drain,
-                # and never the in-flight metric: with the developer's AWS credentials it would
-                # feed the deployed stack's scaling policy.
+                # never the in-flight metric (with the developer's AWS credentials it would feed
+                # the deployed stack's scaling policy), and on whatever device this machine has:
+                # a GPU model serves on the CPU here, and says so (LocalRuntime.device).
                 settings = replace(
                     served.runtime_settings(str(files.directory), files.digest, model_name, model_version),
                     host="127.0.0.1", port=port, workers=workers, drain_seconds=LOCAL_DRAIN_SECONDS,
-                    metric_dimensions=(),
+                    metric_dimensions=(), gpus=0, require_gpu=False,
                 )
                 inherited = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
                 env = {
@@ -106,10 +121,12 @@ def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | Non
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
                 }
                 process = subprocess.Popen([sys.executable, "-m", "runtime"], env=env)
-                local.runtimes.append(LocalRuntime(served.endpoint, served.name, served.traffic_percentage, port, process))
+                local.runtimes.append(LocalRuntime(served.endpoint, served.name, served.traffic_percentage, port, process,
+                                                   gpu_compute=served.profile.has_gpu))
         for runtime in local.runtimes:
             progress(f"waiting for {runtime.endpoint}/{runtime.served_model} to load and warm up")
             wait_ready(runtime)
+            runtime.device = reported_device(runtime)
     except BaseException:
         local.stop()
         raise
@@ -131,6 +148,13 @@ def wait_ready(runtime: LocalRuntime, timeout_seconds: float = READY_TIMEOUT_SEC
             pass
         time.sleep(0.1)
     raise LocalServeError(f"{runtime.endpoint}/{runtime.served_model}: not ready after {timeout_seconds} s")
+
+
+def reported_device(runtime: LocalRuntime) -> dict[str, Any]:
+    """The first worker's device report, from the ready runtime's /version."""
+    with urllib.request.urlopen(f"{runtime.url}/version", timeout=5) as response:
+        devices = json.loads(response.read()).get("devices") or [{}]
+    return devices[0]
 
 
 def run_router(local: LocalStack, port: int) -> None:

@@ -3,7 +3,8 @@
 Vocabulary follows Databricks: one unit of provisioned concurrency answers one request at a
 time, and provisioned concurrency = QPS × model execution time. Kiln runs one worker
 process per unit of concurrency; everywhere else the word is "workers": an instance's
-workers are how many fit in its memory (CPU), or one per instance (GPU).
+workers are how many fit in its memory (CPU), one per GPU, or one per instance when the
+model is spread across all of its GPUs (GpuPlacement).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infra.plan.catalog import INSTANCES, OS_RESERVE_GIB, PROFILES, ComputeProfile, InstanceType
+from infra.plan.catalog import INSTANCES, OS_RESERVE_GIB, PROFILES, ComputeProfile, GpuPlacement, InstanceType
 from infra.plan.config import WORKLOAD_SIZES, ServedModel
 
 # Used for the scaling target when a served model states no expected latency.
@@ -63,16 +64,46 @@ def requested_concurrency(served: ServedModel) -> ConcurrencyRange:
     return ConcurrencyRange(0 if served.scale_to_zero_enabled else low, high)
 
 
-def workers_per_instance(instance: InstanceType, profile: ComputeProfile) -> int:
-    """Workers one instance can run: memory-bound on CPU (capped by vCPUs), one per GPU instance."""
+@dataclass(frozen=True)
+class GpuUse:
+    """How a served model uses its instance's GPUs, and why (for the plan's arithmetic)."""
+
+    placement: GpuPlacement
+    reason: str
+
+
+def choose_gpu_placement(profile: ComputeProfile, requested: GpuPlacement | None,
+                         model_memory_gib: float | None) -> GpuUse | None:
+    """None on CPU; the stack's gpuPlacement when given; else one worker per GPU when the model
+    fits one device (or is not at hand, as in `kiln simulate`), and spread across them when not."""
+    if not profile.has_gpu:
+        return None
+    device = profile.gpu_memory_per_device_gib
+    if requested is not None:
+        return GpuUse(requested, f"gpuPlacement {requested.value}")
+    if profile.gpus_per_instance == 1:
+        return GpuUse(GpuPlacement.WORKER_PER_GPU, "one GPU per instance")
+    if model_memory_gib is None:
+        return GpuUse(GpuPlacement.WORKER_PER_GPU, "gpuPlacement unset, model size not known here")
+    if model_memory_gib <= device:
+        return GpuUse(GpuPlacement.WORKER_PER_GPU, f"the model needs ~{model_memory_gib:.1f} GiB, one {device:g} GiB GPU holds it")
+    return GpuUse(GpuPlacement.SPREAD_ACROSS_GPUS,
+                  f"the model needs ~{model_memory_gib:.1f} GiB, more than one {device:g} GiB GPU")
+
+
+def workers_per_instance(instance: InstanceType, profile: ComputeProfile,
+                         placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU) -> int:
+    """Workers one instance can run: memory-bound on CPU (capped by vCPUs); on GPU one per GPU,
+    or one for the whole instance when the model is spread across its GPUs."""
     if profile.has_gpu:
-        return 1
+        return 1 if placement is GpuPlacement.SPREAD_ACROSS_GPUS else instance.gpus
     by_memory = math.floor((instance.memory_gib - OS_RESERVE_GIB) / profile.memory_per_concurrency_gib)
     return max(0, min(by_memory, instance.vcpus))
 
 
-def size_on(instance: InstanceType, profile: ComputeProfile, concurrency: ConcurrencyRange) -> Sizing | None:
-    workers = workers_per_instance(instance, profile)
+def size_on(instance: InstanceType, profile: ComputeProfile, concurrency: ConcurrencyRange,
+            placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU) -> Sizing | None:
+    workers = workers_per_instance(instance, profile, placement)
     if workers == 0:
         return None
     return Sizing(
@@ -83,10 +114,11 @@ def size_on(instance: InstanceType, profile: ComputeProfile, concurrency: Concur
     )
 
 
-def choose_sizing(profile: ComputeProfile, concurrency: ConcurrencyRange, instance_type: str | None = None) -> Sizing:
+def choose_sizing(profile: ComputeProfile, concurrency: ConcurrencyRange, instance_type: str | None = None,
+                  placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU) -> Sizing:
     """The cheapest instance size that covers the range: by cost at max, then at min, then smaller."""
     candidates = [instance_type] if instance_type else list(profile.default_instances)
-    sizings = [s for name in candidates if (s := size_on(INSTANCES[name], profile, concurrency))]
+    sizings = [s for name in candidates if (s := size_on(INSTANCES[name], profile, concurrency, placement))]
     if not sizings:
         raise ValueError(
             f"no instance among {', '.join(candidates)} fits one {profile.compute_type.value} worker "
@@ -111,6 +143,7 @@ class CapacityPlan:
     latency_ms: float
     target_requests_per_minute: float
     target_utilization: float = TARGET_UTILIZATION
+    gpu: GpuUse | None = None
 
     @property
     def min_concurrency(self) -> int:
@@ -125,7 +158,7 @@ class CapacityPlan:
         s = self.sizing
         return [
             f"requested concurrency {self.concurrency.minimum}-{self.concurrency.maximum}",
-            f"{s.instance.name}: {s.workers_per_instance} workers per instance",
+            self._workers_line(),
             f"instances {s.min_instances}-{s.max_instances} "
             f"(= ceil({self.concurrency.minimum}/{s.workers_per_instance})-ceil({self.concurrency.maximum}/{s.workers_per_instance}))",
             f"scaling target {self.target_requests_per_minute:g} requests/target/min "
@@ -134,10 +167,27 @@ class CapacityPlan:
         ]
 
 
-def plan_capacity(served: ServedModel) -> CapacityPlan:
+    def _workers_line(self) -> str:
+        s = self.sizing
+        if self.gpu is None:
+            return f"{s.instance.name}: {s.workers_per_instance} workers per instance"
+        gpus = s.instance.gpus
+        device = s.instance.gpu_memory_per_device_gib
+        if self.gpu.placement is GpuPlacement.SPREAD_ACROSS_GPUS:
+            use = f"1 worker per instance with the model across its {gpus} GPUs ({gpus} × {device:g} = {s.instance.gpu_memory_gib:g} GiB)"
+        else:
+            use = f"{s.workers_per_instance} workers per instance (one per GPU, {device:g} GiB each)"
+        return f"{s.instance.name}: {gpus} GPU{'s' if gpus != 1 else ''}; {self.gpu.placement.value} ({self.gpu.reason}): {use}"
+
+
+def plan_capacity(served: ServedModel, model_memory_gib: float | None = None) -> CapacityPlan:
+    """The capacity of one served model; its model's memory (files × factor + worker, from the
+    bake) decides how a multi-GPU instance is used when the stack does not say."""
     profile = PROFILES[served.compute_type]
     concurrency = requested_concurrency(served)
-    sizing = choose_sizing(profile, concurrency, served.instance_type)
+    gpu = choose_gpu_placement(profile, served.gpu_placement, model_memory_gib)
+    placement = gpu.placement if gpu else GpuPlacement.WORKER_PER_GPU
+    sizing = choose_sizing(profile, concurrency, served.instance_type, placement)
     latency = served.expected_latency_ms or DEFAULT_LATENCY_MS
     utilization = served.scaling.target_utilization
     return CapacityPlan(
@@ -146,4 +196,5 @@ def plan_capacity(served: ServedModel) -> CapacityPlan:
         latency_ms=latency,
         target_requests_per_minute=requests_per_target_per_minute(sizing.workers_per_instance, latency, utilization),
         target_utilization=utilization,
+        gpu=gpu,
     )

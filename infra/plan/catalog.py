@@ -24,10 +24,16 @@ DEFAULT_BUILD_TIMEOUT_MINUTES = 60
 OS_RESERVE_GIB = 2.0
 
 # Time from launch to a ready runtime before the ASG trusts ELB health checks (and the
-# image's HEALTHCHECK start period): instance boot, image pull and model load. GPU images
-# (CUDA) are several GB larger.
-CPU_HEALTH_CHECK_GRACE_SECONDS = 300
-GPU_HEALTH_CHECK_GRACE_SECONDS = 900
+# image's HEALTHCHECK start period) = the time before the model load starts (instance boot,
+# image pull, model fetch; GPU images carry CUDA and are several GB larger) + the runtime's
+# own limit on loading and warming up (KILN_LOAD_TIMEOUT_SECONDS, which the plan sets from
+# here). One is derived from the other so the ASG never replaces an instance whose runtime
+# is still allowed to be loading: a GPU grace of 900 s against a load limit of 1800 s did.
+CPU_START_SECONDS = 120
+GPU_START_SECONDS = 300
+CPU_MODEL_LOAD_TIMEOUT_SECONDS = 180
+# Large GPU models (up to GPU_MEDIUM_8's 192 GiB) are read from disk and copied to the devices.
+GPU_MODEL_LOAD_TIMEOUT_SECONDS = 1800
 
 
 # The target group's health check on the runtime's readiness path: a new instance takes
@@ -40,8 +46,14 @@ UNHEALTHY_THRESHOLD = 3
 LOG_RETENTION_DAYS = 30
 
 
+def model_load_timeout_seconds(gpu: bool) -> int:
+    """How long the runtime's workers may take to load and warm up the model on an instance."""
+    return GPU_MODEL_LOAD_TIMEOUT_SECONDS if gpu else CPU_MODEL_LOAD_TIMEOUT_SECONDS
+
+
 def health_check_grace_seconds(gpu: bool) -> int:
-    return GPU_HEALTH_CHECK_GRACE_SECONDS if gpu else CPU_HEALTH_CHECK_GRACE_SECONDS
+    """Launch to ready: the start before the load, then the runtime's whole load timeout."""
+    return (GPU_START_SECONDS if gpu else CPU_START_SECONDS) + model_load_timeout_seconds(gpu)
 
 
 class ComputeType(str, Enum):
@@ -53,6 +65,16 @@ class ComputeType(str, Enum):
     GPU_MEDIUM_8 = "GPU_MEDIUM_8"
 
 
+class GpuPlacement(str, Enum):
+    """How a served model uses an instance with several GPUs (the stack key gpuPlacement)."""
+
+    # One worker per GPU, each seeing only its own device: for a model that fits one device.
+    WORKER_PER_GPU = "workerPerGpu"
+    # One worker whose model is spread across every GPU (MLflow's Transformers device map):
+    # for a model larger than one device's memory.
+    SPREAD_ACROSS_GPUS = "spreadAcrossGpus"
+
+
 @dataclass(frozen=True)
 class InstanceType:
     name: str
@@ -61,6 +83,11 @@ class InstanceType:
     gpus: int
     gpu_memory_gib: float
     hourly_usd: float
+
+    @property
+    def gpu_memory_per_device_gib(self) -> float:
+        """One GPU's memory: what a model on one device (MLflow's default) can use."""
+        return self.gpu_memory_gib / self.gpus if self.gpus else 0.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +107,24 @@ class ComputeProfile:
     @property
     def health_check_grace_seconds(self) -> int:
         return health_check_grace_seconds(self.has_gpu)
+
+    @property
+    def model_load_timeout_seconds(self) -> int:
+        return model_load_timeout_seconds(self.has_gpu)
+
+    @property
+    def gpu_instance(self) -> InstanceType:
+        """The default instance, whose GPUs every allowed instance of the profile shares (same
+        count, same device), so GPU arithmetic needs no particular size."""
+        return INSTANCES[self.default_instances[0]]
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.gpu_instance.gpus
+
+    @property
+    def gpu_memory_per_device_gib(self) -> float:
+        return self.gpu_instance.gpu_memory_per_device_gib
 
 
 def _instances(*rows: tuple[str, int, float, int, float, float]) -> dict[str, InstanceType]:

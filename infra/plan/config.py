@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, PROFILES, ComputeType
+from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, PROFILES, ComputeType, GpuPlacement
 from runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -178,6 +178,9 @@ class ServedModel(_Model):
     expected_latency_ms: float | None = Field(default=None, gt=0, le=MAX_REQUEST_TIMEOUT_SECONDS * 1000)
     scale_to_zero_enabled: bool = False
     instance_type: str | None = None
+    # Only on compute types with several GPUs per instance; unset, the model's memory decides
+    # (one worker per GPU when it fits one device, else spread across them).
+    gpu_placement: GpuPlacement | None = None
     environment_vars: dict[str, str] = Field(default_factory=dict)
     scaling: Scaling = Scaling()
 
@@ -242,6 +245,13 @@ class ServedModel(_Model):
                     ("instanceType",),
                     f"{self.instance_type!r} is not allowed for {self.compute_type.value}; allowed: {', '.join(allowed)}",
                 )
+        gpus = PROFILES[self.compute_type].gpus_per_instance
+        if self.gpu_placement is not None and gpus < 2:
+            raise KeyPathError(
+                ("gpuPlacement",),
+                f"{self.compute_type.value} has {gpus} GPU{'s' if gpus != 1 else ''} per instance, so there is nothing "
+                "to place; remove it, or choose MULTIGPU_MEDIUM or GPU_MEDIUM_8",
+            )
         if not self.scale_to_zero_enabled and "idle_minutes_before_zero" in self.scaling.model_fields_set:
             raise KeyPathError(
                 ("scaling", "idleMinutesBeforeZero"),

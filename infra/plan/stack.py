@@ -6,11 +6,12 @@ might question (sizes, names, timeouts, priorities) is decided here and unit-tes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra.plan.capacity import CapacityPlan, concurrency_for, plan_capacity
-from infra.plan.catalog import PROFILES, ComputeProfile
+from infra.plan.catalog import PROFILES, ComputeProfile, GpuPlacement
 from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, Endpoint, ServedModel, StackConfig
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
@@ -42,6 +43,8 @@ class ServedModelPlan:
     load_balancer_idle_timeout_seconds: int
     # QPS × latency when the stack states expected traffic; the policy pack checks max concurrency covers it.
     expected_peak_concurrency: int | None = None
+    # The stack's gpuPlacement as written (None: the model's memory decides, capacity.gpu says how).
+    requested_gpu_placement: GpuPlacement | None = None
 
     @property
     def resource_name(self) -> str:
@@ -82,6 +85,7 @@ class ServedModelPlan:
             "modelUri": self.model_uri,
             "computeType": self.profile.compute_type.value,
             "instanceType": sizing.instance.name,
+            **({"gpuPlacement": self.capacity.gpu.placement.value} if self.capacity.gpu else {}),
             "workersPerInstance": sizing.workers_per_instance,
             "minInstances": sizing.min_instances,
             "maxInstances": sizing.max_instances,
@@ -105,7 +109,8 @@ class ServedModelPlan:
                          model_version: str = "") -> RuntimeSettings:
         """What this served model's runtime is told on an instance (the KILN_* contract):
         one worker per unit of provisioned concurrency, the endpoint's timeout, a drain as long as the
-        target group's deregistration delay, and the in-flight metric's dimensions."""
+        target group's deregistration delay, a load timeout inside the health-check grace, and the
+        in-flight metric's dimensions."""
         return RuntimeSettings(
             model_uri=model_uri,
             model_digest=model_digest,
@@ -117,9 +122,22 @@ class ServedModelPlan:
             workers=self.capacity.sizing.workers_per_instance,
             request_timeout_seconds=self.request_timeout_seconds,
             drain_seconds=self.deregistration_delay_seconds,
+            load_timeout_seconds=self.profile.model_load_timeout_seconds,
+            **self._gpu_settings(),
             metric_dimensions=self.scaling.published_metric_dimensions,
             load_balancer_idle_timeout_seconds=self.load_balancer_idle_timeout_seconds,
         )
+
+
+    def _gpu_settings(self) -> dict[str, Any]:
+        """On a GPU compute type: the GPUs the workers share, whether one worker spreads the
+        model across them, and readiness only with a usable GPU (never silently the CPU)."""
+        gpu = self.capacity.gpu
+        if gpu is None:
+            return {}
+        spread = gpu.placement is GpuPlacement.SPREAD_ACROSS_GPUS
+        return {"gpus": 0 if spread else self.capacity.sizing.instance.gpus, "spread_across_gpus": spread,
+                "require_gpu": True}
 
 
 @dataclass(frozen=True)
@@ -171,14 +189,18 @@ def endpoint_path(endpoint: str) -> str:
     return f"/serving-endpoints/{endpoint}/invocations"
 
 
-def plan_stack(stack: str, config: StackConfig) -> StackPlan:
+def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, float] | None = None) -> StackPlan:
+    """The whole plan; `model_memory_gib` (by served model resource name, from the bake) places
+    a multi-GPU served model whose stack entry leaves gpuPlacement unset."""
+    memory = model_memory_gib or {}
     stack_tags = {"kiln:stack": stack, "kiln:environment": config.environment}
     priorities = listener_rule_priorities([e.name for e in config.endpoints])
     idle_timeout = max(e.request_timeout_seconds for e in config.endpoints) + IDLE_TIMEOUT_MARGIN_SECONDS
     endpoints = []
     for endpoint in config.endpoints:
         served_models = [
-            _served_model_plan(stack, endpoint, served, config, stack_tags, idle_timeout)
+            _served_model_plan(stack, endpoint, served, config, stack_tags, idle_timeout,
+                               memory.get(f"{endpoint.name}.{served.name}"))
             for served in endpoint.served_models
         ]
         endpoints.append(
@@ -209,10 +231,10 @@ def plan_stack(stack: str, config: StackConfig) -> StackPlan:
 
 def _served_model_plan(
     stack: str, endpoint: Endpoint, served: ServedModel, config: StackConfig, stack_tags: dict[str, str],
-    load_balancer_idle_timeout_seconds: int,
+    load_balancer_idle_timeout_seconds: int, model_memory_gib: float | None,
 ) -> ServedModelPlan:
     profile = PROFILES[served.compute_type]
-    capacity = plan_capacity(served)
+    capacity = plan_capacity(served, model_memory_gib)
     scaling = plan_scaling(
         stack, endpoint.name, served.name, served.scaling, capacity, served.scale_to_zero_enabled,
         profile.health_check_grace_seconds,
@@ -241,4 +263,5 @@ def _served_model_plan(
             if served.expected_qps is not None and served.expected_latency_ms is not None
             else None
         ),
+        requested_gpu_placement=served.gpu_placement,
     )

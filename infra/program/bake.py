@@ -13,7 +13,7 @@ import pulumi
 
 from infra.plan.stack import ServedModelPlan, StackPlan
 from models.bake import BakedModel, bake
-from models.checks import Finding, PackagingError, ServingTarget
+from models.checks import Finding, PackagingError, ServingTarget, worker_memory_gib
 from models.estimates import CODEBUILD_DISK_GB, MIN_CODEBUILD_COMPUTE
 
 
@@ -29,6 +29,7 @@ def serving_target(served: ServedModelPlan, plan: StackPlan) -> ServingTarget:
         environment=plan.config.environment,
         profile=served.profile,
         build_timeout_minutes=plan.config.build.timeout_minutes,
+        gpu_placement=served.requested_gpu_placement,
     )
 
 
@@ -47,6 +48,12 @@ def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Find
             raise StackPackagingError(served.resource_name, findings)
         checked[served.resource_name] = (model, findings)
     return checked
+
+
+def model_memory(checked: dict[str, tuple[BakedModel, list[Finding]]]) -> dict[str, float]:
+    """What one worker of each served model needs (GiB), by resource name: the plan places a
+    multi-GPU served model by it when the stack leaves gpuPlacement unset."""
+    return {name: worker_memory_gib(model.estimate.model_gib) for name, (model, _) in checked.items()}
 
 
 def builder_compute_type(baked: Iterable[BakedModel]) -> str:

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import models.checks as checks_module
-from infra.plan.catalog import PROFILES, ComputeType
+from infra.plan.catalog import PROFILES, ComputeType, GpuPlacement
 from models.checks import (
     CheckInput,
     Finding,
@@ -502,6 +502,51 @@ def test_the_memory_finding_shows_the_arithmetic() -> None:
         "the model needs ~10.5 GiB per worker (5.0 GiB of files × 2 + 0.5 GiB runtime), CPU_MEDIUM gives "
         "8 GiB per concurrency; choose a larger compute type or shrink the model"
     )
+
+
+def _gpu_memory_findings(model_gib: float, compute: ComputeType, placement: GpuPlacement | None = None,
+                         flavors: tuple[str, ...] = ("python_function", "transformers")) -> dict[str, str]:
+    manifest = _with(flavors=flavors)
+    image = Environment("3.11", manifest.requirements, "public.ecr.aws/docker/library/python:3.11-slim-bookworm")
+    target = ServingTarget("llm.champion", "dev", PROFILES[compute], gpu_placement=placement)
+    findings = check_packaging(CheckInput(manifest, image, dataclasses.replace(SMALL, model_gib=model_gib), target))
+    return {f.id: f.message for f in findings}
+
+
+def test_one_worker_per_gpu_must_fit_one_device_not_the_instances_total() -> None:
+    """Issue 18: the check counted MULTIGPU_MEDIUM's 96 GiB where one worker's GPU has 24."""
+    findings = _gpu_memory_findings(15.0, ComputeType.MULTIGPU_MEDIUM, GpuPlacement.WORKER_PER_GPU)
+
+    # 15.0 × 2 + 0.5 = 30.5 GiB against one A10G's 24
+    assert findings == {"memory-per-concurrency": (
+        "the model needs ~30.5 GiB per worker (15.0 GiB of files × 2 + 0.5 GiB runtime), one MULTIGPU_MEDIUM GPU has "
+        "24 GiB (workerPerGpu: gpuPlacement workerPerGpu); set gpuPlacement: spreadAcrossGpus to spread it across the "
+        "instance's 4 GPUs, or shrink the model")}
+
+
+@pytest.mark.parametrize(("model_gib", "flagged"), [(46.9, False), (47.0, False), (47.1, True)])
+def test_a_spread_model_is_checked_per_device_and_in_total(model_gib: float, flagged: bool) -> None:
+    # Each A10G holds its share plus a CUDA context: 47.0 GiB of files × 2 / 4 GPUs + 0.5 = 24.0 GiB exactly.
+    findings = _gpu_memory_findings(model_gib, ComputeType.MULTIGPU_MEDIUM)
+
+    assert ("memory-per-concurrency" in findings) is flagged
+
+
+def test_the_spread_memory_finding_shows_per_device_and_total() -> None:
+    findings = _gpu_memory_findings(50.0, ComputeType.MULTIGPU_MEDIUM)
+
+    assert findings == {"memory-per-concurrency": (
+        "spread across MULTIGPU_MEDIUM's 4 GPUs the model needs ~25.5 GiB per GPU (100.0 GiB / 4 + 0.5 GiB runtime) "
+        "of 24 GiB, ~102.0 of 96 GiB in total; choose a compute type with more GPUs (GPU_MEDIUM_8: 8 × 24 GiB) or "
+        "shrink the model")}
+
+
+def test_only_a_transformers_model_can_be_spread_across_gpus() -> None:
+    findings = _gpu_memory_findings(15.0, ComputeType.MULTIGPU_MEDIUM, flavors=("python_function", "pytorch"))
+
+    assert list(findings) == ["gpu-spread-unsupported"]
+    assert findings["gpu-spread-unsupported"].startswith(
+        "spreading one model across MULTIGPU_MEDIUM's 4 GPUs needs MLflow's Transformers device map")
 
 
 # --- disk: instance root volume and builder ------------------------------------------

@@ -154,7 +154,7 @@ def test_version_names_the_model_before_any_worker_has_loaded_it() -> None:
     assert (answer.status, answer.json()) == (200, {
         "endpoint": "fraud-scorer", "served_model": "champion", "model": "fraud-scorer", "model_version": "3",
         "model_uri": URI, "model_digest": digest, "runtime_version": RUNTIME_VERSION,
-        "mlflow_version": None, "run_id": None, "model_uuid": None, "flavors": None,
+        "mlflow_version": None, "run_id": None, "model_uuid": None, "flavors": None, "device": None, "devices": [],
     })
 
 
@@ -511,6 +511,14 @@ async def _with_a_worker(model_dir: Path, caplog: pytest.LogCaptureFixture) -> N
         assert {k: version.json()[k] for k in ("mlflow_version", "run_id", "model_uuid", "flavors")} == {
             "mlflow_version": mlflow.__version__, "run_id": None, "model_uuid": uuid,
             "flavors": ["python_function", "sklearn"]}
+        # ...and the device the worker runs on: here (no torch) the CPU, saying why (issue 18: a GPU
+        # model that fell back to the CPU looked like one on its GPU)
+        assert version.json()["device"] == "cpu"
+        assert version.json()["devices"] == [{
+            "worker": 0, "device": "cpu", "framework": None, "gpus": [],
+            "reason": "no GPU framework in this environment (torch is not installed)",
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}]
+        assert 'kiln_worker_device_info{worker="0",device="cpu",gpu=""} 1' in metrics.body.decode().splitlines()
 
         # draining, the live worker does not make it ready
         app.phase = Phase.DRAINING

@@ -67,6 +67,31 @@ def test_files_that_do_not_match_the_digest_refuse_to_start(tmp_path: Path, frau
     assert "digest mismatch" in runtime.log()
 
 
+def test_a_gpu_compute_type_without_a_usable_gpu_never_turns_ready(tmp_path: Path, fraud_model_dir: Path) -> None:
+    """Issue 18: MLflow falls back to the CPU on its own; with KILN_REQUIRE_GPU (the instance's user data on
+    a GPU compute type) the worker refuses before loading, and the log says what it found instead."""
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(fraud_model_dir), KILN_REQUIRE_GPU="true")
+
+    seen, code = refused_start(runtime)
+
+    assert 200 not in seen
+    assert code != 0
+    assert ("worker 0: no usable GPU, and this compute type requires one (KILN_REQUIRE_GPU): device cpu (no GPU "
+            "framework in this environment (torch is not installed)") in runtime.log()
+
+
+def test_each_worker_sees_its_own_gpu(tmp_path: Path, fraud_model_dir: Path) -> None:
+    """Issue 18: every worker loaded onto device 0; with KILN_GPUS each worker is shown one GPU."""
+    runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(fraud_model_dir), KILN_WORKERS="3", KILN_GPUS="2")
+    try:
+        assert runtime.wait_for_ping()[-1] == 200
+        devices = httpx.get(runtime.url + "/version", timeout=5).json()["devices"]
+    finally:
+        runtime.stop()
+
+    assert [(d["worker"], d["cuda_visible_devices"]) for d in devices] == [(0, "0"), (1, "1"), (2, "0")]
+
+
 def test_missing_model_uri_is_a_settings_error(tmp_path: Path) -> None:
     runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI="")
     code = runtime.process.wait(EXIT_TIMEOUT_SECONDS)

@@ -39,6 +39,9 @@ DEFAULTS = {
     "metric_dimensions": (),
     "metric_period_seconds": 10,
     "load_balancer_idle_timeout_seconds": None,
+    "gpus": 0,  # leave CUDA_VISIBLE_DEVICES alone
+    "spread_across_gpus": False,
+    "require_gpu": False,  # `kiln runtime` and `kiln serve` serve a GPU model on the CPU
 }
 
 # (variable, field, minimum accepted); integers
@@ -47,7 +50,10 @@ INTEGERS = [
     ("KILN_WORKERS", "workers", 1),
     ("KILN_QUEUE_SIZE", "queue_size", 0),
     ("KILN_MAX_PAYLOAD_BYTES", "max_payload_bytes", 1),
+    ("KILN_GPUS", "gpus", 0),
 ]
+# (variable, field); true or false
+FLAGS = [("KILN_SPREAD_ACROSS_GPUS", "spread_across_gpus"), ("KILN_REQUIRE_GPU", "require_gpu")]
 # (variable, field); seconds must be more than 0
 SECONDS = [
     ("KILN_REQUEST_TIMEOUT_SECONDS", "request_timeout_seconds"),
@@ -68,7 +74,7 @@ def test_only_the_model_uri_set_gives_every_default() -> None:
 
 @pytest.mark.parametrize("value", ["", "   "])
 def test_empty_or_blank_variables_mean_their_defaults(value: str) -> None:
-    blank = {name: value for name, _, _ in INTEGERS} | {name: value for name, _ in SECONDS}
+    blank = {name: value for name, _, _ in INTEGERS} | {name: value for name, _ in SECONDS + FLAGS}
     blank |= {name: value for name in ("KILN_MODEL_DIGEST", "KILN_AUTH_TOKEN_SHA256", "KILN_AUTH_TOKEN_SHA256_FILE",
                                        "KILN_METRIC_DIMENSIONS", "KILN_CACHE_DIR")}
 
@@ -90,6 +96,7 @@ def test_every_variable_reaches_its_field() -> None:
         KILN_MAX_PAYLOAD_BYTES="4096", KILN_LOAD_TIMEOUT_SECONDS="60", KILN_AUTH_TOKEN_SHA256=TOKEN_A,
         KILN_CACHE_DIR="/var/cache/kiln", KILN_METRIC_DIMENSIONS=DIMENSIONS,
         KILN_METRIC_PERIOD_SECONDS="1", KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS="602",
+        KILN_GPUS="4", KILN_SPREAD_ACROSS_GPUS="true", KILN_REQUIRE_GPU="true",
     )
 
     assert settings == {
@@ -100,6 +107,7 @@ def test_every_variable_reaches_its_field() -> None:
         "metric_dimensions": (("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
         "metric_period_seconds": 1.0,
         "load_balancer_idle_timeout_seconds": 602.0,
+        "gpus": 4, "spread_across_gpus": True, "require_gpu": True,
     }
 
 
@@ -279,6 +287,21 @@ def test_flags_override_the_environment_and_none_means_not_given() -> None:
     assert (merged.workers, merged.port, merged.model_uri) == (2, 9000, "/models/local")
 
 
+@pytest.mark.parametrize(("name", "field"), FLAGS)
+@pytest.mark.parametrize(("value", "flag"), [("true", True), (" True ", True), ("1", True), ("yes", True),
+                                             ("false", False), ("0", False), ("NO", False)])
+def test_flags_read_true_or_false(name: str, field: str, value: str, flag: bool) -> None:
+    assert parsed(**{name: value})[field] is flag
+
+
+@pytest.mark.parametrize(("name", "field"), FLAGS)
+def test_a_flag_that_is_neither_true_nor_false_is_refused(name: str, field: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        parsed(**{name: "on-gpu"})
+
+    assert str(refused.value) == f"{name}='on-gpu' is not true or false"
+
+
 # ------------------------------------------------------------------ the writer: as_env
 
 
@@ -290,7 +313,8 @@ def test_settings_written_as_env_read_back_the_same() -> None:
         request_timeout_seconds=2.5, drain_seconds=7, max_payload_bytes=4096, load_timeout_seconds=60.0,
         auth_token_sha256=(TOKEN_A, TOKEN_B), cache_dir=Path("/var/cache/kiln"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
-        metric_period_seconds=1.0, load_balancer_idle_timeout_seconds=602,
+        metric_period_seconds=1.0, load_balancer_idle_timeout_seconds=602, gpus=8, spread_across_gpus=True,
+        require_gpu=True,
     )
 
     assert settings_from_env(settings.as_env()) == settings

@@ -66,3 +66,28 @@ def test_unknown_endpoint_is_not_found(served_stack: RunningProcess) -> None:
                           headers={"content-type": "application/json"})
 
     assert response.status_code == 404
+
+
+def test_a_gpu_served_model_serves_on_the_cpu_locally_and_says_so(tmp_path, example_store) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18: locally nothing requires a GPU (only the instance's user data does), but `kiln serve`
+    names the device, so a GPU model answering from the CPU is never mistaken for one on its GPU."""
+    from infra.local.stack import start_stack
+
+    config = stack_config("dev", example_store)
+    endpoint = config["kiln:endpoints"][0]
+    endpoint["servedModels"][0]["computeType"] = "GPU_MEDIUM"
+    path = write_stack(tmp_path, config, "localgpu")
+
+    local = start_stack(str(path), example_store.tracking_uri, endpoint["name"])
+    try:
+        [runtime] = [r for r in local.runtimes if r.served_model == endpoint["servedModels"][0]["name"]]
+        answer = httpx.post(f"{runtime.url}/invocations", content=BODY, headers={"content-type": "application/json"})
+    finally:
+        local.stop()
+
+    assert answer.status_code == 200
+    assert runtime.device["device"] == "cpu"
+    assert runtime.cpu_fallback_note() == (
+        f"{endpoint['name']}/{runtime.served_model} is served on a GPU compute type but runs on the CPU here (no GPU "
+        "framework in this environment (torch is not installed)); on its instance the runtime refuses to become "
+        "ready without a usable GPU")

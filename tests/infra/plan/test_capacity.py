@@ -14,7 +14,7 @@ from infra.plan.capacity import (
     size_on,
     workers_per_instance,
 )
-from infra.plan.catalog import INSTANCES, PROFILES, ComputeProfile, ComputeType, InstanceType
+from infra.plan.catalog import INSTANCES, PROFILES, ComputeProfile, ComputeType, GpuPlacement, InstanceType
 from infra.plan.config import ServedModel
 
 
@@ -66,8 +66,57 @@ def test_cpu_units_are_capped_by_vcpus() -> None:
     assert workers_per_instance(INSTANCES["c7i.large"], profile) == 0  # 4 GiB cannot hold one 8 GiB worker
 
 
-def test_gpu_instances_run_one_unit() -> None:
-    assert workers_per_instance(INSTANCES["g5.12xlarge"], PROFILES[ComputeType.MULTIGPU_MEDIUM]) == 1
+def test_gpu_instances_run_one_worker_per_gpu_or_one_spread_across_them() -> None:
+    profile = PROFILES[ComputeType.MULTIGPU_MEDIUM]
+
+    assert workers_per_instance(INSTANCES["g5.12xlarge"], profile, GpuPlacement.WORKER_PER_GPU) == 4
+    assert workers_per_instance(INSTANCES["g5.12xlarge"], profile, GpuPlacement.SPREAD_ACROSS_GPUS) == 1
+    assert workers_per_instance(INSTANCES["g5.xlarge"], PROFILES[ComputeType.GPU_MEDIUM]) == 1
+
+
+def multigpu(**keys: object) -> ServedModel:
+    return served(computeType="MULTIGPU_MEDIUM", workloadSize="Small", **keys)
+
+
+def test_a_model_that_fits_one_gpu_gets_a_worker_on_every_gpu() -> None:
+    """Issue 18: MULTIGPU_MEDIUM at Small ran 4 × g5.12xlarge with 12 of 16 A10Gs idle."""
+    plan = plan_capacity(multigpu(), model_memory_gib=10.5)
+
+    # 4 units / 4 workers per g5.12xlarge (one per A10G) = 1 instance at $5.672/h, not 4 ($22.69/h)
+    assert (plan.sizing.workers_per_instance, plan.sizing.min_instances, plan.sizing.max_instances) == (4, 1, 1)
+    assert plan.sizing.hourly_cost_max == 5.672
+    assert plan.arithmetic()[1] == ("g5.12xlarge: 4 GPUs; workerPerGpu (the model needs ~10.5 GiB, one 24 GiB GPU "
+                                    "holds it): 4 workers per instance (one per GPU, 24 GiB each)")
+
+
+def test_a_model_larger_than_one_gpu_is_spread_across_the_instances_gpus() -> None:
+    plan = plan_capacity(multigpu(), model_memory_gib=40.5)
+
+    assert (plan.sizing.workers_per_instance, plan.sizing.min_instances, plan.sizing.max_instances) == (1, 4, 4)
+    assert plan.arithmetic()[1] == ("g5.12xlarge: 4 GPUs; spreadAcrossGpus (the model needs ~40.5 GiB, more than one "
+                                    "24 GiB GPU): 1 worker per instance with the model across its 4 GPUs (4 × 24 = 96 GiB)")
+
+
+@pytest.mark.parametrize(("placement", "workers"), [("workerPerGpu", 8), ("spreadAcrossGpus", 1)])
+def test_the_stacks_gpu_placement_wins_over_the_models_size(placement: str, workers: int) -> None:
+    plan = plan_capacity(served(computeType="GPU_MEDIUM_8", workloadSize="Small", gpuPlacement=placement),
+                         model_memory_gib=10.5 if placement == "spreadAcrossGpus" else 40.5)
+
+    assert plan.sizing.workers_per_instance == workers
+    assert plan.gpu is not None and plan.gpu.reason == f"gpuPlacement {placement}"
+
+
+def test_without_the_model_at_hand_a_multi_gpu_instance_runs_a_worker_per_gpu() -> None:
+    plan = plan_capacity(multigpu())
+
+    assert plan.gpu is not None and (plan.gpu.placement, plan.sizing.workers_per_instance) == (GpuPlacement.WORKER_PER_GPU, 4)
+
+
+def test_every_instance_a_gpu_profile_allows_has_the_gpus_of_its_default() -> None:
+    """The GPU arithmetic reads the profile's default instance; a pinned instanceType must not differ."""
+    for profile in PROFILES.values():
+        allowed = {(INSTANCES[name].gpus, INSTANCES[name].gpu_memory_per_device_gib) for name in profile.allowed_instances}
+        assert allowed == {(profile.gpus_per_instance, profile.gpu_memory_per_device_gib)}, profile.compute_type
 
 
 def test_planner_picks_the_cheapest_size_covering_the_maximum() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.plan.catalog import GpuPlacement
 from infra.plan.config import (
     STACKS_DIR,
     ConfigError,
@@ -180,6 +181,26 @@ def test_instance_type_must_belong_to_the_compute_type() -> None:
 
     [problem] = problems_for(values)
     assert problem.startswith("endpoints[0].servedModels[0].instanceType: 'g5.xlarge' is not allowed for CPU_MEDIUM; allowed: c7i.large")
+
+
+def test_gpu_placement_is_refused_where_an_instance_has_one_gpu() -> None:
+    values = valid_values()
+    served(values).update(computeType="GPU_MEDIUM", gpuPlacement="spreadAcrossGpus")
+
+    assert problems_for(values) == [
+        "endpoints[0].servedModels[0].gpuPlacement: GPU_MEDIUM has 1 GPU per instance, so there is nothing to "
+        "place; remove it, or choose MULTIGPU_MEDIUM or GPU_MEDIUM_8"]
+
+
+def test_gpu_placement_is_one_of_two_ways_on_a_multi_gpu_compute_type() -> None:
+    values = valid_values()
+    served(values).update(computeType="MULTIGPU_MEDIUM", gpuPlacement="spreadAcrossGpus")
+    parsed = parse_stack_config(values, SOURCE)
+    served(values)["gpuPlacement"] = "everywhere"
+
+    assert parsed.endpoints[0].served_models[0].gpu_placement == GpuPlacement.SPREAD_ACROSS_GPUS
+    [problem] = problems_for(values)
+    assert problem.startswith("endpoints[0].servedModels[0].gpuPlacement: Input should be 'workerPerGpu' or 'spreadAcrossGpus'")
 
 
 def test_malformed_model_uri_lists_the_accepted_forms() -> None:

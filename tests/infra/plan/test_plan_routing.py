@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infra.plan.catalog import CPU_START_SECONDS, GPU_START_SECONDS, ComputeType
 from infra.plan.config import parse_stack_config
 from infra.plan.stack import ServedModelPlan, StackPlan, endpoint_path, plan_stack
 
@@ -254,9 +255,40 @@ def test_deregistration_delay_follows_the_request_timeout_up_to_the_alb_limit(ti
 def test_gpu_served_models_get_longer_to_become_healthy() -> None:
     plan = plan_of(prod_values())
 
-    # CPU: boot + image pull + model load in 300 s; GPU (CUDA images) 900 s.
-    assert [s.health_check_grace_seconds for s in plan.served_models] == [300, 300, 900]
-    assert [s.scaling.instance_warmup_seconds for s in plan.served_models] == [300, 300, 900]
+    # CPU: boot + image pull + fetch 120 s, load 180 s; GPU (CUDA images, large models) 300 + 1800 s.
+    assert [s.health_check_grace_seconds for s in plan.served_models] == [300, 300, 2100]
+    assert [s.scaling.instance_warmup_seconds for s in plan.served_models] == [300, 300, 2100]
+
+
+@pytest.mark.parametrize(("compute_type", "model_gib", "expected"), [
+    ("CPU_MEDIUM", 1.0, (0, False, False)),
+    ("GPU_SMALL", 1.0, (1, False, True)),
+    ("MULTIGPU_MEDIUM", 10.5, (4, False, True)),  # fits one A10G: CUDA_VISIBLE_DEVICES per worker over 4 GPUs
+    ("MULTIGPU_MEDIUM", 40.5, (0, True, True)),  # does not: one worker with the model across all of them
+])
+def test_the_runtime_is_told_how_to_use_the_gpus_and_to_require_one(compute_type: str, model_gib: float,
+                                                                     expected: tuple[int, bool, bool]) -> None:
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][0]["computeType"] = compute_type
+    plan = plan_stack("prod", parse_stack_config(values, "stacks/Pulumi.prod.yaml"), {"fraud-scorer.champion": model_gib})
+
+    settings = served_plan(plan, "fraud-scorer.champion").runtime_settings("s3://bucket/models/abc/", "ab" * 32)
+
+    assert (settings.gpus, settings.spread_across_gpus, settings.require_gpu) == expected
+
+
+@pytest.mark.parametrize("compute_type", list(ComputeType))
+def test_the_runtime_stops_loading_before_the_health_check_grace_ends(compute_type: ComputeType) -> None:
+    """A runtime still allowed to load when the grace ends is replaced mid-load (issue 18: 900 s
+    of GPU grace against 1800 s of load timeout): the grace is the start plus the whole load."""
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][0]["computeType"] = compute_type.value
+    served = served_plan(plan_of(values), "fraud-scorer.champion")
+
+    settings = served.runtime_settings("s3://bucket/models/abc/", "ab" * 32)
+
+    start = GPU_START_SECONDS if served.profile.has_gpu else CPU_START_SECONDS
+    assert settings.load_timeout_seconds + start == served.health_check_grace_seconds
 
 
 # --- the gateway ------------------------------------------------------------------------------------

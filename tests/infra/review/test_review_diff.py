@@ -48,6 +48,7 @@ def served_model_settings(prefix: str, model_uri: str) -> dict[str, Any]:
         f"{prefix}.expectedLatencyMs": None,
         f"{prefix}.scaleToZeroEnabled": False,
         f"{prefix}.instanceType": None,
+        f"{prefix}.gpuPlacement": None,
         # Databricks' behaviour: 70 % target, scale in every 5 min, to zero after 30 idle min.
         f"{prefix}.scaling.targetUtilization": 0.7,
         f"{prefix}.scaling.highResolutionMetric": True,
