@@ -30,6 +30,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.review": ("infra.preview", "infra.plan"),
     "infra.simulator": ("infra.plan", "runtime.contract"),
     "infra.local": ("infra.plan", "models", "runtime"),
+    # The rehearsal deploys the program and runs what AWS would run of it: components' user
+    # data, the providers, the activator, the local router's weighting.
+    "infra.rehearsal": ("infra.preview", "infra.plan", "infra.components.user_data", "infra.providers",
+                        "infra.activator", "infra.local", "models", "runtime"),
     "infra.commands": ("infra", "models", "policies", "runtime"),
     "infra": ("infra.components", "infra.program", "infra.plan", "models"),
 }

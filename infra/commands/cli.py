@@ -15,6 +15,7 @@ from infra.commands.check import check, policy_pack_config_option
 from infra.commands.import_databricks import import_databricks
 from infra.commands.output import console, errors, user_errors
 from infra.commands.plan_console import print_plan
+from infra.commands.rehearse import rehearse_command
 from infra.commands.review import review
 from infra.commands.serving import runtime_command, serve_command
 from infra.commands.simulate import simulate_command
@@ -83,6 +84,7 @@ def examples(store: Path | None) -> None:
 
 main.add_command(bake_command)
 main.add_command(review)
+main.add_command(rehearse_command)
 main.add_command(import_databricks)
 main.add_command(runtime_command)
 main.add_command(serve_command)

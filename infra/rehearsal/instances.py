@@ -103,14 +103,17 @@ class InstanceLauncher:
         credentials = self.role_credentials[roles[0]["Arn"]]
         port = self._ports.setdefault(instance_id, free_port())
         env = {**runtime_env_file(user_data), "KILN_HOST": "127.0.0.1", "KILN_PORT": str(port)}
-        # Nothing of this machine's AWS or Kiln settings: only what the instance would have.
+        # Nothing of this machine's AWS or Kiln settings, and a home of its own (so an empty
+        # model cache and no ~/.aws): only what a new instance's container has.
+        home = self.log_dir / instance_id
+        home.mkdir(parents=True, exist_ok=True)
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KILN_", "MLFLOW_"))}
-        process_env = {**inherited, **env, **self.aws.process_env(credentials),
+        process_env = {**inherited, **env, **self.aws.process_env(credentials), "HOME": str(home),
                        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
         log_path = self.log_dir / f"{instance_id}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(self.runtime_command, env=process_env, stdout=log,
-                                       stderr=subprocess.STDOUT, cwd=self.log_dir)
+                                       stderr=subprocess.STDOUT, cwd=home)
         running = RunningInstance(instance_id, group["AutoScalingGroupName"], port, env, process, log_path)
         self.instances[instance_id] = running
         return running

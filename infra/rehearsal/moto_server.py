@@ -8,6 +8,10 @@ Authorization Reference lists `autoScalingGroup` for autoscaling actions that na
 and `listener-rule` for ModifyRule/DeleteRule), this names the resource before moto checks.
 Describe calls stay "*", as AWS's do: they support no resource-level permissions.
 
+moto also names an action by the request's signing name, which for CloudWatch is
+`monitoring`; IAM's service prefix is `cloudwatch` (`cloudwatch:PutMetricData`), so every
+correct CloudWatch policy would be denied. The action is given its IAM name.
+
 Run as `python -m infra.rehearsal.moto_server` with moto.server's own arguments.
 """
 
@@ -15,7 +19,11 @@ from __future__ import annotations
 
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.elbv2.responses import ELBV2Response
+from moto.iam.access_control import IAMRequestBase
 from moto.server import main
+
+# Signing names that differ from the IAM service prefix, on the serving path.
+IAM_PREFIX_OF_SIGNING_NAME = {"monitoring": "cloudwatch"}
 
 RULE_ACTIONS = {"ModifyRule", "DeleteRule"}
 
@@ -32,6 +40,16 @@ def _listener_rule(self: ELBV2Response) -> str:
     return self._get_param("RuleArn") if self._get_action() in RULE_ACTIONS else "*"
 
 
+_moto_request_init = IAMRequestBase.__init__
+
+
+def _request_with_iam_action_name(self: IAMRequestBase, *args: object, **kwargs: object) -> None:
+    _moto_request_init(self, *args, **kwargs)
+    service, _, action = self._action.partition(":")
+    self._action = f"{IAM_PREFIX_OF_SIGNING_NAME.get(service, service)}:{action}"
+
+
+IAMRequestBase.__init__ = _request_with_iam_action_name
 AutoScalingResponse._determine_resource = _autoscaling_group
 ELBV2Response._determine_resource = _listener_rule
 

@@ -37,8 +37,12 @@ from infra.rehearsal.instances import InstanceDied, InstanceLauncher
 from infra.rehearsal.local_aws import Credentials, LocalAws, local_aws
 from infra.rehearsal.provider import RehearsalDeployError, StandInMocks
 from infra.rehearsal.registry import RegistryMirror, mirrored_registry
+from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS, IN_FLIGHT_METRIC, METRIC_NAMESPACE, parse_metric_dimensions
+from runtime.settings import variable
 
 READY_TIMEOUT_SECONDS = 300.0
+# The runtime publishes the in-flight metric once per period from READY on.
+METRIC_WAIT_PERIODS = 3
 # At most this many requests to reach one served model through a weighted rule.
 ATTEMPTS_PER_SERVED_MODEL = 20
 
@@ -229,21 +233,42 @@ class Rehearsal:
     def _rehearse_served_model(self, aws: LocalAws, model: ServedModelUnderTest, gateway: Gateway,
                                launcher: InstanceLauncher) -> None:
         autoscaling = aws.client("autoscaling")
-        desired = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[model.group])["AutoScalingGroups"][0]["DesiredCapacity"]
-        if desired > 0:
-            self.progress(f"waiting for {model.label} to pass its target group's health checks")
-            if not self.report.record(f"{model.label} healthy", *self._wait_healthy(model, gateway, launcher)):
-                return
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[model.group])["AutoScalingGroups"][0]
+        from_zero = group["DesiredCapacity"] == 0
         if model.example is None:
             self.report.record(f"{model.label} answers", False, "the model has no saved input example to send")
             return
-        self.progress(f"sending {model.label}'s input example through the gateway"
-                      + ("" if desired else " (from zero: the activator wakes it)"))
-        if not self.report.record(f"{model.label} answers" + ("" if desired else " from zero"),
-                                  *self._answers(model, gateway)):
+        if from_zero:
+            self.progress(f"sending {model.label}'s input example from zero: the activator wakes it")
+            if not self.report.record(f"{model.label} answers from zero", *self._answers(model, gateway)):
+                return
+        self.progress(f"waiting for {model.label} to pass its target group's health checks")
+        if not self.report.record(f"{model.label} healthy", *self._wait_healthy(model, gateway, launcher)):
             return
+        self.progress(f"sending {model.label}'s input example through its target group")
+        if not self.report.record(f"{model.label} answers", *self._answers(model, gateway)):
+            return
+        self.report.record(f"{model.label} publishes {IN_FLIGHT_METRIC}", *self._metric_published(aws, model, launcher))
         if model.activator is not None:
             self.report.record(f"{model.label} sleeps", *self._sleeps(aws, model, launcher))
+
+    def _metric_published(self, aws: LocalAws, model: ServedModelUnderTest, launcher: InstanceLauncher,
+                          ) -> tuple[bool, str]:
+        """The scaling metric reached CloudWatch with the instance role (within a few periods)."""
+        instance = next(i for i in launcher.instances.values() if i.group == model.group)
+        wanted = dict(parse_metric_dimensions(instance.env.get(variable("metric_dimensions"), "")))
+        if not wanted:
+            return False, "the user data sets no metric dimensions: the in-flight scaling policy gets no data"
+        cloudwatch = aws.client("cloudwatch")
+        deadline = time.monotonic() + METRIC_WAIT_PERIODS * HIGH_RESOLUTION_PERIOD_SECONDS
+        while time.monotonic() < deadline:
+            metrics = cloudwatch.list_metrics(Namespace=METRIC_NAMESPACE, MetricName=IN_FLIGHT_METRIC)["Metrics"]
+            for metric in metrics:
+                if {d["Name"]: d["Value"] for d in metric["Dimensions"]} == wanted:
+                    return True, f"{METRIC_NAMESPACE}/{IN_FLIGHT_METRIC} {wanted} put with the instance role"
+            time.sleep(1)
+        return False, (f"no {METRIC_NAMESPACE}/{IN_FLIGHT_METRIC} with {wanted} after {METRIC_WAIT_PERIODS} periods; "
+                       f"the runtime's log:\n{instance.log_tail()}")
 
     def _wait_healthy(self, model: ServedModelUnderTest, gateway: Gateway, launcher: InstanceLauncher) -> tuple[bool, str]:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -276,7 +301,8 @@ class Rehearsal:
             return False, f"{model.path} answered {last.status}: {last.text()[:500]}"
         if last.headers.get("x-kiln-served-model") != model.name:
             return False, f"{len(answers)} requests to {model.path} never reached it (its traffic share is 0 %?)"
-        via = "the activator, then its instance" if any(a.target == "activator" for a in answers) else last.target
+        via = "the activator, which woke the group and forwarded" if last.target == "activator" else (
+            f"its target group to {last.target}")
         return True, f"200 from {model.name} via {via}: {last.text()[:120]}"
 
     def _sleeps(self, aws: LocalAws, model: ServedModelUnderTest, launcher: InstanceLauncher) -> tuple[bool, str]:

@@ -61,7 +61,7 @@ def test_a_gpu_model_whose_requirements_resolve_to_a_cpu_torch_exits_1(
     endpoint = next(e for e in config["kiln:endpoints"] if e["servedModels"][0]["computeType"].startswith("GPU"))
     endpoint["servedModels"][0]["modelUri"] = str(save_pyfunc(tmp_path / "model", requirements=requirements))
     venv = venv_with_distributions(tmp_path, ("torch", "2.9.0+cpu"), ("mlflow", "3.17.2"))
-    monkeypatch.setattr(bake_command_module, "reload_check", lambda *_: ReloadResult(True, "predict", "", venv=venv))
+    monkeypatch.setattr(bake_command_module, "reload_check", lambda *_, **__: ReloadResult(True, "predict", "", venv=venv))
     served = f"{endpoint['name']}/{endpoint['servedModels'][0]['name']}"
 
     result = CliRunner().invoke(main, ["bake", str(write_stack(tmp_path, config)), "--served-model", served, "--json"])

@@ -15,10 +15,10 @@ import pytest
 
 from infra.components.permissions import instance_policy, trust_policy
 from infra.providers.model_artifact import ModelArtifactProvider
+from infra.rehearsal.local_aws import local_aws
 from runtime.digest import tree_digest
 from runtime.fetch import FetchError, fetch
 from tests.bake_support import save_pyfunc
-from tests.fakes import enforcing_moto_server
 
 REGION = "us-east-1"
 BUCKET = "kiln-artifacts"
@@ -26,35 +26,27 @@ REPOSITORY = "arn:aws:ecr:us-east-1:123456789012:repository/kiln-images"
 LOG_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/kiln/dev/fraud-scorer"
 
 
-def _client(endpoint: str, service: str, **credentials: str) -> Any:
-    keys = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, **keys)
-
-
 @pytest.fixture
 def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """(endpoint, model uri, digest, role_with(policy) → assumed-role env), setup unchecked."""
-    with enforcing_moto_server() as (endpoint, enforce):
-        _client(endpoint, "s3").create_bucket(Bucket=BUCKET)
+    with local_aws(REGION) as (aws, enforce):
+        aws.client("s3").create_bucket(Bucket=BUCKET)
         model = save_pyfunc(tmp_path / "model")
         digest = tree_digest(model)
         prefix = f"models/{digest}/"
-        ModelArtifactProvider(client_factory=lambda service, region: _client(endpoint, service)).create(
+        ModelArtifactProvider(client_factory=lambda service, region: aws.client(service)).create(
             {"region": REGION, "bucket": BUCKET, "prefix": prefix, "digest": digest, "sourceDir": str(model)})
-        iam, sts = _client(endpoint, "iam"), _client(endpoint, "sts")
+        iam = aws.client("iam")
 
         def assume_role_with(policy: str) -> None:
             role = iam.create_role(RoleName="instance", AssumeRolePolicyDocument=trust_policy("ec2.amazonaws.com"))
             iam.put_role_policy(RoleName="instance", PolicyName="least-privilege", PolicyDocument=policy)
-            credentials = sts.assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="instance")["Credentials"]
+            credentials = aws.assume_role(role["Role"]["Arn"], "instance")
             enforce()
             # boto3's default session keeps the credentials it first found; the runtime's
             # process starts with none, so neither may this test.
             monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-            for name, value in {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
-                                "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
-                                "AWS_SESSION_TOKEN": credentials["SessionToken"],
-                                "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION}.items():
+            for name, value in aws.process_env(credentials).items():
                 monkeypatch.setenv(name, value)
 
         yield f"s3://{BUCKET}/{prefix}", digest, prefix, assume_role_with

@@ -1,0 +1,76 @@
+"""`kiln rehearse`: the dev stack deployed into moto with IAM enforced and served end to end,
+and the two defects that would have left every served model unhealthy on a real `pulumi up`
+(the instance role unable to list its model, the upload marker inside the digest) caught by
+the rehearsal's report, with AWS's error, instead of by a user."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import infra.components.served_model as served_model_module
+from infra.commands.cli import main
+from infra.components.permissions import instance_policy
+from infra.rehearsal.rehearsal import RehearsalReport, rehearse
+from models.examples.seed import LocalStore
+
+
+def _step(report: RehearsalReport, name: str) -> Any:
+    return next(step for step in report.steps if step.name == name)
+
+
+def test_the_dev_stack_rehearses_end_to_end_through_a_registry_server(tmp_path: Path, example_store: LocalStore) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["rehearse", "dev", "--json", "--logs", str(tmp_path),
+                                  "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads(result.stdout)
+    steps = {step["name"]: step for step in report["steps"]}
+    assert all(step["ok"] for step in report["steps"])
+    assert "models:/fraud-scorer@champion resolved over REST" in steps["registry"]["detail"]
+    assert "via the activator" in steps["fraud-scorer/champion answers from zero"]["detail"]
+    assert "via its target group" in steps["fraud-scorer/champion answers"]["detail"]
+    assert '"predictions"' in steps["fraud-scorer/champion answers"]["detail"]
+    assert "put with the instance role" in steps["fraud-scorer/champion publishes InFlightRequests"]["detail"]
+    assert "set the group to 0" in steps["fraud-scorer/champion sleeps"]["detail"]
+    # The TLS-only bucket rule moto cannot judge is named, not silently dropped.
+    assert any("DenyInsecureTransport" in note for note in report["notes"])
+    # The tracking server's artifacts went through the stand-in S3.
+    assert "PUT /api/2.0/mlflow-artifacts/artifacts/" in (tmp_path / "mlflow-server.log").read_text()
+
+
+def test_an_instance_role_that_may_only_get_objects_fails_the_rehearsal_with_access_denied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_store: LocalStore) -> None:
+    """The instance policy before the fix: s3:GetObject on the model, no s3:ListBucket."""
+    def get_object_only(*args: Any, **kwargs: Any) -> str:
+        policy = json.loads(instance_policy(*args, **kwargs))
+        policy["Statement"] = [s for s in policy["Statement"] if "s3:ListBucket" not in s["Action"]]
+        return json.dumps(policy)
+
+    monkeypatch.setattr(served_model_module, "instance_policy", get_object_only)
+
+    report = rehearse("dev", tmp_path, example_store.tracking_uri, registry=False)
+
+    assert not report.ok
+    failed = _step(report, "fraud-scorer/champion answers from zero")
+    assert not failed.ok
+    assert "AccessDenied" in failed.detail and "ListObjectsV2" in failed.detail
+
+
+def test_a_runtime_that_hashes_the_upload_marker_fails_the_rehearsal_with_a_digest_mismatch(
+        tmp_path: Path, example_store: LocalStore) -> None:
+    """The runtime before the fix: the completion marker the upload writes counted as model content."""
+    hashes_the_marker = [sys.executable, "-c", "import runpy, runtime.fetch; runtime.fetch.UPLOAD_MARKER = "
+                         "'not-the-marker'; runpy.run_module('runtime', run_name='__main__')"]
+
+    report = rehearse("dev", tmp_path, example_store.tracking_uri, registry=False, runtime_command=hashes_the_marker)
+
+    failed = _step(report, "fraud-scorer/champion answers from zero")
+    assert not failed.ok
+    assert "digest" in failed.detail and "exited with code" in failed.detail
