@@ -24,8 +24,11 @@ from infra.components.user_data import runtime_env_file
 from infra.local.stack import free_port
 from infra.plan.config import PROJECT_ROOT
 from infra.rehearsal.local_aws import Credentials, LocalAws
+from runtime.settings import variable
 
 POLL_SECONDS = 0.5
+# One runtime per group proves the path; more would only share this machine's cores.
+INSTANCES_PER_GROUP = 1
 
 
 class InstanceDied(Exception):
@@ -61,6 +64,8 @@ class InstanceLauncher:
         self.log_dir = log_dir
         self.instances: dict[str, RunningInstance] = {}
         self.failures: list[str] = []
+        # How an instance here differs from one on AWS, beyond what every instance shares.
+        self.notes: list[str] = []
         self.runtime_command = runtime_command or [sys.executable, "-m", "runtime"]
         self._ports: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -84,11 +89,17 @@ class InstanceLauncher:
         started = []
         autoscaling = self.aws.client("autoscaling")
         for group in autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=self.groups)["AutoScalingGroups"]:
-            for instance in group["Instances"]:
-                with self._lock:
-                    if instance["InstanceId"] in self.instances or instance["LifecycleState"] != "InService":
-                        continue
-                    started.append(self._start(group, instance["InstanceId"]))
+            in_service = [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
+            with self._lock:
+                running = [i for i in in_service if i in self.instances]
+                waiting = [i for i in in_service if i not in self.instances]
+                if waiting and len(running) < INSTANCES_PER_GROUP:
+                    started.append(self._start(group, waiting[0]))
+                if len(in_service) > INSTANCES_PER_GROUP:
+                    note = (f"{group['AutoScalingGroupName']}: {len(in_service)} instances in service; one runs a "
+                            "runtime here, the others stay registered and unhealthy")
+                    if note not in self.notes:
+                        self.notes.append(note)
         return started
 
     def _start(self, group: dict[str, Any], instance_id: str) -> RunningInstance:
@@ -102,7 +113,14 @@ class InstanceLauncher:
         roles = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]
         credentials = self.role_credentials[roles[0]["Arn"]]
         port = self._ports.setdefault(instance_id, free_port())
-        env = {**runtime_env_file(user_data), "KILN_HOST": "127.0.0.1", "KILN_PORT": str(port)}
+        env = {**runtime_env_file(user_data), variable("host"): "127.0.0.1", variable("port"): str(port)}
+        if env.get(variable("require_gpu")) == "true":
+            # This machine's CPU stands in for the instance's GPUs; the report says so.
+            env[variable("require_gpu")] = "false"
+            note = (f"{group['AutoScalingGroupName']}: a GPU compute type; its runtime ran on this machine's CPU "
+                    f"({variable('require_gpu')} off): device placement only shows on a GPU")
+            if note not in self.notes:
+                self.notes.append(note)
         # Nothing of this machine's AWS or Kiln settings, and a home of its own (so an empty
         # model cache and no ~/.aws): only what a new instance's container has.
         home = self.log_dir / instance_id

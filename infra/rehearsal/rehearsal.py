@@ -132,9 +132,10 @@ def served_models_under_test(run: ProgramRun) -> list[ServedModelUnderTest]:
     return found
 
 
-def stand_in_network(aws: LocalAws, stack_file: StackFile) -> dict[str, Any]:
-    """A VPC with as many private (and public) subnets as the stack names, in distinct
-    zones: the stack's own ids do not exist in the stand-in account."""
+def stand_in_references(aws: LocalAws, stack_file: StackFile) -> dict[str, Any]:
+    """Config values naming what the stack uses but does not create (its VPC and subnets, the
+    gateway's certificate), replaced by equivalents made in the stand-in account: the stack's
+    own ids do not exist there."""
     ec2 = aws.client("ec2")
     network = stack_file.config.network
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -144,9 +145,13 @@ def stand_in_network(aws: LocalAws, stack_file: StackFile) -> dict[str, Any]:
         return [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{offset + i}.0/24", AvailabilityZone=zones[i % len(zones)],
                                   )["Subnet"]["SubnetId"] for i in range(count)]
 
-    replaced = {"vpcId": vpc, "privateSubnetIds": subnets(len(network.private_subnet_ids), 0)}
+    replaced: dict[str, Any] = {"kiln:network": {"vpcId": vpc, "privateSubnetIds": subnets(len(network.private_subnet_ids), 0)}}
     if network.public_subnet_ids:
-        replaced["publicSubnetIds"] = subnets(len(network.public_subnet_ids), 100)
+        replaced["kiln:network"]["publicSubnetIds"] = subnets(len(network.public_subnet_ids), 100)
+    gateway = stack_file.raw.get("kiln:gateway")
+    if isinstance(gateway, dict) and gateway.get("certificateArn"):
+        certificate = aws.client("acm").request_certificate(DomainName="gateway.kiln-rehearsal.internal")
+        replaced["kiln:gateway"] = {**gateway, "certificateArn": certificate["CertificateArn"]}
     return replaced
 
 
@@ -169,7 +174,7 @@ class Rehearsal:
             self.progress("starting the stand-in account")
             aws, enforce = cleanup.enter_context(local_aws(region))
             self.report.record("stand-in account", True, f"moto over TLS at {aws.endpoint}; IAM unchecked while deploying")
-            config = {**self.stack_file.raw, "kiln:network": stand_in_network(aws, self.stack_file)}
+            config = {**self.stack_file.raw, **stand_in_references(aws, self.stack_file)}
             if self.registry:
                 self.progress("mirroring the stack's models into an MLflow tracking server")
                 mirror = cleanup.enter_context(mirrored_registry(aws, self.stack_file, self.work_dir))
@@ -222,6 +227,9 @@ class Rehearsal:
         gateway.start_health_checks()
         for model in models:
             self._rehearse_served_model(aws, model, gateway, launcher)
+        self.report.notes.extend(launcher.notes)
+        if launcher.failures:
+            self.report.record("instances", False, "; ".join(launcher.failures))
 
     def _activator(self, aws: LocalAws, function: Registration, launcher: InstanceLauncher) -> Activator:
         """The activator handler with its Lambda's environment and its role's credentials."""

@@ -12,7 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.components.permissions import trust_policy
+from infra.plan.config import read_stack
 from infra.rehearsal.local_aws import LocalAws, local_aws
+from infra.rehearsal.rehearsal import stand_in_references
 from tests.fakes import listener_on_new_load_balancer
 
 
@@ -70,3 +72,22 @@ def test_scoped_allows_permit_their_resource_and_nothing_else(account: tuple[Loc
         as_role["elbv2"].modify_rule(RuleArn=rules["theirs"][1], Actions=forward)
     with pytest.raises(ClientError, match="AccessDenied"):
         as_role["elbv2"].describe_rules(ListenerArn=rules["mine"][0])
+
+
+def test_what_the_stack_references_but_does_not_create_is_made_in_the_account(account: tuple[LocalAws, Any]) -> None:
+    """prod names its VPC, three private and two public subnets and an ACM certificate: none
+    exist in the stand-in account, so the rehearsal makes equivalents and plans with them."""
+    aws, _ = account
+    stack_file = read_stack("prod")
+
+    replaced = stand_in_references(aws, stack_file)
+
+    network = replaced["kiln:network"]
+    subnets = aws.client("ec2").describe_subnets(SubnetIds=network["privateSubnetIds"] + network["publicSubnetIds"])["Subnets"]
+    assert len(network["privateSubnetIds"]) == len(stack_file.config.network.private_subnet_ids) == 3
+    assert len(network["publicSubnetIds"]) == 2
+    assert {s["VpcId"] for s in subnets} == {network["vpcId"]}
+    assert len({s["AvailabilityZone"] for s in subnets if s["SubnetId"] in network["privateSubnetIds"]}) == 3
+    certificate = replaced["kiln:gateway"]["certificateArn"]
+    assert aws.client("acm").describe_certificate(CertificateArn=certificate)["Certificate"]["CertificateArn"] == certificate
+    assert replaced["kiln:gateway"]["internetFacing"] == stack_file.raw["kiln:gateway"]["internetFacing"]
