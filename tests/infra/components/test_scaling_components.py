@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.plan.catalog import GPU_MODEL_LOAD_TIMEOUT_SECONDS, GPU_START_SECONDS
 from infra.plan.config import ConfigError, parse_stack_config, values_from_stack_config
 from infra.preview.program import ProgramRun, Registration, run_program
 from tests.conftest import stack_config
@@ -120,10 +121,14 @@ def test_instance_refresh_launches_before_terminating_with_checkpoints_and_rollb
     assert "HTTPCode_Target_5XX_Count" in json.dumps(alarm["metricQueries"])
 
 
-def test_gpu_refresh_waits_the_gpu_warmup(runs) -> None:
-    preferences = named(runs["prod"], GROUP, "ticket-router.champion-asg").inputs["instanceRefresh"]["preferences"]
+def test_gpu_refresh_waits_as_long_as_a_gpu_instance_may_take_to_load(runs) -> None:
+    """A refresh that moves on before a GPU instance may have loaded its model counts an
+    unready instance as healthy capacity: the warmup follows the GPU grace (start + load limit)."""
+    gpu = named(runs["prod"], GROUP, "ticket-router.champion-asg").inputs["instanceRefresh"]["preferences"]
+    cpu = named(runs["prod"], GROUP, "fraud-scorer.champion-asg").inputs["instanceRefresh"]["preferences"]
 
-    assert preferences["instanceWarmup"] == "900"
+    assert gpu["instanceWarmup"] == str(GPU_START_SECONDS + GPU_MODEL_LOAD_TIMEOUT_SECONDS)
+    assert int(cpu["instanceWarmup"]) < int(gpu["instanceWarmup"])
 
 
 def test_warm_pool_keeps_stopped_instances_and_reuses_them_on_scale_in(runs) -> None:
