@@ -84,10 +84,10 @@ BUGS = (
     KnownBug(
         "gpu-image-hash-ignores-python",
         "models/environment.py",
-        """                self.base_image,
+        """                "gpu" if self.gpu else "cpu",
                 self.python_version,
 """,
-        """                self.base_image,
+        """                "gpu" if self.gpu else "cpu",
 """,
         ("tests/models/test_environment_hash.py",),
     ),
