@@ -41,8 +41,7 @@ class RegistryMirror:
 
 
 def _registry_uris(stack_file: StackFile) -> list[str]:
-    uris = {served.model_uri for endpoint in stack_file.config.endpoints for served in endpoint.served_models}
-    return sorted(uri for uri in uris if uri.startswith("models:/"))
+    return sorted({served.model_uri for endpoint in stack_file.config.endpoints for served in endpoint.served_models})
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -175,7 +175,12 @@ class Rehearsal:
             aws, enforce = cleanup.enter_context(local_aws(region))
             self.report.record("stand-in account", True, f"moto over TLS at {aws.endpoint}; IAM unchecked while deploying")
             config = {**self.stack_file.raw, **stand_in_references(aws, self.stack_file)}
-            if self.registry:
+            elsewhere = sorted({served.model_uri for endpoint in self.stack_file.config.endpoints
+                                for served in endpoint.served_models if not served.model_uri.startswith("models:/")})
+            if self.registry and elsewhere:
+                self.report.notes.append(f"no registry mirror: {', '.join(elsewhere)} name no registry version, so the "
+                                         "models are resolved from the stack's store directly")
+            elif self.registry:
                 self.progress("mirroring the stack's models into an MLflow tracking server")
                 mirror = cleanup.enter_context(mirrored_registry(aws, self.stack_file, self.work_dir))
                 config["kiln:mlflowTrackingUri"] = mirror.tracking_uri
