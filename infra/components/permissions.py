@@ -62,14 +62,18 @@ def in_flight_metric_statement() -> dict[str, Any]:
     }
 
 
-def activator_policy(group_arn: str, listener_arn: str, log_group_arn: str) -> str:
-    """Scale its own group, rewrite its own listener's rules, find ready instances, write its logs."""
-    # arn:…:listener/app/<lb>/<id>/<listener-id> → arn:…:listener-rule/app/<lb>/<id>/<listener-id>/*
-    rules = listener_arn.replace(":listener/", ":listener-rule/", 1) + "/*"
+def activator_policy(group_arn: str, rule_arn: str, log_group_arn: str) -> str:
+    """Scale its own group, rewrite its own endpoint's listener rule, find ready instances, write its logs.
+
+    ModifyRule takes the listener-rule ARN as its resource, so the grant names the one rule
+    that routes to this served model, not every rule of the shared listener; DescribeRules
+    takes no resource type, so it stays "*" below
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html).
+    """
     return _document(
         [
             {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group_arn},
-            {"Sid": "RouteOwnListener", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rules},
+            {"Sid": "RouteOwnRule", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rule_arn},
             {
                 # Describe calls cannot be scoped to a resource (IAM service authorization reference).
                 "Sid": "FindReadyInstances",

@@ -164,17 +164,22 @@ def test_activator_holds_requests_for_the_endpoint_request_timeout(runs) -> None
     assert env["KILN_TARGET_GROUP_ARN"] == served_group.outputs["arn"]
 
 
-def test_activator_role_may_scale_only_its_group_and_route_only_its_listener(runs) -> None:
+def test_activator_role_may_scale_only_its_group_and_rewrite_only_its_endpoints_rule(runs) -> None:
     run = runs["dev"]
-    policy = json.loads(named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-activator-least-privilege").inputs["policy"])
+    role_policy = named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-activator-least-privilege")
+    policy = json.loads(role_policy.inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     group = named(run, GROUP, "fraud-scorer.champion-asg")
-    [listener] = run.of_type("aws:lb/listener:Listener")
+    route = named(run, "aws:lb/listenerRule:ListenerRule", "fraud-scorer-route")
 
     assert by_sid["ScaleOwnGroup"] == {
         "Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group.outputs["arn"],
     }
-    assert by_sid["RouteOwnListener"]["Resource"] == listener.outputs["arn"].replace(":listener/", ":listener-rule/") + "/*"
+    assert by_sid["RouteOwnRule"] == {
+        "Sid": "RouteOwnRule", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": route.outputs["arn"],
+    }
+    # The rule's ARN exists only once the rule does: the policy (and so the Lambda) waits for it.
+    assert route.urn in role_policy.dependencies
     unscoped = {a for s in policy["Statement"] if s["Resource"] == "*" for a in s["Action"]}
     # Unscoped: only reads, and the network-interface actions every VPC Lambda needs.
     assert {a for a in unscoped if not a.split(":")[1].startswith("Describe")} == {
