@@ -8,6 +8,7 @@ import json
 from infra.components.permissions import (
     activator_policy,
     build_policy,
+    group_arn,
     instance_policy,
     tls_only_bucket_policy,
     trust_policy,
@@ -29,7 +30,7 @@ def test_only_the_named_service_may_assume_a_role() -> None:
 
 
 def test_instance_reads_its_model_pulls_images_writes_logs_and_publishes_only_kilns_metric() -> None:
-    document = json.loads(instance_policy(BUCKET, REPOSITORY, LOG_GROUP, artifact_key="models/ab12/"))
+    document = json.loads(instance_policy(BUCKET, REPOSITORY, LOG_GROUP, artifact_key="models/ab12/", group_arn=GROUP))
 
     assert document == {
         "Version": "2012-10-17",
@@ -46,8 +47,19 @@ def test_instance_reads_its_model_pulls_images_writes_logs_and_publishes_only_ki
              "Resource": f"{LOG_GROUP}:*"},
             {"Sid": "PublishInFlightMetric", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
              "Condition": {"StringEquals": {"cloudwatch:namespace": "Kiln/Serving"}}},
+            {"Sid": "CompleteOwnLaunch", "Effect": "Allow", "Action": ["autoscaling:CompleteLifecycleAction"],
+             "Resource": GROUP},
         ],
     }
+
+
+def test_a_group_arn_is_named_before_aws_assigns_its_id() -> None:
+    assert group_arn(LOG_GROUP, "kiln-dev-fraud-scorer-champion") == (
+        "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/kiln-dev-fraud-scorer-champion"
+    )
+    assert group_arn("arn:aws-cn:logs:cn-north-1:210987654321:log-group:/kiln/x", "g") == (
+        "arn:aws-cn:autoscaling:cn-north-1:210987654321:autoScalingGroup:*:autoScalingGroupName/g"
+    )
 
 
 def test_activator_scales_only_its_group_and_rewrites_only_its_endpoints_rule() -> None:
