@@ -12,7 +12,7 @@ The flow (docs/scaling.md, "Scale to zero"):
   activator target group's requests while the group's desired capacity is 0 sets it to 1.
 
 The Lambda's code is infra/activator/handler.py; its IAM role may only scale its own
-group, rewrite rules of its own listener, and read what it must to find a ready instance.
+group, rewrite its own endpoint's listener rule, and read what it must to find a ready instance.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Activator(pulumi.ComponentResource):
         plan: ServedModelPlan,
         served_model: ServedModel,
         foundation: Foundation,
+        route_arn: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kiln:serving:Activator", name, {"servedModel": plan.resource_name}, opts)
@@ -83,7 +84,8 @@ class Activator(pulumi.ComponentResource):
             f"{name}-role",
             f"{name}-least-privilege",
             "lambda.amazonaws.com",
-            pulumi.Output.all(served_model.group.arn, gateway.listener.arn, self.log_group.arn).apply(
+            # The rule's ARN makes the role policy wait for the rule, which the Lambda waits for in turn.
+            pulumi.Output.all(served_model.group.arn, route_arn, self.log_group.arn).apply(
                 lambda arns: activator_policy(*arns)
             ),
             tags,
@@ -221,15 +223,18 @@ def activators_for(
     served_models: dict[str, ServedModel],
     plans: list[ServedModelPlan],
     foundation: Foundation,
+    route_arn: pulumi.Input[str],
     parent: pulumi.Resource,
 ) -> dict[str, Activator]:
-    """One activator per scale-to-zero served model of an endpoint."""
+    """One activator per scale-to-zero served model of an endpoint; `route_arn` is the
+    endpoint's listener rule, the only rule the activators may rewrite."""
     return {
         plan.name: Activator(
             f"{plan.logical_name}-activator",
             plan,
             served_models[plan.name],
             foundation,
+            route_arn,
             opts=pulumi.ResourceOptions(parent=parent),
         )
         for plan in plans

@@ -26,6 +26,8 @@ import pulumi_aws as aws
 from infra.components.gateway import Gateway
 from infra.plan.scaling import (
     ALB_METRIC_PERIOD_SECONDS,
+    LAUNCH_HOOK_DEFAULT_RESULT,
+    LAUNCH_HOOK_NAME,
     REFRESH_CHECKPOINT_DELAY_SECONDS,
     REFRESH_CHECKPOINTS,
     ROLLOUT_ALARM_MINUTES,
@@ -47,9 +49,22 @@ def rollout_alarm_name(plan: ServedModelPlan) -> str:
 
 
 def group_scaling_arguments(plan: ServedModelPlan) -> dict[str, Any]:
-    """Autoscaling group arguments owned by scaling: instance refresh, warm pool, group metrics."""
+    """Autoscaling group arguments owned by scaling: instance refresh, warm pool, group metrics
+    and the launch lifecycle hook."""
     scaling = plan.scaling
     arguments: dict[str, Any] = {
+        # Declared with the group, not as a separate LifecycleHook resource, so that the
+        # instances the group launches as it is created are held too. Every group has it, warm
+        # pool or not: an instance goes in service (and an instance refresh counts it) only once
+        # its runtime has pulled its image and answered /ping, and one user data serves both.
+        "initial_lifecycle_hooks": [
+            {
+                "name": LAUNCH_HOOK_NAME,
+                "lifecycle_transition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                "heartbeat_timeout": scaling.launch_hook_timeout_seconds,
+                "default_result": LAUNCH_HOOK_DEFAULT_RESULT,
+            }
+        ],
         "instance_refresh": {
             "strategy": "Rolling",
             "preferences": {

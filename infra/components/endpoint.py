@@ -34,8 +34,12 @@ class Endpoint(pulumi.ComponentResource):
             )
             for served in plan.served_models
         }
-        # Scale-to-zero served models are reached through an activator while they have no instance.
-        self.activators = activators_for(self.served_models, plan.served_models, foundation, parent=self)
+        # Scale-to-zero served models are reached through an activator while they have no
+        # instance. The rule forwards to the activators' target groups and the activators may
+        # rewrite only this rule, so its ARN reaches them once the rule exists (no cycle: the
+        # rule waits for their target groups, their role policies wait for the rule).
+        route_arn, resolve_route_arn = pulumi.deferred_output()
+        self.activators = activators_for(self.served_models, plan.served_models, foundation, route_arn, parent=self)
         self.route = aws.lb.ListenerRule(
             f"{name}-route",
             listener_arn=gateway.listener.arn,
@@ -57,5 +61,6 @@ class Endpoint(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )
+        resolve_route_arn(self.route.arn)
         self.url = pulumi.Output.concat(gateway.base_url, plan.path)
         self.register_outputs({"url": self.url})

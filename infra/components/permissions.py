@@ -19,8 +19,8 @@ def trust_policy(service: str) -> str:
     return _document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
 
 
-def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str) -> str:
-    """Read this model's files and pull this stack's images; nothing else."""
+def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str, group_arn: str) -> str:
+    """Read this model's files, pull this stack's images, report the instance ready to its group; nothing else."""
     return _document(
         [
             {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
@@ -43,8 +43,29 @@ def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, ar
             },
             _write_logs("WriteLogs", log_group_arn),
             in_flight_metric_statement(),
+            {
+                # The instance completes its own launch lifecycle action once its runtime
+                # answers /ping (infra/plan/scaling.py, LAUNCH_HOOK_NAME).
+                "Sid": "CompleteOwnLaunch",
+                "Effect": "Allow",
+                "Action": ["autoscaling:CompleteLifecycleAction"],
+                "Resource": group_arn,
+            },
         ]
     )
+
+
+def group_arn(same_account_arn: str, group_name: str) -> str:
+    """The ARN of the autoscaling group `group_name` in the partition, region and account of
+    `same_account_arn` (any ARN of the same stack).
+
+    The group id in the ARN is '*': AWS assigns it when the group is created, and the policy
+    naming the group must exist before then, since the group's first instances use it
+    (arn:${Partition}:autoscaling:${Region}:${Account}:autoScalingGroup:${GroupId}:autoScalingGroupName/${GroupFriendlyName},
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html).
+    """
+    _, partition, _, region, account, *_ = same_account_arn.split(":")
+    return f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{group_name}"
 
 
 def in_flight_metric_statement() -> dict[str, Any]:
@@ -62,14 +83,18 @@ def in_flight_metric_statement() -> dict[str, Any]:
     }
 
 
-def activator_policy(group_arn: str, listener_arn: str, log_group_arn: str) -> str:
-    """Scale its own group, rewrite its own listener's rules, find ready instances, write its logs."""
-    # arn:…:listener/app/<lb>/<id>/<listener-id> → arn:…:listener-rule/app/<lb>/<id>/<listener-id>/*
-    rules = listener_arn.replace(":listener/", ":listener-rule/", 1) + "/*"
+def activator_policy(group_arn: str, rule_arn: str, log_group_arn: str) -> str:
+    """Scale its own group, rewrite its own endpoint's listener rule, find ready instances, write its logs.
+
+    ModifyRule takes the listener-rule ARN as its resource, so the grant names the one rule
+    that routes to this served model, not every rule of the shared listener; DescribeRules
+    takes no resource type, so it stays "*" below
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html).
+    """
     return _document(
         [
             {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group_arn},
-            {"Sid": "RouteOwnListener", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rules},
+            {"Sid": "RouteOwnRule", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rule_arn},
             {
                 # Describe calls cannot be scoped to a resource (IAM service authorization reference).
                 "Sid": "FindReadyInstances",

@@ -10,7 +10,7 @@ import pulumi_aws as aws
 from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
 from infra.components.foundation import Foundation, Release
 from infra.components.iam import service_role
-from infra.components.permissions import instance_policy
+from infra.components.permissions import group_arn, instance_policy
 from infra.components.user_data import Deployment, render_user_data
 from infra.plan.catalog import (
     HEALTH_CHECK_INTERVAL_SECONDS,
@@ -58,7 +58,9 @@ class ServedModel(pulumi.ComponentResource):
             f"{name}-least-privilege",
             "ec2.amazonaws.com",
             pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
-                lambda arns: instance_policy(*arns, artifact_key=baked.artifact_key)
+                lambda arns: instance_policy(
+                    *arns, artifact_key=baked.artifact_key, group_arn=group_arn(arns[2], plan.group_name)
+                )
             ),
             tags,
             child,
@@ -152,6 +154,7 @@ class ServedModel(pulumi.ComponentResource):
         self.rollout_alarm = rollout_alarm(name, plan, gateway, self.target_group, child)
         self.group = aws.autoscaling.Group(
             f"{name}-asg",
+            name=plan.group_name,
             min_size=sizing.min_instances,
             max_size=sizing.max_instances,
             vpc_zone_identifiers=foundation.subnet_ids,
@@ -161,7 +164,8 @@ class ServedModel(pulumi.ComponentResource):
             default_instance_warmup=grace,
             # A concrete version (not $Latest) is what lets an instance refresh roll back to it.
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
-            # Instance refresh (launch before terminate, auto rollback), warm pool, group metrics.
+            # Instance refresh (launch before terminate, auto rollback), warm pool, group
+            # metrics, and the launch hook that holds an instance until its runtime is ready.
             **group_scaling_arguments(plan),
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             # Scaling policies own the desired capacity once the group exists. Instances fetch

@@ -1,7 +1,9 @@
 """Instance user-data, rendered from infra/components/templates/user_data.sh.j2.
 
 It only starts the image's own entrypoint (the Kiln runtime): there is no second way to
-serve a model on an instance.
+serve a model on an instance. The script runs at first boot; the systemd units it writes start
+the runtime and report the instance ready to its group (the launch lifecycle hook) at every
+boot, which is what brings a warm-pool instance back serving.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import jinja2
 
+from infra.plan.scaling import LAUNCH_HOOK_NAME
 from infra.plan.stack import ServedModelPlan
 from runtime.contract import READINESS_PATH
 
@@ -54,6 +57,9 @@ def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
         drain_seconds=plan.deregistration_delay_seconds,
         runtime_env=settings.as_env(),
         environment_vars=plan.environment_vars,
+        group_name=plan.group_name,
+        lifecycle_hook=LAUNCH_HOOK_NAME,
+        ready_timeout=plan.scaling.launch_hook_timeout_seconds,
     )
 
 

@@ -33,6 +33,18 @@ ROLLOUT_ALARM_MINUTES = 2
 ROLLOUT_MIN_REQUESTS_PER_MINUTE = 20
 
 
+# Every group holds a launching instance until the instance itself reports its runtime ready:
+# an EC2_INSTANCE_LAUNCHING hook keeps it in Pending:Wait (Warmed:Pending:Wait on its way into
+# a warm pool, and Pending:Wait again when it leaves the pool), and the instance completes the
+# action once /ping answers 200 (infra/components/templates/user_data.sh.j2). Without it a
+# warm-pool instance is stopped while its user data may still run, and cloud-init does not run
+# user data again when it starts
+# (https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pool-instance-lifecycle.html).
+LAUNCH_HOOK_NAME = "kiln-runtime-ready"
+# An instance whose runtime never answered within the heartbeat timeout is terminated, not
+# put in service (a launch hook's ABANDON), and the group launches another.
+LAUNCH_HOOK_DEFAULT_RESULT = "ABANDON"
+
 @dataclass(frozen=True)
 class WarmPoolPlan:
     min_size: int
@@ -59,6 +71,12 @@ class ScalingPlan:
     idle_minutes_before_zero: int
     warm_pool: WarmPoolPlan | None
     instance_warmup_seconds: int
+
+    @property
+    def launch_hook_timeout_seconds(self) -> int:
+        """How long an instance may take from launch to a ready runtime before it is abandoned:
+        the warm-up Kiln already allows a new instance (boot, image pull, model load)."""
+        return self.instance_warmup_seconds
 
     @property
     def in_flight_target(self) -> float:

@@ -21,6 +21,8 @@ from runtime.settings import RuntimeSettings
 # The longest logical name a served model's resources start from: its IAM role is autonamed
 # `<logical name>-role-<7 characters>` and AWS takes 64.
 LOGICAL_NAME_LIMIT = 40
+# CreateAutoScalingGroup takes names of up to 255 characters (botocore's service model).
+AUTOSCALING_GROUP_NAME_LIMIT = 255
 # ALB deregistration delay range is 0-3600 s.
 MAX_DEREGISTRATION_DELAY_SECONDS = 3600
 
@@ -37,6 +39,10 @@ class ServedModelPlan:
     request_timeout_seconds: int
     environment_vars: dict[str, str]
     target_group_name: str
+    # Named, not autonamed: the instance names its group when it completes its launch
+    # lifecycle action, and its role may do that on this group only, so both know the name
+    # before the group exists.
+    group_name: str
     tags: dict[str, str]
     scaling: ScalingPlan
     # The stack's one ALB: its idle timeout follows the longest request timeout of any endpoint.
@@ -255,6 +261,7 @@ def _served_model_plan(
             ["kiln", stack, endpoint.name, served.name],
             salt=f"{config.network.vpc_id}:{RUNTIME_PORT}",
         ),
+        group_name=short_name(["kiln", stack, endpoint.name, served.name], limit=AUTOSCALING_GROUP_NAME_LIMIT),
         tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
         scaling=scaling,
         load_balancer_idle_timeout_seconds=load_balancer_idle_timeout_seconds,

@@ -214,7 +214,7 @@ def test_user_data_gives_the_container_the_instance_region(runs) -> None:
     script = user_data(runs[("prod", False)], "fraud-scorer.champion")
 
     assert """printf 'AWS_REGION=%s\\nAWS_DEFAULT_REGION=%s\\n' "${region}" "${region}" >> /etc/kiln-runtime.env""" in script
-    assert script.index(">> /etc/kiln-runtime.env") < script.index("docker run")
+    assert script.index(">> /etc/kiln-runtime.env") < script.index("docker create")
 
 
 def test_model_versions_with_the_same_environment_share_one_image(runs) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.components.permissions import instance_policy, trust_policy
+from infra.components.permissions import group_arn, instance_policy, trust_policy
 from infra.providers.model_artifact import ModelArtifactProvider
 from infra.rehearsal.local_aws import local_aws
 from runtime.digest import tree_digest
@@ -54,7 +54,8 @@ def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def test_the_runtime_fetches_its_model_with_the_instance_policy(instance: Any, tmp_path: Path) -> None:
     uri, digest, prefix, assume_role_with = instance
-    assume_role_with(instance_policy(f"arn:aws:s3:::{BUCKET}", REPOSITORY, LOG_GROUP, artifact_key=prefix))
+    assume_role_with(instance_policy(f"arn:aws:s3:::{BUCKET}", REPOSITORY, LOG_GROUP, artifact_key=prefix,
+                                     group_arn=group_arn(LOG_GROUP, "kiln-dev-fraud-scorer-champion")))
 
     assert fetch(uri, digest, tmp_path / "cache").digest == digest
 

@@ -8,6 +8,7 @@ import json
 from infra.components.permissions import (
     activator_policy,
     build_policy,
+    group_arn,
     instance_policy,
     tls_only_bucket_policy,
     trust_policy,
@@ -17,7 +18,8 @@ BUCKET = "arn:aws:s3:::kiln-artifacts-1a2b3c4"
 REPOSITORY = "arn:aws:ecr:us-east-1:123456789012:repository/kiln-images"
 LOG_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/kiln/dev/fraud-scorer"
 GROUP = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:uuid-1:autoScalingGroupName/kiln-dev-fraud"
-LISTENER = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/kiln-dev/50dc6c495c0c9188/f2f7dc8efc522ab2"
+RULE = ("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/kiln-dev/50dc6c495c0c9188/"
+        "f2f7dc8efc522ab2/9683b2d02a6cabee")
 
 
 def test_only_the_named_service_may_assume_a_role() -> None:
@@ -28,7 +30,7 @@ def test_only_the_named_service_may_assume_a_role() -> None:
 
 
 def test_instance_reads_its_model_pulls_images_writes_logs_and_publishes_only_kilns_metric() -> None:
-    document = json.loads(instance_policy(BUCKET, REPOSITORY, LOG_GROUP, artifact_key="models/ab12/"))
+    document = json.loads(instance_policy(BUCKET, REPOSITORY, LOG_GROUP, artifact_key="models/ab12/", group_arn=GROUP))
 
     assert document == {
         "Version": "2012-10-17",
@@ -45,21 +47,30 @@ def test_instance_reads_its_model_pulls_images_writes_logs_and_publishes_only_ki
              "Resource": f"{LOG_GROUP}:*"},
             {"Sid": "PublishInFlightMetric", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
              "Condition": {"StringEquals": {"cloudwatch:namespace": "Kiln/Serving"}}},
+            {"Sid": "CompleteOwnLaunch", "Effect": "Allow", "Action": ["autoscaling:CompleteLifecycleAction"],
+             "Resource": GROUP},
         ],
     }
 
 
-def test_activator_scales_only_its_group_and_rewrites_only_its_listeners_rules() -> None:
-    document = json.loads(activator_policy(GROUP, LISTENER, LOG_GROUP))
+def test_a_group_arn_is_named_before_aws_assigns_its_id() -> None:
+    assert group_arn(LOG_GROUP, "kiln-dev-fraud-scorer-champion") == (
+        "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/kiln-dev-fraud-scorer-champion"
+    )
+    assert group_arn("arn:aws-cn:logs:cn-north-1:210987654321:log-group:/kiln/x", "g") == (
+        "arn:aws-cn:autoscaling:cn-north-1:210987654321:autoScalingGroup:*:autoScalingGroupName/g"
+    )
+
+
+def test_activator_scales_only_its_group_and_rewrites_only_its_endpoints_rule() -> None:
+    document = json.loads(activator_policy(GROUP, RULE, LOG_GROUP))
 
     assert document == {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": GROUP},
-            # listener/app/<lb>/<id>/<listener-id> → listener-rule/app/<lb>/<id>/<listener-id>/*
-            {"Sid": "RouteOwnListener", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"],
-             "Resource": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/kiln-dev/"
-                         "50dc6c495c0c9188/f2f7dc8efc522ab2/*"},
+            # The one rule, not listener-rule/app/<lb>/<id>/<listener-id>/* (every endpoint's rule).
+            {"Sid": "RouteOwnRule", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": RULE},
             {"Sid": "FindReadyInstances", "Effect": "Allow",
              "Action": ["autoscaling:DescribeAutoScalingGroups", "elasticloadbalancing:DescribeTargetHealth",
                         "elasticloadbalancing:DescribeRules", "ec2:DescribeInstances"],
@@ -72,15 +83,6 @@ def test_activator_scales_only_its_group_and_rewrites_only_its_listeners_rules()
              "Resource": f"{LOG_GROUP}:*"},
         ],
     }
-
-
-def test_activator_rule_scope_rewrites_only_the_resource_type_of_the_listener_arn() -> None:
-    # A load balancer named "listener" must not have its name rewritten along with the type.
-    listener = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/listener/1/2"
-    document = json.loads(activator_policy(GROUP, listener, LOG_GROUP))
-    [route] = [s for s in document["Statement"] if s["Sid"] == "RouteOwnListener"]
-
-    assert route["Resource"] == "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener-rule/app/listener/1/2/*"
 
 
 def test_build_reads_only_build_contexts_pushes_to_its_repository_and_writes_logs() -> None:

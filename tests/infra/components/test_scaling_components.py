@@ -169,17 +169,22 @@ def test_activator_holds_requests_for_the_endpoint_request_timeout(runs) -> None
     assert env["KILN_TARGET_GROUP_ARN"] == served_group.outputs["arn"]
 
 
-def test_activator_role_may_scale_only_its_group_and_route_only_its_listener(runs) -> None:
+def test_activator_role_may_scale_only_its_group_and_rewrite_only_its_endpoints_rule(runs) -> None:
     run = runs["dev"]
-    policy = json.loads(named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-activator-least-privilege").inputs["policy"])
+    role_policy = named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-activator-least-privilege")
+    policy = json.loads(role_policy.inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     group = named(run, GROUP, "fraud-scorer.champion-asg")
-    [listener] = run.of_type("aws:lb/listener:Listener")
+    route = named(run, "aws:lb/listenerRule:ListenerRule", "fraud-scorer-route")
 
     assert by_sid["ScaleOwnGroup"] == {
         "Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group.outputs["arn"],
     }
-    assert by_sid["RouteOwnListener"]["Resource"] == listener.outputs["arn"].replace(":listener/", ":listener-rule/") + "/*"
+    assert by_sid["RouteOwnRule"] == {
+        "Sid": "RouteOwnRule", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": route.outputs["arn"],
+    }
+    # The rule's ARN exists only once the rule does: the policy (and so the Lambda) waits for it.
+    assert route.urn in role_policy.dependencies
     unscoped = {a for s in policy["Statement"] if s["Resource"] == "*" for a in s["Action"]}
     # Unscoped: only reads, and the network-interface actions every VPC Lambda needs.
     assert {a for a in unscoped if not a.split(":")[1].startswith("Describe")} == {
@@ -234,6 +239,78 @@ def test_runtime_learns_the_metric_dimensions_from_its_environment(runs) -> None
 
     assert "\nKILN_METRIC_DIMENSIONS=Stack=prod,Endpoint=fraud-scorer,ServedModel=champion\n" in script
 
+
+
+def heredoc(script: str, path: str) -> str:
+    """The body of the heredoc the user data writes to `path`."""
+    start = script.index(f"cat > {path} <<")
+    marker = script[start:].split("<<", 1)[1].split("\n", 1)[0].strip("'")
+    body_start = script.index("\n", start) + 1
+    return script[body_start:script.index(f"\n{marker}\n", body_start)]
+
+
+@pytest.mark.parametrize("run_name", ["tuned", "prod"], ids=["warm-pool", "no-warm-pool"])
+def test_every_group_holds_a_launching_instance_until_its_runtime_is_ready(runs, run_name: str) -> None:
+    for group in runs[run_name].of_type(GROUP):
+        warmup = int(group.inputs["instanceRefresh"]["preferences"]["instanceWarmup"])
+
+        assert group.inputs["initialLifecycleHooks"] == [
+            {"name": "kiln-runtime-ready", "lifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+             "heartbeatTimeout": warmup, "defaultResult": "ABANDON"}
+        ], group.name
+
+
+def test_the_instance_completes_its_launch_action_only_after_ping_answers(runs) -> None:
+    run = runs["tuned"]
+    group = named(run, GROUP, "fraud-scorer.champion-asg").inputs
+    ready = heredoc(user_data(run, "fraud-scorer.champion"), "/usr/local/sbin/kiln-ready")
+
+    wait = ready.index("until [ \"$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/ping)\" = 200 ]")
+    complete = ready.index("aws autoscaling complete-lifecycle-action")
+    assert wait < complete
+    assert f'--auto-scaling-group-name "{group["name"]}" --lifecycle-hook-name "kiln-runtime-ready"' in ready[complete:]
+    assert "--lifecycle-action-result CONTINUE" in ready[complete:]
+
+
+def test_the_runtime_and_the_ready_report_start_at_every_boot(runs) -> None:
+    """cloud-init runs user data at first boot only; a warm-pool instance is started again
+    later, and its runtime exited 0 on the stop (which Docker's on-failure does not restart)."""
+    script = user_data(runs["tuned"], "fraud-scorer.champion")
+    runtime = heredoc(script, "/etc/systemd/system/kiln-runtime.service")
+    ready = heredoc(script, "/etc/systemd/system/kiln-ready.service")
+
+    assert not [line for line in script.splitlines() if "--restart" in line and not line.startswith("#")]
+    assert "ExecStart=/usr/bin/docker start --attach kiln-runtime" in runtime
+    assert script.index("docker create --name kiln-runtime") < script.index("systemctl enable --now --no-block")
+    assert "ExecStart=/usr/local/sbin/kiln-ready" in ready and "After=kiln-runtime.service" in ready
+    for unit in (runtime, ready):
+        assert "WantedBy=multi-user.target" in unit
+    assert "systemctl enable --now --no-block kiln-runtime.service kiln-ready.service" in script
+
+
+def test_rendered_user_data_is_valid_bash(runs, tmp_path) -> None:
+    import subprocess
+
+    for served_model in ("fraud-scorer.champion", "ticket-router.champion"):
+        path = tmp_path / f"{served_model}.sh"
+        path.write_text(user_data(runs["prod"], served_model))
+
+        checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30)
+
+        assert checked.returncode == 0, checked.stderr
+
+
+def test_instance_role_may_complete_lifecycle_actions_only_on_its_own_group(runs) -> None:
+    run = runs["tuned"]
+    group = named(run, GROUP, "fraud-scorer.champion-asg")
+    policy = json.loads(named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-least-privilege").inputs["policy"])
+    [complete] = [s for s in policy["Statement"] if "autoscaling:CompleteLifecycleAction" in s["Action"]]
+
+    assert complete == {
+        "Sid": "CompleteOwnLaunch", "Effect": "Allow", "Action": ["autoscaling:CompleteLifecycleAction"],
+        "Resource": f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group.inputs['name']}",
+    }
+    assert group.inputs["name"] == "kiln-dev-fraud-scorer-champion"
 
 def test_idle_minutes_without_scale_to_zero_is_refused_at_its_key(example_store) -> None:
     config = with_scaling(stack_config("prod", example_store), {"idleMinutesBeforeZero": 10})
