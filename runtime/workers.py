@@ -3,8 +3,8 @@
 A unit of Databricks' "provisioned concurrency" processes one request at a time, so each
 worker is one process with its own copy of the model: predict never blocks
 the HTTP event loop and a model's GIL-bound code uses its own core. In front of them sits
-a small bounded queue; a request that finds it full is refused at once (503 + Retry-After)
-so the ALB can try elsewhere instead of waiting on a saturated instance.
+admission by latency budget (runtime/admission.py): a request waits for a worker while its
+expected wait fits the budget, and is refused at once (429 + Retry-After) beyond it.
 
 A worker whose request overran the timeout is killed and replaced: a prediction that never
 returns must not take a worker away for good. A worker that dies mid-request is replaced too.
@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from typing import Any
 
 import runtime
 from runtime import protocol
-from runtime.errors import Overloaded, WorkerDied
+from runtime.admission import Admission
+from runtime.errors import WorkerDied
 from runtime.gauge import PeakGauge
 from runtime.protocol import Reply
 
@@ -134,13 +136,14 @@ class Worker:
 
 
 class WorkerPool:
-    """N model processes behind a bounded queue; `admit` is the only way in."""
+    """N model processes behind admission by latency budget; `admit` is the only way in."""
 
-    def __init__(self, model_dir: Path | None, workers: int, queue_limit: int, load_timeout_seconds: float,
-                 on_fatal: Callable[[str], None], gpu: GpuAssignment = GpuAssignment()) -> None:
+    def __init__(self, model_dir: Path | None, workers: int, admission_budget_seconds: float,
+                 load_timeout_seconds: float, on_fatal: Callable[[str], None],
+                 gpu: GpuAssignment = GpuAssignment()) -> None:
         self.model_dir = model_dir
         self.size = workers
-        self.capacity = workers + queue_limit
+        self.admission = Admission(workers, admission_budget_seconds)
         self.load_timeout_seconds = load_timeout_seconds
         self.on_fatal = on_fatal
         self.gpu = gpu
@@ -153,7 +156,8 @@ class WorkerPool:
         self.info: dict[str, Any] = {}
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._all: set[Worker] = set()
-        self._closing = False
+        # Set when the runtime stops: a worker lost from then on is not replaced.
+        self.closing = False
 
     async def _start_one(self, index: int) -> Worker:
         if self.model_dir is None:
@@ -183,12 +187,13 @@ class WorkerPool:
             self._idle.put_nowait(worker)  # type: ignore[arg-type]
         self.live = self.size
         self.info = results[0].info  # type: ignore[union-attr]
+        # The warm-up ran the request path once: the best guess of a prediction's cost until one is measured.
+        self.admission.seed(self.info.get("warm_up_seconds"))
         return self.info
 
     def admit(self) -> None:
-        """Take a place in the queue or raise Overloaded; pair with `release`."""
-        if self.in_flight >= self.capacity:
-            raise Overloaded(f"all {self.size} workers are busy and {self.capacity - self.size} requests are queued; retry")
+        """Take a place among the admitted or raise Overloaded (429); pair with `release`."""
+        self.admission.check(self.in_flight)
         self.in_flight_gauge.increment()
 
     def release(self) -> None:
@@ -203,6 +208,7 @@ class WorkerPool:
         busy kills that worker, because its pipe would otherwise carry a stale reply."""
         worker = await self._idle.get()
         self.busy += 1
+        started = time.perf_counter()
         try:
             reply = await worker.call(content_type, body)
         except WorkerDied:
@@ -214,13 +220,14 @@ class WorkerPool:
             raise
         finally:
             self.busy -= 1
+        self.admission.observe(time.perf_counter() - started)
         self._idle.put_nowait(worker)
         return reply
 
     def _replace(self, worker: Worker) -> None:
         self._all.discard(worker)
         self.live -= 1
-        if not self._closing:
+        if not self.closing:
             log.warning("replacing worker %d (pid %s)", worker.index, worker.process.pid)
             asyncio.get_running_loop().create_task(self._restart(worker.index))
 
@@ -230,12 +237,12 @@ class WorkerPool:
         except Exception as error:  # noqa: BLE001 - any failure to restart ends the runtime, with its reason
             self.on_fatal(f"replacement worker {index} failed to start: {error}")
             return
-        if self._closing:
+        if self.closing:
             await worker.stop(1)
             return
         self.live += 1
         self._idle.put_nowait(worker)
 
     async def close(self, grace_seconds: float = 5) -> None:
-        self._closing = True
+        self.closing = True
         await asyncio.gather(*(worker.stop(grace_seconds) for worker in list(self._all)))
