@@ -45,6 +45,8 @@ class ServedModelPlan:
     expected_peak_concurrency: int | None = None
     # The stack's gpuPlacement as written (None: the model's memory decides, capacity.gpu says how).
     requested_gpu_placement: GpuPlacement | None = None
+    # The stack's queueBudgetSeconds (None: the runtime's default, half the request timeout).
+    queue_budget_seconds: float | None = None
 
     @property
     def resource_name(self) -> str:
@@ -108,7 +110,8 @@ class ServedModelPlan:
     def runtime_settings(self, model_uri: str, model_digest: str, model_name: str = "",
                          model_version: str = "") -> RuntimeSettings:
         """What this served model's runtime is told on an instance (the KILN_* contract):
-        one worker per unit of provisioned concurrency, the endpoint's timeout, a drain as long as the
+        one worker per unit of provisioned concurrency, the endpoint's timeout and the served model's
+        admission budget, a drain as long as the
         target group's deregistration delay, a load timeout inside the health-check grace, and the
         in-flight metric's dimensions."""
         return RuntimeSettings(
@@ -121,6 +124,7 @@ class ServedModelPlan:
             port=RUNTIME_PORT,
             workers=self.capacity.sizing.workers_per_instance,
             request_timeout_seconds=self.request_timeout_seconds,
+            queue_budget_seconds=self.queue_budget_seconds,
             drain_seconds=self.deregistration_delay_seconds,
             load_timeout_seconds=self.profile.model_load_timeout_seconds,
             **self._gpu_settings(),
@@ -264,4 +268,5 @@ def _served_model_plan(
             else None
         ),
         requested_gpu_placement=served.gpu_placement,
+        queue_budget_seconds=served.queue_budget_seconds,
     )

@@ -202,6 +202,18 @@ def test_the_runtime_is_told_its_identity_workers_timeouts_and_metric_dimensions
     assert settings.metric_dimensions == (("Stack", "prod"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion"))
 
 
+def test_the_runtime_is_told_the_served_models_queue_budget_or_left_to_its_default() -> None:
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][0]["queueBudgetSeconds"] = 1.5
+    plan = plan_of(values)
+
+    budget = served_plan(plan, "fraud-scorer.champion").runtime_settings("s3://b/models/abc/", "ab" * 32)
+    default = served_plan(plan, "ticket-router.champion").runtime_settings("s3://b/models/cd/", "cd" * 32)
+
+    assert (budget.queue_budget_seconds, budget.admission_budget_seconds) == (1.5, 1.5)
+    assert (default.queue_budget_seconds, default.admission_budget_seconds) == (None, 60)
+
+
 def test_without_the_high_resolution_metric_the_runtime_publishes_nothing_and_names_no_registry() -> None:
     values = prod_values()
     values["endpoints"][0]["servedModels"][0]["scaling"] = {"highResolutionMetric": False}
