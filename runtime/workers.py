@@ -220,7 +220,8 @@ class WorkerPool:
             raise
         finally:
             self.busy -= 1
-        self.admission.observe(time.perf_counter() - started)
+            # Every outcome counts, a timeout most of all: the worker was taken that long.
+            self.admission.observe(time.perf_counter() - started)
         self._idle.put_nowait(worker)
         return reply
 

@@ -17,6 +17,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -485,6 +486,31 @@ def test_request_that_waits_past_its_timeout_is_a_504_and_frees_its_place() -> N
     latency = float(next(line for line in metrics if line.startswith("kiln_request_duration_seconds_sum ")).split()[1])
     assert "kiln_request_duration_seconds_count 1" in metrics
     assert 0.05 <= latency < 10  # the request timeout, plus a little
+
+
+class StuckWorker:
+    """Stands in for a worker whose prediction never returns."""
+
+    index = 0
+    process = SimpleNamespace(pid=None)
+
+    async def call(self, content_type: str, body: bytes) -> None:
+        await asyncio.Event().wait()
+
+    def kill(self) -> None:
+        pass
+
+
+def test_a_prediction_that_overran_the_timeout_counts_its_time_in_the_service_estimate() -> None:
+    # otherwise a model whose every prediction times out would keep the estimate at 0 and admit everyone
+    app = make_app(request_timeout_seconds=0.05)
+    app.pool.closing = True  # nothing to replace the stuck worker with
+    app.pool._idle.put_nowait(StuckWorker())
+
+    answer = invoke(app)
+
+    assert answer.status == 504
+    assert app.pool.admission.service_seconds >= 0.05
 
 
 # --- With a worker process ----------------------------------------------------------------------
