@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -403,6 +404,20 @@ def test_json_at_the_nesting_limit_and_brackets_inside_strings_are_parsed(echo: 
     reply = scoring.score(echo, nested, JSON)
 
     assert reply.status == 200
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_a_400_without_holding_the_worker(
+        echo: scoring.LoadedModel) -> None:
+    # deep enough to be scanned, then 400 KB that a closing-quote search rescans from every quote
+    # (hours of one worker's CPU); the bound only catches that hang, it says nothing of speed
+    hostile = b"[" * 100 + b'"' + b'\\"' * 200_000 + b"\\"
+    replies: list[Reply] = []
+    scorer = threading.Thread(target=lambda: replies.append(scoring.score(echo, hostile, JSON)), daemon=True)
+
+    scorer.start()
+    scorer.join(60)
+
+    assert [reply.status for reply in replies] == [400]
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
