@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -162,10 +163,13 @@ def _non_finite_fields(data: Any) -> list[str]:
 
     def non_finite(values: Any) -> bool:
         try:
-            numbers = np.asarray(values, dtype=float)
-        except (TypeError, ValueError):  # text, ragged lists: nothing a float check can say
+            array = np.asarray(values)
+        except ValueError:  # ragged lists: nothing a float check can say
             return False
-        return not np.isfinite(numbers).all()
+        if array.dtype.kind in "fc":
+            return not np.isfinite(array).all()
+        # Mixed values: only real numbers count, so text such as "nan" or "inf" is never blamed.
+        return array.dtype.kind == "O" and any(isinstance(v, float) and not math.isfinite(v) for v in array.ravel())
 
     if isinstance(data, pd.DataFrame):
         return [str(column) for column in data.columns if non_finite(data[column].to_numpy())]

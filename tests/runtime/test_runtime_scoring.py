@@ -431,6 +431,21 @@ def test_non_finite_input_the_model_cannot_take_is_a_400_naming_the_column(fraud
         400, "BAD_REQUEST", "the model cannot predict with NaN, Infinity or null in amount; send finite numbers there")
 
 
+class FailsOnAnything(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):  # noqa: ANN001
+        raise ValueError("cannot")
+
+
+@pytest.mark.parametrize("request_body", [b'{"inputs": {"words": ["nan", "inf"]}}', b'{"inputs": {"x": [1, 2.5]}}'])
+def test_a_failing_model_without_non_finite_numbers_is_a_500_even_with_nan_as_text(tmp_path: Path,
+                                                                                  request_body: bytes) -> None:
+    fails = scoring.load(_save(FailsOnAnything(), tmp_path / "model"))
+
+    status, answer = answered(scoring.score(fails, request_body, JSON))
+
+    assert (status, answer["error_code"]) == (500, "INTERNAL_ERROR")
+
+
 def test_non_finite_input_reaches_a_model_that_takes_it_as_in_mlflow(echo: scoring.LoadedModel) -> None:
     reply = scoring.score(echo, b'{"dataframe_records": [{"x": NaN, "y": 1.5}]}', JSON)
 
