@@ -207,10 +207,17 @@ def _parse(loaded: LoadedModel, body: bytes, mime: str) -> tuple[Any, Any, bool]
     return ss.parse_parquet_input(BytesIO(body)), None, False
 
 
-def score(loaded: LoadedModel, body: bytes, content_type: str | None) -> Reply:
-    """One request in, one reply out; never raises for anything a request or model can do."""
-    from io import StringIO
+@dataclass
+class Parsed:
+    """A request's input as MLflow parsed it, ready for predict."""
 
+    data: Any
+    params: Any
+    unified: bool  # the unified LLM input format, serialized unwrapped
+
+
+def _prepare(loaded: LoadedModel, body: bytes, content_type: str | None) -> Parsed | Reply:
+    """The parsed input, or the 400 reply that says what is wrong with the request."""
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server as ss
 
@@ -221,27 +228,24 @@ def score(loaded: LoadedModel, body: bytes, content_type: str | None) -> Reply:
     if problem:
         return problem
     try:
-        data, params, unified = _parse(loaded, body, mime)
+        return Parsed(*_parse(loaded, body, mime))
     except MlflowException as error:
         return error_reply(400, error.error_code if error.get_http_status_code() == 400 else "BAD_REQUEST", error.message)
     except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as error:
         return error_reply(400, "BAD_REQUEST", f"cannot parse the request body as {mime}: {type(error).__name__}: {error}")
-    try:
-        if loaded.takes_params:
-            predictions = loaded.model.predict(data, params=params)
-        else:
-            predictions = loaded.model.predict(data)
-    except MlflowException as error:
-        status = error.get_http_status_code()
-        if status >= 500:
-            return internal_error("the model's predict failed", status, error.error_code)
-        return error_reply(status, error.error_code, error.message)
-    except Exception:  # noqa: BLE001 - model code may raise anything; the worker must survive
-        if fields := _non_finite_fields(data):
-            log.warning("predict failed on NaN/Infinity/null in %s:\n%s", fields, traceback.format_exc())
-            return error_reply(400, "BAD_REQUEST", f"the model cannot predict with NaN, Infinity or null in "
-                               f"{', '.join(fields)}; send finite numbers there")
-        return internal_error("the model's predict failed")
+
+
+def _call_predict(loaded: LoadedModel, data: Any, params: Any) -> Any:
+    if loaded.takes_params:
+        return loaded.model.predict(data, params=params)
+    return loaded.model.predict(data)
+
+
+def _serialize(predictions: Any, unified: bool) -> Reply:
+    from io import StringIO
+
+    from mlflow.pyfunc import scoring_server as ss
+
     output = StringIO()
     try:
         if unified:
@@ -252,3 +256,114 @@ def score(loaded: LoadedModel, body: bytes, content_type: str | None) -> Reply:
     except Exception:  # noqa: BLE001 - whatever predict returned must not kill the worker
         return internal_error("the model's predictions cannot be serialized as JSON")
     return Reply(200, JSON, text.encode())
+
+
+def _predict_one(loaded: LoadedModel, parsed: Parsed) -> Reply:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        predictions = _call_predict(loaded, parsed.data, parsed.params)
+    except MlflowException as error:
+        status = error.get_http_status_code()
+        if status >= 500:
+            return internal_error("the model's predict failed", status, error.error_code)
+        return error_reply(status, error.error_code, error.message)
+    except Exception:  # noqa: BLE001 - model code may raise anything; the worker must survive
+        if fields := _non_finite_fields(parsed.data):
+            log.warning("predict failed on NaN/Infinity/null in %s:\n%s", fields, traceback.format_exc())
+            return error_reply(400, "BAD_REQUEST", f"the model cannot predict with NaN, Infinity or null in "
+                               f"{', '.join(fields)}; send finite numbers there")
+        return internal_error("the model's predict failed")
+    return _serialize(predictions, parsed.unified)
+
+
+def score(loaded: LoadedModel, body: bytes, content_type: str | None) -> Reply:
+    """One request in, one reply out; never raises for anything a request or model can do."""
+    prepared = _prepare(loaded, body, content_type)
+    return prepared if isinstance(prepared, Reply) else _predict_one(loaded, prepared)
+
+
+def _rows(data: Any) -> int | None:
+    """How many rows an input has, if it is one merging understands: a DataFrame, or named
+    arrays of equal length (what `instances` and `inputs` parse to against a column signature)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return len(data)
+    if isinstance(data, dict) and data and all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in data.values()):
+        lengths = {len(v) for v in data.values()}
+        return lengths.pop() if len(lengths) == 1 else None
+    return None
+
+
+def _merge_key(parsed: Parsed | Reply) -> tuple[Any, ...] | None:
+    """What requests must share to be predicted as one input: the same kind, names, types and
+    row shapes, and no params (params apply to a whole call); None: the request runs alone."""
+    import pandas as pd
+
+    if not isinstance(parsed, Parsed) or parsed.unified or parsed.params or _rows(parsed.data) is None:
+        return None
+    data = parsed.data
+    if isinstance(data, pd.DataFrame):
+        return "frame", tuple(data.columns), tuple(str(dtype) for dtype in data.dtypes)
+    return "arrays", tuple((name, str(v.dtype), v.shape[1:]) for name, v in data.items())
+
+
+def _concat(inputs: list[Any]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(inputs[0], pd.DataFrame):
+        return pd.concat(inputs, ignore_index=True)
+    return {name: np.concatenate([data[name] for data in inputs]) for name in inputs[0]}
+
+
+def _split(predictions: Any, sizes: list[int]) -> list[Any] | None:
+    """The merged predictions cut back into each request's rows, or None when they do not
+    have one row per input row (then the requests are predicted alone)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(predictions, str) or not hasattr(predictions, "__len__") or len(predictions) != sum(sizes):
+        return None
+    bounds = np.cumsum([0, *sizes]).tolist()
+    if isinstance(predictions, (pd.DataFrame, pd.Series)):
+        return [predictions.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:])]
+    if isinstance(predictions, (np.ndarray, list)):
+        return [predictions[a:b] for a, b in zip(bounds, bounds[1:])]
+    return None
+
+
+def _predict_merged(loaded: LoadedModel, group: list[Parsed]) -> list[Reply] | None:
+    """One predict for the group's rows, split back; None when that cannot give each request
+    what it would get alone (predict failed, or the output is not one row per input row)."""
+    try:
+        predictions = _call_predict(loaded, _concat([p.data for p in group]), None)
+    except Exception:  # noqa: BLE001 - whose request it was is found by predicting them alone
+        return None
+    parts = _split(predictions, [_rows(p.data) or 0 for p in group])
+    return None if parts is None else [_serialize(part, False) for part in parts]
+
+
+def score_batch(loaded: LoadedModel, requests: list[tuple[bytes, str | None]]) -> list[Reply]:
+    """Several requests in, one reply each, in order, each what `score` would answer alone.
+
+    Requests whose input merges (runtime.settings max_batch_size) are predicted in one call,
+    which costs a model with a high per-call cost (a GPU kernel launch, a framework's
+    overhead) once instead of once per request; the rest, and a merged call that fails or
+    does not give one output row per input row, are predicted alone. Merging assumes each
+    row's prediction depends on that row only, which is why batching is opt-in."""
+    prepared = [_prepare(loaded, body, content_type) for body, content_type in requests]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, parsed in enumerate(prepared):
+        if (key := _merge_key(parsed)) is not None:
+            groups.setdefault(key, []).append(index)
+    replies: dict[int, Reply] = {}
+    for indexes in groups.values():
+        if len(indexes) > 1:
+            merged = _predict_merged(loaded, [prepared[i] for i in indexes])  # type: ignore[misc]
+            if merged is not None:
+                replies.update(zip(indexes, merged))
+    return [replies[i] if i in replies else (p if isinstance(p, Reply) else _predict_one(loaded, p))
+            for i, p in enumerate(prepared)]

@@ -31,7 +31,7 @@ from runtime.app import Phase, RuntimeApp
 from runtime.cloudwatch import InFlightPublisher
 from runtime.fetch import FetchError, fetch
 from runtime.settings import RuntimeSettings
-from runtime.workers import GpuAssignment, WorkerPool, WorkerStartError
+from runtime.workers import Batching, GpuAssignment, WorkerPool, WorkerStartError
 
 log = logging.getLogger("kiln.runtime")
 
@@ -104,8 +104,9 @@ async def _serve(settings: RuntimeSettings) -> int:
             failure.set_result(message)
 
     gpu = GpuAssignment(settings.gpus, settings.spread_across_gpus, settings.require_gpu)
+    batching = Batching(settings.max_batch_size, settings.max_batch_delay_ms / 1000, settings.request_timeout_seconds)
     pool = WorkerPool(None, settings.workers, settings.admission_budget_seconds, settings.load_timeout_seconds, fail,
-                      gpu)
+                      gpu, batching)
     app = RuntimeApp(settings, pool)
     server = _Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, http=_http_implementation(), lifespan="off",

@@ -52,6 +52,13 @@ class RuntimeSettings:
     queue_budget_seconds: float | None = None
     request_timeout_seconds: float = DATABRICKS_REQUEST_TIMEOUT_SECONDS
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
+    # Adaptive batching (runtime/workers.py): a free worker takes up to this many waiting
+    # requests and predicts those that merge in one call. 1 is off, the default: merging
+    # assumes a row's prediction depends on that row only, which the model's author must know.
+    max_batch_size: int = 1
+    # How long a free worker waits for more requests before a batch that is not full goes;
+    # 0 takes only what is already waiting, so light load is never delayed.
+    max_batch_delay_ms: int = 0
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     load_timeout_seconds: float = 1800
@@ -229,6 +236,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool 
         queue_budget_seconds=_seconds(env, "queue_budget_seconds", None),
         request_timeout_seconds=_seconds(env, "request_timeout_seconds", DATABRICKS_REQUEST_TIMEOUT_SECONDS),
         body_timeout_seconds=_seconds(env, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS),
+        max_batch_size=_int(env, "max_batch_size", 1, 1),
+        max_batch_delay_ms=_int(env, "max_batch_delay_ms", 0, 0),
         drain_seconds=_seconds(env, "drain_seconds", DEFAULT_DRAIN_SECONDS),
         max_payload_bytes=_int(env, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES, 1),
         load_timeout_seconds=_seconds(env, "load_timeout_seconds", 1800),

@@ -494,7 +494,7 @@ class StuckWorker:
     index = 0
     process = SimpleNamespace(pid=None)
 
-    async def call(self, content_type: str, body: bytes) -> None:
+    async def call(self, requests: list[tuple[str, bytes]]) -> None:
         await asyncio.Event().wait()
 
     def kill(self) -> None:

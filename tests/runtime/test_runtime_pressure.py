@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.runtime_models import Switchboard, save
+from tests.runtime_models import RowsPerCall, Switchboard, save
 from tests.runtime_support import RunningProcess, start_runtime
 
 BUDGET_SECONDS = 2
@@ -197,3 +197,65 @@ def test_requests_unanswered_when_the_drain_window_ends_get_a_json_503(tmp_path:
     assert [(a.status_code, a.headers["content-type"], a.json()["error_code"], a.headers["retry-after"])
             for a in answers] == [(503, "application/json", "TEMPORARILY_UNAVAILABLE", "1")] * 2
     assert code == 0
+
+
+@pytest.fixture(scope="module")
+def batching(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """One worker that takes up to 8 waiting requests per call, with a 3 s request timeout and
+    room for 2.5 s of waiting (the budget learns from every prediction, these slow ones too)."""
+    tmp = tmp_path_factory.mktemp("batching")
+    model = save(RowsPerCall(), tmp / "rows-per-call", example_action="ok")
+    process = start_runtime(tmp, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1", KILN_MAX_BATCH_SIZE="8",
+                            KILN_REQUEST_TIMEOUT_SECONDS="3", KILN_QUEUE_BUDGET_SECONDS="2.5")
+    try:
+        assert process.wait_for_ping()[-1:] == [200], process.log()
+        yield process
+    finally:
+        process.stop()
+
+
+def _in_flight(runtime: RunningProcess) -> int:
+    text = httpx.get(f"{runtime.url}/metrics").text
+    return int(re.search(r"^kiln_requests_in_flight (\d+)$", text, re.MULTILINE).group(1))
+
+
+def _concurrently(runtime: RunningProcess, first: str, then: list[str]) -> tuple[httpx.Response, list[httpx.Response]]:
+    """`first` alone on the worker, then `then` sent while it runs: they wait for the worker together."""
+    answers: dict[int, httpx.Response] = {}
+
+    def send(index: int, action: str) -> None:
+        answers[index] = httpx.post(f"{runtime.url}/invocations", content=_body(action),
+                                    headers={"content-type": "application/json"}, timeout=BOUND)
+
+    threads = [threading.Thread(target=send, args=(0, first))]
+    threads[0].start()
+    deadline = time.monotonic() + 10
+    while _in_flight(runtime) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    threads += [threading.Thread(target=send, args=(i + 1, action)) for i, action in enumerate(then)]
+    for thread in threads[1:]:
+        thread.start()
+    while _in_flight(runtime) < 1 + len(then):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for thread in threads:
+        thread.join(BOUND)
+    return answers[0], [answers[i + 1] for i in range(len(then))]
+
+
+def test_requests_waiting_for_a_worker_are_predicted_in_one_call(batching: RunningProcess) -> None:
+    first, waited = _concurrently(batching, "sleep:1", ["ok"] * 5)
+
+    assert (first.status_code, first.json()) == (200, {"predictions": [{"done": "1"}]})
+    assert [(a.status_code, a.json()) for a in waited] == [(200, {"predictions": [{"done": "5"}]})] * 5
+
+
+def test_a_batch_that_overruns_the_timeout_gets_504s_and_its_worker_is_replaced(batching: RunningProcess) -> None:
+    first, waited = _concurrently(batching, "sleep:30", ["sleep:30"])
+    assert batching.wait_for_ping()[-1:] == [200]
+    after = httpx.post(f"{batching.url}/invocations", content=_body("ok"), headers={"content-type": "application/json"},
+                       timeout=BOUND)
+
+    assert [a.status_code for a in (first, *waited)] == [504] * 2
+    assert (after.status_code, after.json()) == (200, {"predictions": [{"done": "1"}]})

@@ -535,3 +535,91 @@ def test_warm_up_with_the_example_files_gone_is_skipped(fraud_scorer_dir: Path, 
     (directory / "input_example.json").unlink()
 
     assert scoring.warm_up(loaded, directory) is None
+
+
+# --- Batches (KILN_MAX_BATCH_SIZE) --------------------------------------------------------------
+
+def _each_format(rows: list[list[float]]) -> dict[str, tuple[bytes, str]]:
+    """The same rows as a request in each MLflow input format."""
+    records = [dict(zip(COLUMNS, row)) for row in rows]
+    csv = ",".join(COLUMNS) + "\n" + "\n".join(",".join(map(repr, row)) for row in rows) + "\n"
+    return {
+        "dataframe_split": (json.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows}}).encode(), JSON),
+        "dataframe_records": (json.dumps({"dataframe_records": records}).encode(), JSON),
+        "instances": (json.dumps({"instances": records}).encode(), JSON),
+        "inputs": (json.dumps({"inputs": {c: [row[i] for row in rows] for i, c in enumerate(COLUMNS)}}).encode(), JSON),
+        "csv": (csv.encode(), "text/csv"),
+        "parquet": (_parquet(pd.DataFrame(rows, columns=COLUMNS)), "application/vnd.apache.parquet"),
+    }
+
+
+@pytest.mark.parametrize("input_format", ["dataframe_split", "dataframe_records", "instances", "inputs", "csv",
+                                          "parquet"])
+def test_a_batch_answers_each_request_exactly_as_alone(fraud: scoring.LoadedModel, input_format: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    requests = [_each_format(rows)[input_format] for rows in (EXAMPLE_ROWS[:1], EXAMPLE_ROWS[1:], EXAMPLE_ROWS[:2])]
+    calls: list[int] = []
+    predict = fraud.model.predict
+    monkeypatch.setattr(fraud.model, "predict",
+                        lambda data, **kwargs: calls.append(len(pd.DataFrame(data))) or predict(data, **kwargs))
+
+    batched = scoring.score_batch(fraud, requests)
+
+    assert calls == [5]  # one call for the 1 + 2 + 2 rows
+    monkeypatch.undo()
+    assert batched == [scoring.score(fraud, body, content_type) for body, content_type in requests]
+    assert [body(reply) for reply in batched] == [{"predictions": EXAMPLE_PREDICTIONS[:1]},
+                                                  {"predictions": EXAMPLE_PREDICTIONS[1:]},
+                                                  {"predictions": EXAMPLE_PREDICTIONS[:2]}]
+
+
+class RowsPerCall(mlflow.pyfunc.PythonModel):
+    """Answers each row with how many rows its predict call had: shows which requests merged."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+        return [len(model_input)] * len(model_input)
+
+
+class OneAnswerPerCall(mlflow.pyfunc.PythonModel):
+    """One prediction however many rows: its output cannot be split back into requests."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+        return [len(model_input)]
+
+
+def _x(*values: object) -> tuple[bytes, str]:
+    return json.dumps({"dataframe_split": {"columns": ["x"], "data": [[v] for v in values]}}).encode(), JSON
+
+
+def test_requests_with_the_same_columns_and_types_are_predicted_in_one_call(tmp_path: Path) -> None:
+    model = scoring.load(_save(RowsPerCall(), tmp_path / "model"))
+
+    replies = scoring.score_batch(model, [_x(1), _x(2, 3), _x(1.5), _x(4), (b"{", JSON)])
+
+    # ints merge (4 rows in one call); the float column goes alone; the malformed one gets its own 400
+    assert [reply.status for reply in replies] == [200, 200, 200, 200, 400]
+    assert [body(reply)["predictions"] for reply in replies[:4]] == [[4], [4, 4], [1], [4]]
+
+
+def test_requests_with_params_are_predicted_alone(scales: scoring.LoadedModel) -> None:
+    split = {"columns": ["x"], "data": [[2.0]]}
+    requests = [(json.dumps({"dataframe_split": split, "params": {"scale": 3}}).encode(), JSON),
+                (json.dumps({"dataframe_split": split}).encode(), JSON)]
+
+    assert scoring.score_batch(scales, requests) == [scoring.score(scales, *request) for request in requests]
+
+
+def test_a_merged_output_that_is_not_one_row_per_input_row_is_predicted_alone(tmp_path: Path) -> None:
+    model = scoring.load(_save(OneAnswerPerCall(), tmp_path / "model"))
+
+    replies = scoring.score_batch(model, [_x(1), _x(2, 3)])
+
+    assert [body(reply)["predictions"] for reply in replies] == [[1], [2]]
+
+
+def test_a_merged_call_that_fails_finds_the_failing_request_by_predicting_alone(
+        misbehaves: scoring.LoadedModel) -> None:
+    replies = scoring.score_batch(misbehaves, [(_actions("raise"), JSON), (_actions("ok"), JSON)])
+
+    assert [reply.status for reply in replies] == [500, 200]
+    assert body(replies[1]) == {"predictions": [{"action": "ok"}]}

@@ -32,6 +32,8 @@ DEFAULTS = {
     "queue_budget_seconds": None,  # half the request timeout
     "request_timeout_seconds": 597,  # Databricks' model execution timeout
     "body_timeout_seconds": 30,
+    "max_batch_size": 1,  # batching off
+    "max_batch_delay_ms": 0,
     "drain_seconds": 30,
     "max_payload_bytes": 16 * 1024 * 1024,  # Databricks' 16 MB request limit = 16777216 bytes
     "load_timeout_seconds": 1800,
@@ -49,6 +51,8 @@ DEFAULTS = {
 INTEGERS = [
     ("KILN_PORT", "port", 0),
     ("KILN_WORKERS", "workers", 1),
+    ("KILN_MAX_BATCH_SIZE", "max_batch_size", 1),
+    ("KILN_MAX_BATCH_DELAY_MS", "max_batch_delay_ms", 0),
     ("KILN_MAX_PAYLOAD_BYTES", "max_payload_bytes", 1),
     ("KILN_GPUS", "gpus", 0),
 ]
@@ -95,7 +99,7 @@ def test_every_variable_reaches_its_field() -> None:
         KILN_MODEL_DIGEST=DIGEST, KILN_ENDPOINT="fraud-scorer", KILN_SERVED_MODEL="champion",
         KILN_MODEL_NAME="fraud-scorer", KILN_MODEL_VERSION="3", KILN_HOST="127.0.0.1", KILN_PORT="9000",
         KILN_WORKERS="4", KILN_QUEUE_BUDGET_SECONDS="0.5", KILN_REQUEST_TIMEOUT_SECONDS="2.5",
-        KILN_BODY_TIMEOUT_SECONDS="3", KILN_DRAIN_SECONDS="7",
+        KILN_BODY_TIMEOUT_SECONDS="3", KILN_MAX_BATCH_SIZE="8", KILN_MAX_BATCH_DELAY_MS="5", KILN_DRAIN_SECONDS="7",
         KILN_MAX_PAYLOAD_BYTES="4096", KILN_LOAD_TIMEOUT_SECONDS="60", KILN_AUTH_TOKEN_SHA256=TOKEN_A,
         KILN_CACHE_DIR="/var/cache/kiln", KILN_METRIC_DIMENSIONS=DIMENSIONS,
         KILN_METRIC_PERIOD_SECONDS="1", KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS="602",
@@ -105,7 +109,8 @@ def test_every_variable_reaches_its_field() -> None:
     assert settings == {
         "model_uri": URI, "model_digest": DIGEST, "endpoint": "fraud-scorer", "served_model": "champion",
         "model_name": "fraud-scorer", "model_version": "3", "host": "127.0.0.1", "port": 9000, "workers": 4,
-        "queue_budget_seconds": 0.5, "request_timeout_seconds": 2.5, "body_timeout_seconds": 3.0, "drain_seconds": 7.0, "max_payload_bytes": 4096,
+        "queue_budget_seconds": 0.5, "request_timeout_seconds": 2.5, "body_timeout_seconds": 3.0,
+        "max_batch_size": 8, "max_batch_delay_ms": 5, "drain_seconds": 7.0, "max_payload_bytes": 4096,
         "load_timeout_seconds": 60.0, "auth_token_sha256": (TOKEN_A,), "cache_dir": Path("/var/cache/kiln"),
         "metric_dimensions": (("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
         "metric_period_seconds": 1.0,
@@ -316,7 +321,7 @@ def test_settings_written_as_env_read_back_the_same() -> None:
     settings = RuntimeSettings(
         model_uri=URI, model_digest=DIGEST, endpoint="fraud-scorer", served_model="champion",
         model_name="fraud-scorer", model_version="3", host="127.0.0.1", port=9000, workers=4, queue_budget_seconds=0.5,
-        request_timeout_seconds=2.5, body_timeout_seconds=3, drain_seconds=7, max_payload_bytes=4096, load_timeout_seconds=60.0,
+        request_timeout_seconds=2.5, body_timeout_seconds=3, max_batch_size=8, max_batch_delay_ms=5, drain_seconds=7, max_payload_bytes=4096, load_timeout_seconds=60.0,
         auth_token_sha256=(TOKEN_A, TOKEN_B), cache_dir=Path("/var/cache/kiln"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
         metric_period_seconds=1.0, load_balancer_idle_timeout_seconds=602, gpus=8, spread_across_gpus=True,
