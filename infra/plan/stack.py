@@ -23,6 +23,11 @@ from runtime.settings import RuntimeSettings
 LOGICAL_NAME_LIMIT = 40
 # ALB deregistration delay range is 0-3600 s.
 MAX_DEREGISTRATION_DELAY_SECONDS = 3600
+# On a GPU a predict call costs mostly per call (a kernel launch, a host-device copy), so a
+# GPU served model merges up to this many waiting requests unless its maxBatchSize says
+# otherwise (1 turns it off: merging assumes a row's prediction depends on that row only).
+# With no delay a batch is only what is already waiting, so light load is never slowed.
+DEFAULT_GPU_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class ServedModelPlan:
     requested_gpu_placement: GpuPlacement | None = None
     # The stack's queueBudgetSeconds (None: the runtime's default, half the request timeout).
     queue_budget_seconds: float | None = None
+    # Requests one worker call may take (1: batching off), and how long a free worker waits for more.
+    max_batch_size: int = 1
+    max_batch_delay_ms: int = 0
 
     @property
     def resource_name(self) -> str:
@@ -125,6 +133,8 @@ class ServedModelPlan:
             workers=self.capacity.sizing.workers_per_instance,
             request_timeout_seconds=self.request_timeout_seconds,
             queue_budget_seconds=self.queue_budget_seconds,
+            max_batch_size=self.max_batch_size,
+            max_batch_delay_ms=self.max_batch_delay_ms,
             drain_seconds=self.deregistration_delay_seconds,
             load_timeout_seconds=self.profile.model_load_timeout_seconds,
             **self._gpu_settings(),
@@ -269,4 +279,6 @@ def _served_model_plan(
         ),
         requested_gpu_placement=served.gpu_placement,
         queue_budget_seconds=served.queue_budget_seconds,
+        max_batch_size=served.max_batch_size or (DEFAULT_GPU_BATCH_SIZE if profile.has_gpu else 1),
+        max_batch_delay_ms=served.max_batch_delay_ms or 0,
     )
