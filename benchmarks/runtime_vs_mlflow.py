@@ -3,7 +3,10 @@
 Reports, side by side and as ratios: goodput (200 answers per second) of closed-loop
 keep-alive clients (1, 8 and 64 by default: a refused request is sent again at once, as wrk
 does), p50/p99 latency of the 200 answers, the refusals (429 or 503), and cold start
-(process start → first 200 on /ping). Both servers run with their default settings.
+(process start → first 200 on /ping). Both servers run with their default settings. A last
+phase runs the Kiln runtime alone on a model whose predict costs a fixed 5 ms per call
+whatever its rows (as a GPU call mostly does), with batching off and on
+(KILN_MAX_BATCH_SIZE=8), and reports both goodputs at 8 clients.
 Bounded: each load phase stops after --requests requests or --seconds seconds, whichever
 comes first, and every process it starts is stopped before it exits.
 
@@ -73,13 +76,34 @@ def save_iris_model(directory: Path) -> tuple[Path, str]:
     return path, body
 
 
+PER_CALL_SECONDS = 0.005
+BATCHING_CLIENTS = 8
+
+
+def save_per_call_cost_model(directory: Path) -> tuple[Path, str]:
+    """A model whose predict costs PER_CALL_SECONDS per call, however many rows: what batching is for."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    class PerCallCost(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:  # noqa: ANN001
+            time.sleep(PER_CALL_SECONDS)
+            return model_input["x"] * 2
+
+    example = pd.DataFrame({"x": [1.0]})
+    path = directory / "per-call-cost"
+    mlflow.pyfunc.save_model(str(path), python_model=PerCallCost(), input_example=example)
+    return path, json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def start_server(name: str, model: Path, port: int, workers: int, log_dir: Path) -> subprocess.Popen[bytes]:
+def start_server(name: str, model: Path, port: int, workers: int, log_dir: Path,
+                 kiln_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(PROJECT_ROOT)}
     if name == "mlflow":
@@ -89,7 +113,7 @@ def start_server(name: str, model: Path, port: int, workers: int, log_dir: Path)
         command = [sys.executable, "-m", "runtime"]
         # Default settings, as issue 13 asks: admission by latency budget queues what fits.
         env.update(KILN_MODEL_URI=str(model), KILN_HOST="127.0.0.1", KILN_PORT=str(port),
-                   KILN_WORKERS=str(workers))
+                   KILN_WORKERS=str(workers), **(kiln_env or {}))
     log = (log_dir / f"{name}.log").open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -177,6 +201,22 @@ def measure(name: str, model: Path, body: str, workers: int, clients: list[int],
     return ServerResult(name, round(cold, 2), results)
 
 
+def batching_phase(workers: int, requests: int, seconds: float, directory: Path) -> dict[str, LoadResult]:
+    """Goodput of the per-call-cost model at BATCHING_CLIENTS clients, batching off and on."""
+    model, body = save_per_call_cost_model(directory)
+    results = {}
+    for label, size in (("off", "1"), ("on", "8")):
+        port = free_port()
+        process = start_server("kiln", model, port, workers, directory, {"KILN_MAX_BATCH_SIZE": size})
+        try:
+            wait_ready(process, port)
+            load(port, body, 1, 50, 5)
+            results[label] = load(port, body, BATCHING_CLIENTS, requests, seconds)
+        finally:
+            stop(process)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -190,6 +230,7 @@ def main() -> int:
         clients = [int(count) for count in args.clients.split(",")]
         results = {name: measure(name, model, body, args.workers, clients, args.requests, args.seconds, Path(tmp))
                    for name in ("mlflow", "kiln")}
+        batching = batching_phase(args.workers, args.requests, args.seconds, Path(tmp))
     mlflow, kiln = results["mlflow"], results["kiln"]
     print(f"model: sklearn iris, workers: {args.workers}, python {sys.version.split()[0]}, "
           f"load average {os.getloadavg()[0]:.2f}")
@@ -209,8 +250,13 @@ def main() -> int:
             f"{ours / theirs:.1f}x" if "200/s" in label else f"{theirs / ours:.1f}x")
         print(f"{label:40} {theirs:>14} {ours:>14} {ratio:>9}")
     print("ratio: kiln's advantage (goodput kiln/mlflow; latency, refusals and cold start mlflow/kiln)")
+    off, on = batching["off"], batching["on"]
+    print(f"\nkiln, {PER_CALL_SECONDS * 1000:g} ms per predict call, {BATCHING_CLIENTS} clients: goodput batching off "
+          f"{off.goodput}/s (p99 {off.p99_ms} ms), on {on.goodput}/s (p99 {on.p99_ms} ms), "
+          f"{on.goodput / off.goodput if off.goodput else float('nan'):.1f}x")
     if args.json:
-        args.json.write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=2))
+        args.json.write_text(json.dumps({**{k: asdict(v) for k, v in results.items()},
+                                         "batching": {k: asdict(v) for k, v in batching.items()}}, indent=2))
     return 0
 
 
