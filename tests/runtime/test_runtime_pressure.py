@@ -202,11 +202,11 @@ def test_requests_unanswered_when_the_drain_window_ends_get_a_json_503(tmp_path:
 @pytest.fixture(scope="module")
 def batching(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
     """One worker that takes up to 8 waiting requests per call, with a 3 s request timeout and
-    room for 2.5 s of waiting (the budget learns from every prediction, these slow ones too)."""
+    room for 2.9 s of waiting (the budget learns from every prediction, these slow ones too)."""
     tmp = tmp_path_factory.mktemp("batching")
     model = save(RowsPerCall(), tmp / "rows-per-call", example_action="ok")
     process = start_runtime(tmp, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1", KILN_MAX_BATCH_SIZE="8",
-                            KILN_REQUEST_TIMEOUT_SECONDS="3", KILN_QUEUE_BUDGET_SECONDS="2.5")
+                            KILN_REQUEST_TIMEOUT_SECONDS="3", KILN_QUEUE_BUDGET_SECONDS="2.9")
     try:
         assert process.wait_for_ping()[-1:] == [200], process.log()
         yield process
@@ -259,3 +259,16 @@ def test_a_batch_that_overruns_the_timeout_gets_504s_and_its_worker_is_replaced(
 
     assert [a.status_code for a in (first, *waited)] == [504] * 2
     assert (after.status_code, after.json()) == (200, {"predictions": [{"done": "1"}]})
+
+
+def test_a_batch_whose_worker_dies_answers_each_of_its_requests_500_and_the_worker_is_replaced(
+        batching: RunningProcess) -> None:
+    first, waited = _concurrently(batching, "sleep:1", ["exit", "ok"])
+    assert batching.wait_for_ping()[-1:] == [200]
+    after = httpx.post(f"{batching.url}/invocations", content=_body("ok"), headers={"content-type": "application/json"},
+                       timeout=BOUND)
+
+    assert first.status_code == 200
+    assert [(a.status_code, a.json()["error_code"]) for a in waited] == [(500, "INTERNAL_ERROR")] * 2
+    assert all("the model process exited while predicting" in a.json()["message"] for a in waited)
+    assert after.status_code == 200
