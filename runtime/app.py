@@ -23,6 +23,7 @@ from runtime import RUNTIME_VERSION
 from runtime.auth import BearerAuth
 from runtime.errors import RETRY_AFTER as RETRY_AFTER_HEADERS
 from runtime.errors import (
+    BodyTimeout,
     DeadlineExceeded,
     MethodNotAllowed,
     NotFound,
@@ -86,6 +87,9 @@ class RuntimeApp:
         self.model_digest: str | None = settings.model_digest
         self.served_header = (b"x-kiln-served-model", (settings.served_model or "").encode("latin-1"))
         self._endpoint_path = f"/serving-endpoints/{settings.endpoint}/invocations" if settings.endpoint else None
+        # Invocations not yet answered, so the end of the drain window can answer them (`abandon`).
+        self._answering: set[asyncio.Task[Any]] = set()
+        self._abandoned = False
 
     def _is_invocation_path(self, path: str) -> bool:
         if path == "/invocations":
@@ -166,23 +170,29 @@ class RuntimeApp:
             await respond(send, 503, json.dumps({"status": self.phase.value}).encode(), headers=RETRY_AFTER_HEADERS)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body within the body timeout (408 otherwise) and the payload limit (413)."""
         limit = self.settings.max_payload_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise BodyTimeout(f"the request body did not arrive within {self.settings.body_timeout_seconds:g} s; "
+                              "send it whole, faster") from None
         return b"".join(chunks)
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -191,26 +201,41 @@ class RuntimeApp:
         self.metrics.observe(status, time.perf_counter() - started)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """Answer one invocation and return its status; every path ends in exactly one response."""
+        """Answer one invocation and return its status; every path ends in exactly one response.
+
+        The body is read before admission: a slow sender holds a connection, never a place
+        among the admitted, so it cannot starve the clients that sent theirs."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._answering.add(task)
         try:
             if self.phase is Phase.DRAINING:
                 raise ShuttingDown("the runtime is shutting down")
             if self.phase is not Phase.READY:
                 raise NotReady("the model is still loading")
+            body = await self._read_body(scope, receive)
             self.pool.admit()
             try:
-                return await self._predict(scope, receive, send)
+                return await self._predict(scope, body, send)
             finally:
                 self.pool.release()
         except ServingError as error:
             await refuse(send, error)
             return error.status
+        except asyncio.CancelledError:
+            if not self._abandoned:
+                raise
+            task.uncancel()
+            shutting_down = ShuttingDown("the runtime shut down before this request was answered (drain window over)")
+            await refuse(send, shutting_down)
+            return shutting_down.status
+        finally:
+            self._answering.discard(task)
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _predict(self, scope: Scope, body: bytes, send: Send) -> int:
         timeout = self.settings.request_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                body = await self._read_body(scope, receive)
                 content_type = (_header(scope, b"content-type") or b"").decode("latin-1")
                 reply = await self.pool.predict(content_type, body)
         except TimeoutError:
@@ -220,3 +245,18 @@ class RuntimeApp:
             raise WorkerDied(f"the model process exited while predicting ({died}); it is being restarted") from None
         await respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header,))
         return reply.status
+
+    @property
+    def unanswered(self) -> int:
+        """Invocations received and not yet answered: reading their body, waiting, or predicting."""
+        return len(self._answering)
+
+    async def abandon(self, grace_seconds: float = 2) -> None:
+        """At the end of the drain window: answer every invocation still unanswered with a JSON
+        503 + Retry-After (uvicorn would otherwise cut them off with a plain-text 500)."""
+        self._abandoned = True
+        pending = list(self._answering)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=grace_seconds)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 Headers = tuple[tuple[bytes, bytes], ...]
-# Clients (and the activator) retry after a second: loading, draining and a full queue are brief.
+# Clients (and the activator) retry after a second: loading and draining are brief.
 RETRY_AFTER: Headers = ((b"retry-after", b"1"),)
 # The connection cannot carry another request (unread body) or should move to another target.
 CLOSE: Headers = ((b"connection", b"close"),)
@@ -55,15 +55,29 @@ class NotReady(ServingError):
 
 
 class ShuttingDown(NotReady):
-    """Draining after SIGTERM: close the connection so the client reconnects elsewhere."""
+    """Draining after SIGTERM, or still unanswered when the drain window ended: close the
+    connection so the client reconnects elsewhere."""
 
     headers = RETRY_AFTER + CLOSE
 
 
-class Overloaded(ServingError):
-    """Every worker is busy and the queue is full: refused at once, never left to hang."""
+class BodyTimeout(ServingError):
+    """The client did not send its whole body in time; it never held an admission slot.
+    The connection closes: the rest of its body may still be on the way."""
 
-    status, error_code, headers = 503, "TEMPORARILY_UNAVAILABLE", RETRY_AFTER
+    status, error_code, headers = 408, "DEADLINE_EXCEEDED", CLOSE
+
+
+class Overloaded(ServingError):
+    """The request's expected wait for a worker is over the admission budget: refused at once,
+    never left to hang. 429, as Databricks answers an endpoint over its provisioned concurrency
+    (an ALB does not retry a 503 elsewhere, so a 503 would only look like an outage)."""
+
+    status, error_code = 429, "REQUEST_LIMIT_EXCEEDED"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.headers = ((b"retry-after", str(retry_after_seconds).encode()),)
 
 
 class DeadlineExceeded(ServingError):

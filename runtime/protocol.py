@@ -1,6 +1,8 @@
 """Length-prefixed frames between the HTTP process and its worker processes (over pipes).
 
-A request is (content type, body bytes) and a reply is (status, content type, body bytes):
+A request is (content type, body bytes) and a reply is (status, content type, body bytes);
+requests flagged "more" belong to one batch with the next, and the worker answers a batch
+with one reply per request, in order (runtime.scoring.score_batch):
 the HTTP process never parses a payload, so the event loop stays free while workers use
 their own cores for parsing, predicting and serializing.
 """
@@ -11,7 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-_REQUEST = struct.Struct("!IH")  # body length, content-type length
+_REQUEST = struct.Struct("!IHB")  # body length, content-type length, more of this batch follow (0 or 1)
 _REPLY = struct.Struct("!IHH")  # body length, status, content-type length
 
 
@@ -22,9 +24,9 @@ class Reply:
     body: bytes
 
 
-def encode_request(content_type: str, body: bytes) -> bytes:
+def encode_request(content_type: str, body: bytes, more: bool = False) -> bytes:
     ctype = content_type.encode("latin-1", "replace")[:65535]
-    return _REQUEST.pack(len(body), len(ctype)) + ctype + body
+    return _REQUEST.pack(len(body), len(ctype), more) + ctype + body
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -36,8 +38,8 @@ REQUEST_HEADER_SIZE = _REQUEST.size
 REPLY_HEADER_SIZE = _REPLY.size
 
 
-def request_sizes(header: bytes) -> tuple[int, int]:
-    """(body length, content-type length) from a request header."""
+def request_sizes(header: bytes) -> tuple[int, int, int]:
+    """(body length, content-type length, more of this batch follow) from a request header."""
     return _REQUEST.unpack(header)
 
 

@@ -31,7 +31,7 @@ from runtime.app import Phase, RuntimeApp
 from runtime.cloudwatch import InFlightPublisher
 from runtime.fetch import FetchError, fetch
 from runtime.settings import RuntimeSettings
-from runtime.workers import GpuAssignment, WorkerPool, WorkerStartError
+from runtime.workers import Batching, GpuAssignment, WorkerPool, WorkerStartError
 
 log = logging.getLogger("kiln.runtime")
 
@@ -104,7 +104,9 @@ async def _serve(settings: RuntimeSettings) -> int:
             failure.set_result(message)
 
     gpu = GpuAssignment(settings.gpus, settings.spread_across_gpus, settings.require_gpu)
-    pool = WorkerPool(None, settings.workers, settings.queue_limit, settings.load_timeout_seconds, fail, gpu)
+    batching = Batching(settings.max_batch_size, settings.max_batch_delay_ms / 1000, settings.request_timeout_seconds)
+    pool = WorkerPool(None, settings.workers, settings.admission_budget_seconds, settings.load_timeout_seconds, fail,
+                      gpu, batching)
     app = RuntimeApp(settings, pool)
     server = _Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, http=_http_implementation(), lifespan="off",
@@ -168,11 +170,15 @@ def _server_failed(server_task: asyncio.Task[None]) -> int:
 
 async def _drain(app: RuntimeApp, pool: WorkerPool, drain_seconds: float) -> None:
     app.phase = Phase.DRAINING
-    log.info("SIGTERM: readiness is 503; draining %d in-flight request(s) for up to %g s", pool.in_flight, drain_seconds)
+    log.info("SIGTERM: readiness is 503; draining %d unanswered request(s) (%d admitted) for up to %g s",
+             app.unanswered, pool.in_flight, drain_seconds)
     deadline = asyncio.get_running_loop().time() + drain_seconds
-    while pool.in_flight and asyncio.get_running_loop().time() < deadline:
+    while app.unanswered and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)
-    if pool.in_flight:
-        log.warning("drain window of %g s over with %d request(s) still in flight", drain_seconds, pool.in_flight)
+    if app.unanswered:
+        log.warning("drain window of %g s over with %d request(s) unanswered; answering them 503",
+                    drain_seconds, app.unanswered)
+        pool.closing = True  # the workers of abandoned predictions are killed, not replaced
+        await app.abandon()
     else:
         log.info("drained")

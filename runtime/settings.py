@@ -24,6 +24,12 @@ from runtime.contract import (
 # Databricks' payload limit for custom models is 16 MB per request.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 DEFAULT_DRAIN_SECONDS = 30
+# Without a budget of its own, a request may wait for a worker for up to half the request
+# timeout: the other half is left for its own prediction and for service times that vary.
+DEFAULT_ADMISSION_BUDGET_FRACTION = 0.5
+# A client has this long to send its whole body (413 bounds its size, this its pace): a slow
+# sender gets 408 instead of holding a connection and a request's memory for the request timeout.
+DEFAULT_BODY_TIMEOUT_SECONDS = 30
 
 
 class SettingsError(Exception):
@@ -41,8 +47,18 @@ class RuntimeSettings:
     host: str = "0.0.0.0"
     port: int = RUNTIME_PORT
     workers: int = 1
-    queue_size: int | None = None
+    # The longest expected wait for a worker a request is admitted with (None: a fraction of the
+    # request timeout); beyond it, 429 at once. See runtime/admission.py.
+    queue_budget_seconds: float | None = None
     request_timeout_seconds: float = DATABRICKS_REQUEST_TIMEOUT_SECONDS
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
+    # Adaptive batching (runtime/workers.py): a free worker takes up to this many waiting
+    # requests and predicts those that merge in one call. 1 is off, the default: merging
+    # assumes a row's prediction depends on that row only, which the model's author must know.
+    max_batch_size: int = 1
+    # How long a free worker waits for more requests before a batch that is not full goes;
+    # 0 takes only what is already waiting, so light load is never delayed.
+    max_batch_delay_ms: int = 0
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     load_timeout_seconds: float = 1800
@@ -67,9 +83,11 @@ class RuntimeSettings:
     require_gpu: bool = False
 
     @property
-    def queue_limit(self) -> int:
-        """Requests allowed to wait for a worker; small, so overload is refused, not queued."""
-        return self.workers if self.queue_size is None else self.queue_size
+    def admission_budget_seconds(self) -> float:
+        """How long a request may expect to wait for a worker and still be admitted."""
+        if self.queue_budget_seconds is not None:
+            return self.queue_budget_seconds
+        return self.request_timeout_seconds * DEFAULT_ADMISSION_BUDGET_FRACTION
 
     @property
     def keep_alive_seconds(self) -> float:
@@ -215,8 +233,11 @@ def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool 
         host=text("host") or "0.0.0.0",
         port=_int(env, "port", RUNTIME_PORT, 0),
         workers=_int(env, "workers", 1, 1),
-        queue_size=_int(env, "queue_size", None, 0),
+        queue_budget_seconds=_seconds(env, "queue_budget_seconds", None),
         request_timeout_seconds=_seconds(env, "request_timeout_seconds", DATABRICKS_REQUEST_TIMEOUT_SECONDS),
+        body_timeout_seconds=_seconds(env, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS),
+        max_batch_size=_int(env, "max_batch_size", 1, 1),
+        max_batch_delay_ms=_int(env, "max_batch_delay_ms", 0, 0),
         drain_seconds=_seconds(env, "drain_seconds", DEFAULT_DRAIN_SECONDS),
         max_payload_bytes=_int(env, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES, 1),
         load_timeout_seconds=_seconds(env, "load_timeout_seconds", 1800),

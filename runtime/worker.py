@@ -3,7 +3,8 @@
 Started by runtime.workers as `python -m runtime.worker MODEL_DIR [--require-gpu]`. The
 first frame it writes says whether the model loaded and passed warm-up (status 200 and a
 JSON description, with the device it runs on) or why not (status 500); after that, one
-reply frame per request. With --require-gpu (a GPU compute type) a worker that finds no
+reply frame per request (a batch of requests gets one each, in order). With --require-gpu
+(a GPU compute type) a worker that finds no
 usable GPU says so in that first frame before loading anything, instead of serving on the CPU.
 """
 
@@ -40,7 +41,7 @@ def main(argv: list[str]) -> int:
     log = logging.getLogger("kiln.runtime.worker")
 
     from runtime.device import CUDA, detect
-    from runtime.scoring import load, score, warm_up
+    from runtime.scoring import load, score, score_batch, warm_up
 
     if "--require-gpu" in argv[1:] and (found := detect()).device != CUDA:
         message = (f"no usable GPU, and this compute type requires one (KILN_REQUIRE_GPU): {found.describe()}; "
@@ -62,16 +63,19 @@ def main(argv: list[str]) -> int:
     protocol.write_all(fd_out, protocol.encode_reply(Reply(200, "application/json", json.dumps(info).encode())))
 
     while True:
-        header = protocol.read_exactly(fd_in, protocol.REQUEST_HEADER_SIZE)
-        if header is None:
-            return 0
-        body_size, ctype_size = protocol.request_sizes(header)
-        payload = protocol.read_exactly(fd_in, ctype_size + body_size)
-        if payload is None:
-            return 0
-        content_type = payload[:ctype_size].decode("latin-1")
-        reply = score(loaded, payload[ctype_size:], content_type)
-        protocol.write_all(fd_out, protocol.encode_reply(reply))
+        batch: list[tuple[bytes, str | None]] = []
+        more = True
+        while more:
+            header = protocol.read_exactly(fd_in, protocol.REQUEST_HEADER_SIZE)
+            if header is None:
+                return 0
+            body_size, ctype_size, more = protocol.request_sizes(header)
+            payload = protocol.read_exactly(fd_in, ctype_size + body_size)
+            if payload is None:
+                return 0
+            batch.append((payload[ctype_size:], payload[:ctype_size].decode("latin-1")))
+        replies = [score(loaded, *batch[0])] if len(batch) == 1 else score_batch(loaded, batch)
+        protocol.write_all(fd_out, b"".join(protocol.encode_reply(reply) for reply in replies))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,16 @@
 A unit of Databricks' "provisioned concurrency" processes one request at a time, so each
 worker is one process with its own copy of the model: predict never blocks
 the HTTP event loop and a model's GIL-bound code uses its own core. In front of them sits
-a small bounded queue; a request that finds it full is refused at once (503 + Retry-After)
-so the ALB can try elsewhere instead of waiting on a saturated instance.
+admission by latency budget (runtime/admission.py): a request waits for a worker while its
+expected wait fits the budget, and is refused at once (429 + Retry-After) beyond it.
 
 A worker whose request overran the timeout is killed and replaced: a prediction that never
 returns must not take a worker away for good. A worker that dies mid-request is replaced too.
+
+With batching on (max_batch_size > 1), a free worker takes every request waiting for a worker,
+up to max_batch_size, after waiting up to max_batch_delay for more; the worker predicts the
+ones that merge in one call (runtime.scoring.score_batch). Under light load a request finds a
+free worker and goes alone, so batching only changes anything once requests queue.
 
 On a GPU host every worker would otherwise load onto device 0 (MLflow's default CUDA device)
 and leave the others idle: with GPUs to share, worker i sees only GPU i mod N through
@@ -23,6 +28,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +36,8 @@ from typing import Any
 
 import runtime
 from runtime import protocol
-from runtime.errors import Overloaded, WorkerDied
+from runtime.admission import Admission
+from runtime.errors import DeadlineExceeded, WorkerDied
 from runtime.gauge import PeakGauge
 from runtime.protocol import Reply
 
@@ -62,6 +69,25 @@ class GpuAssignment:
 
     def worker_args(self) -> list[str]:
         return ["--require-gpu"] if self.require else []
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How many waiting requests one worker call may take (1: batching off), how long a free
+    worker waits for more, and how long a batch may run before its worker is killed."""
+
+    max_size: int = 1
+    max_delay_seconds: float = 0.0
+    timeout_seconds: float = 600.0
+
+
+@dataclass
+class _Waiting:
+    """A request waiting for a worker, batching on: what to send, and where its reply goes."""
+
+    content_type: str
+    body: bytes
+    reply: asyncio.Future[Reply]
 
 
 class Worker:
@@ -105,16 +131,19 @@ class Worker:
         self.info = json.loads(reply.body)
         return self.info
 
-    async def call(self, content_type: str, body: bytes) -> Reply:
+    async def call(self, requests: list[tuple[str, bytes]]) -> list[Reply]:
+        """Send (content type, body) requests as one batch; their replies, in order."""
         stdin = self.process.stdin
         assert stdin is not None
+        last = len(requests) - 1
         try:
-            stdin.write(protocol.encode_request(content_type, body))
+            stdin.write(b"".join(protocol.encode_request(content_type, body, more=index < last)
+                                 for index, (content_type, body) in enumerate(requests)))
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             code = await self.process.wait()
             raise WorkerDied(f"worker {self.index} (pid {self.process.pid}) exited with code {code}") from None
-        return await self._read_reply()
+        return [await self._read_reply() for _ in requests]
 
     def kill(self) -> None:
         if self.process.returncode is None:
@@ -134,16 +163,18 @@ class Worker:
 
 
 class WorkerPool:
-    """N model processes behind a bounded queue; `admit` is the only way in."""
+    """N model processes behind admission by latency budget; `admit` is the only way in."""
 
-    def __init__(self, model_dir: Path | None, workers: int, queue_limit: int, load_timeout_seconds: float,
-                 on_fatal: Callable[[str], None], gpu: GpuAssignment = GpuAssignment()) -> None:
+    def __init__(self, model_dir: Path | None, workers: int, admission_budget_seconds: float,
+                 load_timeout_seconds: float, on_fatal: Callable[[str], None],
+                 gpu: GpuAssignment = GpuAssignment(), batching: Batching = Batching()) -> None:
         self.model_dir = model_dir
         self.size = workers
-        self.capacity = workers + queue_limit
+        self.admission = Admission(workers, admission_budget_seconds)
         self.load_timeout_seconds = load_timeout_seconds
         self.on_fatal = on_fatal
         self.gpu = gpu
+        self.batching = batching
         # Each worker's device report (runtime.device) by worker index, replacements included.
         self.devices: dict[int, dict[str, Any]] = {}
         # Admitted and not yet answered (running plus queued); its peak feeds the CloudWatch metric.
@@ -153,7 +184,12 @@ class WorkerPool:
         self.info: dict[str, Any] = {}
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._all: set[Worker] = set()
-        self._closing = False
+        # Batching on: requests waiting for a worker, the task that hands them out, the batches running.
+        self._waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        # Set when the runtime stops: a worker lost from then on is not replaced.
+        self.closing = False
 
     async def _start_one(self, index: int) -> Worker:
         if self.model_dir is None:
@@ -183,12 +219,15 @@ class WorkerPool:
             self._idle.put_nowait(worker)  # type: ignore[arg-type]
         self.live = self.size
         self.info = results[0].info  # type: ignore[union-attr]
+        # The warm-up ran the request path once: the best guess of a prediction's cost until one is measured.
+        self.admission.seed(self.info.get("warm_up_seconds"))
+        if self.batching.max_size > 1:
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
         return self.info
 
     def admit(self) -> None:
-        """Take a place in the queue or raise Overloaded; pair with `release`."""
-        if self.in_flight >= self.capacity:
-            raise Overloaded(f"all {self.size} workers are busy and {self.capacity - self.size} requests are queued; retry")
+        """Take a place among the admitted or raise Overloaded (429); pair with `release`."""
+        self.admission.check(self.in_flight)
         self.in_flight_gauge.increment()
 
     def release(self) -> None:
@@ -199,12 +238,21 @@ class WorkerPool:
         return self.in_flight_gauge.value
 
     async def predict(self, content_type: str, body: bytes) -> Reply:
-        """Score on the next free worker. Cancellation (the request timeout) while a worker is
-        busy kills that worker, because its pipe would otherwise carry a stale reply."""
+        """Score on the next free worker, alone or, batching on, with others waiting then."""
+        if self.batching.max_size > 1:
+            waiting = _Waiting(content_type, body, asyncio.get_running_loop().create_future())
+            self._waiting.put_nowait(waiting)
+            return await waiting.reply  # a request that times out cancels this; its batch runs on
+        return await self._predict_alone(content_type, body)
+
+    async def _predict_alone(self, content_type: str, body: bytes) -> Reply:
+        """Cancellation (the request timeout) while a worker is busy kills that worker, because
+        its pipe would otherwise carry a stale reply."""
         worker = await self._idle.get()
         self.busy += 1
+        started = time.perf_counter()
         try:
-            reply = await worker.call(content_type, body)
+            [reply] = await worker.call([(content_type, body)])
         except WorkerDied:
             self._replace(worker)
             raise
@@ -214,13 +262,62 @@ class WorkerPool:
             raise
         finally:
             self.busy -= 1
+            # Every outcome counts, a timeout most of all: the worker was taken that long.
+            self.admission.observe(time.perf_counter() - started)
         self._idle.put_nowait(worker)
         return reply
+
+    async def _dispatch(self) -> None:
+        """Batching on: give each free worker the requests waiting then, up to max_size, after
+        waiting up to max_delay for more to arrive."""
+        while True:
+            worker = await self._idle.get()
+            batch = [await self._waiting.get()]
+            if self.batching.max_delay_seconds and self._waiting.qsize() < self.batching.max_size - 1:
+                await asyncio.sleep(self.batching.max_delay_seconds)
+            while len(batch) < self.batching.max_size and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            batch = [waiting for waiting in batch if not waiting.reply.done()]  # timed out while waiting
+            if not batch:
+                self._idle.put_nowait(worker)
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_batch(worker, batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, worker: Worker, batch: list[_Waiting]) -> None:
+        """One call for the batch; a worker that dies or overruns the timeout is replaced and
+        every request of the batch still waiting gets the error."""
+        self.busy += 1
+        started = time.perf_counter()
+        try:
+            replies = await asyncio.wait_for(worker.call([(w.content_type, w.body) for w in batch]),
+                                             self.batching.timeout_seconds)
+        except WorkerDied as died:
+            self._replace(worker)
+            failure: Exception = died
+        except TimeoutError:
+            worker.kill()
+            self._replace(worker)
+            failure = DeadlineExceeded(f"no prediction within {self.batching.timeout_seconds:g} s")
+        else:
+            self._idle.put_nowait(worker)
+            for waiting, reply in zip(batch, replies):
+                if not waiting.reply.done():
+                    waiting.reply.set_result(reply)
+            return
+        finally:
+            self.busy -= 1
+            # Per request: what a batch costs a worker, shared by the requests it served.
+            self.admission.observe((time.perf_counter() - started) / len(batch))
+        for waiting in batch:
+            if not waiting.reply.done():
+                waiting.reply.set_exception(failure)
 
     def _replace(self, worker: Worker) -> None:
         self._all.discard(worker)
         self.live -= 1
-        if not self._closing:
+        if not self.closing:
             log.warning("replacing worker %d (pid %s)", worker.index, worker.process.pid)
             asyncio.get_running_loop().create_task(self._restart(worker.index))
 
@@ -230,12 +327,14 @@ class WorkerPool:
         except Exception as error:  # noqa: BLE001 - any failure to restart ends the runtime, with its reason
             self.on_fatal(f"replacement worker {index} failed to start: {error}")
             return
-        if self._closing:
+        if self.closing:
             await worker.stop(1)
             return
         self.live += 1
         self._idle.put_nowait(worker)
 
     async def close(self, grace_seconds: float = 5) -> None:
-        self._closing = True
+        self.closing = True
+        if self._dispatcher:
+            self._dispatcher.cancel()
         await asyncio.gather(*(worker.stop(grace_seconds) for worker in list(self._all)))

@@ -2,10 +2,12 @@
 
 The Switchboard does what its `action` column says, so one model covers the runtime's
 error paths: "ok" echoes, "raise" raises in predict, "sleep:<s>" holds the worker.
+RowsPerCall shows batching.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +25,19 @@ class Switchboard(mlflow.pyfunc.PythonModel):
                 time.sleep(float(action.split(":", 1)[1]))
             results.append(action)
         return pd.Series(results, name="done")
+
+
+class RowsPerCall(mlflow.pyfunc.PythonModel):
+    """Like the Switchboard's "sleep:<s>", but answers each row with how many rows its predict
+    call had: shows which requests the runtime merged into one call."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+        for action in model_input["action"]:
+            if action.startswith("sleep:"):
+                time.sleep(float(action.split(":", 1)[1]))
+            if action == "exit":  # the process dies, as under the OOM killer
+                os._exit(3)
+        return pd.Series([len(model_input)] * len(model_input), name="done").astype(str)
 
 
 class FailsToLoad(mlflow.pyfunc.PythonModel):

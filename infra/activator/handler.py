@@ -116,14 +116,14 @@ class Activator:
         return response
 
     def forward_while_busy(self, address: str, event: dict[str, Any], started: float, deadline: float) -> dict[str, Any]:
-        """Forward, and while the woken instance answers 503 (its workers and queue are full
-        with the backlog that piled up during the cold start), keep holding the request and
-        try again: the request still has time, and failing it is what the activator is for
-        not doing. At the deadline the instance's own answer goes back to the client."""
+        """Forward, and while the woken instance answers 429 (the backlog that piled up during
+        the cold start is over its admission budget, runtime/admission.py), keep holding the
+        request and try again: the request still has time, and failing it is what the activator
+        is for not doing. At the deadline the instance's own answer goes back to the client."""
         while True:
             remaining = max(self.settings.request_timeout_seconds - (self.clock() - started), 1.0)
             response = self.forward(address, event, remaining)
-            if response["statusCode"] != 503 or self.clock() + self.settings.poll_seconds >= deadline:
+            if response["statusCode"] != 429 or self.clock() + self.settings.poll_seconds >= deadline:
                 return response
             self.sleep(self.settings.poll_seconds)
 

@@ -181,6 +181,13 @@ class ServedModel(_Model):
     # Only on compute types with several GPUs per instance; unset, the model's memory decides
     # (one worker per GPU when it fits one device, else spread across them).
     gpu_placement: GpuPlacement | None = None
+    # The longest expected wait for a worker a request is admitted with (KILN_QUEUE_BUDGET_SECONDS);
+    # unset, half the endpoint's request timeout. Beyond it the runtime answers 429 at once.
+    queue_budget_seconds: float | None = Field(default=None, gt=0)
+    # Adaptive batching (KILN_MAX_BATCH_SIZE / KILN_MAX_BATCH_DELAY_MS): unset, off on CPU
+    # compute types and DEFAULT_GPU_BATCH_SIZE on GPU ones (infra/plan/stack.py).
+    max_batch_size: int | None = Field(default=None, ge=1, le=1024)
+    max_batch_delay_ms: int | None = Field(default=None, ge=0, le=1000)
     environment_vars: dict[str, str] = Field(default_factory=dict)
     scaling: Scaling = Scaling()
 
@@ -296,6 +303,18 @@ class Endpoint(_Model):
                 f"most {MAX_SERVED_MODELS_PER_ENDPOINT} (a quota AWS does not raise); split them across endpoints"
             )
         return value
+
+    @model_validator(mode="after")
+    def _queue_budgets_within_the_request_timeout(self) -> Endpoint:
+        for index, served in enumerate(self.served_models):
+            if served.queue_budget_seconds is not None and served.queue_budget_seconds >= self.request_timeout_seconds:
+                raise KeyPathError(
+                    ("servedModels", index, "queueBudgetSeconds"),
+                    f"{served.queue_budget_seconds:g} s is not less than the endpoint's requestTimeoutSeconds "
+                    f"({self.request_timeout_seconds} s): a request admitted with that wait would time out before "
+                    "its prediction; lower it, or leave it out (half the request timeout)",
+                )
+        return self
 
     @model_validator(mode="after")
     def _routes_match_served_models(self) -> Endpoint:

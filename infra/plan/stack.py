@@ -25,6 +25,11 @@ LOGICAL_NAME_LIMIT = 40
 AUTOSCALING_GROUP_NAME_LIMIT = 255
 # ALB deregistration delay range is 0-3600 s.
 MAX_DEREGISTRATION_DELAY_SECONDS = 3600
+# On a GPU a predict call costs mostly per call (a kernel launch, a host-device copy), so a
+# GPU served model merges up to this many waiting requests unless its maxBatchSize says
+# otherwise (1 turns it off: merging assumes a row's prediction depends on that row only).
+# With no delay a batch is only what is already waiting, so light load is never slowed.
+DEFAULT_GPU_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ class ServedModelPlan:
     expected_peak_concurrency: int | None = None
     # The stack's gpuPlacement as written (None: the model's memory decides, capacity.gpu says how).
     requested_gpu_placement: GpuPlacement | None = None
+    # The stack's queueBudgetSeconds (None: the runtime's default, half the request timeout).
+    queue_budget_seconds: float | None = None
+    # Requests one worker call may take (1: batching off), and how long a free worker waits for more.
+    max_batch_size: int = 1
+    max_batch_delay_ms: int = 0
 
     @property
     def resource_name(self) -> str:
@@ -114,7 +124,8 @@ class ServedModelPlan:
     def runtime_settings(self, model_uri: str, model_digest: str, model_name: str = "",
                          model_version: str = "") -> RuntimeSettings:
         """What this served model's runtime is told on an instance (the KILN_* contract):
-        one worker per unit of provisioned concurrency, the endpoint's timeout, a drain as long as the
+        one worker per unit of provisioned concurrency, the endpoint's timeout and the served model's
+        admission budget, a drain as long as the
         target group's deregistration delay, a load timeout inside the health-check grace, and the
         in-flight metric's dimensions."""
         return RuntimeSettings(
@@ -127,6 +138,9 @@ class ServedModelPlan:
             port=RUNTIME_PORT,
             workers=self.capacity.sizing.workers_per_instance,
             request_timeout_seconds=self.request_timeout_seconds,
+            queue_budget_seconds=self.queue_budget_seconds,
+            max_batch_size=self.max_batch_size,
+            max_batch_delay_ms=self.max_batch_delay_ms,
             drain_seconds=self.deregistration_delay_seconds,
             load_timeout_seconds=self.profile.model_load_timeout_seconds,
             **self._gpu_settings(),
@@ -271,4 +285,7 @@ def _served_model_plan(
             else None
         ),
         requested_gpu_placement=served.gpu_placement,
+        queue_budget_seconds=served.queue_budget_seconds,
+        max_batch_size=served.max_batch_size or (DEFAULT_GPU_BATCH_SIZE if profile.has_gpu else 1),
+        max_batch_delay_ms=served.max_batch_delay_ms or 0,
     )

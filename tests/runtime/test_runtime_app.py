@@ -1,6 +1,6 @@
 """The runtime's HTTP surface, driven in-process as the ASGI app uvicorn calls: routes, auth,
-readiness, the payload limit (declared or chunked), admission at the queue limit, and the exact
-status, error_code and headers of every answer.
+readiness, the payload limit (declared or chunked), the body timeout, admission by latency
+budget, and the exact status, error_code and headers of every answer.
 
 Most behaviours need no model process: a pool that was never started has no free worker, so an
 admitted request waits (and meets its timeout), while refusals happen before any worker is asked.
@@ -17,6 +17,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -105,7 +106,8 @@ async def call(app: RuntimeApp, method: str, path: str, chunks: tuple[bytes, ...
 def make_app(phase: Phase = Phase.READY, workers: int = 1, **settings: Any) -> RuntimeApp:
     """An app over a pool that was never started (no worker processes), sized as the server sizes it."""
     runtime_settings = RuntimeSettings(URI, workers=workers, **settings)
-    pool = WorkerPool(None, runtime_settings.workers, runtime_settings.queue_limit, 1, on_fatal=lambda _: None)
+    pool = WorkerPool(None, runtime_settings.workers, runtime_settings.admission_budget_seconds, 1,
+                      on_fatal=lambda _: None)
     app = RuntimeApp(runtime_settings, pool)
     app.phase = phase
     return app
@@ -161,8 +163,8 @@ def test_version_names_the_model_before_any_worker_has_loaded_it() -> None:
 def test_metrics_are_prometheus_text_with_in_flight_busy_workers_and_readiness() -> None:
     async def scenario() -> tuple[Answer, Answer]:
         app = make_app(workers=3, request_timeout_seconds=BIG_TIMEOUT)
-        hold = asyncio.Event()
-        held = asyncio.create_task(call(app, "POST", "/invocations", headers={"content-type": JSON_TYPE}, hold=hold))
+        # its body arrived, so it is admitted, and waits: this pool has no worker to give it
+        held = asyncio.create_task(call(app, "POST", "/invocations", (EXAMPLE,), {"content-type": JSON_TYPE}))
         while app.pool.in_flight < 1:
             await asyncio.sleep(0)
         during = await call(app, "GET", "/metrics")
@@ -378,57 +380,92 @@ def test_default_limit_is_databricks_16_mib() -> None:
 
 
 # --- Admission ----------------------------------------------------------------------------------
-# Held requests have been admitted and are still sending their body; the probe declares a body
-# over the limit, so an admitted probe answers 413 at once and a refused one 503.
+# Admitted requests wait for a worker this pool never started, so they stay admitted until cancelled.
 
-async def _probe_with(app: RuntimeApp, held_count: int) -> Answer:
-    hold = asyncio.Event()
-    held = [asyncio.create_task(call(app, "POST", "/invocations", hold=hold)) for _ in range(held_count)]
+async def _send_all(app: RuntimeApp, complete: int, slow: int = 0) -> tuple[list[Answer], int]:
+    """Send `complete` requests with their whole body and `slow` ones whose body never arrives, all at
+    once; once each complete one is admitted or answered: the answers, and the count admitted."""
+    never = asyncio.Event()
+    tasks = [asyncio.create_task(call(app, "POST", "/invocations", (EXAMPLE[:5], EXAMPLE[5:]),
+                                      {"content-type": JSON_TYPE}, hold=never)) for _ in range(slow)]
+    tasks += [asyncio.create_task(call(app, "POST", "/invocations", (EXAMPLE,), {"content-type": JSON_TYPE}))
+              for _ in range(complete)]
     try:
-        for _ in range(1000):
-            if app.pool.in_flight == held_count:
+        for _ in range(10_000):
+            if sum(task.done() for task in tasks) + app.pool.in_flight == complete:
                 break
             await asyncio.sleep(0)
-        assert app.pool.in_flight == held_count
-        return await call(app, "POST", "/invocations", headers={"content-length": str(LIMIT + 1)})
+        return [task.result() for task in tasks if task.done()], app.pool.in_flight
     finally:
-        for task in held:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*held, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def admission_app(workers: int, queue_size: int | None) -> RuntimeApp:
-    return make_app(workers=workers, queue_size=queue_size, max_payload_bytes=LIMIT, request_timeout_seconds=BIG_TIMEOUT)
+def budget_app(workers: int, budget: float, service: float, **settings: Any) -> RuntimeApp:
+    app = make_app(workers=workers, queue_budget_seconds=budget, request_timeout_seconds=BIG_TIMEOUT, **settings)
+    app.pool.admission.observe(service)
+    return app
 
 
-@pytest.mark.parametrize(("workers", "queue_size", "held", "status"), [
-    (2, 3, 4, 413),  # one place left of 2 + 3
-    (2, 3, 5, 503),  # every worker busy and the queue full
-    (2, None, 3, 413),  # the queue defaults to one place per worker: 2 + 2
-    (2, None, 4, 503),
-    (1, 0, 0, 413),  # no queue: the one worker's place is free
-    (1, 0, 1, 503),
+@pytest.mark.parametrize(("workers", "budget", "service", "admitted"), [
+    (2, 1.0, 0.5, 6),  # expected waits 0, 0, 0.25, 0.5, 0.75, 1.0 fit; the 7th (1.25 s) does not
+    (1, 1.0, 0.5, 3),  # 0, 0.5, 1.0
+    (4, 0.1, 1.0, 4),  # only the four that find a worker free
 ])
-def test_admission_refuses_only_at_the_queue_limit(workers: int, queue_size: int | None, held: int,
-                                                   status: int) -> None:
-    app = admission_app(workers, queue_size)
+def test_requests_are_admitted_while_their_expected_wait_fits_the_budget(workers: int, budget: float, service: float,
+                                                                        admitted: int) -> None:
+    app = budget_app(workers, budget, service)
 
-    answer = asyncio.run(_probe_with(app, held))
+    answers, in_flight = asyncio.run(_send_all(app, 9))
 
-    assert answer.status == status
-    assert app.metrics.requests_by_status == {status: 1}
+    assert in_flight == admitted
+    assert [a.status for a in answers] == [429] * (9 - admitted)
     assert app.pool.in_flight == 0
 
 
-def test_refusal_at_the_queue_limit_says_why_and_when_to_retry() -> None:
-    answer = asyncio.run(_probe_with(admission_app(2, 3), 5))
+def test_refusal_over_the_budget_is_databricks_429_with_retry_after_the_excess() -> None:
+    app = budget_app(1, 1.0, 2.5)  # the second request would wait 2.5 s, 1.5 s over: retry in 2
 
-    assert (answer.json(), answer.headers["retry-after"], answer.reads) == (
-        error("TEMPORARILY_UNAVAILABLE", "all 2 workers are busy and 3 requests are queued; retry"), "1", 0)
+    answers, _ = asyncio.run(_send_all(app, 2))
+
+    assert [(a.status, a.json(), a.headers["retry-after"]) for a in answers] == [(429, error(
+        "REQUEST_LIMIT_EXCEEDED",
+        "the expected wait for a worker (2.5 s) is over this model's admission budget (1 s); retry later"), "2")]
+    assert app.metrics.requests_by_status == {429: 1}
+
+
+def test_default_budget_is_half_the_request_timeout() -> None:
+    app = make_app(workers=1, request_timeout_seconds=10)
+    app.pool.admission.observe(1.0)
+
+    answers, in_flight = asyncio.run(_send_all(app, 9))
+
+    assert (in_flight, len(answers)) == (6, 3)  # waits of 0..5 s fit 5 s
+
+
+def test_a_request_still_sending_its_body_takes_no_place() -> None:
+    # one worker and room for no wait: three slow senders must not keep out the request that sent its body
+    app = budget_app(1, 0.001, 1.0)
+
+    answers, in_flight = asyncio.run(_send_all(app, complete=1, slow=3))
+
+    assert (answers, in_flight) == ([], 1)
+
+
+def test_a_body_not_sent_within_the_body_timeout_is_a_408_that_closes_the_connection() -> None:
+    app = make_app(body_timeout_seconds=0.05, request_timeout_seconds=BIG_TIMEOUT)
+
+    answer = request(app, "POST", "/invocations", chunks=(EXAMPLE[:5], EXAMPLE[5:]), hold=asyncio.Event(),
+                     headers={"content-type": JSON_TYPE})
+
+    assert (answer.status, answer.json(), answer.headers["connection"]) == (408, error(
+        "DEADLINE_EXCEEDED", "the request body did not arrive within 0.05 s; send it whole, faster"), "close")
+    assert (app.metrics.requests_by_status, app.pool.in_flight) == ({408: 1}, 0)
 
 
 def test_requests_that_ended_free_their_places() -> None:
-    app = admission_app(1, 0)
+    app = budget_app(1, 0.001, 1.0, max_payload_bytes=LIMIT)
 
     refused = [invoke(app, b"x" * (LIMIT + 1)).status for _ in range(3)]
 
@@ -451,6 +488,31 @@ def test_request_that_waits_past_its_timeout_is_a_504_and_frees_its_place() -> N
     assert 0.05 <= latency < 10  # the request timeout, plus a little
 
 
+class StuckWorker:
+    """Stands in for a worker whose prediction never returns."""
+
+    index = 0
+    process = SimpleNamespace(pid=None)
+
+    async def call(self, requests: list[tuple[str, bytes]]) -> None:
+        await asyncio.Event().wait()
+
+    def kill(self) -> None:
+        pass
+
+
+def test_a_prediction_that_overran_the_timeout_counts_its_time_in_the_service_estimate() -> None:
+    # otherwise a model whose every prediction times out would keep the estimate at 0 and admit everyone
+    app = make_app(request_timeout_seconds=0.05)
+    app.pool.closing = True  # nothing to replace the stuck worker with
+    app.pool._idle.put_nowait(StuckWorker())
+
+    answer = invoke(app)
+
+    assert answer.status == 504
+    assert app.pool.admission.service_seconds >= 0.05
+
+
 # --- With a worker process ----------------------------------------------------------------------
 # One test, because a worker process takes seconds to start and mutation testing runs the test
 # again for every mutant it reaches; starting the pool inside the test (not in a fixture) also
@@ -464,7 +526,8 @@ def served_app(pool: WorkerPool, **settings: Any) -> RuntimeApp:
 
 async def _with_a_worker(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     fatal: list[str] = []
-    pool = WorkerPool(model_dir, workers=1, queue_limit=1, load_timeout_seconds=BIG_TIMEOUT, on_fatal=fatal.append)
+    pool = WorkerPool(model_dir, workers=1, admission_budget_seconds=BIG_TIMEOUT, load_timeout_seconds=BIG_TIMEOUT,
+                      on_fatal=fatal.append)
     await asyncio.wait_for(pool.start(), BIG_TIMEOUT)
     try:
         # a prediction comes back as the worker answered it, naming the served model

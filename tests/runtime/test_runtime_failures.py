@@ -1,13 +1,10 @@
-"""Overload, slow and failing predictions, oversized payloads and auth never hang a request
-or take the runtime down. One runtime with one worker, a queue of one, a 2 s timeout, a
-4 KiB payload limit and bearer-token auth, serving the test Switchboard model."""
+"""Slow and failing predictions, oversized payloads and auth never hang a request or take the
+runtime down (overload: test_runtime_pressure.py). One runtime with one worker, a 2 s timeout,
+a 4 KiB payload limit and bearer-token auth, serving the test Switchboard model."""
 
 from __future__ import annotations
 
 import json
-import re
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -29,8 +26,7 @@ def _body(*actions: str) -> str:
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
     tmp = tmp_path_factory.mktemp("failures")
     model = save(Switchboard(), tmp / "switchboard", example_action="ok")
-    process = start_runtime(tmp, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1", KILN_QUEUE_SIZE="1",
-                            KILN_REQUEST_TIMEOUT_SECONDS="2", KILN_MAX_PAYLOAD_BYTES="4096",
+    process = start_runtime(tmp, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1", KILN_REQUEST_TIMEOUT_SECONDS="2", KILN_MAX_PAYLOAD_BYTES="4096",
                             KILN_AUTH_TOKEN_SHA256=token_sha256(TOKEN))
     try:
         assert process.wait_for_ping()[-1:] == [200], process.log()
@@ -48,44 +44,14 @@ def _wait_until_ready(runtime: RunningProcess) -> None:
     assert runtime.wait_for_ping(timeout=60)[-1:] == [200], runtime.log()
 
 
-def _in_flight(runtime: RunningProcess) -> int:
-    text = httpx.get(f"{runtime.url}/metrics", headers=AUTH).text
-    return int(re.search(r"^kiln_requests_in_flight (\d+)$", text, re.MULTILINE).group(1))
-
-
-def _wait_for_in_flight(runtime: RunningProcess, count: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while _in_flight(runtime) < count:
-        assert time.monotonic() < deadline, f"never reached {count} requests in flight"
-        time.sleep(0.02)
-
-
-def test_exception_in_predict_is_500_with_a_clear_message_and_the_worker_survives(runtime) -> None:
+def test_exception_in_predict_is_500_saying_so_and_the_worker_survives(runtime) -> None:
     failed = _invoke(runtime, "raise")
     after = _invoke(runtime, "ok")
 
     assert failed.status_code == 500
-    assert "RuntimeError: switchboard was told to fail" in failed.json()["message"]
+    assert failed.json()["message"].startswith("the model's predict failed (error id ")
     assert after.status_code == 200
     assert after.json() == {"predictions": [{"done": "ok"}]}
-
-
-def test_request_beyond_the_queue_gets_503_with_retry_after_at_once(runtime) -> None:
-    results: list[httpx.Response] = []
-    first = threading.Thread(target=lambda: results.append(_invoke(runtime, "sleep:1")))
-    first.start()
-    _wait_for_in_flight(runtime, 1)
-    queued = threading.Thread(target=lambda: results.append(_invoke(runtime, "ok")))
-    queued.start()
-    _wait_for_in_flight(runtime, 2)
-
-    refused = _invoke(runtime, "ok")
-    first.join(30)
-    queued.join(30)
-
-    assert refused.status_code == 503
-    assert refused.headers["retry-after"] == "1"
-    assert sorted(r.status_code for r in results) == [200, 200]
 
 
 def test_payload_over_the_limit_gets_413(runtime) -> None:

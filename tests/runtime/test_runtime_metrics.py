@@ -178,11 +178,11 @@ def _in_flight(runtime: RunningProcess) -> int:
 
 @pytest.fixture(scope="module")
 def publishing(tmp_path_factory: pytest.TempPathFactory, moto_s3: dict[str, str]) -> Iterator[tuple[RunningProcess, float]]:
-    """A runtime with one worker and a queue of two, publishing every second; also returns the
+    """A runtime with one worker, publishing every second; also returns the
     last moment /ping was seen 503 (still loading), to check nothing was published before."""
     tmp = tmp_path_factory.mktemp("metrics")
     model = save(Switchboard(), tmp / "switchboard", example_action="ok")
-    runtime = start_runtime(tmp, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1", KILN_QUEUE_SIZE="2",
+    runtime = start_runtime(tmp, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1",
                             KILN_METRIC_DIMENSIONS=",".join(f"{k}={v}" for k, v in DIMENSIONS),
                             KILN_METRIC_PERIOD_SECONDS=str(PERIOD_SECONDS), AWS_REGION=moto_s3["AWS_DEFAULT_REGION"],
                             **moto_s3)

@@ -8,7 +8,9 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import threading
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -138,6 +140,8 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     ("application/json ; charset = utf-8 ;", "application/json"),
     ("text/csv", "text/csv"),
     ("text/csv; charset=utf-8", "text/csv"),
+    ('application/json; charset="utf-8"', "application/json"),  # quoted, as RFC 9110 allows
+    ('text/csv; charset="UTF-8"', "text/csv"),
     ("application/vnd.apache.parquet", "application/vnd.apache.parquet"),
 ])
 def test_every_spelling_of_a_supported_content_type_is_accepted(content_type: str, mime: str) -> None:
@@ -149,6 +153,7 @@ def test_every_spelling_of_a_supported_content_type_is_accepted(content_type: st
     ("", f"missing Content-Type header; use one of {ACCEPTED}"),
     ("application/json; charset=latin-1", "only UTF-8 is supported, got charset=latin-1"),
     ("text/csv; charset=UTF-16", "only UTF-8 is supported, got charset=UTF-16"),
+    ('text/csv; charset="UTF-16"', "only UTF-8 is supported, got charset=UTF-16"),
     ("application/json; format=pandas-split; Boundary=x", "unrecognized content type parameters: boundary, format"),
     ("application/json; charset=utf-8; q=1", "unrecognized content type parameters: q"),
     ("application/json; boundary=a=b", "unrecognized content type parameters: boundary"),
@@ -321,23 +326,45 @@ def test_model_that_answers_is_a_200(misbehaves: scoring.LoadedModel) -> None:
         200, {"predictions": [{"action": "ok"}, {"action": "fine"}]})
 
 
-def test_exception_in_predict_is_a_500_naming_it_and_the_traceback_is_logged(
-        misbehaves: scoring.LoadedModel, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
-        reply = scoring.score(misbehaves, _actions("raise"), JSON)
+ERROR_ID = r"\(error id ([0-9a-f]{12}); the runtime's log has the details\)"
 
-    assert answered(reply) == error(500, "INTERNAL_ERROR", "the model's predict raised RuntimeError: told to fail")
-    assert logged(caplog) == ["the model's predict raised:\nTraceback"]
+
+def _error_id(message: str, what: str) -> str:
+    """The error id of a generic 5xx message that says `what` failed; fails on any other message."""
+    match = re.fullmatch(re.escape(what) + " " + ERROR_ID, message)
+    assert match, message
+    return match.group(1)
+
+
+def test_exception_in_predict_is_a_500_with_an_error_id_and_the_exception_only_in_the_log(
+        misbehaves: scoring.LoadedModel, caplog: pytest.LogCaptureFixture) -> None:
+    # exception messages can carry secrets (issue 13): the body says what failed, the log says why
+    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
+        status, answer = answered(scoring.score(misbehaves, _actions("raise"), JSON))
+
+    error_id = _error_id(answer["message"], "the model's predict failed")
+    assert (status, answer["error_code"]) == (500, "INTERNAL_ERROR")
+    assert "told to fail" not in answer["message"]
+    assert logged(caplog) == [f"error {error_id}: the model's predict failed:\nTraceback"]
     assert "RuntimeError: told to fail" in caplog.text
 
 
-def test_mlflow_exception_in_predict_keeps_its_own_status(misbehaves: scoring.LoadedModel,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
-        reply = scoring.score(misbehaves, _actions("unavailable"), JSON)
+def test_each_500_has_its_own_error_id(misbehaves: scoring.LoadedModel) -> None:
+    first, second = (body(scoring.score(misbehaves, _actions("raise"), JSON))["message"] for _ in range(2))
 
-    assert answered(reply) == error(503, "TEMPORARILY_UNAVAILABLE", "the feature store is down")
-    assert logged(caplog) == ["predict raised MlflowException:\nTraceback"]
+    assert first != second
+
+
+@pytest.mark.parametrize(("action", "status", "code"), [("unavailable", 503, "TEMPORARILY_UNAVAILABLE"),
+                                                        ("internal", 500, "INTERNAL_ERROR")])
+def test_mlflow_exception_of_5xx_in_predict_keeps_its_status_and_code_and_logs_its_message(
+        misbehaves: scoring.LoadedModel, caplog: pytest.LogCaptureFixture, action: str, status: int, code: str) -> None:
+    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
+        reply_status, answer = answered(scoring.score(misbehaves, _actions(action), JSON))
+
+    error_id = _error_id(answer["message"], "the model's predict failed")
+    assert (reply_status, answer["error_code"]) == (status, code)
+    assert logged(caplog) == [f"error {error_id}: the model's predict failed:\nTraceback"]
 
 
 def test_mlflow_exception_below_500_is_not_logged_as_an_error(misbehaves: scoring.LoadedModel,
@@ -349,23 +376,97 @@ def test_mlflow_exception_below_500_is_not_logged_as_an_error(misbehaves: scorin
     assert caplog.records == []
 
 
-def test_mlflow_internal_error_in_predict_is_a_500_with_its_traceback_logged(misbehaves: scoring.LoadedModel,
-                                                                           caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
-        reply = scoring.score(misbehaves, _actions("internal"), JSON)
-
-    assert answered(reply) == error(500, "INTERNAL_ERROR", "lost the weights")
-    assert logged(caplog) == ["predict raised MlflowException:\nTraceback"]
-
-
 def test_predictions_that_cannot_be_json_are_a_500(misbehaves: scoring.LoadedModel,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="kiln.runtime.worker"):
         status, answer = answered(scoring.score(misbehaves, _actions("unserializable"), JSON))
 
+    error_id = _error_id(answer["message"], "the model's predictions cannot be serialized as JSON")
     assert (status, answer["error_code"]) == (500, "INTERNAL_ERROR")
-    assert answer["message"].startswith("the model's predictions cannot be serialized as JSON: TypeError: ")
-    assert logged(caplog) == ["cannot serialize predictions:\nTraceback"]
+    assert logged(caplog) == [f"error {error_id}: the model's predictions cannot be serialized as JSON:\nTraceback"]
+
+
+# --- Hostile and non-finite input (issue 13) ----------------------------------------------------
+
+def test_json_nested_deeper_than_the_limit_is_a_400_not_a_dead_worker(echo: scoring.LoadedModel) -> None:
+    # 2 KB of brackets raised RecursionError in the JSON parser, which killed the worker
+    deep = b'{"inputs": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+
+    status, answer = answered(scoring.score(echo, deep, JSON))
+
+    assert (status, answer) == error(400, "BAD_REQUEST", "cannot parse the request body as application/json: "
+                                     "ValueError: the JSON nests 1001 levels deep; at most 64 are accepted")
+
+
+def test_json_at_the_nesting_limit_and_brackets_inside_strings_are_parsed(echo: scoring.LoadedModel) -> None:
+    nested = b'{"inputs": {"x": ' + b"[" * 62 + b"1" + b"]" * 62 + b', "y": ["' + b"[{" * 100 + b'"]}}'
+
+    reply = scoring.score(echo, nested, JSON)
+
+    assert reply.status == 200
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_a_400_without_holding_the_worker(
+        echo: scoring.LoadedModel) -> None:
+    # deep enough to be scanned, then 400 KB that a closing-quote search rescans from every quote
+    # (hours of one worker's CPU); the bound only catches that hang, it says nothing of speed
+    hostile = b"[" * 100 + b'"' + b'\\"' * 200_000 + b"\\"
+    replies: list[Reply] = []
+    scorer = threading.Thread(target=lambda: replies.append(scoring.score(echo, hostile, JSON)), daemon=True)
+
+    scorer.start()
+    scorer.join(60)
+
+    assert [reply.status for reply in replies] == [400]
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_input_the_model_cannot_take_is_a_400_naming_the_column(fraud: scoring.LoadedModel,
+                                                                          value: str) -> None:
+    # json.dumps writes float("NaN") as the bare token NaN, as such clients send it
+    request = json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [[float(value), *EXAMPLE_ROWS[0][1:]]]}})
+    assert value in request
+
+    assert answered(scoring.score(fraud, request.encode(), JSON)) == error(
+        400, "BAD_REQUEST", "the model cannot predict with NaN, Infinity or null in amount; send finite numbers there")
+
+
+class FailsOnAnything(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):  # noqa: ANN001
+        raise ValueError("cannot")
+
+
+@pytest.mark.parametrize("request_body", [b'{"inputs": {"words": ["nan", "inf"]}}', b'{"inputs": {"x": [1, 2.5]}}'])
+def test_a_failing_model_without_non_finite_numbers_is_a_500_even_with_nan_as_text(tmp_path: Path,
+                                                                                  request_body: bytes) -> None:
+    fails = scoring.load(_save(FailsOnAnything(), tmp_path / "model"))
+
+    status, answer = answered(scoring.score(fails, request_body, JSON))
+
+    assert (status, answer["error_code"]) == (500, "INTERNAL_ERROR")
+
+
+def test_non_finite_input_reaches_a_model_that_takes_it_as_in_mlflow(echo: scoring.LoadedModel) -> None:
+    reply = scoring.score(echo, b'{"dataframe_records": [{"x": NaN, "y": 1.5}]}', JSON)
+
+    assert answered(reply) == (200, {"predictions": [{"x": None, "y": 1.5}]})
+
+
+@pytest.mark.parametrize("request_body", [b'{"inputs": [1.0, NaN, Infinity, -Infinity]}',
+                                          b'{"inputs": {"a": [NaN], "b": ["NaN and Infinity as text"]}}'])
+def test_non_finite_predictions_are_valid_json_with_null(echo: scoring.LoadedModel, request_body: bytes) -> None:
+    reply = scoring.score(echo, request_body, JSON)
+
+    expected = json.loads(request_body, parse_constant=lambda _: None)["inputs"]
+    assert reply.status == 200
+    assert json.loads(reply.body, parse_constant=pytest.fail) == {"predictions": expected}
+
+
+def test_predictions_without_non_finite_numbers_are_mlflows_bytes(echo: scoring.LoadedModel) -> None:
+    # "NaN" inside a string is no number: the answer stays exactly what MLflow writes
+    reply = scoring.score(echo, b'{"inputs": {"a": ["NaN", "Infinity"]}}', JSON)
+
+    assert reply.body == b'{"predictions": {"a": ["NaN", "Infinity"]}}'
 
 
 # --- Load and warm-up ---------------------------------------------------------------------------
@@ -399,8 +500,8 @@ def test_warm_up_fails_when_the_serving_example_is_refused(tmp_path: Path) -> No
     with pytest.raises(scoring.WarmUpError) as failed:
         scoring.warm_up(scoring.load(directory), directory)
 
-    assert str(failed.value) == ('predicting the input example answered 500: {"error_code": "INTERNAL_ERROR", '
-                                 '"message": "the model\'s predict raised RuntimeError: told to fail"}')
+    assert str(failed.value).startswith('predicting the input example answered 500: {"error_code": "INTERNAL_ERROR", '
+                                        '"message": "the model\'s predict failed (error id ')
 
 
 def test_warm_up_predicts_the_raw_example_when_there_is_no_serving_example(fraud_scorer_dir: Path,
@@ -434,3 +535,91 @@ def test_warm_up_with_the_example_files_gone_is_skipped(fraud_scorer_dir: Path, 
     (directory / "input_example.json").unlink()
 
     assert scoring.warm_up(loaded, directory) is None
+
+
+# --- Batches (KILN_MAX_BATCH_SIZE) --------------------------------------------------------------
+
+def _each_format(rows: list[list[float]]) -> dict[str, tuple[bytes, str]]:
+    """The same rows as a request in each MLflow input format."""
+    records = [dict(zip(COLUMNS, row)) for row in rows]
+    csv = ",".join(COLUMNS) + "\n" + "\n".join(",".join(map(repr, row)) for row in rows) + "\n"
+    return {
+        "dataframe_split": (json.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows}}).encode(), JSON),
+        "dataframe_records": (json.dumps({"dataframe_records": records}).encode(), JSON),
+        "instances": (json.dumps({"instances": records}).encode(), JSON),
+        "inputs": (json.dumps({"inputs": {c: [row[i] for row in rows] for i, c in enumerate(COLUMNS)}}).encode(), JSON),
+        "csv": (csv.encode(), "text/csv"),
+        "parquet": (_parquet(pd.DataFrame(rows, columns=COLUMNS)), "application/vnd.apache.parquet"),
+    }
+
+
+@pytest.mark.parametrize("input_format", ["dataframe_split", "dataframe_records", "instances", "inputs", "csv",
+                                          "parquet"])
+def test_a_batch_answers_each_request_exactly_as_alone(fraud: scoring.LoadedModel, input_format: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    requests = [_each_format(rows)[input_format] for rows in (EXAMPLE_ROWS[:1], EXAMPLE_ROWS[1:], EXAMPLE_ROWS[:2])]
+    calls: list[int] = []
+    predict = fraud.model.predict
+    monkeypatch.setattr(fraud.model, "predict",
+                        lambda data, **kwargs: calls.append(len(pd.DataFrame(data))) or predict(data, **kwargs))
+
+    batched = scoring.score_batch(fraud, requests)
+
+    assert calls == [5]  # one call for the 1 + 2 + 2 rows
+    monkeypatch.undo()
+    assert batched == [scoring.score(fraud, body, content_type) for body, content_type in requests]
+    assert [body(reply) for reply in batched] == [{"predictions": EXAMPLE_PREDICTIONS[:1]},
+                                                  {"predictions": EXAMPLE_PREDICTIONS[1:]},
+                                                  {"predictions": EXAMPLE_PREDICTIONS[:2]}]
+
+
+class RowsPerCall(mlflow.pyfunc.PythonModel):
+    """Answers each row with how many rows its predict call had: shows which requests merged."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+        return [len(model_input)] * len(model_input)
+
+
+class OneAnswerPerCall(mlflow.pyfunc.PythonModel):
+    """One prediction however many rows: its output cannot be split back into requests."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+        return [len(model_input)]
+
+
+def _x(*values: object) -> tuple[bytes, str]:
+    return json.dumps({"dataframe_split": {"columns": ["x"], "data": [[v] for v in values]}}).encode(), JSON
+
+
+def test_requests_with_the_same_columns_and_types_are_predicted_in_one_call(tmp_path: Path) -> None:
+    model = scoring.load(_save(RowsPerCall(), tmp_path / "model"))
+
+    replies = scoring.score_batch(model, [_x(1), _x(2, 3), _x(1.5), _x(4), (b"{", JSON)])
+
+    # ints merge (4 rows in one call); the float column goes alone; the malformed one gets its own 400
+    assert [reply.status for reply in replies] == [200, 200, 200, 200, 400]
+    assert [body(reply)["predictions"] for reply in replies[:4]] == [[4], [4, 4], [1], [4]]
+
+
+def test_requests_with_params_are_predicted_alone(scales: scoring.LoadedModel) -> None:
+    split = {"columns": ["x"], "data": [[2.0]]}
+    requests = [(json.dumps({"dataframe_split": split, "params": {"scale": 3}}).encode(), JSON),
+                (json.dumps({"dataframe_split": split}).encode(), JSON)]
+
+    assert scoring.score_batch(scales, requests) == [scoring.score(scales, *request) for request in requests]
+
+
+def test_a_merged_output_that_is_not_one_row_per_input_row_is_predicted_alone(tmp_path: Path) -> None:
+    model = scoring.load(_save(OneAnswerPerCall(), tmp_path / "model"))
+
+    replies = scoring.score_batch(model, [_x(1), _x(2, 3)])
+
+    assert [body(reply)["predictions"] for reply in replies] == [[1], [2]]
+
+
+def test_a_merged_call_that_fails_finds_the_failing_request_by_predicting_alone(
+        misbehaves: scoring.LoadedModel) -> None:
+    replies = scoring.score_batch(misbehaves, [(_actions("raise"), JSON), (_actions("ok"), JSON)])
+
+    assert [reply.status for reply in replies] == [500, 200]
+    assert body(replies[1]) == {"predictions": [{"action": "ok"}]}

@@ -29,8 +29,11 @@ DEFAULTS = {
     "host": "0.0.0.0",
     "port": 8080,
     "workers": 1,
-    "queue_size": None,
+    "queue_budget_seconds": None,  # half the request timeout
     "request_timeout_seconds": 597,  # Databricks' model execution timeout
+    "body_timeout_seconds": 30,
+    "max_batch_size": 1,  # batching off
+    "max_batch_delay_ms": 0,
     "drain_seconds": 30,
     "max_payload_bytes": 16 * 1024 * 1024,  # Databricks' 16 MB request limit = 16777216 bytes
     "load_timeout_seconds": 1800,
@@ -48,7 +51,8 @@ DEFAULTS = {
 INTEGERS = [
     ("KILN_PORT", "port", 0),
     ("KILN_WORKERS", "workers", 1),
-    ("KILN_QUEUE_SIZE", "queue_size", 0),
+    ("KILN_MAX_BATCH_SIZE", "max_batch_size", 1),
+    ("KILN_MAX_BATCH_DELAY_MS", "max_batch_delay_ms", 0),
     ("KILN_MAX_PAYLOAD_BYTES", "max_payload_bytes", 1),
     ("KILN_GPUS", "gpus", 0),
 ]
@@ -57,6 +61,8 @@ FLAGS = [("KILN_SPREAD_ACROSS_GPUS", "spread_across_gpus"), ("KILN_REQUIRE_GPU",
 # (variable, field); seconds must be more than 0
 SECONDS = [
     ("KILN_REQUEST_TIMEOUT_SECONDS", "request_timeout_seconds"),
+    ("KILN_QUEUE_BUDGET_SECONDS", "queue_budget_seconds"),
+    ("KILN_BODY_TIMEOUT_SECONDS", "body_timeout_seconds"),
     ("KILN_DRAIN_SECONDS", "drain_seconds"),
     ("KILN_LOAD_TIMEOUT_SECONDS", "load_timeout_seconds"),
     ("KILN_METRIC_PERIOD_SECONDS", "metric_period_seconds"),
@@ -92,7 +98,8 @@ def test_every_variable_reaches_its_field() -> None:
     settings = parsed(
         KILN_MODEL_DIGEST=DIGEST, KILN_ENDPOINT="fraud-scorer", KILN_SERVED_MODEL="champion",
         KILN_MODEL_NAME="fraud-scorer", KILN_MODEL_VERSION="3", KILN_HOST="127.0.0.1", KILN_PORT="9000",
-        KILN_WORKERS="4", KILN_QUEUE_SIZE="2", KILN_REQUEST_TIMEOUT_SECONDS="2.5", KILN_DRAIN_SECONDS="7",
+        KILN_WORKERS="4", KILN_QUEUE_BUDGET_SECONDS="0.5", KILN_REQUEST_TIMEOUT_SECONDS="2.5",
+        KILN_BODY_TIMEOUT_SECONDS="3", KILN_MAX_BATCH_SIZE="8", KILN_MAX_BATCH_DELAY_MS="5", KILN_DRAIN_SECONDS="7",
         KILN_MAX_PAYLOAD_BYTES="4096", KILN_LOAD_TIMEOUT_SECONDS="60", KILN_AUTH_TOKEN_SHA256=TOKEN_A,
         KILN_CACHE_DIR="/var/cache/kiln", KILN_METRIC_DIMENSIONS=DIMENSIONS,
         KILN_METRIC_PERIOD_SECONDS="1", KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS="602",
@@ -102,7 +109,8 @@ def test_every_variable_reaches_its_field() -> None:
     assert settings == {
         "model_uri": URI, "model_digest": DIGEST, "endpoint": "fraud-scorer", "served_model": "champion",
         "model_name": "fraud-scorer", "model_version": "3", "host": "127.0.0.1", "port": 9000, "workers": 4,
-        "queue_size": 2, "request_timeout_seconds": 2.5, "drain_seconds": 7.0, "max_payload_bytes": 4096,
+        "queue_budget_seconds": 0.5, "request_timeout_seconds": 2.5, "body_timeout_seconds": 3.0,
+        "max_batch_size": 8, "max_batch_delay_ms": 5, "drain_seconds": 7.0, "max_payload_bytes": 4096,
         "load_timeout_seconds": 60.0, "auth_token_sha256": (TOKEN_A,), "cache_dir": Path("/var/cache/kiln"),
         "metric_dimensions": (("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
         "metric_period_seconds": 1.0,
@@ -260,9 +268,12 @@ def test_metric_dimensions_that_miss_one_name_what_to_write() -> None:
         "ServedModel; got Stack, Endpoint (e.g. Stack=dev,Endpoint=fraud-scorer,ServedModel=champion)")
 
 
-@pytest.mark.parametrize(("workers", "queue_size", "limit"), [(1, None, 1), (4, None, 4), (4, 0, 0), (4, 2, 2)])
-def test_queue_limit_defaults_to_one_request_per_worker(workers: int, queue_size: int | None, limit: int) -> None:
-    assert RuntimeSettings(URI, workers=workers, queue_size=queue_size).queue_limit == limit
+@pytest.mark.parametrize(("timeout", "budget", "admission_budget"), [(597, None, 298.5), (10, None, 5), (10, 0.25, 0.25)])
+def test_admission_budget_defaults_to_half_the_request_timeout(timeout: float, budget: float | None,
+                                                               admission_budget: float) -> None:
+    settings = RuntimeSettings(URI, request_timeout_seconds=timeout, queue_budget_seconds=budget)
+
+    assert settings.admission_budget_seconds == admission_budget
 
 
 def test_keep_alive_outlasts_the_alb_idle_timeout_of_request_timeout_plus_5() -> None:
@@ -309,8 +320,8 @@ def test_settings_written_as_env_read_back_the_same() -> None:
     """The user data and `kiln serve` write what the runtime reads: every field survives."""
     settings = RuntimeSettings(
         model_uri=URI, model_digest=DIGEST, endpoint="fraud-scorer", served_model="champion",
-        model_name="fraud-scorer", model_version="3", host="127.0.0.1", port=9000, workers=4, queue_size=0,
-        request_timeout_seconds=2.5, drain_seconds=7, max_payload_bytes=4096, load_timeout_seconds=60.0,
+        model_name="fraud-scorer", model_version="3", host="127.0.0.1", port=9000, workers=4, queue_budget_seconds=0.5,
+        request_timeout_seconds=2.5, body_timeout_seconds=3, max_batch_size=8, max_batch_delay_ms=5, drain_seconds=7, max_payload_bytes=4096, load_timeout_seconds=60.0,
         auth_token_sha256=(TOKEN_A, TOKEN_B), cache_dir=Path("/var/cache/kiln"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
         metric_period_seconds=1.0, load_balancer_idle_timeout_seconds=602, gpus=8, spread_across_gpus=True,
@@ -323,7 +334,7 @@ def test_settings_written_as_env_read_back_the_same() -> None:
 def test_every_field_has_its_variable_in_the_env() -> None:
     settings = RuntimeSettings(
         model_uri=URI, model_digest=DIGEST, endpoint="e", served_model="s", model_name="m", model_version="1",
-        queue_size=3, auth_token_sha256=(TOKEN_A,), cache_dir=Path("/c"),
+        queue_budget_seconds=3, auth_token_sha256=(TOKEN_A,), cache_dir=Path("/c"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "e"), ("ServedModel", "s")),
         load_balancer_idle_timeout_seconds=65,
     )
@@ -337,7 +348,7 @@ def test_unset_fields_are_left_out_so_the_runtime_applies_its_defaults() -> None
 
     assert not {"KILN_MODEL_URI", "KILN_ENDPOINT", "KILN_MODEL_NAME"} & set(blank)
 
-    assert "KILN_MODEL_DIGEST" not in env and "KILN_QUEUE_SIZE" not in env and "KILN_METRIC_DIMENSIONS" not in env
+    assert "KILN_MODEL_DIGEST" not in env and "KILN_QUEUE_BUDGET_SECONDS" not in env and "KILN_METRIC_DIMENSIONS" not in env
     assert env["KILN_REQUEST_TIMEOUT_SECONDS"] == "597" and env["KILN_LOAD_TIMEOUT_SECONDS"] == "1800"
     assert dataclasses.asdict(settings_from_env(env)) == DEFAULTS
 

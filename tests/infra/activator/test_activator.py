@@ -37,7 +37,7 @@ class Runtime:
     """A local HTTP server that answers like the Kiln runtime."""
 
     pings_until_ready: int
-    busy_answers: int = 0  # how many invocations answer 503 (workers and queue full) first
+    busy_answers: int = 0  # how many invocations answer 429 (over the admission budget) first
     calls: list[str] = field(default_factory=list)
     pings: int = 0
     server: ThreadingHTTPServer | None = None
@@ -73,7 +73,7 @@ def start_runtime(runtime: Runtime) -> ThreadingHTTPServer:
             runtime.calls.append(f"POST {self.path}")
             if runtime.busy_answers > 0:
                 runtime.busy_answers -= 1
-                self._send(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "all workers are busy"})
+                self._send(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "all workers are busy"})
                 return
             self._send(200, {"predictions": [len(body["inputs"])], "tenant": self.headers.get("X-Tenant")})
 
@@ -308,14 +308,14 @@ def test_request_held_through_a_busy_instance_is_answered_once_a_worker_frees(aw
     assert clock.slept == [settings.poll_seconds] * 3  # one wait for readiness, two for a free worker
 
 
-def test_instance_busy_until_the_deadline_gets_its_own_503_back(aws, runtime_factory) -> None:
+def test_instance_busy_until_the_deadline_gets_its_own_429_back(aws, runtime_factory) -> None:
     settings = served_model(aws, desired=0, routed_to_activator=True)
     runtime = runtime_factory(pings_until_ready=0, busy_answers=10_000)
     clock = FakeClock()
 
     response = activator(aws, settings, runtime, clock).handle_request(request({"inputs": [[1]]}))
 
-    assert response["statusCode"] == 503
+    assert response["statusCode"] == 429
     assert json.loads(response["body"])["message"] == "all workers are busy"
     assert clock.now <= settings.request_timeout_seconds - 5
 

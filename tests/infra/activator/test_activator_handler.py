@@ -100,7 +100,7 @@ class Behaviour:
     """How one instance's runtime answers, following the Kiln runtime's contract."""
 
     pings_until_ready: int = 0  # /ping answers 503 this many times (model loading), then 200
-    busy_answers: int = 0  # invocations answered 503 (workers and queue full) first
+    busy_answers: int = 0  # invocations answered 429 (over the runtime's admission budget) first
     reply: tuple[int, dict[str, str], bytes] | None = None  # what invocations get instead of a prediction
     dies_after_ping: bool = False  # answers its first ready /ping, then stops listening
     ping_hangs: bool = False  # accepts /ping and never answers
@@ -189,7 +189,7 @@ class Instance:
                 behaviour = instance.behaviour
                 if behaviour.busy_answers > 0:
                     behaviour.busy_answers -= 1
-                    self._json(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "all workers are busy"})
+                    self._json(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "all workers are busy"})
                 elif behaviour.reply is not None:
                     self._send(*behaviour.reply)
                 else:
@@ -695,7 +695,7 @@ def test_request_timeout_shorter_than_the_margin_still_forwards_with_at_least_a_
 @pytest.mark.parametrize(
     ("poll", "posts"),
     [
-        (2.4, 3),  # 0, 2.4, 4.8: 4.8 + 2.4 > 5 → the instance's 503 goes back
+        (2.4, 3),  # 0, 2.4, 4.8: 4.8 + 2.4 > 5 → the instance's 429 goes back
         (2.5, 2),  # 0, 2.5: 2.5 + 2.5 = 5 reaches the deadline → no third try
         (2.6, 2),  # 0, 2.6: 5.2 > 5
     ],
@@ -706,7 +706,7 @@ def test_busy_instance_is_retried_while_another_poll_fits_before_the_deadline(wo
 
     response = world.activator(settings, clock).handle_request(alb_event())
 
-    assert (response["statusCode"], json.loads(response["body"])["message"]) == (503, "all workers are busy")
+    assert (response["statusCode"], json.loads(response["body"])["message"]) == (429, "all workers are busy")
     assert len(world.instance("i1").received) == posts
     assert clock.slept == [poll] * (posts - 1)
 

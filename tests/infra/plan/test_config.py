@@ -966,3 +966,21 @@ def test_a_stack_file_is_read_once_with_the_command_lines_tracking_uri(tmp_path:
     assert stack_file.raw["kiln:mlflowTrackingUri"] == "http://mlflow.example:5000"
     assert stack_file.config.mlflow_tracking_uri == "http://mlflow.example:5000"
     assert read_stack(str(path)).raw["kiln:mlflowTrackingUri"] == valid_values()["mlflowTrackingUri"]
+
+
+def test_queue_budget_must_be_shorter_than_the_endpoints_request_timeout() -> None:
+    values = valid_values()
+    values["endpoints"][0]["requestTimeoutSeconds"] = 60
+    served(values)["queueBudgetSeconds"] = 60
+
+    assert problems_for(values) == [
+        "endpoints[0].servedModels[0].queueBudgetSeconds: 60 s is not less than the endpoint's requestTimeoutSeconds "
+        "(60 s): a request admitted with that wait would time out before its prediction; lower it, or leave it out "
+        "(half the request timeout)"]
+
+
+def test_queue_budget_is_read_per_served_model() -> None:
+    values = valid_values()
+    served(values)["queueBudgetSeconds"] = 2.5
+
+    assert parse_stack_config(values, SOURCE).endpoints[0].served_models[0].queue_budget_seconds == 2.5

@@ -13,7 +13,7 @@ import pytest
 
 from infra.plan.catalog import CPU_START_SECONDS, GPU_START_SECONDS, ComputeType
 from infra.plan.config import parse_stack_config
-from infra.plan.stack import ServedModelPlan, StackPlan, endpoint_path, plan_stack
+from infra.plan.stack import DEFAULT_GPU_BATCH_SIZE, ServedModelPlan, StackPlan, endpoint_path, plan_stack
 
 VPC = "vpc-0a1b2c3d4e5f60001"
 PRIVATE = ["subnet-0a1b2c3d4e5f600a1", "subnet-0a1b2c3d4e5f600b1"]
@@ -200,6 +200,34 @@ def test_the_runtime_is_told_its_identity_workers_timeouts_and_metric_dimensions
     assert settings.request_timeout_seconds == served.request_timeout_seconds
     assert settings.drain_seconds == served.deregistration_delay_seconds
     assert settings.metric_dimensions == (("Stack", "prod"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion"))
+
+
+def test_the_runtime_is_told_the_served_models_queue_budget_or_left_to_its_default() -> None:
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][0]["queueBudgetSeconds"] = 1.5
+    plan = plan_of(values)
+
+    budget = served_plan(plan, "fraud-scorer.champion").runtime_settings("s3://b/models/abc/", "ab" * 32)
+    default = served_plan(plan, "ticket-router.champion").runtime_settings("s3://b/models/cd/", "cd" * 32)
+
+    assert (budget.queue_budget_seconds, budget.admission_budget_seconds) == (1.5, 1.5)
+    assert (default.queue_budget_seconds, default.admission_budget_seconds) == (None, 60)
+
+
+def test_batching_is_off_on_cpu_and_on_for_gpu_unless_the_served_model_says_otherwise() -> None:
+    plan = plan_of(prod_values())
+    values = prod_values()
+    values["endpoints"][0]["servedModels"][0].update(maxBatchSize=4, maxBatchDelayMs=3)
+    values["endpoints"][1]["servedModels"][0]["maxBatchSize"] = 1
+
+    def batching(plan: StackPlan, name: str) -> tuple[int, int]:
+        settings = served_plan(plan, name).runtime_settings("s3://b/models/abc/", "ab" * 32)
+        return settings.max_batch_size, settings.max_batch_delay_ms
+
+    assert batching(plan, "fraud-scorer.champion") == (1, 0)  # CPU: off
+    assert batching(plan, "ticket-router.champion") == (DEFAULT_GPU_BATCH_SIZE, 0)  # GPU
+    assert batching(plan_of(values), "fraud-scorer.champion") == (4, 3)
+    assert batching(plan_of(values), "ticket-router.champion") == (1, 0)
 
 
 def test_without_the_high_resolution_metric_the_runtime_publishes_nothing_and_names_no_registry() -> None:
