@@ -19,7 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from infra.commands.output import console, errors, user_errors
-from infra.plan.config import load_stack
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
+from infra.plan.config import read_stack
 from infra.plan.stack import ServedModelPlan, plan_stack
 from infra.program.bake import bake_and_check, serving_target
 from models.artifacts import ModelResolutionError
@@ -138,15 +139,15 @@ def _print(report: BakeReport) -> None:
 @click.option("--skip-reload", is_flag=True, help="Skip the reload check (no virtualenv, no PyPI).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for build contexts (default: the Kiln cache).")
-@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
+@tracking_uri_option
 def bake_command(
     stack: str, served_models: tuple[str, ...], skip_reload: bool, as_json: bool, output: Path | None,
     mlflow_tracking_uri: str | None,
 ) -> None:
     with user_errors():
-        name, config = load_stack(stack)
-    if mlflow_tracking_uri:
-        config = config.model_copy(update={"mlflow_tracking_uri": mlflow_tracking_uri})
+        require_reachable_registry(stack, mlflow_tracking_uri)
+        stack_file = read_stack(stack, mlflow_tracking_uri)
+    name, config = stack_file.name, stack_file.config
     plan = plan_stack(name, config)
     reports = []
     for served in _selected(plan.served_models, served_models):

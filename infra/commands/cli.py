@@ -15,6 +15,7 @@ from infra.commands.check import check, policy_pack_config_option
 from infra.commands.import_databricks import import_databricks
 from infra.commands.output import console, errors, user_errors
 from infra.commands.plan_console import print_plan
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.commands.rehearse import rehearse_command
 from infra.commands.review import review
 from infra.commands.serving import runtime_command, serve_command
@@ -29,21 +30,15 @@ def main() -> None:
     pass
 
 
-tracking_option = click.option(
-    "--mlflow-tracking-uri",
-    help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri "
-    "(e.g. to plan prod from a registry mirror).",
-)
-
-
 @main.command(help="Show what `pulumi up --stack STACK` would create and what it costs (offline).")
 @click.argument("stack")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
-@tracking_option
+@tracking_uri_option
 @policy_pack_config_option
 def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | None, policy_pack_config: Path | None) -> None:
     with user_errors():
+        require_reachable_registry(stack, mlflow_tracking_uri)
         report = build_plan_report(
             stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=load_policy_pack_config(policy_pack_config)
         )

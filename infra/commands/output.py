@@ -15,6 +15,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.markup import escape
 
+from infra.commands.registry import RegistryUnreachable
 from infra.plan.config import ConfigError
 from infra.preview.policy_pack import PolicyPackError
 from models.artifacts import ModelResolutionError
@@ -32,6 +33,7 @@ INTRODUCTIONS: dict[type[Exception], str] = {
     PackagingError: "",
     BuildContextError: "",
     PolicyPackError: "the policy pack gave no verdict: ",
+    RegistryUnreachable: "",
 }
 
 

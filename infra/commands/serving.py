@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from infra.commands.output import errors, user_errors
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
 
 
 @click.command("runtime", help="Start one serving runtime for a model (what the image's entrypoint runs). "
@@ -49,10 +50,12 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
 @click.option("--endpoint", help="Serve only this endpoint.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port of the router.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per served model.")
-@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri.")
+@tracking_uri_option
 def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
     from infra.local.stack import LocalServeError, run_router, start_stack
 
+    with user_errors({LocalServeError: ""}):
+        require_reachable_registry(stack, mlflow_tracking_uri)
     with user_errors({LocalServeError: ""}), errors.status("starting served models…") as status:
         local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)
     table = Table("endpoint", "served model", "traffic %", "runtime", "device",
