@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from click.testing import CliRunner
 
 from infra.commands.cli import main
 from infra.plan.config import PROJECT_ROOT
+from tests.runtime_support import free_port
 
 DOCUMENTS = (PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md")))
 
@@ -158,12 +158,6 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in READ_FROM_CHECKOUT:
         (folder / name).symlink_to(PROJECT_ROOT / name)
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def with_port(words: tuple[str, ...], port: int) -> list[str]:

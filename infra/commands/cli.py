@@ -1,11 +1,15 @@
 """The `kiln` command line: everything Kiln does, offline.
 
-Exit codes: 0 ok, 1 findings (policy violations), 2 invalid input (config, model, usage).
+Exit codes, the same for every command: 0 ok; 1 findings (a mandatory policy violation in
+`plan` and `check`, an error finding in `bake`, a failed step in `rehearse`, a runtime that
+failed to become ready in `runtime`); 2 invalid input (config, model URI, usage, an
+unreachable registry, a busy port).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -25,7 +29,9 @@ from infra.preview.policy_pack import load_policy_pack_config
 from infra.preview.report import build_plan_report, plan_as_json
 
 
-@click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.")
+@click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.",
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kiln", prog_name="kiln", message="%(prog)s %(version)s")
 def main() -> None:
     pass
 
@@ -46,6 +52,9 @@ def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | No
         click.echo(json.dumps(plan_as_json(report), indent=2))
     else:
         print_plan(console, report)
+    # The plan runs the policy pack as `pulumi preview --policy-pack` would: a mandatory
+    # violation stops that preview, so it is a finding here as in `kiln check`.
+    sys.exit(1 if report.policy is not None and not report.policy.passed else 0)
 
 
 main.add_command(check)

@@ -7,14 +7,28 @@ settings parser and the same `serve()`, so what works here works on the instance
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from infra.commands.output import errors, user_errors
+from infra.commands.output import errors, fail, user_errors
 from infra.commands.registry import require_reachable_registry, tracking_uri_option
+from infra.local.stack import ROUTER_HOST
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Fail before any model is fetched or loaded (a minute for a large one) when the port is
+    taken: the server would only find out once everything else had started."""
+    with socket.socket() as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            fail(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another with --port")
 
 
 @click.command("runtime", help="Start one serving runtime for a model (what the image's entrypoint runs). "
@@ -34,13 +48,14 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
     from runtime.server import serve
     from runtime.settings import SettingsError, settings_from_env
 
-    with user_errors({SettingsError: "invalid settings: ", ModelResolutionError: ""}):
-        settings = settings_from_env(require_model=False)
-        model_uri = local_model_uri(model_uri, mlflow_tracking_uri)
-    settings = settings.with_overrides(
-        model_uri=model_uri, model_digest=model_digest.lower() if model_digest else None,
-        host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
-    )
+    with user_errors({SettingsError: "invalid settings: "}):
+        settings = settings_from_env(require_model=False).with_overrides(
+            model_digest=model_digest.lower() if model_digest else None,
+            host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
+        )
+    require_free_port(settings.host, settings.port)
+    with user_errors({ModelResolutionError: ""}):
+        settings = settings.with_overrides(model_uri=local_model_uri(model_uri, mlflow_tracking_uri))
     sys.exit(serve(settings))
 
 
@@ -54,6 +69,7 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
 def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
     from infra.local.stack import LocalServeError, run_router, start_stack
 
+    require_free_port(ROUTER_HOST, port)
     with user_errors({LocalServeError: ""}):
         require_reachable_registry(stack, mlflow_tracking_uri)
     with user_errors({LocalServeError: ""}), errors.status("starting served models…") as status:

@@ -13,7 +13,8 @@ from infra.commands.output import console, fail, user_errors
 from infra.plan.config import load_stack
 from infra.plan.stack import EndpointPlan, ServedModelPlan, plan_stack
 from infra.simulator.model import simulate
-from infra.simulator.report import as_json, summarize
+from infra.simulator.report import as_json as results_as_json
+from infra.simulator.report import summarize
 from infra.simulator.scaling_policies import policies_for
 from infra.simulator.timeline import TimelineError, draw
 from infra.simulator.trace import BUILTIN_SHAPES, Trace, TraceError, resolve
@@ -42,10 +43,10 @@ def default_peak_qps(endpoint: EndpointPlan) -> float:
 @click.option("--peak-qps", type=float, help="Peak of a built-in shape (default: 60 % of the endpoint's maximum).")
 @click.option("--duration", type=click.IntRange(min=60), help="Length of a built-in shape in seconds.")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), help="Draw the timeline to this PNG file.")
-@click.option("--json", "as_json_output", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def simulate_command(
     stack: str, trace_spec: str, endpoint: str | None, peak_qps: float | None, duration: int | None,
-    png: Path | None, as_json_output: bool,
+    png: Path | None, as_json: bool,
 ) -> None:
     with user_errors():
         name, config = load_stack(stack)
@@ -62,16 +63,16 @@ def simulate_command(
     for served in chosen.served_models:
         share = trace.scaled(served.traffic_percentage / 100)
         results = [simulate(policy, share) for policy in policies_for(served)]
-        report["servedModels"].append(as_json(served.name, served.traffic_percentage, results))
+        report["servedModels"].append(results_as_json(served.name, served.traffic_percentage, results))
         if png is not None:
             target = png if len(chosen.served_models) == 1 else png.with_name(f"{png.stem}-{served.name}{png.suffix}")
             with user_errors({TimelineError: ""}):
                 drawn.append(draw(results, target, f"{name} / {chosen.name} / {served.name}: {trace.name}"))
-        if not as_json_output:
+        if not as_json:
             _print(console, served, share, results)
     if png is not None:
         report["png"] = [str(p) for p in drawn]
-    if as_json_output:
+    if as_json:
         click.echo(json.dumps(report, indent=2))
     elif drawn:
         console.print(f"timeline: {', '.join(str(p) for p in drawn)}")

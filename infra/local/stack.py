@@ -25,6 +25,8 @@ from infra.plan.stack import plan_stack
 from models.artifacts import fetch_model, registry_version
 
 READY_TIMEOUT_SECONDS = 300
+# The router serves this machine only: `kiln serve` is for trying clients before anything is deployed.
+ROUTER_HOST = "127.0.0.1"
 LOCAL_DRAIN_SECONDS = 5
 
 
@@ -170,7 +172,7 @@ def run_router(local: LocalStack, port: int) -> None:
 
     router = router_for(local)
     try:
-        RouterServer(uvicorn.Config(router, host="127.0.0.1", port=port, log_level="warning", lifespan="off")).run()
+        RouterServer(uvicorn.Config(router, host=ROUTER_HOST, port=port, log_level="warning", lifespan="off")).run()
     finally:
         local.stop()
 

@@ -157,7 +157,8 @@ def test_schema_rejects_an_unknown_compute_type() -> None:
         jsonschema.validate(document, json_schema())
 
 
-def test_plan_applies_a_policy_pack_config(tmp_path: Path, example_store) -> None:
+def test_plan_applies_a_policy_pack_config_and_exits_1_on_a_mandatory_violation(tmp_path: Path, example_store) -> None:
+    """As `kiln check` and `pulumi preview --policy-pack` do: 1 means findings everywhere."""
     config = tmp_path / "policy.json"
     config.write_text(json.dumps({"hourly-cost-budget": {"maxHourlyCostUsd": 5}}))
 
@@ -166,7 +167,7 @@ def test_plan_applies_a_policy_pack_config(tmp_path: Path, example_store) -> Non
         ["plan", "prod", "--json", "--policy-pack-config", str(config), "--mlflow-tracking-uri", example_store.tracking_uri],
     )
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     violations = json.loads(result.stdout)["policyViolations"]
     assert [v["policy"] for v in violations if v["level"] == "mandatory"] == ["hourly-cost-budget"]
 
