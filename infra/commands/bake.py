@@ -117,7 +117,9 @@ def _print(report: BakeReport) -> None:
         )
     if report.reload:
         r = report.reload
-        timing = f" (load {r.load_seconds} s, predict {r.predict_seconds} s)" if r.ok else ""
+        # A model logged without an input example loads but has nothing to predict with.
+        predict = "no input example to predict" if r.predict_seconds is None else f"predict {r.predict_seconds} s"
+        timing = f" (load {r.load_seconds} s, {predict})" if r.ok else ""
         console.print(f"  reload check: {'ok' if r.ok else 'FAILED at ' + r.stage}{timing} on {r.target_device}"
                       + (f", emulated: {escape(r.emulated)}" if r.emulated else ""), highlight=False)
     if report.context_dir:

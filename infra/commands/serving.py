@@ -18,6 +18,9 @@ from infra.commands.output import errors, fail, user_errors
 from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.local.stack import ROUTER_HOST
 
+# Model URIs `kiln runtime` resolves through MLflow before the runtime sees them.
+REGISTRY_SCHEMES = ("models:/", "runs:/")
+
 
 def require_free_port(host: str, port: int) -> None:
     """Fail before any model is fetched or loaded (a minute for a large one) when the port is
@@ -45,6 +48,7 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
     import os
 
     from models.artifacts import ModelResolutionError, local_model_uri
+    from models.examples.seed import DEFAULT_STORE, LocalStore
     from runtime.server import serve
     from runtime.settings import SettingsError, settings_from_env
 
@@ -54,6 +58,10 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
             host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
         )
     require_free_port(settings.host, settings.port)
+    if model_uri.startswith(REGISTRY_SCHEMES) and not (mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        # MLflow would fall back to ./mlflow.db, which `kiln examples` never fills.
+        fail(f"{model_uri} is resolved through an MLflow registry and none was given: pass --mlflow-tracking-uri URI "
+             f"or set MLFLOW_TRACKING_URI (the example models of `kiln examples`: {LocalStore(DEFAULT_STORE).tracking_uri})")
     with user_errors({ModelResolutionError: ""}):
         settings = settings.with_overrides(model_uri=local_model_uri(model_uri, mlflow_tracking_uri))
     sys.exit(serve(settings))

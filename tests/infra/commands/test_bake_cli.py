@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import infra.commands.bake as bake_command_module
@@ -69,3 +70,11 @@ def test_a_gpu_model_whose_requirements_resolve_to_a_cpu_torch_exits_1(
     assert result.exit_code == 1, result.output
     [report] = json.loads(result.stdout)["servedModels"]
     assert {f["id"]: f["level"] for f in report["findings"]}["cpu-torch-on-gpu"] == "error"
+
+
+def test_a_reload_without_an_input_example_says_so_instead_of_a_none_timing(capsys: pytest.CaptureFixture[str]) -> None:
+    from infra.commands.bake import BakeReport, _print
+
+    _print(BakeReport("e/m", "models:/m/1", reload=ReloadResult(ok=True, stage="done", message="", load_seconds=1.5)))
+
+    assert "reload check: ok (load 1.5 s, no input example to predict) on cpu" in capsys.readouterr().out

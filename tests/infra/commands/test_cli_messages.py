@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from infra.commands.cli import main
+from tests.runtime_support import free_port
 
 
 @pytest.fixture
@@ -60,3 +61,15 @@ def test_with_json_an_error_is_a_json_object_on_stdout(argv: list[str]) -> None:
     assert result.exit_code == 2
     error = json.loads(result.stdout)["error"]
     assert "stack file not found" in error and "dev, prod, staging" in error
+
+
+def test_runtime_without_a_registry_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.examples.seed import DEFAULT_STORE, LocalStore
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    result = CliRunner().invoke(main, ["runtime", "--model-uri", "models:/x/1", "--port", str(free_port())])
+
+    assert result.exit_code == 2
+    assert "models:/x/1 is resolved through an MLflow registry and none was given: pass --mlflow-tracking-uri" in result.output
+    assert LocalStore(DEFAULT_STORE).tracking_uri in " ".join(result.output.split())
