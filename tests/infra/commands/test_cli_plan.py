@@ -16,6 +16,7 @@ import infra.plan.stack as stack_module
 from infra.commands.cli import main
 from infra.plan.config import PROJECT_ROOT, json_schema, resolve_stack_path
 from infra.preview.program import UNKNOWN
+from infra.preview.report import COMPUTED
 from tests.conftest import SHIPPED_STACKS, stack_config, write_stack
 
 SERVED_MODEL_KEYS = {
@@ -80,10 +81,15 @@ def test_plan_in_preview_mode_leaves_computed_values_unknown(example_store) -> N
     # What AWS computes (bucket name, image digests, the ALB's DNS name) is unknown before
     # `pulumi up`, as `pulumi preview --json` shows it; planned values are known in both modes.
     for output in ("artifactBucket", "images", "endpoints"):
-        assert preview["outputs"][output] == UNKNOWN
-        assert update["outputs"][output] != UNKNOWN
+        assert preview["outputs"][output] == COMPUTED
+        assert update["outputs"][output] != COMPUTED
     assert update["outputs"]["artifactBucket"].startswith("artifacts-bucket-")
     assert preview["outputs"]["servedModels"] == update["outputs"]["servedModels"]
+    # The engine's internal marker for an unknown is a UUID a reader cannot place.
+    assert UNKNOWN not in json.dumps(preview)
+    # Messages of the policy SDK name the pack with the version PulumiPolicy.yaml gives it.
+    messages = " ".join(violation["message"] for violation in preview["policyViolations"])
+    assert "kiln@0.1.0" in messages and "@v0.0.1" not in messages
 
 
 def test_invalid_stack_exits_2_with_file_and_key_path(tmp_path: Path, example_store) -> None:
