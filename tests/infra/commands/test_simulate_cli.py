@@ -31,7 +31,8 @@ def test_simulate_json_compares_three_policies_with_totals_and_a_timeline() -> N
     stack = policies["stack"]
 
     assert result.exit_code == 0
-    assert (report["stack"], report["endpoint"], report["trace"]) == ("dev", "fraud-scorer", "idle-then-burst")
+    assert (report["stack"], report["endpoints"], report["trace"]) == ("dev", ["fraud-scorer"], "idle-then-burst")
+    assert served["endpoint"] == "fraud-scorer"
     assert set(policies) == {"stack", "alb-only", "databricks"}
     assert {"served", "rejected", "timeToCapacitySeconds", "coldStartSeconds", "instanceHours", "costUsd"} <= set(stack)
     assert stack["coldStartSeconds"] == [1 + served["settings"]["readySeconds"]]
@@ -49,12 +50,18 @@ def test_simulate_reads_a_csv_trace(tmp_path: Path) -> None:
     assert json.loads(result.output)["durationSeconds"] == 601
 
 
-def test_simulate_draws_the_timeline_png(tmp_path: Path) -> None:
+def test_simulate_replays_every_endpoint_into_the_one_png_asked_for(tmp_path: Path) -> None:
     png = tmp_path / "timeline.png"
 
-    result = run("dev", "--trace", "step", "--duration", "600", "--png", str(png))
+    result = run("prod", "--trace", "step", "--duration", "600", "--png", str(png), "--json")
 
+    report = json.loads(result.output)
     assert result.exit_code == 0, result.output
+    assert report["endpoints"] == ["fraud-scorer", "ticket-router"]
+    assert [(s["endpoint"], s["servedModel"]) for s in report["servedModels"]] == [
+        ("fraud-scorer", "champion"), ("fraud-scorer", "challenger"), ("ticket-router", "champion")]
+    assert report["png"] == str(png)
+    assert [p.name for p in tmp_path.iterdir()] == ["timeline.png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
