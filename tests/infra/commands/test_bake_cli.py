@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,15 @@ def test_a_reload_without_an_input_example_says_so_instead_of_a_none_timing(caps
     _print(BakeReport("e/m", "models:/m/1", reload=ReloadResult(ok=True, stage="done", message="", load_seconds=1.5)))
 
     assert "reload check: ok (load 1.5 s, no input example to predict) on cpu" in capsys.readouterr().out
+
+
+def test_each_step_shows_its_elapsed_time_on_stderr_unless_json(example_store, tmp_path: Path) -> None:
+    stack_file = write_stack(tmp_path, stack_config("dev", example_store))
+    args = ["bake", str(stack_file), "--skip-reload", "-o", str(tmp_path / "contexts")]
+
+    tables, as_json = CliRunner().invoke(main, args), CliRunner().invoke(main, [*args, "--json"])
+
+    assert tables.exit_code == as_json.exit_code == 0, tables.output
+    assert re.search(r"fraud-scorer/champion: resolve the model, packaging checks +0:00:\d\d", tables.stderr)
+    assert re.search(r"fraud-scorer/champion: build context +0:00:\d\d", tables.stderr)
+    assert "packaging checks" not in as_json.stderr
