@@ -87,6 +87,9 @@ def test_plan_in_preview_mode_leaves_computed_values_unknown(example_store) -> N
     assert preview["outputs"]["servedModels"] == update["outputs"]["servedModels"]
     # The engine's internal marker for an unknown is a UUID a reader cannot place.
     assert UNKNOWN not in json.dumps(preview)
+    # Ids of resources not created yet are unknown too, a security group's as any other.
+    [rule] = [r for r in preview["resources"] if r["name"] == "gateway-instances-from-alb"]
+    assert rule["inputs"]["securityGroupId"] == rule["inputs"]["referencedSecurityGroupId"] == COMPUTED
     # Messages of the policy SDK name the pack with the version PulumiPolicy.yaml gives it.
     messages = " ".join(violation["message"] for violation in preview["policyViolations"])
     assert "kiln@0.1.0" in messages and "@v0.0.1" not in messages
