@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -82,12 +83,15 @@ def simulate_command(
 
 
 def _print(console: Console, served: ServedModelPlan, trace: Trace, results: list) -> None:
+    # Within 100 columns: the policy's name whole, the headers of the numbers on two lines.
     table = Table(title=(
         f"{served.resource_name} ({served.traffic_percentage} % of traffic, {trace.name}, "
         f"{trace.duration_seconds} s, {trace.total_requests:,.0f} requests)"
-    ))
-    for column in ("policy", "served %", "rejected", "time to capacity (s)", "cold start (s)", "max wait (s)", "peak inst.", "inst.-hours", "cost $"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
+    ), box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    table.add_column("policy", min_width=max(len(result.policy.label) for result in results))
+    for column in ("served\n%", "rejected", "time to\ncapacity s", "cold\nstart s", "max\nwait s", "peak\ninst.",
+                   "inst.-\nhours", "cost $"):
+        table.add_column(column, justify="right")
     for result in results:
         s = summarize(result)
         table.add_row(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -77,3 +78,25 @@ def test_bad_trace_is_a_usage_error(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "trace file not found" in result.output
+
+
+def test_the_comparison_table_fits_100_columns_with_every_column_whole() -> None:
+    from rich.console import Console
+
+    from infra.commands.simulate import _print
+    from infra.plan.config import load_stack
+    from infra.plan.stack import plan_stack
+    from infra.simulator.model import simulate
+    from infra.simulator.scaling_policies import policies_for
+    from infra.simulator.trace import resolve
+
+    served = plan_stack(*load_stack("prod")).endpoints[1].served_models[0]
+    trace = resolve("spike", 20, None)
+    results = [simulate(policy, trace) for policy in policies_for(served)]
+    console = Console(width=100, file=io.StringIO(), record=True)
+
+    _print(console, served, trace, results)
+    text = console.export_text()
+
+    assert "…" not in text and "cost $" in text
+    assert all(result.policy.label in text for result in results)
