@@ -47,7 +47,7 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
                     workers: int | None, mlflow_tracking_uri: str | None) -> None:
     import os
 
-    from models.artifacts import ModelResolutionError, local_model_uri
+    from models.artifacts import ModelResolutionError, fetch_model, local_model_uri, registry_version
     from models.examples.seed import DEFAULT_STORE, LocalStore
     from runtime.server import serve
     from runtime.settings import SettingsError, settings_from_env
@@ -63,7 +63,13 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
         fail(f"{model_uri} is resolved through an MLflow registry and none was given: pass --mlflow-tracking-uri URI "
              f"or set MLFLOW_TRACKING_URI (the example models of `kiln examples`: {LocalStore(DEFAULT_STORE).tracking_uri})")
     with user_errors({ModelResolutionError: ""}):
-        settings = settings.with_overrides(model_uri=local_model_uri(model_uri, mlflow_tracking_uri))
+        if model_uri.startswith(REGISTRY_SCHEMES):
+            # Fetched here, the runtime gets a directory: name the registry version for /version.
+            files = fetch_model(model_uri, mlflow_tracking_uri or os.environ["MLFLOW_TRACKING_URI"])
+            name, version = registry_version(files.resolved_uri) or (None, None)
+            settings = settings.with_overrides(model_uri=str(files.directory), model_name=name, model_version=version)
+        else:
+            settings = settings.with_overrides(model_uri=local_model_uri(model_uri, mlflow_tracking_uri))
     sys.exit(serve(settings))
 
 
