@@ -9,6 +9,7 @@ a client can be tested against the real formats, errors and split before any dep
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -171,6 +172,12 @@ def run_router(local: LocalStack, port: int) -> None:
             self.should_exit = True
 
     router = router_for(local)
+    from infra.local.router import access_log
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
     try:
         RouterServer(uvicorn.Config(router, host=ROUTER_HOST, port=port, log_level="warning", lifespan="off")).run()
     finally:
