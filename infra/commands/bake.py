@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from infra.commands.output import console, errors, user_errors
-from infra.plan.config import load_stack
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
+from infra.plan.config import read_stack
 from infra.plan.stack import ServedModelPlan, plan_stack
 from infra.program.bake import bake_and_check, serving_target
 from models.artifacts import ModelResolutionError
@@ -71,9 +75,23 @@ def _selected(served_models: list[ServedModelPlan], wanted: tuple[str, ...]) -> 
     return chosen
 
 
-def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path | None) -> BakeReport:
+@contextmanager
+def _step(progress: Progress | None, description: str) -> Iterator[None]:
+    """One step of a bake, shown with its elapsed time while it runs and after: a reload check
+    builds a virtualenv for a minute or more, and silence that long reads as a hang."""
+    if progress is None:
+        yield
+        return
+    task = progress.add_task(description, total=1)
+    yield
+    progress.update(task, completed=1)
+
+
+def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path | None,
+             progress: Progress | None = None) -> BakeReport:
     report = BakeReport(served_model=f"{served.endpoint}/{served.name}", model_uri=served.model_uri)
-    baked, findings = bake_and_check(served, plan)
+    with _step(progress, f"{report.served_model}: resolve the model, packaging checks"):
+        baked, findings = bake_and_check(served, plan)
     report.resolved_uri = baked.resolved_uri
     report.image_tag = baked.image_tag
     report.artifact_digest = baked.artifact_digest
@@ -87,7 +105,7 @@ def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path
         "buildMinutes": round(e.build_minutes, 1),
     }
     if not skip_reload:
-        with errors.status(f"reload check for {report.served_model} (virtualenv from its requirements)…"):
+        with _step(progress, f"{report.served_model}: reload check (a fresh virtualenv from its requirements)"):
             report.reload = reload_check(baked.model_dir, baked.manifest, gpu=served.profile.has_gpu)
         if report.reload.venv is not None:
             # The checks again, on what pip resolved: a CPU-only torch or the CUDA its wheels carry.
@@ -96,7 +114,8 @@ def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path
         if finding:
             findings = [finding, *findings]
     try:
-        report.context_dir = str(render_build_context(baked.environment, output).directory)
+        with _step(progress, f"{report.served_model}: build context"):
+            report.context_dir = str(render_build_context(baked.environment, output).directory)
     except BuildContextError as error:
         findings = [Finding("build-context", "error", str(error)), *findings]
     report.findings = sorted(findings, key=lambda f: f.level != "error")
@@ -116,7 +135,9 @@ def _print(report: BakeReport) -> None:
         )
     if report.reload:
         r = report.reload
-        timing = f" (load {r.load_seconds} s, predict {r.predict_seconds} s)" if r.ok else ""
+        # A model logged without an input example loads but has nothing to predict with.
+        predict = "no input example to predict" if r.predict_seconds is None else f"predict {r.predict_seconds} s"
+        timing = f" (load {r.load_seconds} s, {predict})" if r.ok else ""
         console.print(f"  reload check: {'ok' if r.ok else 'FAILED at ' + r.stage}{timing} on {r.target_device}"
                       + (f", emulated: {escape(r.emulated)}" if r.emulated else ""), highlight=False)
     if report.context_dir:
@@ -138,20 +159,24 @@ def _print(report: BakeReport) -> None:
 @click.option("--skip-reload", is_flag=True, help="Skip the reload check (no virtualenv, no PyPI).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for build contexts (default: the Kiln cache).")
-@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
+@tracking_uri_option
 def bake_command(
     stack: str, served_models: tuple[str, ...], skip_reload: bool, as_json: bool, output: Path | None,
     mlflow_tracking_uri: str | None,
 ) -> None:
     with user_errors():
-        name, config = load_stack(stack)
-    if mlflow_tracking_uri:
-        config = config.model_copy(update={"mlflow_tracking_uri": mlflow_tracking_uri})
+        require_reachable_registry(stack, mlflow_tracking_uri)
+        stack_file = read_stack(stack, mlflow_tracking_uri)
+    name, config = stack_file.name, stack_file.config
     plan = plan_stack(name, config)
     reports = []
-    for served in _selected(plan.served_models, served_models):
-        with user_errors({ModelResolutionError: f"cannot resolve served model {served.endpoint}/{served.name}: "}):
-            reports.append(bake_one(served, plan, skip_reload, output))
+    # Progress goes to stderr; with --json a script reads stdout and wants nothing on the terminal.
+    progress = None if as_json else Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                             console=errors)
+    with progress or nullcontext():
+        for served in _selected(plan.served_models, served_models):
+            with user_errors({ModelResolutionError: f"cannot resolve served model {served.endpoint}/{served.name}: "}):
+                reports.append(bake_one(served, plan, skip_reload, output, progress))
     if as_json:
         click.echo(json.dumps({"stack": name, "servedModels": [r.as_dict() for r in reports]}, indent=2))
     else:

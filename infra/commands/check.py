@@ -15,6 +15,7 @@ import click
 
 from infra.commands.output import console, user_errors
 from infra.commands.policy_pack_console import print_policy_check
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.preview.policy_pack import POLICIES_DIR, load_policy_pack_config
 from infra.preview.report import build_plan_report
 
@@ -29,7 +30,7 @@ policy_pack_config_option = click.option(
 @click.argument("stack")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the violations.")
 @policy_pack_config_option
-@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
+@tracking_uri_option
 @click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
 @click.option(
     "--policy-pack",
@@ -44,6 +45,7 @@ def check(
 ) -> None:
     with user_errors():
         policy_config = load_policy_pack_config(policy_pack_config)
+        require_reachable_registry(stack, mlflow_tracking_uri)
         report = build_plan_report(
             stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=policy_config, pack_dir=pack_dir
         )

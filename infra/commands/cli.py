@@ -1,11 +1,15 @@
 """The `kiln` command line: everything Kiln does, offline.
 
-Exit codes: 0 ok, 1 findings (policy violations), 2 invalid input (config, model, usage).
+Exit codes, the same for every command: 0 ok; 1 findings (a mandatory policy violation in
+`plan` and `check`, an error finding in `bake`, a failed step in `rehearse`, a runtime that
+failed to become ready in `runtime`); 2 invalid input (config, model URI, usage, an
+unreachable registry, a busy port).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -15,6 +19,7 @@ from infra.commands.check import check, policy_pack_config_option
 from infra.commands.import_databricks import import_databricks
 from infra.commands.output import console, errors, user_errors
 from infra.commands.plan_console import print_plan
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.commands.rehearse import rehearse_command
 from infra.commands.review import review
 from infra.commands.serving import runtime_command, serve_command
@@ -24,26 +29,22 @@ from infra.preview.policy_pack import load_policy_pack_config
 from infra.preview.report import build_plan_report, plan_as_json
 
 
-@click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.")
+@click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.",
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kiln", prog_name="kiln", message="%(prog)s %(version)s")
 def main() -> None:
     pass
-
-
-tracking_option = click.option(
-    "--mlflow-tracking-uri",
-    help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri "
-    "(e.g. to plan prod from a registry mirror).",
-)
 
 
 @main.command(help="Show what `pulumi up --stack STACK` would create and what it costs (offline).")
 @click.argument("stack")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--preview", is_flag=True, help="Run as `pulumi preview` does: outputs of new resources stay unknown.")
-@tracking_option
+@tracking_uri_option
 @policy_pack_config_option
 def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | None, policy_pack_config: Path | None) -> None:
     with user_errors():
+        require_reachable_registry(stack, mlflow_tracking_uri)
         report = build_plan_report(
             stack, tracking_uri=mlflow_tracking_uri, preview=preview, policy_config=load_policy_pack_config(policy_pack_config)
         )
@@ -51,6 +52,9 @@ def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | No
         click.echo(json.dumps(plan_as_json(report), indent=2))
     else:
         print_plan(console, report)
+    # The plan runs the policy pack as `pulumi preview --policy-pack` would: a mandatory
+    # violation stops that preview, so it is a finding here as in `kiln check`.
+    sys.exit(1 if report.policy is not None and not report.policy.passed else 0)
 
 
 main.add_command(check)

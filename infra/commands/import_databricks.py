@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 import yaml
+from rich.markup import escape
 
-from infra.commands.output import fail, user_errors
+from infra.commands.output import errors, fail, user_errors
 from infra.plan.config import NAMESPACE, ConfigError
-from infra.plan.databricks_import import import_endpoint
+from infra.plan.databricks_import import import_endpoint, import_notes
 
 
 @click.command(
@@ -27,3 +28,5 @@ def import_databricks(endpoint_json: Path) -> None:
     with user_errors({ConfigError: "not importable as a Kiln endpoint\n"}):
         endpoint = import_endpoint(document, str(endpoint_json))
     click.echo(yaml.safe_dump({f"{NAMESPACE}:endpoints": [endpoint]}, sort_keys=False), nl=False)
+    for note in import_notes(document, endpoint):
+        errors.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)

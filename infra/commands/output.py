@@ -7,14 +7,17 @@ knows them all and how to introduce them.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
+import click
 from rich.console import Console
 from rich.markup import escape
 
+from infra.commands.registry import RegistryUnreachable
 from infra.plan.config import ConfigError
 from infra.preview.policy_pack import PolicyPackError
 from models.artifacts import ModelResolutionError
@@ -32,13 +35,23 @@ INTRODUCTIONS: dict[type[Exception], str] = {
     PackagingError: "",
     BuildContextError: "",
     PolicyPackError: "the policy pack gave no verdict: ",
+    RegistryUnreachable: "",
 }
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     # Messages carry check ids in [brackets] and paths; never read them as rich markup.
     errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if json_requested():
+        click.echo(json.dumps({"error": message}))
     sys.exit(code)
+
+
+def json_requested() -> bool:
+    """Whether the running command was given `--json`: a script reading its stdout then gets
+    the error as JSON there too, instead of nothing it can parse."""
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and context.params.get("as_json"))
 
 
 @contextmanager

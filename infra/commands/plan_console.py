@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
@@ -67,27 +68,35 @@ def _tree(report: PlanReport) -> Tree:
     return root
 
 
-def print_plan(console: Console, report: PlanReport) -> None:
-    console.print(_tree(report))
-    table = Table(title="Capacity per served model", title_justify="left")
-    for column in ("endpoint", "served model", "compute", "instance", "workers/inst", "instances", "concurrency", "traffic", "$/h min", "$/h max"):
-        table.add_column(column, justify="right" if column.startswith(("$", "work", "inst", "conc", "traf")) else "left")
+def capacity_table(report: PlanReport) -> Table:
+    """One row per served model within 100 columns, no cell cut short: endpoint and served model
+    share a column, each range is one cell, and workers per instance are left to the arithmetic
+    lines below (concurrency = instances × workers); narrower terminals wrap the names."""
+    table = Table(title="Capacity per served model", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    names = [f"{row['endpoint']}/{row['servedModelName']}" for row in served_model_rows(report.plan)]
+    table.add_column("served model", overflow="fold", min_width=min(max(map(len, names)), 24))
+    for column in ("compute", "instance"):
+        table.add_column(column, overflow="fold")
+    for column in ("instances", "concurrency", "traffic", "$/h"):
+        table.add_column(column, justify="right", overflow="fold")
     for row in served_model_rows(report.plan):
         table.add_row(
-            row["endpoint"],
-            row["servedModelName"],
+            f"{row['endpoint']}/{row['servedModelName']}",
             row["computeType"],
             row["instanceType"],
-            str(row["workersPerInstance"]),
             f"{row['minInstances']}-{row['maxInstances']}",
             f"{row['minConcurrency']}-{row['maxConcurrency']}",
             f"{row['trafficPercentage']}%",
-            f"{row['hourlyCostMin']:.2f}",
-            f"{row['hourlyCostMax']:.2f}",
+            f"{row['hourlyCostMin']:.2f}-{row['hourlyCostMax']:.2f}",
         )
     table.add_section()
-    table.add_row("total", "", "", "", "", "", "", "", f"{report.plan.hourly_cost_min:.2f}", f"{report.plan.hourly_cost_max:.2f}")
-    console.print(table)
+    table.add_row("total", "", "", "", "", "", f"{report.plan.hourly_cost_min:.2f}-{report.plan.hourly_cost_max:.2f}")
+    return table
+
+
+def print_plan(console: Console, report: PlanReport) -> None:
+    console.print(_tree(report))
+    console.print(capacity_table(report))
     console.print(f"[dim]Prices: {PRICES_AS_OF}. {len(report.run.registrations)} resources.[/]")
     for served in report.plan.served_models:
         console.print(f"[dim]{served.endpoint}/{served.name}: " + "; ".join(served.capacity.arithmetic()) + "[/]")

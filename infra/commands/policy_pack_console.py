@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infra.preview.policy_pack import PolicyCheck
@@ -10,19 +11,28 @@ from infra.preview.policy_pack import PolicyCheck
 LEVEL_STYLES = {"mandatory": "bold red", "remediate": "bold red", "advisory": "yellow"}
 
 
+def short_resource(urn: str) -> str:
+    """`LaunchTemplate fraud-scorer.champion-lt` for its URN (`urn:pulumi:STACK::PROJECT::
+    PARENT$…$aws:ec2/launchTemplate:LaunchTemplate::NAME`): the full URN wraps over several
+    lines of a terminal, and the stack and parents are the same on every row."""
+    _, _, qualified_type, name = urn.split("::", 3)
+    return f"{qualified_type.split('$')[-1].split(':')[-1]} {name}"
+
+
 def print_policy_check(console: Console, check: PolicyCheck, stack: str) -> None:
     if check.violations:
-        table = Table(title=f"Policy violations ({check.pack}@{check.pack_version})", title_justify="left", show_lines=True)
-        for column in ("policy", "level", "resource", "message", "how to fix"):
-            table.add_column(column, overflow="fold")
+        table = Table(title=f"Policy violations ({check.pack}@{check.pack_version})", title_justify="left", show_lines=True,
+                      expand=True)
+        # Ids whole, the level under its policy; the resource and the message share what is left.
+        table.add_column("policy", no_wrap=True)
+        table.add_column("resource", ratio=2, overflow="fold")
+        table.add_column("message and how to fix", ratio=3, overflow="fold")
         for violation in sorted(check.violations, key=lambda v: (not v.blocking, v.policy, v.urn)):
             style = LEVEL_STYLES.get(violation.level, "")
             table.add_row(
-                violation.policy,
-                f"[{style}]{violation.level}[/]" if style else violation.level,
-                violation.urn,
-                violation.message,
-                violation.fix,
+                f"{violation.policy}\n" + (f"[{style}]{violation.level}[/]" if style else violation.level),
+                short_resource(violation.urn),
+                f"{escape(violation.message)}\n[dim]fix: {escape(violation.fix)}[/]",
             )
         console.print(table)
     verdict = "[bold green]passed[/]" if check.passed else "[bold red]failed[/]"

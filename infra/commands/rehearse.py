@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from infra.commands.output import console, errors, user_errors
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
 
 # What passing the rehearsal does not prove (docs/rehearsal.md says why).
 ONLY_AWS_SHOWS = ("EC2 boot and user data under cloud-init, the image build and Docker pull, GPUs, IAM conditions "
@@ -28,7 +29,7 @@ ONLY_AWS_SHOWS = ("EC2 boot and user data under cloud-init, the image build and 
                "its serving path as AWS would: upload, fetch with the instance role, load, health checks and requests "
                "through the listener rules, scale to zero and back with the activator.")
 @click.argument("stack")
-@click.option("--mlflow-tracking-uri", help="Take the models from this MLflow store instead of the stack's.")
+@tracking_uri_option
 @click.option("--no-registry", is_flag=True, help="Resolve models from the store directly, not through an `mlflow server` "
               "mirror with its artifacts in the stand-in S3.")
 @click.option("--logs", type=click.Path(file_okay=False, path_type=Path),
@@ -40,6 +41,8 @@ def rehearse_command(stack: str, mlflow_tracking_uri: str | None, no_registry: b
     from infra.rehearsal.registry import RegistryError
     from infra.rehearsal.rehearsal import rehearse
 
+    with user_errors():
+        require_reachable_registry(stack, mlflow_tracking_uri)
     with tempfile.TemporaryDirectory(prefix="kiln-rehearsal-") as scratch:
         work_dir = logs or Path(scratch)
         work_dir.mkdir(parents=True, exist_ok=True)

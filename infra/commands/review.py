@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from infra.commands.output import user_errors
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.review.render import render_html, render_markdown
 from infra.review.report import ReviewError, build_review
 
@@ -16,9 +17,10 @@ from infra.review.report import ReviewError, build_review
 @click.option("--against", help="Compare with another stack (dev), a stack file, or this stack file at a git ref (main).")
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write; stdout if omitted.")
-@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's.")
+@tracking_uri_option
 def review(stack: str, against: str | None, fmt: str, output: Path | None, mlflow_tracking_uri: str | None) -> None:
     with user_errors({ReviewError: ""}):
+        require_reachable_registry(stack, mlflow_tracking_uri)
         result = build_review(stack, against=against, tracking_uri=mlflow_tracking_uri)
     text = render_html(result) if fmt == "html" else render_markdown(result)
     if output:

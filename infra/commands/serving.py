@@ -7,13 +7,31 @@ settings parser and the same `serve()`, so what works here works on the instance
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from infra.commands.output import errors, user_errors
+from infra.commands.output import errors, fail, user_errors
+from infra.commands.registry import require_reachable_registry, tracking_uri_option
+from infra.local.stack import ROUTER_HOST
+
+# Model URIs `kiln runtime` resolves through MLflow before the runtime sees them.
+REGISTRY_SCHEMES = ("models:/", "runs:/")
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Fail before any model is fetched or loaded (a minute for a large one) when the port is
+    taken: the server would only find out once everything else had started."""
+    with socket.socket() as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            fail(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another with --port")
 
 
 @click.command("runtime", help="Start one serving runtime for a model (what the image's entrypoint runs). "
@@ -29,17 +47,29 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
                     workers: int | None, mlflow_tracking_uri: str | None) -> None:
     import os
 
-    from models.artifacts import ModelResolutionError, local_model_uri
+    from models.artifacts import ModelResolutionError, fetch_model, local_model_uri, registry_version
+    from models.examples.seed import DEFAULT_STORE, LocalStore
     from runtime.server import serve
     from runtime.settings import SettingsError, settings_from_env
 
-    with user_errors({SettingsError: "invalid settings: ", ModelResolutionError: ""}):
-        settings = settings_from_env(require_model=False)
-        model_uri = local_model_uri(model_uri, mlflow_tracking_uri)
-    settings = settings.with_overrides(
-        model_uri=model_uri, model_digest=model_digest.lower() if model_digest else None,
-        host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
-    )
+    with user_errors({SettingsError: "invalid settings: "}):
+        settings = settings_from_env(require_model=False).with_overrides(
+            model_digest=model_digest.lower() if model_digest else None,
+            host=host or os.environ.get("KILN_HOST") or "127.0.0.1", port=port, workers=workers,
+        )
+    require_free_port(settings.host, settings.port)
+    if model_uri.startswith(REGISTRY_SCHEMES) and not (mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        # MLflow would fall back to ./mlflow.db, which `kiln examples` never fills.
+        fail(f"{model_uri} is resolved through an MLflow registry and none was given: pass --mlflow-tracking-uri URI "
+             f"or set MLFLOW_TRACKING_URI (the example models of `kiln examples`: {LocalStore(DEFAULT_STORE).tracking_uri})")
+    with user_errors({ModelResolutionError: ""}):
+        if model_uri.startswith(REGISTRY_SCHEMES):
+            # Fetched here, the runtime gets a directory: name the registry version for /version.
+            files = fetch_model(model_uri, mlflow_tracking_uri or os.environ["MLFLOW_TRACKING_URI"])
+            name, version = registry_version(files.resolved_uri) or (None, None)
+            settings = settings.with_overrides(model_uri=str(files.directory), model_name=name, model_version=version)
+        else:
+            settings = settings.with_overrides(model_uri=local_model_uri(model_uri, mlflow_tracking_uri))
     sys.exit(serve(settings))
 
 
@@ -49,10 +79,13 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
 @click.option("--endpoint", help="Serve only this endpoint.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port of the router.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per served model.")
-@click.option("--mlflow-tracking-uri", help="Resolve models against this MLflow store instead of the stack's kiln:mlflowTrackingUri.")
+@tracking_uri_option
 def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
     from infra.local.stack import LocalServeError, run_router, start_stack
 
+    require_free_port(ROUTER_HOST, port)
+    with user_errors({LocalServeError: ""}):
+        require_reachable_registry(stack, mlflow_tracking_uri)
     with user_errors({LocalServeError: ""}), errors.status("starting served models…") as status:
         local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)
     table = Table("endpoint", "served model", "traffic %", "runtime", "device",

@@ -10,6 +10,8 @@ directly, as on Databricks.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,9 @@ from runtime.errors import error_body
 
 FORWARDED_REQUEST_HEADERS = ("content-type", "authorization")
 FORWARDED_RESPONSE_HEADERS = ("content-type", "retry-after", "x-kiln-served-model", "www-authenticate")
+
+# One line per routed request (`kiln serve` prints it): which served model answered, how, how fast.
+access_log = logging.getLogger("kiln.serve.access")
 
 
 @dataclass
@@ -82,8 +87,10 @@ class TrafficRouter:
         if path in ("/ping", "/health"):
             await respond(send, 200, b"\n")
             return
+        started = time.perf_counter()
         backend, problem = self._backend(path)
         if backend is None:
+            access_log.info("%s %s → 404 (%s)", scope["method"], path, problem or path)
             await respond(send, 404, error_body("ENDPOINT_NOT_FOUND", problem or path))
             return
         body = bytearray()
@@ -98,8 +105,11 @@ class TrafficRouter:
         try:
             response = await self._client.request(scope["method"], url, content=bytes(body), headers=headers)
         except httpx.HTTPError as error:
+            access_log.info("%s %s → %s 502 (%s)", scope["method"], path, backend.served_model, error)
             await respond(send, 502, error_body("BAD_GATEWAY", f"served model {backend.served_model!r} at {backend.url}: {error}"))
             return
+        access_log.info("%s %s → %s %d %.0f ms", scope["method"], path, backend.served_model, response.status_code,
+                        (time.perf_counter() - started) * 1000)
         forwarded: Any = tuple((k.encode(), response.headers[k].encode("latin-1"))
                                for k in FORWARDED_RESPONSE_HEADERS if k in response.headers and k != "content-type")
         await respond(send, response.status_code, response.content,

@@ -9,6 +9,7 @@ a client can be tested against the real formats, errors and split before any dep
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -25,6 +26,8 @@ from infra.plan.stack import plan_stack
 from models.artifacts import fetch_model, registry_version
 
 READY_TIMEOUT_SECONDS = 300
+# The router serves this machine only: `kiln serve` is for trying clients before anything is deployed.
+ROUTER_HOST = "127.0.0.1"
 LOCAL_DRAIN_SECONDS = 5
 
 
@@ -169,8 +172,14 @@ def run_router(local: LocalStack, port: int) -> None:
             self.should_exit = True
 
     router = router_for(local)
+    from infra.local.router import access_log
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
     try:
-        RouterServer(uvicorn.Config(router, host="127.0.0.1", port=port, log_level="warning", lifespan="off")).run()
+        RouterServer(uvicorn.Config(router, host=ROUTER_HOST, port=port, log_level="warning", lifespan="off")).run()
     finally:
         local.stop()
 

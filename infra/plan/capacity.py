@@ -170,14 +170,18 @@ class CapacityPlan:
     def _workers_line(self) -> str:
         s = self.sizing
         if self.gpu is None:
-            return f"{s.instance.name}: {s.workers_per_instance} workers per instance"
+            return f"{s.instance.name}: {_workers(s.workers_per_instance)} per instance"
         gpus = s.instance.gpus
         device = s.instance.gpu_memory_per_device_gib
         if self.gpu.placement is GpuPlacement.SPREAD_ACROSS_GPUS:
             use = f"1 worker per instance with the model across its {gpus} GPUs ({gpus} × {device:g} = {s.instance.gpu_memory_gib:g} GiB)"
         else:
-            use = f"{s.workers_per_instance} workers per instance (one per GPU, {device:g} GiB each)"
+            use = f"{_workers(s.workers_per_instance)} per instance (one per GPU, {device:g} GiB each)"
         return f"{s.instance.name}: {gpus} GPU{'s' if gpus != 1 else ''}; {self.gpu.placement.value} ({self.gpu.reason}): {use}"
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker{'' if count == 1 else 's'}"
 
 
 def plan_capacity(served: ServedModel, model_memory_gib: float | None = None) -> CapacityPlan:

@@ -459,7 +459,8 @@ def stack_name(path: Path) -> str:
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The raw `config:` block of a stack file, exactly as the Pulumi CLI reads it."""
     if not path.is_file():
-        raise ConfigError(str(path), [f"stack file not found (stacks live in {STACKS_DIR})"])
+        stacks = ", ".join(sorted(stack_name(file) for file in STACKS_DIR.glob("Pulumi.*.yaml"))) or "none"
+        raise ConfigError(str(path), [f"stack file not found; the stacks in {STACKS_DIR} are: {stacks}"])
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:

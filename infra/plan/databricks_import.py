@@ -80,3 +80,28 @@ def import_endpoint(document: dict[str, Any], source: str) -> dict[str, Any]:
     except ValidationError as error:
         raise ConfigError(source, [f"as a Kiln endpoint: {problem}" for problem in validation_problems(error, Endpoint)]) from None
     return endpoint
+
+
+# What _served_model and _served_name read of a served entity; anything else is not carried over.
+READ_ENTITY_KEYS = frozenset({
+    "name", "entity_name", "entity_version", "model_name", "model_version", "workload_type", "workload_size",
+    "scale_to_zero_enabled", "min_provisioned_concurrency", "max_provisioned_concurrency", "environment_vars",
+})
+
+
+def import_notes(document: dict[str, Any], endpoint: dict[str, Any]) -> list[str]:
+    """What the import changed or left out, for the person pasting it: a renamed endpoint moves
+    its invocation URL, and a dropped field (provisioned throughput, say) is capacity they paid for."""
+    notes = []
+    if document.get("name") != endpoint["name"]:
+        notes.append(f"endpoint {document.get('name')!r} is named {endpoint['name']!r} (Kiln names are DNS labels): "
+                     f"clients call /serving-endpoints/{endpoint['name']}/invocations instead")
+    config = document.get("config") or document.get("pending_config") or {}
+    entities = config.get("served_entities") or config.get("served_models") or []
+    for entity, served in zip(entities, endpoint["servedModels"]):
+        if entity.get("name") and entity["name"] != served["name"]:
+            notes.append(f"served entity {entity['name']!r} is named {served['name']!r}")
+        dropped = sorted(set(entity) - READ_ENTITY_KEYS)
+        if dropped:
+            notes.append(f"served entity {served['name']!r}: not imported, Kiln has no equivalent: {', '.join(dropped)}")
+    return notes

@@ -40,6 +40,8 @@ from infra.preview.program import PROJECT, ProgramRun, Registration, config_stri
 POLICIES_DIR = PROJECT_ROOT / "policies"
 ORGANIZATION = "organization"
 LEVELS = ("advisory", "mandatory", "remediate", "disabled")
+# The version the Python policy SDK reports for every pack (its own comes from PulumiPolicy.yaml).
+SDK_PACK_VERSION = "0.0.1"
 # The pack imports pulumi and grpc before it listens; a cold CI machine takes a few seconds.
 START_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 120.0
@@ -369,10 +371,14 @@ def _analyze(
     )
     violations: list[PolicyViolation] = []
 
+    own_version = pack_version(pack_dir)
+
     def collect(response: analyzer_pb2.AnalyzeResponse, default_urn: str) -> None:
         for diagnostic in response.diagnostics:
             description = diagnostic.description or descriptions.get(diagnostic.policyName, "")
             message = diagnostic.message.removeprefix(description).strip() or description
+            # The SDK names the pack with the version it always reports; say the pack's own.
+            message = message.replace(f"'{info.name}@v{SDK_PACK_VERSION}'", f"'{info.name}@{own_version}'")
             violations.append(
                 PolicyViolation(
                     policy=diagnostic.policyName,
@@ -422,7 +428,7 @@ def _analyze(
             )
         )
     collect(stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=timeout), stack_urn)
-    return PolicyCheck(pack=info.name, pack_version=pack_version(pack_dir), resources=len(run.registrations), violations=violations)
+    return PolicyCheck(pack=info.name, pack_version=own_version, resources=len(run.registrations), violations=violations)
 
 
 def _analyze_request(
@@ -443,8 +449,8 @@ def pack_version(pack_dir: Path) -> str:
     try:
         document = yaml.safe_load((pack_dir / "PulumiPolicy.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
-        return "0.0.1"
-    return str(document.get("version", "0.0.1")) if isinstance(document, dict) else "0.0.1"
+        return SDK_PACK_VERSION
+    return str(document.get("version", SDK_PACK_VERSION)) if isinstance(document, dict) else SDK_PACK_VERSION
 
 
 def load_policy_pack_config(path: Path | None) -> dict[str, PolicyConfig]:

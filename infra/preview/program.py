@@ -152,7 +152,9 @@ class KilnMocks(pulumi_mocks.Mocks):
             return None, {}
         state = dict(args.inputs)
         if self.preview:
-            return f"{args.name}-{digest(args.typ + args.name, 8)}", state
+            # No id: the SDK leaves the id of a resource registered in preview unknown, as the
+            # engine does for a resource not created yet (a security group's id included).
+            return "", state
         outputs = computed_outputs(args.typ, args.name, args.inputs, self.region)
         return outputs.pop("id"), {**outputs, **state}
 

@@ -11,7 +11,7 @@ from infra.plan.catalog import PRICES_AS_OF
 from infra.plan.config import read_stack
 from infra.plan.stack import StackPlan
 from infra.preview.policy_pack import POLICIES_DIR, PolicyCheck, PolicyConfig, check_policies
-from infra.preview.program import ProgramRun, run_program
+from infra.preview.program import UNKNOWN, ProgramRun, run_program
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,24 @@ def served_model_rows(plan: StackPlan) -> list[dict[str, Any]]:
     return [{**served.as_properties(), "arithmetic": served.capacity.arithmetic()} for served in plan.served_models]
 
 
+# What a value AWS computes at `pulumi up` reads as in `--preview` JSON, instead of the
+# engine's internal unknown marker (a UUID) that `pulumi preview` itself never shows.
+COMPUTED = "<computed>"
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _readable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    return COMPUTED if value == UNKNOWN else value
+
+
 def plan_as_json(report: PlanReport) -> dict[str, Any]:
+    return _readable(_plan_as_json(report))
+
+
+def _plan_as_json(report: PlanReport) -> dict[str, Any]:
     parents = {r.urn: r.name for r in report.run.registrations}
     return {
         "stack": report.plan.stack,

@@ -101,7 +101,7 @@ def _note(registration: Registration, keys: tuple[str, ...]) -> tuple[str, str]:
         return "updated", "group size bounds change in place; no instance restarts"
     if registration.type == "aws:lb/listenerRule:ListenerRule":
         return "updated", "traffic weights change in place, effective within seconds"
-    return "updated", ""
+    return "updated", "updated in place"
 
 
 def _stack_neutral(value: Any, stack: str) -> Any:
@@ -130,9 +130,9 @@ def diff_resources(base: ProgramRun, head: ProgramRun) -> list[ResourceChange]:
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if old is None:
-            changes.append(ResourceChange(key[0], key[1], "added", ()))
+            changes.append(ResourceChange(key[0], key[1], "added", (), "created" if same_stack else ""))
         elif new is None:
-            changes.append(ResourceChange(key[0], key[1], "removed", ()))
+            changes.append(ResourceChange(key[0], key[1], "removed", (), "deleted" if same_stack else ""))
         else:
             keys = _changed_keys(_stack_neutral(old.inputs, base.stack), _stack_neutral(new.inputs, head.stack))
             if keys:

@@ -40,6 +40,12 @@ def render_markdown(review: Review) -> str:
     return template.render(r=review, money=_money, delta=_delta, show=_show).strip() + "\n"
 
 
+# The chart belongs to the cost section, under the report's title and above the cost table.
+COST_HEADING = "<h3>Cost</h3>\n"
+
+
 def render_html(review: Review) -> str:
     body = MarkdownIt("commonmark").enable("table").render(render_markdown(review))
-    return _TEMPLATES.get_template("review.html.j2").render(r=review, chart=cost_chart(review), body=body)
+    figure = _TEMPLATES.get_template("cost_chart.html.j2").render(r=review, chart=cost_chart(review))
+    body = body.replace(COST_HEADING, COST_HEADING + figure + "\n", 1)
+    return _TEMPLATES.get_template("review.html.j2").render(r=review, body=body)

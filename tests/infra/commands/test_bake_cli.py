@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import infra.commands.bake as bake_command_module
@@ -69,3 +71,23 @@ def test_a_gpu_model_whose_requirements_resolve_to_a_cpu_torch_exits_1(
     assert result.exit_code == 1, result.output
     [report] = json.loads(result.stdout)["servedModels"]
     assert {f["id"]: f["level"] for f in report["findings"]}["cpu-torch-on-gpu"] == "error"
+
+
+def test_a_reload_without_an_input_example_says_so_instead_of_a_none_timing(capsys: pytest.CaptureFixture[str]) -> None:
+    from infra.commands.bake import BakeReport, _print
+
+    _print(BakeReport("e/m", "models:/m/1", reload=ReloadResult(ok=True, stage="done", message="", load_seconds=1.5)))
+
+    assert "reload check: ok (load 1.5 s, no input example to predict) on cpu" in capsys.readouterr().out
+
+
+def test_each_step_shows_its_elapsed_time_on_stderr_unless_json(example_store, tmp_path: Path) -> None:
+    stack_file = write_stack(tmp_path, stack_config("dev", example_store))
+    args = ["bake", str(stack_file), "--skip-reload", "-o", str(tmp_path / "contexts")]
+
+    tables, as_json = CliRunner().invoke(main, args), CliRunner().invoke(main, [*args, "--json"])
+
+    assert tables.exit_code == as_json.exit_code == 0, tables.output
+    assert re.search(r"fraud-scorer/champion: resolve the model, packaging checks +0:00:\d\d", tables.stderr)
+    assert re.search(r"fraud-scorer/champion: build context +0:00:\d\d", tables.stderr)
+    assert "packaging checks" not in as_json.stderr

@@ -16,6 +16,7 @@ import infra.plan.stack as stack_module
 from infra.commands.cli import main
 from infra.plan.config import PROJECT_ROOT, json_schema, resolve_stack_path
 from infra.preview.program import UNKNOWN
+from infra.preview.report import COMPUTED
 from tests.conftest import SHIPPED_STACKS, stack_config, write_stack
 
 SERVED_MODEL_KEYS = {
@@ -80,10 +81,18 @@ def test_plan_in_preview_mode_leaves_computed_values_unknown(example_store) -> N
     # What AWS computes (bucket name, image digests, the ALB's DNS name) is unknown before
     # `pulumi up`, as `pulumi preview --json` shows it; planned values are known in both modes.
     for output in ("artifactBucket", "images", "endpoints"):
-        assert preview["outputs"][output] == UNKNOWN
-        assert update["outputs"][output] != UNKNOWN
+        assert preview["outputs"][output] == COMPUTED
+        assert update["outputs"][output] != COMPUTED
     assert update["outputs"]["artifactBucket"].startswith("artifacts-bucket-")
     assert preview["outputs"]["servedModels"] == update["outputs"]["servedModels"]
+    # The engine's internal marker for an unknown is a UUID a reader cannot place.
+    assert UNKNOWN not in json.dumps(preview)
+    # Ids of resources not created yet are unknown too, a security group's as any other.
+    [rule] = [r for r in preview["resources"] if r["name"] == "gateway-instances-from-alb"]
+    assert rule["inputs"]["securityGroupId"] == rule["inputs"]["referencedSecurityGroupId"] == COMPUTED
+    # Messages of the policy SDK name the pack with the version PulumiPolicy.yaml gives it.
+    messages = " ".join(violation["message"] for violation in preview["policyViolations"])
+    assert "kiln@0.1.0" in messages and "@v0.0.1" not in messages
 
 
 def test_invalid_stack_exits_2_with_file_and_key_path(tmp_path: Path, example_store) -> None:
@@ -157,7 +166,8 @@ def test_schema_rejects_an_unknown_compute_type() -> None:
         jsonschema.validate(document, json_schema())
 
 
-def test_plan_applies_a_policy_pack_config(tmp_path: Path, example_store) -> None:
+def test_plan_applies_a_policy_pack_config_and_exits_1_on_a_mandatory_violation(tmp_path: Path, example_store) -> None:
+    """As `kiln check` and `pulumi preview --policy-pack` do: 1 means findings everywhere."""
     config = tmp_path / "policy.json"
     config.write_text(json.dumps({"hourly-cost-budget": {"maxHourlyCostUsd": 5}}))
 
@@ -166,7 +176,7 @@ def test_plan_applies_a_policy_pack_config(tmp_path: Path, example_store) -> Non
         ["plan", "prod", "--json", "--policy-pack-config", str(config), "--mlflow-tracking-uri", example_store.tracking_uri],
     )
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     violations = json.loads(result.stdout)["policyViolations"]
     assert [v["policy"] for v in violations if v["level"] == "mandatory"] == ["hourly-cost-budget"]
 

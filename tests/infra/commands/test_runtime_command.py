@@ -25,6 +25,7 @@ def test_kiln_runtime_serves_a_registry_alias_from_the_given_store(tmp_path: Pat
 
     assert seen[-1:] == [200], runtime.log()
     assert version["model_digest"] == fetch_model("models:/fraud-scorer/1", example_store.tracking_uri).digest
+    assert (version["model"], version["model_version"]) == ("fraud-scorer", "1")
 
 
 def test_python_m_runtime_refuses_a_registry_uri_naming_what_it_takes(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_simulate_json_compares_three_policies_with_totals_and_a_timeline() -> N
     stack = policies["stack"]
 
     assert result.exit_code == 0
-    assert (report["stack"], report["endpoint"], report["trace"]) == ("dev", "fraud-scorer", "idle-then-burst")
+    assert (report["stack"], report["endpoints"], report["trace"]) == ("dev", ["fraud-scorer"], "idle-then-burst")
+    assert served["endpoint"] == "fraud-scorer"
     assert set(policies) == {"stack", "alb-only", "databricks"}
     assert {"served", "rejected", "timeToCapacitySeconds", "coldStartSeconds", "instanceHours", "costUsd"} <= set(stack)
     assert stack["coldStartSeconds"] == [1 + served["settings"]["readySeconds"]]
@@ -49,12 +51,18 @@ def test_simulate_reads_a_csv_trace(tmp_path: Path) -> None:
     assert json.loads(result.output)["durationSeconds"] == 601
 
 
-def test_simulate_draws_the_timeline_png(tmp_path: Path) -> None:
+def test_simulate_replays_every_endpoint_into_the_one_png_asked_for(tmp_path: Path) -> None:
     png = tmp_path / "timeline.png"
 
-    result = run("dev", "--trace", "step", "--duration", "600", "--png", str(png))
+    result = run("prod", "--trace", "step", "--duration", "600", "--png", str(png), "--json")
 
+    report = json.loads(result.output)
     assert result.exit_code == 0, result.output
+    assert report["endpoints"] == ["fraud-scorer", "ticket-router"]
+    assert [(s["endpoint"], s["servedModel"]) for s in report["servedModels"]] == [
+        ("fraud-scorer", "champion"), ("fraud-scorer", "challenger"), ("ticket-router", "champion")]
+    assert report["png"] == str(png)
+    assert [p.name for p in tmp_path.iterdir()] == ["timeline.png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -70,3 +78,25 @@ def test_bad_trace_is_a_usage_error(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "trace file not found" in result.output
+
+
+def test_the_comparison_table_fits_100_columns_with_every_column_whole() -> None:
+    from rich.console import Console
+
+    from infra.commands.simulate import _print
+    from infra.plan.config import load_stack
+    from infra.plan.stack import plan_stack
+    from infra.simulator.model import simulate
+    from infra.simulator.scaling_policies import policies_for
+    from infra.simulator.trace import resolve
+
+    served = plan_stack(*load_stack("prod")).endpoints[1].served_models[0]
+    trace = resolve("spike", 20, None)
+    results = [simulate(policy, trace) for policy in policies_for(served)]
+    console = Console(width=100, file=io.StringIO(), record=True)
+
+    _print(console, served, trace, results)
+    text = console.export_text()
+
+    assert "…" not in text and "cost $" in text
+    assert all(result.policy.label in text for result in results)

@@ -59,6 +59,7 @@ def test_one_served_model_can_be_called_directly(served_stack: RunningProcess) -
 
     assert response.status_code == 200
     assert response.headers["x-kiln-served-model"] == "challenger"
+    assert "POST /serving-endpoints/fraud-scorer/served-models/challenger/invocations → challenger 200" in served_stack.log()
 
 
 def test_unknown_endpoint_is_not_found(served_stack: RunningProcess) -> None:

@@ -253,6 +253,12 @@ def test_plan_arithmetic_reads_as_the_reviewer_checks_it() -> None:
     ]
 
 
+def test_one_worker_is_written_in_the_singular() -> None:
+    plan = plan_capacity(served(workloadSize="Small"))
+
+    assert plan.arithmetic()[1] == "c7i.2xlarge: 1 worker per instance"
+
+
 def test_gpu_plan_runs_one_worker_per_instance() -> None:
     model = ServedModel.model_validate({"name": "m", "modelUri": "models:/m/1", "computeType": "GPU_MEDIUM",
                                         "minProvisionedConcurrency": 2, "maxProvisionedConcurrency": 8, "expectedLatencyMs": 250})

@@ -261,11 +261,13 @@ def test_keys_outside_the_kiln_namespace_are_refused(tmp_path: Path) -> None:
     assert caught.value.source == str(path)
 
 
-def test_missing_stack_file_is_a_config_error(tmp_path: Path) -> None:
+def test_missing_stack_file_is_a_config_error_listing_the_stacks_that_exist() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_stack(str(tmp_path / "Pulumi.nope.yaml"))
+        load_stack("prdo")
 
-    assert str(caught.value) == f"{tmp_path / 'Pulumi.nope.yaml'}: stack file not found (stacks live in {STACKS_DIR})"
+    assert str(caught.value) == (
+        f"{STACKS_DIR / 'Pulumi.prdo.yaml'}: stack file not found; the stacks in {STACKS_DIR} are: dev, prod, staging"
+    )
 
 
 def test_invalid_yaml_is_a_config_error(tmp_path: Path) -> None:

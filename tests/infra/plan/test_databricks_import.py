@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from infra.commands.cli import main
 from infra.plan.config import ConfigError
-from infra.plan.databricks_import import import_endpoint
+from infra.plan.databricks_import import import_endpoint, import_notes
 
 # Shape of GET /api/2.0/serving-endpoints/{name} (Databricks REST API, served_entities form).
 ENDPOINT = {
@@ -105,3 +106,29 @@ def test_cli_refuses_broken_json(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "not valid JSON" in result.stderr
+
+
+def test_import_notes_say_what_was_renamed_or_left_out() -> None:
+    document = copy.deepcopy(ENDPOINT)
+    document["name"] = "llm_chat"
+    document["config"]["served_entities"][1].update(min_provisioned_throughput=0, max_provisioned_throughput=970)
+
+    notes = import_notes(document, import_endpoint(document, "chat.json"))
+
+    assert notes == [
+        "endpoint 'llm_chat' is named 'llm-chat' (Kiln names are DNS labels): "
+        "clients call /serving-endpoints/llm-chat/invocations instead",
+        "served entity 'Champion' is named 'champion'",
+        "served entity 'challenger': not imported, Kiln has no equivalent: "
+        "max_provisioned_throughput, min_provisioned_throughput",
+    ]
+
+
+def test_cli_prints_the_notes_on_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "fraud.json"
+    path.write_text(json.dumps(ENDPOINT))
+
+    result = CliRunner().invoke(main, ["import-databricks", str(path)])
+
+    assert "note: endpoint 'fraud_scorer' is named 'fraud-scorer'" in result.stderr
+    assert "note:" not in result.stdout

@@ -195,3 +195,72 @@ def test_clean_models_say_so_in_the_packaging_section(prod_review) -> None:
 
     assert markdown.count(": no findings from the packaging checks.") == len(prod_review.served_models) - 1
     assert "⚠️ `no-gpu-framework-on-gpu`:" in markdown
+
+
+def _top_level_items(markdown: str) -> list[str]:
+    """The text of each top-level bullet as a CommonMark renderer nests it (sub-bullets included)."""
+    from markdown_it import MarkdownIt
+
+    items: list[str] = []
+    depth = 0
+    for token in MarkdownIt("commonmark").parse(markdown):
+        if token.type == "list_item_open":
+            depth += 1
+            if depth == 1:
+                items.append("")
+        elif token.type == "list_item_close":
+            depth -= 1
+        elif token.type == "inline" and depth:
+            items[-1] += token.content + "\n"
+    return items
+
+
+def test_a_served_models_findings_sit_in_its_own_bullet(prod_review) -> None:
+    """A paragraph right after a bullet continues it in CommonMark: the ticket router's warning
+    would land under the fraud scorer's challenger."""
+    markdown = render_markdown(prod_review)
+    section = markdown[markdown.index("### Packaging checks"):markdown.index("### Policies")]
+
+    items = _top_level_items(section)
+
+    assert len(items) == len(prod_review.served_models)
+    [flagged] = [item for item in items if "no-gpu-framework-on-gpu" in item]
+    assert flagged.startswith("**ticket-router/champion**")
+
+
+def test_the_html_report_opens_with_its_title_and_the_chart_sits_under_cost(prod_review) -> None:
+    html = render_html(prod_review)
+
+    assert html.index("<h2>") < html.index("<h3>Cost</h3>") < html.index("<svg") < html.index("<h3>Packaging checks")
+
+
+def test_no_chart_text_runs_past_the_chart(prod_review) -> None:
+    """Generous for Helvetica/Arial: 0.6 em per character (digits are 0.556 em)."""
+    import xml.etree.ElementTree as ElementTree
+
+    from infra.review.chart import cost_chart
+
+    svg = ElementTree.fromstring(cost_chart(prod_review))
+    width = float(svg.get("width"))
+    texts = svg.findall("{http://www.w3.org/2000/svg}text")
+
+    assert len(texts) == len(prod_review.served_models) * 2 + 2
+    for text in texts:
+        assert float(text.get("x")) + len(text.text) * float(text.get("font-size")) * 0.6 <= width, text.text
+
+
+def test_the_html_report_falls_back_to_emoji_fonts_and_keeps_code_on_one_line(prod_review) -> None:
+    html = render_html(prod_review)
+
+    assert '"Noto Color Emoji"' in html and '"Segoe UI Emoji"' in html
+    assert "td code { white-space: nowrap; }" in html
+
+
+def test_every_changed_resource_says_its_effect(stack_repo: Path) -> None:
+    change_stack(stack_repo, lambda c: c["kiln:endpoints"][0]["tags"].update(team="fraud"))
+
+    markdown = render_markdown(build_review(str(stack_repo), against="main"))
+    rows = [line for line in markdown[markdown.index("**Resources**"):].splitlines() if line.startswith("| updated")]
+
+    assert rows and all(row.rstrip(" |").rsplit("|", 1)[1].strip() for row in rows)
+    assert "| updated in place |" in markdown

@@ -240,8 +240,8 @@ def test_resources_added_and_removed_between_versions_of_a_stack() -> None:
     head = run("prod", kept, resource(GROUP, "ticket-router.champion-asg", {"minSize": 2}))
 
     assert diff_resources(base, head) == [
-        ResourceChange(GROUP, "fraud-scorer.challenger-asg", "removed", ()),
-        ResourceChange(GROUP, "ticket-router.champion-asg", "added", ()),
+        ResourceChange(GROUP, "fraud-scorer.challenger-asg", "removed", (), "deleted"),
+        ResourceChange(GROUP, "ticket-router.champion-asg", "added", (), "created"),
     ]
 
 
@@ -292,7 +292,7 @@ def test_inputs_that_do_not_replace_update_in_place_without_a_note(type_: str, k
     base = run("prod", resource(type_, "r", {key: "before"}))
     head = run("prod", resource(type_, "r", {key: "after"}))
 
-    assert diff_resources(base, head) == [ResourceChange(type_, "r", "updated", (key,), "")]
+    assert diff_resources(base, head) == [ResourceChange(type_, "r", "updated", (key,), "updated in place")]
 
 
 def test_launch_template_change_rolls_instances_with_an_instance_refresh() -> None:
@@ -314,7 +314,7 @@ def test_group_size_bounds_change_in_place_without_restarts(key: str) -> None:
 def test_group_change_other_than_its_bounds_has_no_note() -> None:
     base, head = run("prod", group(healthCheckGracePeriod=300)), run("prod", group(healthCheckGracePeriod=600))
 
-    assert diff_resources(base, head) == [ResourceChange(GROUP, "fraud-scorer.champion-asg", "updated", ("healthCheckGracePeriod",), "")]
+    assert diff_resources(base, head) == [ResourceChange(GROUP, "fraud-scorer.champion-asg", "updated", ("healthCheckGracePeriod",), "updated in place")]
 
 
 def test_renamed_group_is_replaced_even_when_its_bounds_change_too() -> None:
@@ -339,7 +339,7 @@ def test_removed_input_is_a_changed_key() -> None:
     base = run("prod", resource(BUCKET, "artifacts", {"bucket": "kiln-prod-artifacts", "forceDestroy": True}))
     head = run("prod", resource(BUCKET, "artifacts", {"bucket": "kiln-prod-artifacts"}))
 
-    assert diff_resources(base, head) == [ResourceChange(BUCKET, "artifacts", "updated", ("forceDestroy",), "")]
+    assert diff_resources(base, head) == [ResourceChange(BUCKET, "artifacts", "updated", ("forceDestroy",), "updated in place")]
 
 
 def test_changes_are_ordered_by_type_then_name() -> None:
