@@ -64,4 +64,12 @@ def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
     )
 
 
-__all__ = ["BakedModel", "ModelResolutionError", "PackagingError", "ServingTarget", "bake"]
+def bake_and_check(model_uri: str, tracking_uri: str, target: ServingTarget) -> tuple[BakedModel, list[Finding]]:
+    """Bake a model for `target` and run the packaging checks: the one path a stack's served
+    model (the program, `kiln bake STACK`) and a model URI alone (`kiln bake MODEL_URI`) share,
+    so both report the same findings for the same model and target."""
+    baked = bake(model_uri, tracking_uri, gpu=target.profile.has_gpu)
+    return baked, baked.findings(target)
+
+
+__all__ = ["BakedModel", "ModelResolutionError", "PackagingError", "ServingTarget", "bake", "bake_and_check"]

@@ -21,9 +21,34 @@ import pytest
 import yaml
 
 import models.environment as environment_module
-from models.examples.seed import pinned
+from models.examples.seed import LocalStore, pinned
 from models.resolved import site_packages
 from tests.fakes import moto_server
+
+
+def _pyfunc_arguments(
+    requirements: list[str] | None, signature: bool, input_example: bool, conda_env: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The model and log/save arguments of a pyfunc that returns the length of each text."""
+    from mlflow.models import infer_signature
+    from mlflow.pyfunc import PythonModel
+
+    # Defined in the function, so cloudpickle stores it by value: it loads without Kiln.
+    class TextLength(PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input["text"].str.len().rename("length")
+
+    example = pd.DataFrame({"text": ["refund please", "locked out"]})
+    kwargs: dict[str, Any] = {"python_model": TextLength()}
+    if conda_env is not None:
+        kwargs["conda_env"] = conda_env
+    else:
+        kwargs["pip_requirements"] = requirements if requirements is not None else pinned("mlflow", "pandas")
+    if signature:
+        kwargs["signature"] = infer_signature(example, TextLength().predict(None, example))
+    if input_example:
+        kwargs["input_example"] = example
+    return kwargs
 
 
 def save_pyfunc(
@@ -35,26 +60,23 @@ def save_pyfunc(
 ) -> Path:
     """A real pyfunc model that returns the length of each text; options bend its packaging."""
     import mlflow
-    from mlflow.models import infer_signature
-    from mlflow.pyfunc import PythonModel
 
-    # Defined in the function, so cloudpickle stores it by value: it loads without Kiln.
-    class TextLength(PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input["text"].str.len().rename("length")
-
-    example = pd.DataFrame({"text": ["refund please", "locked out"]})
-    kwargs: dict[str, Any] = {}
-    if conda_env is not None:
-        kwargs["conda_env"] = conda_env
-    else:
-        kwargs["pip_requirements"] = requirements if requirements is not None else pinned("mlflow", "pandas")
-    if signature:
-        kwargs["signature"] = infer_signature(example, TextLength().predict(None, example))
-    if input_example:
-        kwargs["input_example"] = example
-    mlflow.pyfunc.save_model(str(path), python_model=TextLength(), **kwargs)
+    mlflow.pyfunc.save_model(str(path), **_pyfunc_arguments(requirements, signature, input_example, conda_env))
     return path
+
+
+def register_pyfunc(store: LocalStore, name: str, signature: bool = True, input_example: bool = True) -> str:
+    """save_pyfunc's model logged in a run of `store` and registered as `name`: its models:/ URI. MLflow
+    infers a signature from an input example, so an unsigned model needs input_example=False too."""
+    import mlflow
+
+    store.root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(store.tracking_uri)
+    mlflow.set_registry_uri(store.tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", registered_model_name=name,
+                                       **_pyfunc_arguments(None, signature, input_example, None))
+    return f"models:/{name}/{info.registered_model_version}"
 
 
 def venv_with_distributions(directory: Path, *installed: tuple[str, str]) -> Path:

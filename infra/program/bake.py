@@ -12,7 +12,8 @@ from collections.abc import Iterable
 import pulumi
 
 from infra.plan.stack import ServedModelPlan, StackPlan
-from models.bake import BakedModel, bake
+from models.bake import BakedModel
+from models.bake import bake_and_check as bake_model_and_check
 from models.checks import Finding, PackagingError, ServingTarget, worker_memory_gib
 from models.estimates import CODEBUILD_DISK_GB, MIN_CODEBUILD_COMPUTE
 
@@ -34,8 +35,7 @@ def serving_target(served: ServedModelPlan, plan: StackPlan) -> ServingTarget:
 
 
 def bake_and_check(served: ServedModelPlan, plan: StackPlan) -> tuple[BakedModel, list[Finding]]:
-    baked = bake(served.model_uri, plan.config.mlflow_tracking_uri, gpu=served.profile.has_gpu)
-    return baked, baked.findings(serving_target(served, plan))
+    return bake_model_and_check(served.model_uri, plan.config.mlflow_tracking_uri, serving_target(served, plan))
 
 
 def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Finding]]]:
