@@ -29,6 +29,7 @@ from models import artifacts
 from models.checks import Finding
 from models.environment import python_minor, runtime_requirements
 from models.manifest import Manifest
+from models.measurements import Measurements
 from models.reload_probe import RESULT_PREFIX
 
 PROBE_SCRIPT = Path(__file__).resolve().parent / "reload_probe.py"
@@ -60,6 +61,8 @@ class ReloadResult:
     emulated: str | None = None
     # It loads on the CPU but not on the target's device.
     device_failure: bool = False
+    # Load time, worker memory and predict latency, when the model loaded (models/measurements.py).
+    measurements: Measurements | None = None
 
     def finding(self) -> Finding | None:
         """The packaging finding this result amounts to (None when the model reloaded)."""
@@ -100,6 +103,7 @@ class ReloadResult:
             "targetDevice": self.target_device,
             "device": self.device,
             "emulated": self.emulated,
+            "measurements": self.measurements.as_dict() if self.measurements else None,
         }
 
 
@@ -228,4 +232,5 @@ def result_from_probe(outcome: dict[str, Any], venv: Path | None = None, log_tai
         device=outcome.get("device"),
         emulated=outcome.get("emulated"),
         device_failure=bool(outcome.get("device_failure")),
+        measurements=Measurements.from_probe(outcome["measurements"]) if outcome.get("measurements") else None,
     )

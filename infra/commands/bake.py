@@ -31,6 +31,7 @@ from models.artifacts import ModelResolutionError
 from models.bake import bake_and_check
 from models.build_context import BuildContextError, render_build_context
 from models.checks import Finding, ServingTarget
+from models.measurements import record_measurements
 from models.reload import ReloadResult, reload_check
 from models.resolved import read_resolved
 
@@ -80,6 +81,8 @@ class BakeReport:
     image_tag: str = ""
     artifact_digest: str = ""
     context_dir: str = ""
+    # The cache file the reload check's measurements went to (what `sizing: measured` plans from).
+    measurements_file: str = ""
     estimate: dict[str, Any] = field(default_factory=dict)
     reload: ReloadResult | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -96,6 +99,7 @@ class BakeReport:
             "imageTag": self.image_tag,
             "artifactDigest": self.artifact_digest,
             "buildContext": self.context_dir,
+            "measurementsFile": self.measurements_file or None,
             "estimate": self.estimate,
             "reload": self.reload.as_dict() if self.reload else None,
             "findings": [f.as_dict() for f in self.findings],
@@ -133,6 +137,9 @@ def bake_target(target: BakeTarget, skip_reload: bool, output: Path | None) -> B
     if not skip_reload:
         with errors.status(f"reload check for {report.served_model} (virtualenv from its requirements)…"):
             report.reload = reload_check(baked.model_dir, baked.manifest, gpu=profile.has_gpu)
+        if report.reload.measurements is not None:
+            report.measurements_file = str(record_measurements(baked.artifact_digest, baked.image_tag,
+                                                               baked.resolved_uri, report.reload.measurements))
         if report.reload.venv is not None:
             # The checks again, on what pip resolved: a CPU-only torch or the CUDA its wheels carry.
             findings = baked.findings(target.serving, read_resolved(report.reload.venv))
@@ -161,6 +168,10 @@ def _print(report: BakeReport) -> None:
     if report.reload:
         r = report.reload
         timing = f" (load {r.load_seconds} s, predict {r.predict_seconds} s)" if r.ok else ""
+        if r.measurements:
+            m = r.measurements
+            timing += f"; worker peak {m.peak_rss_mib:.0f} MiB" + "".join(
+                f"; {one.rows} rows p50 {one.p50_ms} ms p99 {one.p99_ms} ms" for one in (m.example, m.batch) if one)
         console.print(f"  reload check: {'ok' if r.ok else 'FAILED at ' + r.stage}{timing} on {r.target_device}"
                       + (f", emulated: {escape(r.emulated)}" if r.emulated else ""), highlight=False)
     if report.context_dir:

@@ -142,3 +142,18 @@ def test_stack_options_and_model_uri_options_do_not_mix(example_store, tmp_path:
 
     assert on_stack.exit_code == 2 and "--compute-type" in on_stack.output
     assert on_uri.exit_code == 2 and "--served-model" in on_uri.output
+
+
+def test_a_model_uri_alone_runs_the_reload_check_and_records_its_measurements_with_the_image_tag(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    result = CliRunner().invoke(main, ["bake", "models:/ticket-router@champion", "--mlflow-tracking-uri",
+                                       example_store.tracking_uri, "--json", "-o", str(tmp_path / "contexts")])
+
+    assert result.exit_code == 0, result.output
+    [report] = json.loads(result.stdout)["servedModels"]
+    measured = report["reload"]["measurements"]
+    recorded = json.loads(Path(report["measurementsFile"]).read_text())
+    assert report["reload"]["ok"] and measured["peakRssMiB"] > 0 and measured["batch"]["rows"] > 2
+    assert (recorded["imageTag"], recorded["artifactDigest"]) == (report["imageTag"], report["artifactDigest"])
+    assert recorded["peakRssMiB"] == measured["peakRssMiB"]
