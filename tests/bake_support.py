@@ -8,6 +8,7 @@ requirements.txt) because those cannot be produced with today's MLflow.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +22,11 @@ import pytest
 import yaml
 
 import models.environment as environment_module
+from models.bake import bake
 from models.examples.seed import LocalStore, pinned
+from models.measurements import Measurements, record_measurements
+from models.reload import PROBE_SCRIPT, result_from_probe
+from models.reload_probe import RESULT_PREFIX
 from models.resolved import site_packages
 from tests.fakes import moto_server
 
@@ -77,6 +82,21 @@ def register_pyfunc(store: LocalStore, name: str, signature: bool = True, input_
         info = mlflow.pyfunc.log_model(name="model", registered_model_name=name,
                                        **_pyfunc_arguments(None, signature, input_example, None))
     return f"models:/{name}/{info.registered_model_version}"
+
+
+def measure_here(model_dir: Path, tracking_uri: str) -> Measurements:
+    """The reload probe run on a model in a subprocess of this interpreter (the project's
+    virtualenv has MLflow and pandas), recorded for its digest and image tag as `kiln bake`
+    records it: real measurements without building the model's own virtualenv."""
+    completed = subprocess.run([sys.executable, str(PROBE_SCRIPT), str(model_dir)], capture_output=True, text=True,
+                               timeout=300, check=False)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    assert lines, completed.stdout[-2000:] + completed.stderr[-2000:]
+    measured = result_from_probe(json.loads(lines[-1].removeprefix(RESULT_PREFIX))).measurements
+    assert measured is not None, lines[-1]
+    baked = bake(str(model_dir), tracking_uri, gpu=False)
+    record_measurements(baked.artifact_digest, baked.image_tag, str(model_dir), measured)
+    return measured
 
 
 def venv_with_distributions(directory: Path, *installed: tuple[str, str]) -> Path:

@@ -183,6 +183,9 @@ class ServedModel(_Model):
     gpu_placement: GpuPlacement | None = None
     environment_vars: dict[str, str] = Field(default_factory=dict)
     scaling: Scaling = Scaling()
+    # nominal: workers sized by the compute type's memory per concurrency (Databricks' figure);
+    # measured: by the reload check's measured worker memory and latency (`kiln bake` records them).
+    sizing: Literal["nominal", "measured"] = "nominal"
 
     @field_validator("name")
     @classmethod

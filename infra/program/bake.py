@@ -11,11 +11,13 @@ from collections.abc import Iterable
 
 import pulumi
 
+from infra.plan.capacity import WorkerMeasurement
 from infra.plan.stack import ServedModelPlan, StackPlan
 from models.bake import BakedModel
 from models.bake import bake_and_check as bake_model_and_check
 from models.checks import Finding, PackagingError, ServingTarget, worker_memory_gib
 from models.estimates import CODEBUILD_DISK_GB, MIN_CODEBUILD_COMPUTE
+from models.measurements import Measurements, measurements_path, recorded_measurements
 
 
 class StackPackagingError(PackagingError, pulumi.RunError):
@@ -54,6 +56,27 @@ def model_memory(checked: dict[str, tuple[BakedModel, list[Finding]]]) -> dict[s
     """What one worker of each served model needs (GiB), by resource name: the plan places a
     multi-GPU served model by it when the stack leaves gpuPlacement unset."""
     return {name: worker_memory_gib(model.estimate.model_gib) for name, (model, _) in checked.items()}
+
+
+def worker_measurement(measured: Measurements, where: str) -> WorkerMeasurement:
+    """The planner's reading of a reload check: peak memory, and p90 latency on the input
+    example (p90, not p50, so the scaling target errs towards scaling out early)."""
+    return WorkerMeasurement(
+        peak_gib=measured.worker_gib,
+        latency_ms=measured.example.p90_ms if measured.example else None,
+        source=f"reload check on {measured.cpus} CPUs ({where})",
+    )
+
+
+def worker_measurements(checked: dict[str, tuple[BakedModel, list[Finding]]]) -> dict[str, WorkerMeasurement]:
+    """What a reload check here recorded for each baked model in its environment, by resource
+    name; a model never measured is absent (the plan then says to run `kiln bake`)."""
+    found = {}
+    for name, (model, _) in checked.items():
+        measured = recorded_measurements(model.artifact_digest, model.image_tag)
+        if measured is not None:
+            found[name] = worker_measurement(measured, measurements_path(model.artifact_digest, model.image_tag).name)
+    return found
 
 
 def builder_compute_type(baked: Iterable[BakedModel]) -> str:
