@@ -22,6 +22,8 @@ from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
 from models.resolved import IMAGE_PLATFORM, ResolvedPackages
+from policies.rules.rule import level_for
+from policies.rules.served_models import NO_DEFAULTS_CHANNEL, anaconda_channels
 
 Level = Literal["error", "warning"]
 
@@ -36,11 +38,6 @@ DEV_PACKAGES = frozenset(
 )
 # MLflow up to 1.17 wrote `defaults` into conda.yaml (Databricks Runtime ML ≤ 8.3).
 LAST_LEGACY_MLFLOW = (1, 17)
-# Anaconda's channels under its commercial terms, by every name conda accepts for them:
-# `defaults`, the channels it expands to (pkgs/main, pkgs/r, pkgs/msys2 on repo.anaconda.com),
-# and their anaconda.org mirrors (`anaconda`, `main`, `r`, `msys2`, also written as URLs).
-ANACONDA_CHANNELS = frozenset({"defaults", "anaconda", "main", "r", "msys2", "pkgs/main", "pkgs/r", "pkgs/msys2"})
-ANACONDA_HOSTS = ("repo.anaconda.com", "repo.continuum.io")
 # Above this share of the build timeout, a slow mirror or a cold cache times the build out.
 BUILD_TIME_WARNING_SHARE = 0.75
 # A loaded model typically needs more memory than its files: deserialized objects,
@@ -188,20 +185,16 @@ def _mlflow_version(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def _is_anaconda_channel(channel: str) -> bool:
-    name = channel.strip().lower().removesuffix("/")
-    if any(host in name for host in ANACONDA_HOSTS):
-        return True
-    return re.sub(r"^(https?://)?(conda\.)?anaconda\.org/", "", name) in ANACONDA_CHANNELS
-
-
 def _conda(c: CheckInput) -> list[Finding]:
     findings = []
-    if any(_is_anaconda_channel(channel) for channel in c.manifest.conda_channels):
+    # The pack's rule decides both what is an Anaconda channel and how much it matters where:
+    # advisory in dev and staging, mandatory in prod (docs/policies.md).
+    level = level_for(NO_DEFAULTS_CHANNEL, c.target.environment)
+    if anaconda_channels(c.manifest.conda_channels) and level != "disabled":
         findings.append(
             Finding(
-                "conda-defaults-channel",
-                "error",
+                NO_DEFAULTS_CHANNEL.id,
+                "error" if level == "mandatory" else "warning",
                 "conda.yaml uses Anaconda's `defaults` channel, which falls under Anaconda's commercial terms; "
                 "re-log the model with conda_env using conda-forge, or with pip_requirements",
             )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
 from policies.rules.rule import MANDATORY, MANDATORY_IN_PROD, Config, Props, ResourceRule, items, prop, truthy
 
@@ -18,12 +21,33 @@ def has_signature(props: Props, config: Config) -> list[str]:
             "signature=mlflow.models.infer_signature(X, model.predict(X))")]
 
 
+# Anaconda's channels under its commercial terms, by every name conda accepts for them:
+# `defaults`, the channels it expands to (pkgs/main, pkgs/r, pkgs/msys2 on repo.anaconda.com),
+# and their anaconda.org mirrors (`anaconda`, `main`, `r`, `msys2`, also written as URLs).
+ANACONDA_CHANNELS = frozenset({"defaults", "anaconda", "main", "r", "msys2", "pkgs/main", "pkgs/r", "pkgs/msys2"})
+ANACONDA_HOSTS = ("repo.anaconda.com", "repo.continuum.io")
+
+
+def is_anaconda_channel(channel: str) -> bool:
+    name = channel.strip().lower().removesuffix("/")
+    if any(host in name for host in ANACONDA_HOSTS):
+        return True
+    return re.sub(r"^(https?://)?(conda\.)?anaconda\.org/", "", name) in ANACONDA_CHANNELS
+
+
+def anaconda_channels(channels: Iterable[object]) -> list[str]:
+    """The channels among `channels` that are Anaconda's: the one test the pack's rule and the
+    packaging check (models/checks.py) share, so they never disagree on what they flag."""
+    return [str(channel) for channel in channels if is_anaconda_channel(str(channel))]
+
+
 def no_defaults_channel(props: Props, config: Config) -> list[str]:
     """Anaconda's `defaults` channel needs a commercial licence in most companies and drifts between builds."""
-    channels = [str(channel) for channel in items(prop(props, "manifest.condaChannels"))]
-    if "defaults" not in channels:
+    found = anaconda_channels(items(prop(props, "manifest.condaChannels")))
+    if not found:
         return []
-    return [(f"{_name(props)} pins conda channel 'defaults' (licence terms, non-reproducible builds); log it "
+    shown = ", ".join(repr(channel) for channel in found)
+    return [(f"{_name(props)} pins conda channel {shown} (licence terms, non-reproducible builds); log it "
             "again with conda-forge only (or pip requirements)")]
 
 

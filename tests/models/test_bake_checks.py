@@ -81,7 +81,7 @@ def test_test_and_notebook_packages_are_flagged(tmp_path: Path, tracking_uri: st
     assert (dev.level, "jupyter, pytest" in dev.message) == ("warning", True)
 
 
-def test_conda_defaults_channel_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
+def test_conda_defaults_channel_is_an_error_in_prod(tmp_path: Path, tracking_uri: str) -> None:
     conda_env = {
         "name": "legacy",
         "channels": ["defaults"],
@@ -89,9 +89,9 @@ def test_conda_defaults_channel_is_an_error(tmp_path: Path, tracking_uri: str) -
     }
     model = save_pyfunc(tmp_path / "model", conda_env=conda_env)
 
-    findings = _bake(model, tracking_uri).findings(_target())
+    findings = _bake(model, tracking_uri).findings(_target(environment="prod"))
 
-    assert _ids(findings)["conda-defaults-channel"] == "error"
+    assert _ids(findings)["no-conda-defaults-channel"] == "error"
 
 
 def test_a_model_logged_with_mlflow_1_17_is_an_error(tmp_path: Path, tracking_uri: str) -> None:

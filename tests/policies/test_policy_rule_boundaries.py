@@ -659,6 +659,12 @@ def test_conda_defaults_channel_is_flagged_wherever_it_appears(channels: list[st
     ]
 
 
+@pytest.mark.parametrize("channel", ["main", "anaconda", "https://repo.anaconda.com/pkgs/main", "conda.anaconda.org/r"])
+def test_conda_defaults_channel_is_flagged_by_every_name_the_packaging_check_knows(channel: str) -> None:
+    [message] = served_models.no_defaults_channel(MODEL | {"manifest": {"condaChannels": ["conda-forge", channel]}}, {})
+    assert f"pins conda channel {channel!r} (licence terms" in message
+
+
 @pytest.mark.parametrize("manifest", [{"condaChannels": ["conda-forge"]}, {"condaChannels": []}, {}, None])
 def test_conda_channels_without_defaults_pass(manifest: Any) -> None:
     assert served_models.no_defaults_channel(MODEL | {"manifest": manifest}, {}) == []
