@@ -18,12 +18,11 @@ from packaging.version import Version
 
 from infra.plan.capacity import choose_gpu_placement
 from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, GPU_AMI_NVIDIA_DRIVER, ComputeProfile, GpuPlacement
+from infra.plan.packaging import NO_CONDA_DEFAULTS_CHANNEL, NO_CONDA_DEFAULTS_CHANNEL_LEVELS, anaconda_channels
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
 from models.resolved import IMAGE_PLATFORM, ResolvedPackages
-from policies.rules.rule import level_for
-from policies.rules.served_models import NO_DEFAULTS_CHANNEL, anaconda_channels
 
 Level = Literal["error", "warning"]
 
@@ -189,11 +188,11 @@ def _conda(c: CheckInput) -> list[Finding]:
     findings = []
     # The pack's rule decides both what is an Anaconda channel and how much it matters where:
     # advisory in dev and staging, mandatory in prod (docs/policies.md).
-    level = level_for(NO_DEFAULTS_CHANNEL, c.target.environment)
+    level = NO_CONDA_DEFAULTS_CHANNEL_LEVELS.get(c.target.environment, NO_CONDA_DEFAULTS_CHANNEL_LEVELS["prod"])
     if anaconda_channels(c.manifest.conda_channels) and level != "disabled":
         findings.append(
             Finding(
-                NO_DEFAULTS_CHANNEL.id,
+                NO_CONDA_DEFAULTS_CHANNEL,
                 "error" if level == "mandatory" else "warning",
                 "conda.yaml uses Anaconda's `defaults` channel, which falls under Anaconda's commercial terms; "
                 "re-log the model with conda_env using conda-forge, or with pip_requirements",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
+from infra.plan.packaging import NO_CONDA_DEFAULTS_CHANNEL, NO_CONDA_DEFAULTS_CHANNEL_LEVELS, anaconda_channels
 from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
 from policies.rules.rule import MANDATORY, MANDATORY_IN_PROD, Config, Props, ResourceRule, items, prop, truthy
 
@@ -19,26 +17,6 @@ def has_signature(props: Props, config: Config) -> list[str]:
         return []
     return [(f"{_name(props)} was logged without a signature; log it again with "
             "signature=mlflow.models.infer_signature(X, model.predict(X))")]
-
-
-# Anaconda's channels under its commercial terms, by every name conda accepts for them:
-# `defaults`, the channels it expands to (pkgs/main, pkgs/r, pkgs/msys2 on repo.anaconda.com),
-# and their anaconda.org mirrors (`anaconda`, `main`, `r`, `msys2`, also written as URLs).
-ANACONDA_CHANNELS = frozenset({"defaults", "anaconda", "main", "r", "msys2", "pkgs/main", "pkgs/r", "pkgs/msys2"})
-ANACONDA_HOSTS = ("repo.anaconda.com", "repo.continuum.io")
-
-
-def is_anaconda_channel(channel: str) -> bool:
-    name = channel.strip().lower().removesuffix("/")
-    if any(host in name for host in ANACONDA_HOSTS):
-        return True
-    return re.sub(r"^(https?://)?(conda\.)?anaconda\.org/", "", name) in ANACONDA_CHANNELS
-
-
-def anaconda_channels(channels: Iterable[object]) -> list[str]:
-    """The channels among `channels` that are Anaconda's: the one test the pack's rule and the
-    packaging check (models/checks.py) share, so they never disagree on what they flag."""
-    return [str(channel) for channel in channels if is_anaconda_channel(str(channel))]
 
 
 def no_defaults_channel(props: Props, config: Config) -> list[str]:
@@ -76,9 +54,9 @@ SIGNATURE = ResourceRule(
 )
 
 NO_DEFAULTS_CHANNEL = ResourceRule(
-    id="no-conda-defaults-channel",
+    id=NO_CONDA_DEFAULTS_CHANNEL,
     description="Served models do not depend on Anaconda's `defaults` conda channel.",
-    levels=MANDATORY_IN_PROD,
+    levels=NO_CONDA_DEFAULTS_CHANNEL_LEVELS,
     checks={SERVED_MODEL: no_defaults_channel},
     fix="Log the model with conda-forge (or pip requirements) and register the new version.",
 )
