@@ -18,7 +18,7 @@ from packaging.version import Version
 
 from infra.plan.capacity import choose_gpu_placement
 from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, GPU_AMI_NVIDIA_DRIVER, ComputeProfile, GpuPlacement
-from infra.plan.packaging import NO_CONDA_DEFAULTS_CHANNEL, NO_CONDA_DEFAULTS_CHANNEL_LEVELS, anaconda_channels
+from infra.plan.packaging import MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL, anaconda_channels, finding_level
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
@@ -110,12 +110,13 @@ class PackagingError(Exception):
 
 
 def _signature(c: CheckInput) -> list[Finding]:
-    if c.manifest.has_signature:
+    level = finding_level(MODEL_SIGNATURE, c.target.environment)
+    if c.manifest.has_signature or level is None:
         return []
     return [
         Finding(
-            "signature-missing",
-            "error" if c.target.is_prod else "warning",
+            MODEL_SIGNATURE,
+            level,
             "the model has no signature, so requests are not validated and Unity Catalog-style registries reject it; "
             "log it with signature=infer_signature(X, model.predict(X))",
         )
@@ -188,12 +189,12 @@ def _conda(c: CheckInput) -> list[Finding]:
     findings = []
     # The pack's rule decides both what is an Anaconda channel and how much it matters where:
     # advisory in dev and staging, mandatory in prod (docs/policies.md).
-    level = NO_CONDA_DEFAULTS_CHANNEL_LEVELS.get(c.target.environment, NO_CONDA_DEFAULTS_CHANNEL_LEVELS["prod"])
-    if anaconda_channels(c.manifest.conda_channels) and level != "disabled":
+    level = finding_level(NO_CONDA_DEFAULTS_CHANNEL, c.target.environment)
+    if anaconda_channels(c.manifest.conda_channels) and level is not None:
         findings.append(
             Finding(
                 NO_CONDA_DEFAULTS_CHANNEL,
-                "error" if level == "mandatory" else "warning",
+                level,
                 "conda.yaml uses Anaconda's `defaults` channel, which falls under Anaconda's commercial terms; "
                 "re-log the model with conda_env using conda-forge, or with pip_requirements",
             )

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import pulumi
 
 from infra.plan.capacity import WorkerMeasurement
+from infra.plan.packaging import PACK_RULE_LEVELS, pack_enforces_packaging
 from infra.plan.stack import ServedModelPlan, StackPlan
 from models.bake import BakedModel
 from models.bake import bake_and_check as bake_model_and_check
@@ -41,13 +42,17 @@ def bake_and_check(served: ServedModelPlan, plan: StackPlan) -> tuple[BakedModel
 
 
 def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Finding]]]:
-    """Baked models and their (warning) findings by served model resource name; raises
-    PackagingError on an error finding, before anything is declared."""
+    """Baked models and their findings by served model resource name; raises PackagingError
+    on an error finding, before anything is declared. When the policy pack enforces packaging
+    (`kiln check`, PACK_ENFORCES_PACKAGING), a finding that is a pack rule (same id) is left to
+    the pack, which reports it at its level beside the other violations."""
+    left_to_pack = set(PACK_RULE_LEVELS) if pack_enforces_packaging() else set()
     checked = {}
     for served in plan.served_models:
         model, findings = bake_and_check(served, plan)
-        if any(f.level == "error" for f in findings):
-            raise StackPackagingError(served.resource_name, findings)
+        own = [f for f in findings if f.id not in left_to_pack]
+        if any(f.level == "error" for f in own):
+            raise StackPackagingError(served.resource_name, own)
         checked[served.resource_name] = (model, findings)
     return checked
 

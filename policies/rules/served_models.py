@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from infra.plan.packaging import NO_CONDA_DEFAULTS_CHANNEL, NO_CONDA_DEFAULTS_CHANNEL_LEVELS, anaconda_channels
+from infra.plan.packaging import MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL, PACK_RULE_LEVELS, anaconda_channels
 from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
-from policies.rules.rule import MANDATORY, MANDATORY_IN_PROD, Config, Props, ResourceRule, items, prop, truthy
+from policies.rules.rule import MANDATORY, Config, Props, ResourceRule, items, prop, truthy
 
 
 def _name(props: Props) -> str:
@@ -46,9 +46,9 @@ def weights_sum_to_100(props: Props, config: Config) -> list[str]:
 
 
 SIGNATURE = ResourceRule(
-    id="model-signature",
+    id=MODEL_SIGNATURE,
     description="Served models carry an MLflow signature.",
-    levels=MANDATORY_IN_PROD,
+    levels=PACK_RULE_LEVELS[MODEL_SIGNATURE],
     checks={SERVED_MODEL: has_signature},
     fix="Log the model with a signature (mlflow.models.infer_signature) and register the new version.",
 )
@@ -56,7 +56,7 @@ SIGNATURE = ResourceRule(
 NO_DEFAULTS_CHANNEL = ResourceRule(
     id=NO_CONDA_DEFAULTS_CHANNEL,
     description="Served models do not depend on Anaconda's `defaults` conda channel.",
-    levels=NO_CONDA_DEFAULTS_CHANNEL_LEVELS,
+    levels=PACK_RULE_LEVELS[NO_CONDA_DEFAULTS_CHANNEL],
     checks={SERVED_MODEL: no_defaults_channel},
     fix="Log the model with conda-forge (or pip requirements) and register the new version.",
 )

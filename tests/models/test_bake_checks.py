@@ -43,8 +43,8 @@ def test_a_well_packaged_model_has_no_findings(tmp_path: Path, tracking_uri: str
 def test_missing_signature_is_an_error_in_prod_and_a_warning_elsewhere(tmp_path: Path, tracking_uri: str) -> None:
     baked = _bake(save_pyfunc(tmp_path / "model", signature=False, input_example=False), tracking_uri)
 
-    assert _ids(baked.findings(_target(environment="prod")))["signature-missing"] == "error"
-    assert _ids(baked.findings(_target(environment="dev")))["signature-missing"] == "warning"
+    assert _ids(baked.findings(_target(environment="prod")))["model-signature"] == "error"
+    assert _ids(baked.findings(_target(environment="dev")))["model-signature"] == "warning"
 
 
 def test_missing_input_example_is_a_warning(tmp_path: Path, tracking_uri: str) -> None:
@@ -178,5 +178,5 @@ def test_error_findings_raise_a_packaging_error_naming_model_check_and_fix(tmp_p
         raise_for_errors("fraud.champion", baked.findings(_target(environment="prod")))
 
     message = str(raised.value)
-    assert "fraud.champion" in message and "[signature-missing]" in message and "infer_signature" in message
+    assert "fraud.champion" in message and "[model-signature]" in message and "infer_signature" in message
     assert "input-example-missing" not in message  # warnings do not stop a deployment

@@ -100,7 +100,7 @@ def test_a_clean_manifest_has_no_findings_anywhere_on_cpu(environment: str, comp
 
 @pytest.mark.parametrize(("environment", "level"), [("dev", "warning"), ("staging", "warning"), ("prod", "error")])
 def test_a_missing_signature_is_an_error_only_in_prod(environment: str, level: str) -> None:
-    assert _levels(_findings(_with(has_signature=False), environment=environment)) == {"signature-missing": level}
+    assert _levels(_findings(_with(has_signature=False), environment=environment)) == {"model-signature": level}
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -648,7 +648,7 @@ def test_the_build_time_finding_says_how_close_and_how_to_fix(minutes: float, ve
         (
             {"has_signature": False},
             ComputeType.CPU_MEDIUM,
-            "signature-missing",
+            "model-signature",
             "the model has no signature, so requests are not validated and Unity Catalog-style registries reject it; "
             "log it with signature=infer_signature(X, model.predict(X))",
         ),
@@ -735,7 +735,7 @@ def test_findings_list_errors_first_then_warnings_each_in_check_order() -> None:
     assert [(f.id, f.level) for f in findings] == [
         ("python-unsupported", "error"),
         ("memory-per-concurrency", "error"),
-        ("signature-missing", "warning"),
+        ("model-signature", "warning"),
         ("input-example-missing", "warning"),
         ("requirements-unpinned", "warning"),
         ("dev-packages", "warning"),
@@ -763,7 +763,7 @@ def test_no_findings_do_not_stop_a_deployment() -> None:
 
 def test_an_error_raises_one_line_per_error_and_none_for_warnings() -> None:
     findings = [
-        Finding("signature-missing", "warning", "log a signature"),
+        Finding("model-signature", "warning", "log a signature"),
         Finding("python-unsupported", "error", "re-log from 3.11"),
         Finding("no-conda-defaults-channel", "error", "use conda-forge"),
     ]

@@ -56,3 +56,47 @@ def test_an_unsigned_model_in_dev_is_advised_by_the_pack_beside_scale_to_zero(
 
     assert result.exit_code == 0, result.output
     assert _violations(result) >= {("model-signature", "advisory"), ("no-scale-to-zero", "advisory")}
+
+
+def _prod_serving(tmp_path: Path, store: Any, model: Path) -> Path:
+    """The prod stack serving `model` first, its second served model scaling to zero."""
+    config: dict[str, Any] = copy.deepcopy(stack_config("prod", store))
+    served_models = config["kiln:endpoints"][0]["servedModels"]
+    served_models[0]["modelUri"] = str(model)
+    served_models[1]["scaleToZeroEnabled"] = True
+    return write_stack(tmp_path, config, stack="prod")
+
+
+def test_an_unsigned_model_and_scale_to_zero_in_prod_are_both_mandatory_violations(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    """Before, the program stopped on the packaging error (exit 2) and the pack never ran."""
+    model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+
+    result = CliRunner().invoke(main, ["check", str(_prod_serving(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 1, result.output
+    assert _violations(result) >= {("model-signature", "mandatory"), ("no-scale-to-zero", "mandatory")}
+
+
+def test_a_packaging_error_that_is_no_pack_rule_still_stops_kiln_check(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "model", requirements=["mlflow", "pandas"])
+
+    result = CliRunner().invoke(main, ["check", str(_prod_serving(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 2 and "[requirements-unpinned]" in result.output
+
+
+def test_the_pulumi_program_still_stops_on_an_unsigned_prod_model_with_the_checks_message(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+
+    result = CliRunner().invoke(main, ["plan", str(_prod_serving(tmp_path, example_store, model)),
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 2 and "[model-signature]" in result.output and "infer_signature" in result.output

@@ -41,7 +41,7 @@ def test_an_error_finding_exits_1_and_names_the_check(example_store, tmp_path: P
     result = CliRunner().invoke(main, ["bake", str(stack_file), "--served-model", served, "--skip-reload"])
 
     assert result.exit_code == 1
-    assert "signature-missing" in result.output and "infer_signature" in result.output
+    assert "model-signature" in result.output and "infer_signature" in result.output
 
 
 def test_an_unknown_served_model_is_a_usage_error(example_store, tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_a_model_uri_alone_is_baked_with_the_findings_its_stack_form_reports(tmp
     [from_stack], [alone] = stack_report["servedModels"], uri_report["servedModels"]
     assert (uri_code, stack_code) == (1, 1)
     assert alone["findings"] == from_stack["findings"]
-    assert {"signature-missing", "input-example-missing"} <= {f["id"] for f in alone["findings"]}
+    assert {"model-signature", "input-example-missing"} <= {f["id"] for f in alone["findings"]}
     assert (alone["imageTag"], alone["resolvedUri"]) == (from_stack["imageTag"], model_uri)
     assert uri_report["environment"] == "prod" and uri_report["computeType"] == compute_type
 
@@ -106,7 +106,7 @@ def test_a_model_uri_alone_takes_the_levels_of_the_environment_given(tmp_path: P
     prod_code, prod = _bake_json(model_uri, "--mlflow-tracking-uri", store.tracking_uri)
 
     def level(report: dict) -> str:
-        return {f["id"]: f["level"] for f in report["servedModels"][0]["findings"]}["signature-missing"]
+        return {f["id"]: f["level"] for f in report["servedModels"][0]["findings"]}["model-signature"]
 
     assert (dev_code, level(dev)) == (0, "warning")
     assert (prod_code, level(prod), prod["environment"]) == (1, "error", "prod")
