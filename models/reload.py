@@ -162,6 +162,8 @@ def ensure_venv(python_version: str, requirements: tuple[str, ...], timeout: flo
     with open(root / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (venv / READY_MARKER).is_file():
+            # Marks the last use, which `kiln cache prune --older-than` reads.
+            (venv / READY_MARKER).touch()
             return venv
         shutil.rmtree(venv, ignore_errors=True)
         interpreter = find_interpreter(python_version)
