@@ -8,7 +8,7 @@ the model's own files, so a plan names exactly what `pulumi up` will build and f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from models.artifacts import ModelResolutionError, fetch_model
@@ -42,6 +42,13 @@ class BakedModel:
     @property
     def image_tag(self) -> str:
         return self.environment.image_tag
+
+    def calibrated(self, installed_bytes: int, gpu: bool) -> BakedModel:
+        """This model with the image estimate taken from a measured install (the reload
+        check's virtualenv) instead of the package table."""
+        estimate = estimate_image(self.manifest.requirements, self.manifest.size_bytes, gpu,
+                                  self.environment.system_cuda, installed_bytes)
+        return replace(self, estimate=estimate)
 
     def findings(self, target: ServingTarget, resolved: ResolvedPackages | None = None) -> list[Finding]:
         """The packaging checks for this model served on `target`; with `resolved` (what pip

@@ -78,7 +78,11 @@ def register_pyfunc(store: LocalStore, name: str, signature: bool = True, input_
     store.root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.tracking_uri)
-    with mlflow.start_run():
+    # The default experiment would put the files in ./mlruns of the working directory.
+    experiment = mlflow.get_experiment_by_name("kiln-tests")
+    experiment_id = (experiment.experiment_id if experiment
+                     else mlflow.create_experiment("kiln-tests", artifact_location=store.artifact_location))
+    with mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.pyfunc.log_model(name="model", registered_model_name=name,
                                        **_pyfunc_arguments(None, signature, input_example, None))
     return f"models:/{name}/{info.registered_model_version}"

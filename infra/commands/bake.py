@@ -31,9 +31,10 @@ from models.artifacts import ModelResolutionError
 from models.bake import bake_and_check
 from models.build_context import BuildContextError, render_build_context
 from models.checks import Finding, ServingTarget
+from models.estimates import ImageEstimate
 from models.measurements import record_measurements
 from models.reload import ReloadResult, reload_check
-from models.resolved import read_resolved
+from models.resolved import installed_bytes, read_resolved
 
 # models:/, runs:/, s3://, file:/, dbfs:/ … : anything MLflow resolves by scheme. A stack is
 # a name (`dev`) or a path to a YAML file, neither of which has a scheme.
@@ -118,22 +119,27 @@ def _selected(served_models: list[ServedModelPlan], wanted: tuple[str, ...]) -> 
     return chosen
 
 
+def _estimate(e: ImageEstimate, root_volume_gib: int) -> dict[str, Any]:
+    return {
+        "imageGiB": round(e.image_gib, 2),
+        "dependenciesGiB": round(e.dependencies_gib, 2),
+        "dependenciesMeasured": e.measured,
+        "instanceNeedsGiB": round(e.instance_needs_gib, 1),
+        "rootVolumeGiB": root_volume_gib,
+        "builderNeedsGiB": round(e.builder_needs_gib, 1),
+        "builderComputeType": e.builder_compute_type,
+        "buildMinutes": round(e.build_minutes, 1),
+    }
+
+
 def bake_target(target: BakeTarget, skip_reload: bool, output: Path | None) -> BakeReport:
     report = BakeReport(served_model=target.label, model_uri=target.model_uri)
     baked, findings = bake_and_check(target.model_uri, target.tracking_uri, target.serving)
     report.resolved_uri = baked.resolved_uri
     report.image_tag = baked.image_tag
     report.artifact_digest = baked.artifact_digest
-    e = baked.estimate
     profile = target.serving.profile
-    report.estimate = {
-        "imageGiB": round(e.image_gib, 2),
-        "instanceNeedsGiB": round(e.instance_needs_gib, 1),
-        "rootVolumeGiB": profile.root_volume_gib,
-        "builderNeedsGiB": round(e.builder_needs_gib, 1),
-        "builderComputeType": e.builder_compute_type,
-        "buildMinutes": round(e.build_minutes, 1),
-    }
+    report.estimate = _estimate(baked.estimate, profile.root_volume_gib)
     if not skip_reload:
         with errors.status(f"reload check for {report.served_model} (virtualenv from its requirements)…"):
             report.reload = reload_check(baked.model_dir, baked.manifest, gpu=profile.has_gpu)
@@ -141,7 +147,11 @@ def bake_target(target: BakeTarget, skip_reload: bool, output: Path | None) -> B
             report.measurements_file = str(record_measurements(baked.artifact_digest, baked.image_tag,
                                                                baked.resolved_uri, report.reload.measurements))
         if report.reload.venv is not None:
-            # The checks again, on what pip resolved: a CPU-only torch or the CUDA its wheels carry.
+            # The checks again, on what pip resolved (a CPU-only torch, the CUDA its wheels carry)
+            # and with the image's Python layer measured instead of estimated from the table.
+            table = report.estimate
+            baked = baked.calibrated(installed_bytes(report.reload.venv), gpu=profile.has_gpu)
+            report.estimate = {**_estimate(baked.estimate, profile.root_volume_gib), "fromPackageTable": table}
             findings = baked.findings(target.serving, read_resolved(report.reload.venv))
         finding = report.reload.finding()
         if finding:

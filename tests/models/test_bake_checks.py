@@ -180,3 +180,15 @@ def test_error_findings_raise_a_packaging_error_naming_model_check_and_fix(tmp_p
     message = str(raised.value)
     assert "fraud.champion" in message and "[model-signature]" in message and "infer_signature" in message
     assert "input-example-missing" not in message  # warnings do not stop a deployment
+
+
+def test_a_measured_install_replaces_the_package_table_in_the_image_estimate() -> None:
+    requirements = ("mlflow==3.17.2", "torch==2.9.0")
+    table = estimate_image(requirements, model_bytes=0, gpu=False, system_cuda=False)
+
+    measured = estimate_image(requirements, model_bytes=0, gpu=False, system_cuda=False, installed_bytes=2**30)
+
+    assert (table.measured, measured.measured) == (False, True)
+    assert measured.dependencies_gib == 1.0 and measured.runtime_gib == 0.0 < table.runtime_gib
+    assert measured.image_gib < table.image_gib and measured.build_minutes < table.build_minutes
+    assert "installed requirements 1.00 (measured in the reload check's virtualenv)" in measured.breakdown()

@@ -157,3 +157,21 @@ def test_a_model_uri_alone_runs_the_reload_check_and_records_its_measurements_wi
     assert report["reload"]["ok"] and measured["peakRssMiB"] > 0 and measured["batch"]["rows"] > 2
     assert (recorded["imageTag"], recorded["artifactDigest"]) == (report["imageTag"], report["artifactDigest"])
     assert recorded["peakRssMiB"] == measured["peakRssMiB"]
+
+
+def test_the_reload_checks_virtualenv_calibrates_the_image_estimate_and_both_are_shown(
+    example_store, tmp_path: Path, kiln_runtime, monkeypatch  # noqa: F811
+) -> None:
+    # The table puts a CUDA torch at 6.5 GiB; the virtualenv pip left (stood in for by one
+    # holding what `pip install` of a +cpu torch records) is what the image's layer will hold.
+    model = save_pyfunc(tmp_path / "model", requirements=["mlflow==3.17.2", "torch==2.9.0"])
+    venv = venv_with_distributions(tmp_path, ("torch", "2.9.0+cpu"), ("mlflow", "3.17.2"))
+    monkeypatch.setattr(bake_command_module, "reload_check", lambda *_, **__: ReloadResult(True, "predict", "", venv=venv))
+
+    result = CliRunner().invoke(main, ["bake", str(model), "--environment", "dev", "--json"])
+
+    estimate = json.loads(result.stdout)["servedModels"][0]["estimate"]
+    assert result.exit_code == 0, result.output
+    assert estimate["dependenciesMeasured"] and not estimate["fromPackageTable"]["dependenciesMeasured"]
+    assert estimate["dependenciesGiB"] < 0.1 < 6 < estimate["fromPackageTable"]["dependenciesGiB"]
+    assert estimate["imageGiB"] < estimate["fromPackageTable"]["imageGiB"]
