@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from infra.plan.packaging import MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL, PACK_RULE_LEVELS, anaconda_channels
+from infra.plan.packaging import (
+    MODEL_SIGNATURE,
+    NO_CONDA_DEFAULTS_CHANNEL,
+    PACK_RULE_LEVELS,
+    PACKAGING_RULES,
+    PackagingRule,
+    anaconda_channels,
+)
 from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
-from policies.rules.rule import MANDATORY, Config, Props, ResourceRule, items, prop, truthy
+from policies.rules.rule import MANDATORY, Config, Props, ResourceCheck, ResourceRule, items, prop, truthy
 
 
 def _name(props: Props) -> str:
@@ -61,6 +68,26 @@ NO_DEFAULTS_CHANNEL = ResourceRule(
     fix="Log the model with conda-forge (or pip requirements) and register the new version.",
 )
 
+def _findings_of(rule_id: str) -> ResourceCheck:
+    """The bake's findings of one id on a served model (its `packagingFindings` input)."""
+
+    def check(props: Props, config: Config) -> list[str]:
+        return [f"{_name(props)}: {prop(finding, 'message')}" for finding in items(props.get("packagingFindings"))
+                if prop(finding, "id") == rule_id]
+
+    return check
+
+
+def _packaging_rule(rule: PackagingRule) -> ResourceRule:
+    return ResourceRule(id=rule.id, description=rule.description, levels=rule.levels,
+                        checks={SERVED_MODEL: _findings_of(rule.id)},
+                        fix="Re-log the model (or change its compute type) as the message says; docs/bake.md lists each check.")
+
+
+# The packaging checks as rules, at one set of levels (infra/plan/packaging.py); the two above
+# read the manifest themselves, every other one reports the bake's finding of its id.
+PACKAGING = [_packaging_rule(rule) for rule in PACKAGING_RULES if rule.id not in (MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL)]
+
 TRAFFIC_WEIGHTS = ResourceRule(
     id="traffic-weights-sum-to-100",
     description="Traffic weights of an endpoint's served models sum to 100.",
@@ -69,4 +96,4 @@ TRAFFIC_WEIGHTS = ResourceRule(
     fix="Make trafficConfig.routes[].trafficPercentage add up to 100 for the endpoint.",
 )
 
-RULES = [SIGNATURE, NO_DEFAULTS_CHANNEL, TRAFFIC_WEIGHTS]
+RULES = [SIGNATURE, NO_DEFAULTS_CHANNEL, *PACKAGING, TRAFFIC_WEIGHTS]

@@ -80,7 +80,7 @@ def test_an_unsigned_model_and_scale_to_zero_in_prod_are_both_mandatory_violatio
     assert _violations(result) >= {("model-signature", "mandatory"), ("no-scale-to-zero", "mandatory")}
 
 
-def test_a_packaging_error_that_is_no_pack_rule_still_stops_kiln_check(
+def test_an_unpinned_requirement_in_prod_is_a_mandatory_violation_beside_the_others(
     example_store, tmp_path: Path, kiln_runtime  # noqa: F811
 ) -> None:
     model = save_pyfunc(tmp_path / "model", requirements=["mlflow", "pandas"])
@@ -88,7 +88,8 @@ def test_a_packaging_error_that_is_no_pack_rule_still_stops_kiln_check(
     result = CliRunner().invoke(main, ["check", str(_prod_serving(tmp_path, example_store, model)), "--json",
                                        "--mlflow-tracking-uri", example_store.tracking_uri])
 
-    assert result.exit_code == 2 and "[requirements-unpinned]" in result.output
+    assert result.exit_code == 1, result.output
+    assert _violations(result) >= {("requirements-unpinned", "mandatory"), ("no-scale-to-zero", "mandatory")}
 
 
 def test_the_pulumi_program_still_stops_on_an_unsigned_prod_model_with_the_checks_message(

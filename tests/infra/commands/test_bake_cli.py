@@ -157,6 +157,8 @@ def test_a_model_uri_alone_runs_the_reload_check_and_records_its_measurements_wi
     assert report["reload"]["ok"] and measured["peakRssMiB"] > 0 and measured["batch"]["rows"] > 2
     assert (recorded["imageTag"], recorded["artifactDigest"]) == (report["imageTag"], report["artifactDigest"])
     assert recorded["peakRssMiB"] == measured["peakRssMiB"]
+    # The virtualenv (mlflow, pandas and the runtime's requirements) sized the image's Python layer.
+    assert report["estimate"]["dependenciesMeasured"] and report["estimate"]["dependenciesGiB"] > 0.05
 
 
 def test_the_reload_checks_virtualenv_calibrates_the_image_estimate_and_both_are_shown(
