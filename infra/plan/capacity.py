@@ -25,6 +25,10 @@ PEAK_HEADROOM = 2
 # On top of a worker's measured peak memory (`sizing: measured`): requests larger than the
 # input example, allocator fragmentation over days of serving, the runtime's own buffers.
 MEASURED_MEMORY_HEADROOM = 0.25
+# A served request never takes less than the runtime's own work (HTTP parsing, JSON, schema
+# enforcement; about a millisecond), however fast the model predicted in the probe; the
+# scaling target divides by it.
+MIN_MEASURED_LATENCY_MS = 1.0
 
 
 class SizingError(ValueError):
@@ -231,7 +235,7 @@ def plan_capacity(served: ServedModel, model_memory_gib: float | None = None,
                 f"{1 + MEASURED_MEMORY_HEADROOM:g}, {measured.source}), {profile.compute_type.value} gives "
                 f"{profile.memory_per_concurrency_gib:g} GiB per concurrency; choose a compute type with more memory per "
                 "concurrency (CPU_LARGE: 16 GiB) or shrink the model")
-    latency = (measured.latency_ms if measured is not None and measured.latency_ms is not None
+    latency = (max(measured.latency_ms, MIN_MEASURED_LATENCY_MS) if measured is not None and measured.latency_ms is not None
                else served.expected_latency_ms or DEFAULT_LATENCY_MS)
     concurrency = requested_concurrency(served, latency if measured is not None else None)
     gpu = choose_gpu_placement(profile, served.gpu_placement, model_memory_gib)
