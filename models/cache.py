@@ -55,9 +55,12 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
     for child in sorted(root.iterdir()):
         if child.name.startswith(".") or not child.is_dir():
             continue  # downloads in progress (.download-*) and lock files
-        if child.name in ("venvs", "contexts"):
-            kind = child.name.removesuffix("s")
-            entries += [CacheEntry(kind, p, _size(p), _last_used(p)) for p in sorted(child.iterdir()) if p.is_dir()]
+        if child.name == "venvs":
+            # Only the virtualenvs: their `.lock` files may be held by a running check.
+            entries += [CacheEntry("venv", p, _size(p), _last_used(p)) for p in sorted(child.iterdir()) if p.is_dir()]
+        elif child.name == "contexts":
+            # Each build context is a folder and the zip uploaded from it.
+            entries += [CacheEntry("context", p, _size(p), _last_used(p)) for p in sorted(child.iterdir())]
         elif child.name in KINDS:
             entries.append(CacheEntry(child.name, child, _size(child), _last_used(child)))
         else:

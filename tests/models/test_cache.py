@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from infra.commands.cli import main
 from models import artifacts
 from models.artifacts import fetch_model
+from models.bake import bake
+from models.build_context import render_build_context
 from models.reload import READY_MARKER, ensure_venv, venv_key
 from tests.bake_support import save_pyfunc
 
@@ -40,8 +42,9 @@ def _venv(cache: Path, name: str, days: float) -> Path:
     return venv
 
 
-def test_show_lists_models_and_virtualenvs_with_their_sizes(cache: Path, tmp_path: Path) -> None:
+def test_show_lists_models_virtualenvs_and_build_contexts_with_their_sizes(cache: Path, tmp_path: Path) -> None:
     files = fetch_model(str(save_pyfunc(tmp_path / "model")), (tmp_path / "mlruns").as_uri())
+    context = render_build_context(bake(str(files.directory), (tmp_path / "mlruns").as_uri(), gpu=False).environment)
     _venv(cache, "abc", days=1)
 
     result = CliRunner().invoke(main, ["cache", "show", "--json"])
@@ -50,6 +53,7 @@ def test_show_lists_models_and_virtualenvs_with_their_sizes(cache: Path, tmp_pat
     report = json.loads(result.stdout)
     kinds = {(e["kind"], Path(e["path"]).name): e for e in report["entries"]}
     assert ("model", files.digest) in kinds and ("venv", "abc") in kinds
+    assert {("context", context.directory.name), ("context", context.archive.name)} <= set(kinds)
     assert kinds[("venv", "abc")]["sizeBytes"] >= 4096 and kinds[("venv", "abc")]["ageDays"] >= 1
     assert report["totalBytes"] == sum(e["sizeBytes"] for e in report["entries"])
 
