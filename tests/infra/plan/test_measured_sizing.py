@@ -7,6 +7,7 @@ subprocess, and planned through `kiln plan`'s own program run.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,19 @@ def test_a_memory_heavy_measured_model_is_refused_on_a_compute_type_too_small_pe
     assert refused is not None and "CPU_MEDIUM gives 8 GiB per concurrency" in refused and "CPU_LARGE" in refused
     assert served.capacity.sizing.workers_per_instance * served.capacity.measured.memory_gib <= (
         served.capacity.sizing.instance.memory_gib)
+
+
+def test_kiln_plan_json_carries_the_comparison_of_measured_served_models(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "tiny")
+    measure_here(model, example_store.tracking_uri)
+
+    result = CliRunner().invoke(main, ["plan", str(_measured_stack(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 0, result.output
+    [comparison] = json.loads(result.stdout)["sizingComparisons"]
+    assert (comparison["endpoint"], comparison["servedModelName"]) == ("fraud-scorer", "champion")
+    assert [line.split(":")[0] for line in comparison["arithmetic"]] == [
+        "sizing nominal", "sizing measured", "measured - nominal at minimum"]
