@@ -19,6 +19,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from infra.commands.cli import main
+from infra.plan.capacity import MIN_MEASURED_LATENCY_MS
 from infra.plan.config import ConfigError
 from infra.preview.report import build_plan_report
 from models.examples.seed import LocalStore, pinned
@@ -74,7 +75,7 @@ def test_a_tiny_measured_model_plans_fewer_and_cheaper_instances_than_nominal(
     assert served.capacity.sizing.workers_per_instance > nominal.sizing.workers_per_instance
     assert served.capacity.sizing.hourly_cost_min < nominal.sizing.hourly_cost_min
     assert served.capacity.sizing.max_instances < nominal.sizing.max_instances
-    assert served.capacity.latency_ms == measured.example.p90_ms
+    assert served.capacity.latency_ms == max(measured.example.p90_ms, MIN_MEASURED_LATENCY_MS)
 
 
 def test_kiln_plan_shows_both_plans_and_the_monthly_difference_with_the_arithmetic(
