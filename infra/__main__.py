@@ -10,7 +10,7 @@ from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
 from infra.components.model_artifact import ModelArtifactUpload
 from infra.plan.stack import ServedModelPlan, plan_stack
-from infra.program.bake import bake_served_models, builder_compute_type, model_memory
+from infra.program.bake import bake_served_models, builder_compute_type, model_memory, worker_measurements
 from infra.program.physical_names import refuse_names_aws_rejects
 from infra.program.stack_config import stack_config_from_pulumi
 from models.build_context import render_build_context
@@ -25,8 +25,9 @@ network = config.network
 checked = bake_served_models(plan)
 baked = [model for model, _ in checked.values()]
 # Planned again now that each model's memory is known: it decides how a multi-GPU served model
-# without gpuPlacement uses its instance (one worker per GPU, or one spread across them).
-plan = plan_stack(stack, config, model_memory(checked))
+# without gpuPlacement uses its instance (one worker per GPU, or one spread across them), and
+# what `kiln bake` measured sizes the served models that say `sizing: measured`.
+plan = plan_stack(stack, config, model_memory(checked), worker_measurements(checked))
 
 artifact_store = ArtifactStore("artifacts", tags=plan.tags)
 registry = ImageRegistry("images", tags=plan.tags)

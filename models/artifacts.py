@@ -144,7 +144,9 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
-    require_store(tracking_uri)
+    if model_uri.startswith(("models:/", "runs:/")):
+        # Only these are looked up in the store; a path or s3:// URI needs none.
+        require_store(tracking_uri)
     resolved = resolve_model_uri(model_uri, tracking_uri)
     known = _known_digest(resolved, tracking_uri)
     if known and (CACHE_DIR / known).is_dir():

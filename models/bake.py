@@ -8,7 +8,7 @@ the model's own files, so a plan names exactly what `pulumi up` will build and f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from models.artifacts import ModelResolutionError, fetch_model
@@ -43,6 +43,13 @@ class BakedModel:
     def image_tag(self) -> str:
         return self.environment.image_tag
 
+    def calibrated(self, installed_bytes: int, gpu: bool) -> BakedModel:
+        """This model with the image estimate taken from a measured install (the reload
+        check's virtualenv) instead of the package table."""
+        estimate = estimate_image(self.manifest.requirements, self.manifest.size_bytes, gpu,
+                                  self.environment.system_cuda, installed_bytes)
+        return replace(self, estimate=estimate)
+
     def findings(self, target: ServingTarget, resolved: ResolvedPackages | None = None) -> list[Finding]:
         """The packaging checks for this model served on `target`; with `resolved` (what pip
         installed in the reload check's virtualenv) the GPU checks read the resolved wheels."""
@@ -64,4 +71,12 @@ def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
     )
 
 
-__all__ = ["BakedModel", "ModelResolutionError", "PackagingError", "ServingTarget", "bake"]
+def bake_and_check(model_uri: str, tracking_uri: str, target: ServingTarget) -> tuple[BakedModel, list[Finding]]:
+    """Bake a model for `target` and run the packaging checks: the one path a stack's served
+    model (the program, `kiln bake STACK`) and a model URI alone (`kiln bake MODEL_URI`) share,
+    so both report the same findings for the same model and target."""
+    baked = bake(model_uri, tracking_uri, gpu=target.profile.has_gpu)
+    return baked, baked.findings(target)
+
+
+__all__ = ["BakedModel", "ModelResolutionError", "PackagingError", "ServingTarget", "bake", "bake_and_check"]

@@ -18,6 +18,7 @@ from packaging.version import Version
 
 from infra.plan.capacity import choose_gpu_placement
 from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, GPU_AMI_NVIDIA_DRIVER, ComputeProfile, GpuPlacement
+from infra.plan.packaging import MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL, anaconda_channels, finding_level
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
@@ -36,11 +37,6 @@ DEV_PACKAGES = frozenset(
 )
 # MLflow up to 1.17 wrote `defaults` into conda.yaml (Databricks Runtime ML ≤ 8.3).
 LAST_LEGACY_MLFLOW = (1, 17)
-# Anaconda's channels under its commercial terms, by every name conda accepts for them:
-# `defaults`, the channels it expands to (pkgs/main, pkgs/r, pkgs/msys2 on repo.anaconda.com),
-# and their anaconda.org mirrors (`anaconda`, `main`, `r`, `msys2`, also written as URLs).
-ANACONDA_CHANNELS = frozenset({"defaults", "anaconda", "main", "r", "msys2", "pkgs/main", "pkgs/r", "pkgs/msys2"})
-ANACONDA_HOSTS = ("repo.anaconda.com", "repo.continuum.io")
 # Above this share of the build timeout, a slow mirror or a cold cache times the build out.
 BUILD_TIME_WARNING_SHARE = 0.75
 # A loaded model typically needs more memory than its files: deserialized objects,
@@ -81,10 +77,6 @@ class ServingTarget:
     # The stack's gpuPlacement; None lets the model's memory decide, as the plan does.
     gpu_placement: GpuPlacement | None = None
 
-    @property
-    def is_prod(self) -> bool:
-        return self.environment == "prod"
-
 
 @dataclass(frozen=True)
 class CheckInput:
@@ -113,13 +105,19 @@ class PackagingError(Exception):
         super().__init__("\n".join(lines))
 
 
+def _finding(c: CheckInput, rule_id: str, message: str) -> Finding:
+    """A finding at the level the pack's rule of the same id has in the target's environment
+    (infra/plan/packaging.py): one table of levels for checks and pack."""
+    return Finding(rule_id, finding_level(rule_id, c.target.environment), message)
+
+
 def _signature(c: CheckInput) -> list[Finding]:
     if c.manifest.has_signature:
         return []
     return [
-        Finding(
-            "signature-missing",
-            "error" if c.target.is_prod else "warning",
+        _finding(
+            c,
+            MODEL_SIGNATURE,
             "the model has no signature, so requests are not validated and Unity Catalog-style registries reject it; "
             "log it with signature=infer_signature(X, model.predict(X))",
         )
@@ -130,10 +128,7 @@ def _input_example(c: CheckInput) -> list[Finding]:
     if c.manifest.has_input_example:
         return []
     return [
-        Finding(
-            "input-example-missing",
-            "warning",
-            "no input example: the reload check and the runtime's warm-up prediction cannot prove the model answers "
+        _finding(c, "input-example-missing", "no input example: the reload check and the runtime's warm-up prediction cannot prove the model answers "
             "before it takes traffic; log it with input_example=X[:3]",
         )
     ]
@@ -149,10 +144,7 @@ def _requirements(c: CheckInput) -> list[Finding]:
     requirements = [r for r in c.manifest.requirements if not r.startswith("-")]
     if not requirements:
         return [
-            Finding(
-                "requirements-missing",
-                "error",
-                "the model declares no pip requirements (requirements.txt is missing or empty), so the image cannot "
+            _finding(c, "requirements-missing", "the model declares no pip requirements (requirements.txt is missing or empty), so the image cannot "
                 "reproduce its environment; log it with pip_requirements=[...] pinned to what it was trained with",
             )
         ]
@@ -160,10 +152,7 @@ def _requirements(c: CheckInput) -> list[Finding]:
     if not unpinned:
         return []
     return [
-        Finding(
-            "requirements-unpinned",
-            "error" if c.target.is_prod else "warning",
-            f"requirements without an exact version: {', '.join(unpinned)}; the image installs whatever is newest "
+        _finding(c, "requirements-unpinned", f"requirements without an exact version: {', '.join(unpinned)}; the image installs whatever is newest "
             "at build time, which the image tag does not capture; pin them with == (e.g. the versions in pip freeze)",
         )
     ]
@@ -174,10 +163,7 @@ def _dev_packages(c: CheckInput) -> list[Finding]:
     if not found:
         return []
     return [
-        Finding(
-            "dev-packages",
-            "warning",
-            f"test or notebook packages in the serving requirements: {', '.join(found)}; they enlarge the image "
+        _finding(c, "dev-packages", f"test or notebook packages in the serving requirements: {', '.join(found)}; they enlarge the image "
             "and are not needed to serve; drop them from pip_requirements",
         )
     ]
@@ -188,20 +174,15 @@ def _mlflow_version(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def _is_anaconda_channel(channel: str) -> bool:
-    name = channel.strip().lower().removesuffix("/")
-    if any(host in name for host in ANACONDA_HOSTS):
-        return True
-    return re.sub(r"^(https?://)?(conda\.)?anaconda\.org/", "", name) in ANACONDA_CHANNELS
-
-
 def _conda(c: CheckInput) -> list[Finding]:
     findings = []
-    if any(_is_anaconda_channel(channel) for channel in c.manifest.conda_channels):
+    # The pack's rule decides both what is an Anaconda channel and how much it matters where:
+    # advisory in dev and staging, mandatory in prod (docs/policies.md).
+    if anaconda_channels(c.manifest.conda_channels):
         findings.append(
-            Finding(
-                "conda-defaults-channel",
-                "error",
+            _finding(
+                c,
+                NO_CONDA_DEFAULTS_CHANNEL,
                 "conda.yaml uses Anaconda's `defaults` channel, which falls under Anaconda's commercial terms; "
                 "re-log the model with conda_env using conda-forge, or with pip_requirements",
             )
@@ -209,10 +190,7 @@ def _conda(c: CheckInput) -> list[Finding]:
     logged_with = _mlflow_version(c.manifest.mlflow_version)
     if logged_with is not None and logged_with <= LAST_LEGACY_MLFLOW:
         findings.append(
-            Finding(
-                "mlflow-legacy",
-                "error",
-                f"logged with MLflow {c.manifest.mlflow_version} (≤ 1.17), whose environments default to the Anaconda "
+            _finding(c, "mlflow-legacy", f"logged with MLflow {c.manifest.mlflow_version} (≤ 1.17), whose environments default to the Anaconda "
                 "`defaults` channel and predate requirements.txt; re-log it with a current MLflow and pip_requirements",
             )
         )
@@ -225,10 +203,7 @@ def _python(c: CheckInput) -> list[Finding]:
         return []
     shown = c.manifest.python_version or "(not recorded)"
     return [
-        Finding(
-            "python-unsupported",
-            "error",
-            f"Python {shown} has no Kiln base image (supported: {', '.join(SUPPORTED_PYTHON)}); "
+        _finding(c, "python-unsupported", f"Python {shown} has no Kiln base image (supported: {', '.join(SUPPORTED_PYTHON)}); "
             "re-log the model from one of those Python versions",
         )
     ]
@@ -246,10 +221,7 @@ def _accelerator(c: CheckInput) -> list[Finding]:
     if not profile.has_gpu:
         if frameworks and not cpu_torch:
             return [
-                Finding(
-                    "gpu-framework-on-cpu",
-                    "warning",
-                    f"the model uses a GPU framework ({', '.join(frameworks)}) but {compute} has no GPU: it will "
+                _finding(c, "gpu-framework-on-cpu", f"the model uses a GPU framework ({', '.join(frameworks)}) but {compute} has no GPU: it will "
                     "run, slowly, in an image carrying unused CUDA libraries; choose GPU_SMALL/GPU_MEDIUM, or pin a "
                     "CPU build (torch==X+cpu) if CPU is intended",
                 )
@@ -257,10 +229,7 @@ def _accelerator(c: CheckInput) -> list[Finding]:
         return []
     if cpu_torch and resolved is not None:
         return [
-            Finding(
-                "cpu-torch-on-gpu",
-                "error",
-                f"pip resolves the model's requirements to torch {resolved.torch}, a build without CUDA (no CUDA "
+            _finding(c, "cpu-torch-on-gpu", f"pip resolves the model's requirements to torch {resolved.torch}, a build without CUDA (no CUDA "
                 f"runtime wheel installed), but it is served on {compute}: it would never use the GPU you pay for; "
                 "drop the CPU wheel index (--extra-index-url …/whl/cpu) or pin a CUDA build, or serve it on "
                 "CPU_MEDIUM/CPU_LARGE",
@@ -268,19 +237,13 @@ def _accelerator(c: CheckInput) -> list[Finding]:
         ]
     if cpu_torch:
         return [
-            Finding(
-                "cpu-torch-on-gpu",
-                "error",
-                f"the model pins a CPU-only torch build (+cpu) but is served on {compute}: it would never use the GPU "
+            _finding(c, "cpu-torch-on-gpu", f"the model pins a CPU-only torch build (+cpu) but is served on {compute}: it would never use the GPU "
                 "you pay for; re-log with the CUDA build of torch, or serve it on CPU_MEDIUM/CPU_LARGE",
             )
         ]
     if not frameworks:
         return [
-            Finding(
-                "no-gpu-framework-on-gpu",
-                "warning",
-                f"the model uses no GPU framework (flavors {', '.join(c.manifest.flavors)}; no torch, tensorflow, jax, "
+            _finding(c, "no-gpu-framework-on-gpu", f"the model uses no GPU framework (flavors {', '.join(c.manifest.flavors)}; no torch, tensorflow, jax, "
                 f"transformers or onnxruntime-gpu in its requirements) but is served on {compute}: it would run on "
                 "the CPU of a GPU instance; serve it on CPU_MEDIUM/CPU_LARGE, or add the GPU framework it uses to "
                 "pip_requirements",
@@ -296,10 +259,7 @@ def _gpu_packages(c: CheckInput) -> list[Finding]:
         return []
     if not c.resolved.for_image_platform:
         return [
-            Finding(
-                "resolved-elsewhere",
-                "warning",
-                f"the reload check resolved the requirements on {c.resolved.platform}, the image is {IMAGE_PLATFORM}: "
+            _finding(c, "resolved-elsewhere", f"the reload check resolved the requirements on {c.resolved.platform}, the image is {IMAGE_PLATFORM}: "
                 "the CUDA the image carries (and whether torch is a CPU build) is known only from the requirement "
                 f"text; run kiln bake on {IMAGE_PLATFORM} to check the resolved wheels",
             )
@@ -314,20 +274,14 @@ def _gpu_packages(c: CheckInput) -> list[Finding]:
         supported = [f"CUDA {major}" for major, branch in MIN_DRIVER_BY_CUDA_MAJOR.items() if driver.major >= branch]
         need = f"a driver ≥ {needed}" if needed else "a driver newer than any CUDA major Kiln knows"
         findings.append(
-            Finding(
-                "gpu-driver-too-old",
-                "error",
-                f"the resolved packages carry CUDA {cuda.version} ({cuda.source}), which needs {need}; the GPU AMI's "
+            _finding(c, "gpu-driver-too-old", f"the resolved packages carry CUDA {cuda.version} ({cuda.source}), which needs {need}; the GPU AMI's "
                 f"NVIDIA driver is {GPU_AMI_NVIDIA_DRIVER}: CUDA would fail to initialise on the instance; pin the "
                 f"framework to a build for {' or '.join(supported)}",
             )
         )
     if c.environment.system_cuda:
         findings.append(
-            Finding(
-                "gpu-two-cuda-stacks",
-                "warning",
-                f"the image starts from {c.environment.base_image} because no requirement names a framework that "
+            _finding(c, "gpu-two-cuda-stacks", f"the image starts from {c.environment.base_image} because no requirement names a framework that "
                 f"brings its own CUDA, yet the resolved packages carry CUDA {cuda.version} ({cuda.source}): the image "
                 "holds two CUDA stacks; name that framework (e.g. torch==X) in pip_requirements so the image starts "
                 "from the slim Python base",
@@ -345,8 +299,7 @@ def _memory(c: CheckInput) -> list[Finding]:
         limit = profile.memory_per_concurrency_gib
         if needs <= limit:
             return []
-        return [Finding("memory-per-concurrency", "error",
-                        f"the model needs ~{needs:.1f} GiB per worker ({arithmetic}), {profile.compute_type.value} gives "
+        return [_finding(c, "memory-per-concurrency", f"the model needs ~{needs:.1f} GiB per worker ({arithmetic}), {profile.compute_type.value} gives "
                         f"{limit:g} GiB per concurrency; choose a larger compute type or shrink the model")]
     if gpu.placement is GpuPlacement.SPREAD_ACROSS_GPUS:
         return _spread_memory(c, needs)
@@ -357,8 +310,7 @@ def _memory(c: CheckInput) -> list[Finding]:
     spread = ("set gpuPlacement: spreadAcrossGpus to spread it across the instance's "
               f"{profile.gpus_per_instance} GPUs" if profile.gpus_per_instance > 1
               else "choose MULTIGPU_MEDIUM or GPU_MEDIUM_8 to spread it across GPUs")
-    return [Finding("memory-per-concurrency", "error",
-                    f"the model needs ~{needs:.1f} GiB per worker ({arithmetic}), one {profile.compute_type.value} GPU "
+    return [_finding(c, "memory-per-concurrency", f"the model needs ~{needs:.1f} GiB per worker ({arithmetic}), one {profile.compute_type.value} GPU "
                     f"has {device:g} GiB ({gpu.placement.value}: {gpu.reason}); {spread}, or shrink the model")]
 
 
@@ -369,8 +321,7 @@ def _spread_memory(c: CheckInput, needs: float) -> list[Finding]:
     gpus, device = profile.gpus_per_instance, profile.gpu_memory_per_device_gib
     compute = profile.compute_type.value
     if "transformers" not in c.manifest.flavors:
-        return [Finding("gpu-spread-unsupported", "error",
-                        f"spreading one model across {compute}'s {gpus} GPUs needs MLflow's Transformers device map "
+        return [_finding(c, "gpu-spread-unsupported", f"spreading one model across {compute}'s {gpus} GPUs needs MLflow's Transformers device map "
                         f"(MLFLOW_HUGGINGFACE_USE_DEVICE_MAP); a {', '.join(c.manifest.flavors)} model loads onto one "
                         f"{device:g} GiB GPU; set gpuPlacement: workerPerGpu if ~{needs:.1f} GiB fits one, or log it "
                         "with mlflow.transformers")]
@@ -378,8 +329,7 @@ def _spread_memory(c: CheckInput, needs: float) -> list[Finding]:
     per_device = model / gpus + WORKER_BASELINE_GIB
     if per_device <= device:
         return []
-    return [Finding("memory-per-concurrency", "error",
-                    f"spread across {compute}'s {gpus} GPUs the model needs ~{per_device:.1f} GiB per GPU "
+    return [_finding(c, "memory-per-concurrency", f"spread across {compute}'s {gpus} GPUs the model needs ~{per_device:.1f} GiB per GPU "
                     f"({model:.1f} GiB / {gpus} + {WORKER_BASELINE_GIB} GiB runtime) of {device:g} GiB, "
                     f"~{model + gpus * WORKER_BASELINE_GIB:.1f} of {gpus * device:g} GiB in total; choose a compute type "
                     "with more GPUs (GPU_MEDIUM_8: 8 × 24 GiB) or shrink the model")]
@@ -390,10 +340,7 @@ def _disk(c: CheckInput) -> list[Finding]:
     findings = []
     if e.builder_compute_type is None:
         findings.append(
-            Finding(
-                "image-disk-builder",
-                "error",
-                f"building the image needs ~{e.builder_needs_gib:.0f} GiB of builder disk, the largest CodeBuild "
+            _finding(c, "image-disk-builder", f"building the image needs ~{e.builder_needs_gib:.0f} GiB of builder disk, the largest CodeBuild "
                 f"compute type has {e.builder_disk_gib:.0f} GiB ({e.breakdown()}); drop dependencies from the "
                 "serving requirements",
             )
@@ -401,10 +348,7 @@ def _disk(c: CheckInput) -> list[Finding]:
     root = c.target.profile.root_volume_gib
     if e.instance_needs_gib > root:
         findings.append(
-            Finding(
-                "image-disk-instance",
-                "error",
-                f"needs ~{e.instance_needs_gib:.0f} GiB, {c.target.profile.compute_type.value} root volume is {root} GiB "
+            _finding(c, "image-disk-instance", f"needs ~{e.instance_needs_gib:.0f} GiB, {c.target.profile.compute_type.value} root volume is {root} GiB "
                 f"(AMI + pulled and extracted image + model: {e.breakdown()}); slim the requirements or choose a "
                 "compute type with a larger root volume",
             )

@@ -113,12 +113,20 @@ class ImageEstimate:
     builder_disk_gib: float
     instance_needs_gib: float
     build_minutes: float
+    # True when dependencies_gib is the reload check's virtualenv as installed (the model's and
+    # the runtime's requirements, which is what the image's Python layer holds), not the table.
+    measured: bool = False
 
     @property
     def image_gib(self) -> float:
         return self.base_gib + self.dependencies_gib + self.runtime_gib
 
     def breakdown(self) -> str:
+        if self.measured:
+            return (
+                f"image ~{self.image_gib:.1f} GiB = base {self.base_gib:.1f} + installed requirements "
+                f"{self.dependencies_gib:.2f} (measured in the reload check's virtualenv); model {self.model_gib:.2f} GiB"
+            )
         return (
             f"image ~{self.image_gib:.1f} GiB = base {self.base_gib:.1f} + dependencies {self.dependencies_gib:.1f}"
             f" + runtime {self.runtime_gib:.2f}; model {self.model_gib:.2f} GiB"
@@ -152,12 +160,17 @@ def codebuild_compute_type(needs_gib: float) -> tuple[str | None, float]:
     return None, CODEBUILD_DISK_GB[names[-1]] * 1e9 / GIB
 
 
-def estimate_image(requirements: tuple[str, ...], model_bytes: int, gpu: bool, system_cuda: bool) -> ImageEstimate:
-    """`gpu`: served on a GPU instance (its AMI); `system_cuda`: the image starts from a CUDA base."""
+def estimate_image(requirements: tuple[str, ...], model_bytes: int, gpu: bool, system_cuda: bool,
+                   installed_bytes: int | None = None) -> ImageEstimate:
+    """`gpu`: served on a GPU instance (its AMI); `system_cuda`: the image starts from a CUDA base.
+    With `installed_bytes` (the reload check's virtualenv, holding the model's and the runtime's
+    requirements as pip installed them) that measurement replaces the package table and RUNTIME_GIB."""
     base = CUDA_BASE_GIB if system_cuda else PYTHON_BASE_GIB
-    deps = dependencies_gib(requirements)
+    measured = installed_bytes is not None
+    deps = installed_bytes / GIB if installed_bytes is not None else dependencies_gib(requirements)
+    runtime = 0.0 if measured else RUNTIME_GIB
     model = model_bytes / GIB
-    image = base + deps + RUNTIME_GIB
+    image = base + deps + runtime
     builder_needs = base + deps * BUILDER_DEPS_FACTOR + image * COMPRESSION_RATIO + BUILDER_HEADROOM_GIB
     compute, disk = codebuild_compute_type(builder_needs)
     ami = GPU_AMI_USED_GIB if gpu else CPU_AMI_USED_GIB
@@ -171,11 +184,12 @@ def estimate_image(requirements: tuple[str, ...], model_bytes: int, gpu: bool, s
     return ImageEstimate(
         base_gib=base,
         dependencies_gib=deps,
-        runtime_gib=RUNTIME_GIB,
+        runtime_gib=runtime,
         model_gib=model,
         builder_compute_type=compute,
         builder_needs_gib=builder_needs,
         builder_disk_gib=disk,
         instance_needs_gib=instance_needs,
         build_minutes=BUILD_PROVISION_MINUTES + seconds / 60,
+        measured=measured,
     )

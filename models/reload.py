@@ -29,6 +29,7 @@ from models import artifacts
 from models.checks import Finding
 from models.environment import python_minor, runtime_requirements
 from models.manifest import Manifest
+from models.measurements import Measurements
 from models.reload_probe import RESULT_PREFIX
 
 PROBE_SCRIPT = Path(__file__).resolve().parent / "reload_probe.py"
@@ -60,6 +61,8 @@ class ReloadResult:
     emulated: str | None = None
     # It loads on the CPU but not on the target's device.
     device_failure: bool = False
+    # Load time, worker memory and predict latency, when the model loaded (models/measurements.py).
+    measurements: Measurements | None = None
 
     def finding(self) -> Finding | None:
         """The packaging finding this result amounts to (None when the model reloaded)."""
@@ -100,6 +103,7 @@ class ReloadResult:
             "targetDevice": self.target_device,
             "device": self.device,
             "emulated": self.emulated,
+            "measurements": self.measurements.as_dict() if self.measurements else None,
         }
 
 
@@ -158,6 +162,8 @@ def ensure_venv(python_version: str, requirements: tuple[str, ...], timeout: flo
     with open(root / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (venv / READY_MARKER).is_file():
+            # Marks the last use, which `kiln cache prune --older-than` reads.
+            (venv / READY_MARKER).touch()
             return venv
         shutil.rmtree(venv, ignore_errors=True)
         interpreter = find_interpreter(python_version)
@@ -228,4 +234,5 @@ def result_from_probe(outcome: dict[str, Any], venv: Path | None = None, log_tai
         device=outcome.get("device"),
         emulated=outcome.get("emulated"),
         device_failure=bool(outcome.get("device_failure")),
+        measurements=Measurements.from_probe(outcome["measurements"]) if outcome.get("measurements") else None,
     )

@@ -21,14 +21,25 @@ rest and says the device was emulated.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 RESULT_PREFIX = "KILN_RELOAD_RESULT "
+# Predictions timed per input for the latency percentiles, within a time budget so a slow
+# model costs seconds, not the probe's whole limit; p99 of 20 runs is their maximum, which
+# is the honest reading of so few.
+LATENCY_RUNS = 20
+LATENCY_BUDGET_SECONDS = 5.0
+# The batch a client sends when it groups rows into one request: the input example's rows
+# repeated up to this many.
+BATCH_ROWS = 32
 
 
 def _missing_module(error: BaseException) -> str | None:
@@ -141,6 +152,62 @@ def output_problems(prediction: Any, schema: Any) -> list[str]:
     return problems
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far: what one serving worker holds at most.
+    ru_maxrss is in KiB on Linux and in bytes on macOS (getrusage(2) on each)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def latency(predict: Callable[[Any], Any], data: Any, rows: int) -> dict[str, Any]:
+    """Percentiles (nearest rank, in ms) of up to LATENCY_RUNS timed predictions of `data`."""
+    seconds: list[float] = []
+    deadline = time.perf_counter() + LATENCY_BUDGET_SECONDS
+    while len(seconds) < LATENCY_RUNS and (not seconds or time.perf_counter() < deadline):
+        started = time.perf_counter()
+        predict(data)
+        seconds.append(time.perf_counter() - started)
+    ordered = sorted(seconds)
+
+    def rank(share: float) -> float:
+        return round(ordered[max(math.ceil(share * len(ordered)), 1) - 1] * 1000, 3)
+
+    return {"rows": rows, "runs": len(ordered), "p50_ms": rank(0.5), "p90_ms": rank(0.9), "p99_ms": rank(0.99)}
+
+
+def batch_of(example: Any, rows: int) -> Any | None:
+    """The input example's rows repeated up to `rows` (a DataFrame, an array or a list);
+    None for an input that has no rows to repeat (a dict of tensors, a scalar)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(example, pd.DataFrame) and len(example):
+        return pd.concat([example] * math.ceil(rows / len(example)), ignore_index=True).head(rows)
+    if isinstance(example, np.ndarray) and example.ndim and len(example):
+        return np.concatenate([example] * math.ceil(rows / len(example)))[:rows]
+    if isinstance(example, list) and example:
+        return (example * math.ceil(rows / len(example)))[:rows]
+    return None
+
+
+def _rows(data: Any) -> int:
+    try:
+        return len(data)
+    except TypeError:
+        return 1
+
+
+def measure(model: Any, example: Any, load_seconds: float, baseline_rss_mib: float) -> dict[str, Any]:
+    """What the planner sizes workers from: load time, a worker's peak memory once the model
+    answered (whole process, as the runtime's worker holds it), and predict latency on the
+    example and on a batch of it (no latency without an example)."""
+    on_example = latency(model.predict, example, _rows(example)) if example is not None else None
+    batch = batch_of(example, BATCH_ROWS)
+    on_batch = latency(model.predict, batch, BATCH_ROWS) if batch is not None else None
+    return {"load_seconds": load_seconds, "baseline_rss_mib": baseline_rss_mib, "peak_rss_mib": peak_rss_mib(),
+            "example": on_example, "batch": on_batch, "cpus": os.cpu_count() or 1}
+
+
 def probe(model_dir: str, device: str = "cpu") -> dict[str, Any]:
     result: dict[str, Any] = {"ok": False, "stage": "import", "message": "", "missing_module": None,
                               "target_device": device, "device": None, "emulated": None, "device_failure": False}
@@ -151,6 +218,8 @@ def probe(model_dir: str, device: str = "cpu") -> dict[str, Any]:
         result.update(message=f"cannot import MLflow: {error}", missing_module=_missing_module(error))
         return result
     result["stage"] = "load"
+    # Interpreter + MLflow + pandas before the model: the part of a worker no model changes.
+    baseline_rss_mib = peak_rss_mib()
     started = time.perf_counter()
     try:
         model = _load_on_target(model_dir, device, result)
@@ -161,6 +230,7 @@ def probe(model_dir: str, device: str = "cpu") -> dict[str, Any]:
     metadata = Model.load(model_dir)
     example = metadata.load_input_example(model_dir)
     if example is None:
+        result["measurements"] = measure(model, None, result["load_seconds"], baseline_rss_mib)
         result.update(ok=True, stage="done", message="loaded; no input example to predict")
         return result
     result["stage"] = "predict"
@@ -177,6 +247,7 @@ def probe(model_dir: str, device: str = "cpu") -> dict[str, Any]:
     if problems:
         result["message"] = "; ".join(problems)
         return result
+    result["measurements"] = measure(model, example, result["load_seconds"], baseline_rss_mib)
     result.update(ok=True, stage="done", message="loaded, predicted the input example, output matches the signature")
     return result
 

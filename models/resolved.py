@@ -86,3 +86,9 @@ def read_resolved(venv: Path) -> ResolvedPackages:
         except InvalidVersion:
             continue
     return ResolvedPackages(versions, sysconfig.get_platform())
+
+
+def installed_bytes(venv: Path) -> int:
+    """What the virtualenv's packages occupy installed: the image's Python layer holds the same
+    wheels, installed by the same pip for the same requirements."""
+    return sum(f.stat().st_size for f in site_packages(venv).rglob("*") if f.is_file() and not f.is_symlink())

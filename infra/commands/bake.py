@@ -1,20 +1,24 @@
-"""`kiln bake STACK`: resolve → manifest → packaging checks → reload check → build context.
+"""`kiln bake STACK | MODEL_URI`: resolve → manifest → packaging checks → reload check → build context.
 
-Everything `pulumi up` would find wrong with a stack's models, without AWS: the findings
-per served model, whether each model reloads in a clean environment built from its own
-requirements, and the rendered build context to read or `docker build` by hand.
+Everything `pulumi up` would find wrong with a model, without AWS: the findings, whether
+the model reloads in a clean environment built from its own requirements, and the rendered
+build context to read or `docker build` by hand. With a stack, for each of its served
+models; with a model URI alone, for the compute type and environment given on the command
+line, so whoever logs a model can ask "will this serve?" before any stack names it. Both
+forms bake through the same function (`bake_target`), so they report the same findings.
 Exit codes follow the CLI: 0 ok, 1 error findings, 2 invalid input.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.markup import escape
@@ -22,15 +26,56 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from infra.commands.output import console, errors, user_errors
-from infra.commands.registry import require_reachable_registry, tracking_uri_option
-from infra.plan.config import read_stack
-from infra.plan.stack import ServedModelPlan, plan_stack
-from infra.program.bake import bake_and_check, serving_target
+from infra.commands.registry import EXAMPLE_STORE_URI, require_reachable_registry
+from infra.plan.catalog import PROFILES, ComputeType
+from infra.plan.config import StackConfig, read_stack
+from infra.plan.stack import ServedModelPlan, StackPlan, plan_stack
+from infra.program.bake import serving_target
 from models.artifacts import ModelResolutionError
+from models.bake import bake_and_check
 from models.build_context import BuildContextError, render_build_context
-from models.checks import Finding
+from models.checks import Finding, ServingTarget
+from models.estimates import ImageEstimate
+from models.measurements import record_measurements
 from models.reload import ReloadResult, reload_check
-from models.resolved import read_resolved
+from models.resolved import installed_bytes, read_resolved
+
+# models:/, runs:/, s3://, file:/, dbfs:/ … : anything MLflow resolves by scheme. A stack is
+# a name (`dev`) or a path to a YAML file, neither of which has a scheme.
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+ENVIRONMENTS = get_args(StackConfig.model_fields["environment"].annotation)
+# A model checked alone is checked as production would check it unless told otherwise:
+# a model promoted through dev and staging must pass prod's levels in the end.
+DEFAULT_ENVIRONMENT = "prod"
+# Databricks' default compute for a custom model.
+DEFAULT_COMPUTE_TYPE = ComputeType.CPU_MEDIUM.value
+
+
+def is_model_uri(argument: str) -> bool:
+    """A URI with a scheme, or a local folder holding an MLmodel file (a saved model)."""
+    return bool(URI_SCHEME.match(argument)) or (Path(argument).expanduser() / "MLmodel").is_file()
+
+
+@dataclass(frozen=True)
+class BakeTarget:
+    """One model to bake and where it will serve: a stack's served model, or a model URI alone."""
+
+    label: str
+    model_uri: str
+    tracking_uri: str
+    serving: ServingTarget
+
+
+def stack_target(served: ServedModelPlan, plan: StackPlan) -> BakeTarget:
+    return BakeTarget(f"{served.endpoint}/{served.name}", served.model_uri, plan.config.mlflow_tracking_uri,
+                      serving_target(served, plan))
+
+
+def uri_target(model_uri: str, tracking_uri: str, compute_type: str, environment: str) -> BakeTarget:
+    """A model URI checked alone, as if a stack in `environment` served it on `compute_type`
+    with the default build timeout and the GPU placement its memory calls for."""
+    serving = ServingTarget(served_model=model_uri, environment=environment, profile=PROFILES[ComputeType(compute_type)])
+    return BakeTarget(model_uri, model_uri, tracking_uri, serving)
 
 
 @dataclass
@@ -41,6 +86,8 @@ class BakeReport:
     image_tag: str = ""
     artifact_digest: str = ""
     context_dir: str = ""
+    # The cache file the reload check's measurements went to (what `sizing: measured` plans from).
+    measurements_file: str = ""
     estimate: dict[str, Any] = field(default_factory=dict)
     reload: ReloadResult | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -57,6 +104,7 @@ class BakeReport:
             "imageTag": self.image_tag,
             "artifactDigest": self.artifact_digest,
             "buildContext": self.context_dir,
+            "measurementsFile": self.measurements_file or None,
             "estimate": self.estimate,
             "reload": self.reload.as_dict() if self.reload else None,
             "findings": [f.as_dict() for f in self.findings],
@@ -75,6 +123,19 @@ def _selected(served_models: list[ServedModelPlan], wanted: tuple[str, ...]) -> 
     return chosen
 
 
+def _estimate(e: ImageEstimate, root_volume_gib: int) -> dict[str, Any]:
+    return {
+        "imageGiB": round(e.image_gib, 2),
+        "dependenciesGiB": round(e.dependencies_gib, 2),
+        "dependenciesMeasured": e.measured,
+        "instanceNeedsGiB": round(e.instance_needs_gib, 1),
+        "rootVolumeGiB": root_volume_gib,
+        "builderNeedsGiB": round(e.builder_needs_gib, 1),
+        "builderComputeType": e.builder_compute_type,
+        "buildMinutes": round(e.build_minutes, 1),
+    }
+
+
 @contextmanager
 def _step(progress: Progress | None, description: str) -> Iterator[None]:
     """One step of a bake, shown with its elapsed time while it runs and after: a reload check
@@ -87,29 +148,29 @@ def _step(progress: Progress | None, description: str) -> Iterator[None]:
     progress.update(task, completed=1)
 
 
-def bake_one(served: ServedModelPlan, plan: Any, skip_reload: bool, output: Path | None,
-             progress: Progress | None = None) -> BakeReport:
-    report = BakeReport(served_model=f"{served.endpoint}/{served.name}", model_uri=served.model_uri)
+def bake_target(target: BakeTarget, skip_reload: bool, output: Path | None,
+                progress: Progress | None = None) -> BakeReport:
+    report = BakeReport(served_model=target.label, model_uri=target.model_uri)
     with _step(progress, f"{report.served_model}: resolve the model, packaging checks"):
-        baked, findings = bake_and_check(served, plan)
+        baked, findings = bake_and_check(target.model_uri, target.tracking_uri, target.serving)
     report.resolved_uri = baked.resolved_uri
     report.image_tag = baked.image_tag
     report.artifact_digest = baked.artifact_digest
-    e = baked.estimate
-    report.estimate = {
-        "imageGiB": round(e.image_gib, 2),
-        "instanceNeedsGiB": round(e.instance_needs_gib, 1),
-        "rootVolumeGiB": served.profile.root_volume_gib,
-        "builderNeedsGiB": round(e.builder_needs_gib, 1),
-        "builderComputeType": e.builder_compute_type,
-        "buildMinutes": round(e.build_minutes, 1),
-    }
+    profile = target.serving.profile
+    report.estimate = _estimate(baked.estimate, profile.root_volume_gib)
     if not skip_reload:
         with _step(progress, f"{report.served_model}: reload check (a fresh virtualenv from its requirements)"):
-            report.reload = reload_check(baked.model_dir, baked.manifest, gpu=served.profile.has_gpu)
+            report.reload = reload_check(baked.model_dir, baked.manifest, gpu=profile.has_gpu)
+        if report.reload.measurements is not None:
+            report.measurements_file = str(record_measurements(baked.artifact_digest, baked.image_tag,
+                                                               baked.resolved_uri, report.reload.measurements))
         if report.reload.venv is not None:
-            # The checks again, on what pip resolved: a CPU-only torch or the CUDA its wheels carry.
-            findings = baked.findings(serving_target(served, plan), read_resolved(report.reload.venv))
+            # The checks again, on what pip resolved (a CPU-only torch, the CUDA its wheels carry)
+            # and with the image's Python layer measured instead of estimated from the table.
+            table = report.estimate
+            baked = baked.calibrated(installed_bytes(report.reload.venv), gpu=profile.has_gpu)
+            report.estimate = {**_estimate(baked.estimate, profile.root_volume_gib), "fromPackageTable": table}
+            findings = baked.findings(target.serving, read_resolved(report.reload.venv))
         finding = report.reload.finding()
         if finding:
             findings = [finding, *findings]
@@ -138,6 +199,10 @@ def _print(report: BakeReport) -> None:
         # A model logged without an input example loads but has nothing to predict with.
         predict = "no input example to predict" if r.predict_seconds is None else f"predict {r.predict_seconds} s"
         timing = f" (load {r.load_seconds} s, {predict})" if r.ok else ""
+        if r.measurements:
+            m = r.measurements
+            timing += f"; worker peak {m.peak_rss_mib:.0f} MiB" + "".join(
+                f"; {one.rows} rows p50 {one.p50_ms} ms p99 {one.p99_ms} ms" for one in (m.example, m.batch) if one)
         console.print(f"  reload check: {'ok' if r.ok else 'FAILED at ' + r.stage}{timing} on {r.target_device}"
                       + (f", emulated: {escape(r.emulated)}" if r.emulated else ""), highlight=False)
     if report.context_dir:
@@ -153,32 +218,59 @@ def _print(report: BakeReport) -> None:
         console.print("  no findings")
 
 
-@click.command("bake", help="Check a stack's models and render their image build contexts (offline).")
-@click.argument("stack")
-@click.option("--served-model", "served_models", multiple=True, help="Only this served model (name or endpoint/name); repeatable.")
+def _default_tracking_uri() -> str:
+    """MLflow's own choice (MLFLOW_TRACKING_URI, else its local default), as `mlflow` scripts see it."""
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+@click.command("bake", help="Check a stack's models, or one model URI, and render image build contexts (offline).")
+@click.argument("target", metavar="STACK|MODEL_URI")
+@click.option("--served-model", "served_models", multiple=True,
+              help="With a stack: only this served model (name or endpoint/name); repeatable.")
+@click.option("--compute-type", type=click.Choice([c.value for c in ComputeType]),
+              help=f"With a model URI: the compute type to check it for (default {DEFAULT_COMPUTE_TYPE}).")
+@click.option("--environment", type=click.Choice(ENVIRONMENTS),
+              help=f"With a model URI: the stack environment whose levels apply (default {DEFAULT_ENVIRONMENT}).")
 @click.option("--skip-reload", is_flag=True, help="Skip the reload check (no virtualenv, no PyPI).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for build contexts (default: the Kiln cache).")
-@tracking_uri_option
+@click.option("--mlflow-tracking-uri",
+              help="Resolve models against this MLflow store (default: the stack's kiln:mlflowTrackingUri; for a model "
+              f"URI, MLflow's own), e.g. {EXAMPLE_STORE_URI} for the example models of `kiln examples`.")
 def bake_command(
-    stack: str, served_models: tuple[str, ...], skip_reload: bool, as_json: bool, output: Path | None,
-    mlflow_tracking_uri: str | None,
+    target: str, served_models: tuple[str, ...], compute_type: str | None, environment: str | None, skip_reload: bool,
+    as_json: bool, output: Path | None, mlflow_tracking_uri: str | None,
 ) -> None:
-    with user_errors():
-        require_reachable_registry(stack, mlflow_tracking_uri)
-        stack_file = read_stack(stack, mlflow_tracking_uri)
-    name, config = stack_file.name, stack_file.config
-    plan = plan_stack(name, config)
+    if is_model_uri(target):
+        if served_models:
+            raise click.UsageError(f"--served-model selects from a stack; {target} is a model URI")
+        compute_type = compute_type or DEFAULT_COMPUTE_TYPE
+        environment = environment or DEFAULT_ENVIRONMENT
+        targets = [uri_target(target, mlflow_tracking_uri or _default_tracking_uri(), compute_type, environment)]
+        header: dict[str, Any] = {"modelUri": target, "computeType": compute_type, "environment": environment}
+    else:
+        if compute_type or environment:
+            raise click.UsageError(f"--compute-type and --environment apply to a model URI; the stack {target} "
+                                   "sets them per served model")
+        with user_errors():
+            require_reachable_registry(target, mlflow_tracking_uri)
+            stack_file = read_stack(target, mlflow_tracking_uri)
+        name, config = stack_file.name, stack_file.config
+        plan = plan_stack(name, config)
+        targets = [stack_target(served, plan) for served in _selected(plan.served_models, served_models)]
+        header = {"stack": name}
     reports = []
     # Progress goes to stderr; with --json a script reads stdout and wants nothing on the terminal.
-    progress = None if as_json else Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                             console=errors)
+    progress = None if as_json else Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}"),
+                                             TimeElapsedColumn(), console=errors)
     with progress or nullcontext():
-        for served in _selected(plan.served_models, served_models):
-            with user_errors({ModelResolutionError: f"cannot resolve served model {served.endpoint}/{served.name}: "}):
-                reports.append(bake_one(served, plan, skip_reload, output, progress))
+        for one in targets:
+            with user_errors({ModelResolutionError: f"cannot resolve {one.label}: "}):
+                reports.append(bake_target(one, skip_reload, output, progress))
     if as_json:
-        click.echo(json.dumps({"stack": name, "servedModels": [r.as_dict() for r in reports]}, indent=2))
+        click.echo(json.dumps({**header, "servedModels": [r.as_dict() for r in reports]}, indent=2))
     else:
         for report in reports:
             _print(report)

@@ -16,6 +16,7 @@ import click
 from infra.commands.output import console, user_errors
 from infra.commands.policy_pack_console import print_policy_check
 from infra.commands.registry import require_reachable_registry, tracking_uri_option
+from infra.plan.packaging import packaging_enforced_by_pack
 from infra.preview.policy_pack import POLICIES_DIR, load_policy_pack_config
 from infra.preview.report import build_plan_report
 
@@ -43,7 +44,8 @@ policy_pack_config_option = click.option(
 def check(
     stack: str, as_json: bool, policy_pack_config: Path | None, mlflow_tracking_uri: str | None, preview: bool, pack_dir: Path
 ) -> None:
-    with user_errors():
+    # Packaging findings that are pack rules are reported by the pack, beside the violations.
+    with user_errors(), packaging_enforced_by_pack():
         policy_config = load_policy_pack_config(policy_pack_config)
         require_reachable_registry(stack, mlflow_tracking_uri)
         report = build_plan_report(

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from infra.commands.bake import bake_command
+from infra.commands.cache import cache_command
 from infra.commands.check import check, policy_pack_config_option
 from infra.commands.import_databricks import import_databricks
 from infra.commands.output import console, errors, user_errors
@@ -87,6 +88,7 @@ def examples(store: Path | None) -> None:
 
 
 main.add_command(bake_command)
+main.add_command(cache_command)
 main.add_command(review)
 main.add_command(rehearse_command)
 main.add_command(import_databricks)

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -99,6 +100,8 @@ def print_plan(console: Console, report: PlanReport) -> None:
     console.print(capacity_table(report))
     console.print(f"[dim]Prices: {PRICES_AS_OF}. {len(report.run.registrations)} resources.[/]")
     for served in report.plan.served_models:
-        console.print(f"[dim]{served.endpoint}/{served.name}: " + "; ".join(served.capacity.arithmetic()) + "[/]")
+        lines = served.sizing_comparison() or ["; ".join(served.capacity.arithmetic())]
+        for line in lines:
+            console.print(f"[dim]{served.endpoint}/{served.name}: {escape(line)}[/]")
     if report.policy is not None:
         print_policy_check(console, report.policy, report.plan.stack)

@@ -22,6 +22,32 @@ DEFAULT_LATENCY_MS = 100.0
 TARGET_UTILIZATION = 0.7
 # With expectedQps, the group may grow to this multiple of the expected concurrency.
 PEAK_HEADROOM = 2
+# On top of a worker's measured peak memory (`sizing: measured`): requests larger than the
+# input example, allocator fragmentation over days of serving, the runtime's own buffers.
+MEASURED_MEMORY_HEADROOM = 0.25
+# A served request never takes less than the runtime's own work (HTTP parsing, JSON, schema
+# enforcement; about a millisecond), however fast the model predicted in the probe; the
+# scaling target divides by it.
+MIN_MEASURED_LATENCY_MS = 1.0
+
+
+class SizingError(ValueError):
+    """A served model its compute type cannot hold, or `sizing: measured` with nothing measured."""
+
+
+@dataclass(frozen=True)
+class WorkerMeasurement:
+    """What the reload check measured for one worker (models/measurements.py), as the planner
+    reads it: peak resident memory, predict latency on the input example, and where."""
+
+    peak_gib: float
+    latency_ms: float | None
+    source: str
+
+    @property
+    def memory_gib(self) -> float:
+        """Memory the plan gives each worker: the measured peak plus MEASURED_MEMORY_HEADROOM."""
+        return self.peak_gib * (1 + MEASURED_MEMORY_HEADROOM)
 
 
 @dataclass(frozen=True)
@@ -51,12 +77,13 @@ def concurrency_for(qps: float, latency_ms: float) -> int:
     return max(1, math.ceil(round(qps * latency_ms / 1000, 9)))
 
 
-def requested_concurrency(served: ServedModel) -> ConcurrencyRange:
-    """The concurrency range a served model asks for, with scale to zero lowering the floor."""
+def requested_concurrency(served: ServedModel, measured_latency_ms: float | None = None) -> ConcurrencyRange:
+    """The concurrency range a served model asks for, with scale to zero lowering the floor;
+    expected QPS is turned into concurrency with the measured latency when there is one."""
     if served.workload_size is not None:
         low, high = WORKLOAD_SIZES[served.workload_size]
     elif served.expected_qps is not None:
-        low = concurrency_for(served.expected_qps, served.expected_latency_ms or DEFAULT_LATENCY_MS)
+        low = concurrency_for(served.expected_qps, measured_latency_ms or served.expected_latency_ms or DEFAULT_LATENCY_MS)
         high = low * PEAK_HEADROOM
     else:
         low = served.min_provisioned_concurrency or 0
@@ -92,18 +119,21 @@ def choose_gpu_placement(profile: ComputeProfile, requested: GpuPlacement | None
 
 
 def workers_per_instance(instance: InstanceType, profile: ComputeProfile,
-                         placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU) -> int:
-    """Workers one instance can run: memory-bound on CPU (capped by vCPUs); on GPU one per GPU,
-    or one for the whole instance when the model is spread across its GPUs."""
+                         placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU,
+                         worker_memory_gib: float | None = None) -> int:
+    """Workers one instance can run: memory-bound on CPU (capped by vCPUs), each worker given
+    `worker_memory_gib` (measured) or the compute type's memory per concurrency (nominal); on
+    GPU one per GPU, or one for the whole instance when the model is spread across its GPUs."""
     if profile.has_gpu:
         return 1 if placement is GpuPlacement.SPREAD_ACROSS_GPUS else instance.gpus
-    by_memory = math.floor((instance.memory_gib - OS_RESERVE_GIB) / profile.memory_per_concurrency_gib)
+    per_worker = worker_memory_gib or profile.memory_per_concurrency_gib
+    by_memory = math.floor(round((instance.memory_gib - OS_RESERVE_GIB) / per_worker, 9))
     return max(0, min(by_memory, instance.vcpus))
 
 
 def size_on(instance: InstanceType, profile: ComputeProfile, concurrency: ConcurrencyRange,
-            placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU) -> Sizing | None:
-    workers = workers_per_instance(instance, profile, placement)
+            placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU, worker_memory_gib: float | None = None) -> Sizing | None:
+    workers = workers_per_instance(instance, profile, placement, worker_memory_gib)
     if workers == 0:
         return None
     return Sizing(
@@ -115,14 +145,15 @@ def size_on(instance: InstanceType, profile: ComputeProfile, concurrency: Concur
 
 
 def choose_sizing(profile: ComputeProfile, concurrency: ConcurrencyRange, instance_type: str | None = None,
-                  placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU) -> Sizing:
+                  placement: GpuPlacement = GpuPlacement.WORKER_PER_GPU, worker_memory_gib: float | None = None) -> Sizing:
     """The cheapest instance size that covers the range: by cost at max, then at min, then smaller."""
     candidates = [instance_type] if instance_type else list(profile.default_instances)
-    sizings = [s for name in candidates if (s := size_on(INSTANCES[name], profile, concurrency, placement))]
+    sizings = [s for name in candidates
+               if (s := size_on(INSTANCES[name], profile, concurrency, placement, worker_memory_gib))]
     if not sizings:
         raise ValueError(
             f"no instance among {', '.join(candidates)} fits one {profile.compute_type.value} worker "
-            f"({profile.memory_per_concurrency_gib:g} GiB + {OS_RESERVE_GIB:g} GiB reserve)"
+            f"({worker_memory_gib or profile.memory_per_concurrency_gib:g} GiB + {OS_RESERVE_GIB:g} GiB reserve)"
         )
     return min(sizings, key=lambda s: (s.hourly_cost_max, s.hourly_cost_min, s.instance.hourly_usd))
 
@@ -144,6 +175,8 @@ class CapacityPlan:
     target_requests_per_minute: float
     target_utilization: float = TARGET_UTILIZATION
     gpu: GpuUse | None = None
+    # Set when the plan sized workers from the reload check's measurements (`sizing: measured`).
+    measured: WorkerMeasurement | None = None
 
     @property
     def min_concurrency(self) -> int:
@@ -169,6 +202,11 @@ class CapacityPlan:
 
     def _workers_line(self) -> str:
         s = self.sizing
+        if self.gpu is None and self.measured is not None:
+            m = self.measured
+            return (f"{s.instance.name}: {s.workers_per_instance} workers per instance (= min(floor(({s.instance.memory_gib:g} "
+                    f"- {OS_RESERVE_GIB:g} GiB reserve) / {m.memory_gib:.2f} GiB measured per worker), {s.instance.vcpus} vCPUs); "
+                    f"{m.memory_gib:.2f} GiB = {m.peak_gib:.2f} GiB peak × {1 + MEASURED_MEMORY_HEADROOM:g}, {m.source}")
         if self.gpu is None:
             return f"{s.instance.name}: {_workers(s.workers_per_instance)} per instance"
         gpus = s.instance.gpus
@@ -184,15 +222,29 @@ def _workers(count: int) -> str:
     return f"{count} worker{'' if count == 1 else 's'}"
 
 
-def plan_capacity(served: ServedModel, model_memory_gib: float | None = None) -> CapacityPlan:
+def plan_capacity(served: ServedModel, model_memory_gib: float | None = None,
+                  measured: WorkerMeasurement | None = None) -> CapacityPlan:
     """The capacity of one served model; its model's memory (files × factor + worker, from the
-    bake) decides how a multi-GPU instance is used when the stack does not say."""
+    bake) decides how a multi-GPU instance is used when the stack does not say. With `measured`
+    (`sizing: measured`) a CPU worker gets its measured memory plus headroom instead of the
+    compute type's nominal memory per concurrency, and the scaling target the measured latency;
+    a worker that needs more than the compute type's memory per concurrency is refused."""
     profile = PROFILES[served.compute_type]
-    concurrency = requested_concurrency(served)
+    worker_memory = None
+    if measured is not None and not profile.has_gpu:
+        worker_memory = measured.memory_gib
+        if worker_memory > profile.memory_per_concurrency_gib:
+            raise SizingError(
+                f"a worker needs {worker_memory:.2f} GiB measured ({measured.peak_gib:.2f} GiB peak × "
+                f"{1 + MEASURED_MEMORY_HEADROOM:g}, {measured.source}), {profile.compute_type.value} gives "
+                f"{profile.memory_per_concurrency_gib:g} GiB per concurrency; choose a compute type with more memory per "
+                "concurrency (CPU_LARGE: 16 GiB) or shrink the model")
+    latency = (max(measured.latency_ms, MIN_MEASURED_LATENCY_MS) if measured is not None and measured.latency_ms is not None
+               else served.expected_latency_ms or DEFAULT_LATENCY_MS)
+    concurrency = requested_concurrency(served, latency if measured is not None else None)
     gpu = choose_gpu_placement(profile, served.gpu_placement, model_memory_gib)
     placement = gpu.placement if gpu else GpuPlacement.WORKER_PER_GPU
-    sizing = choose_sizing(profile, concurrency, served.instance_type, placement)
-    latency = served.expected_latency_ms or DEFAULT_LATENCY_MS
+    sizing = choose_sizing(profile, concurrency, served.instance_type, placement, worker_memory)
     utilization = served.scaling.target_utilization
     return CapacityPlan(
         concurrency=concurrency,
@@ -201,4 +253,5 @@ def plan_capacity(served: ServedModel, model_memory_gib: float | None = None) ->
         target_requests_per_minute=requests_per_target_per_minute(sizing.workers_per_instance, latency, utilization),
         target_utilization=utilization,
         gpu=gpu,
+        measured=measured,
     )

@@ -190,6 +190,9 @@ class ServedModel(_Model):
     max_batch_delay_ms: int | None = Field(default=None, ge=0, le=1000)
     environment_vars: dict[str, str] = Field(default_factory=dict)
     scaling: Scaling = Scaling()
+    # nominal: workers sized by the compute type's memory per concurrency (Databricks' figure);
+    # measured: by the reload check's measured worker memory and latency (`kiln bake` records them).
+    sizing: Literal["nominal", "measured"] = "nominal"
 
     @field_validator("name")
     @classmethod

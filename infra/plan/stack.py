@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.plan.capacity import CapacityPlan, concurrency_for, plan_capacity
-from infra.plan.catalog import PROFILES, ComputeProfile, GpuPlacement
-from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, Endpoint, ServedModel, StackConfig
+from infra.plan.capacity import CapacityPlan, SizingError, WorkerMeasurement, concurrency_for, plan_capacity
+from infra.plan.catalog import HOURS_PER_MONTH, PROFILES, ComputeProfile, GpuPlacement
+from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, ConfigError, Endpoint, ServedModel, StackConfig
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from runtime.contract import RUNTIME_PORT
@@ -61,6 +61,10 @@ class ServedModelPlan:
     # Requests one worker call may take (1: batching off), and how long a free worker waits for more.
     max_batch_size: int = 1
     max_batch_delay_ms: int = 0
+    # The stack's `sizing`; with `measured` and measurements at hand, `capacity` is the measured
+    # plan and `nominal_capacity` the one Databricks' memory per concurrency gives, for comparison.
+    sizing: str = "nominal"
+    nominal_capacity: CapacityPlan | None = None
 
     @property
     def resource_name(self) -> str:
@@ -115,6 +119,20 @@ class ServedModelPlan:
             "hourlyCostMax": sizing.hourly_cost_max,
             **optional,
         }
+
+    def sizing_comparison(self) -> list[str]:
+        """Both plans of a measured served model and what measuring saves (or costs), per month."""
+        if self.nominal_capacity is None:
+            return []
+        measured, nominal = self.capacity.sizing, self.nominal_capacity.sizing
+        hours = HOURS_PER_MONTH
+        difference = (measured.hourly_cost_min - nominal.hourly_cost_min) * hours
+        return [
+            "sizing nominal: " + "; ".join(self.nominal_capacity.arithmetic()),
+            "sizing measured: " + "; ".join(self.capacity.arithmetic()),
+            f"measured - nominal at minimum: ${measured.hourly_cost_min:.4f}/h - ${nominal.hourly_cost_min:.4f}/h = "
+            f"${measured.hourly_cost_min - nominal.hourly_cost_min:+.4f}/h × {hours} h = ${difference:+,.2f}/month",
+        ]
 
     def capacity_outputs(self) -> dict[str, Any]:
         """The sizing a stack output and the component's outputs show."""
@@ -209,20 +227,27 @@ def endpoint_path(endpoint: str) -> str:
     return f"/serving-endpoints/{endpoint}/invocations"
 
 
-def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, float] | None = None) -> StackPlan:
+def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, float] | None = None,
+               measured: Mapping[str, WorkerMeasurement] | None = None) -> StackPlan:
     """The whole plan; `model_memory_gib` (by served model resource name, from the bake) places
-    a multi-GPU served model whose stack entry leaves gpuPlacement unset."""
+    a multi-GPU served model whose stack entry leaves gpuPlacement unset. `measured` (by resource
+    name, from the reload check) sizes the served models that say `sizing: measured`; without
+    it (before the bake, or in `kiln simulate`) they are planned nominally."""
     memory = model_memory_gib or {}
     stack_tags = {"kiln:stack": stack, "kiln:environment": config.environment}
     priorities = listener_rule_priorities([e.name for e in config.endpoints])
     idle_timeout = max(e.request_timeout_seconds for e in config.endpoints) + IDLE_TIMEOUT_MARGIN_SECONDS
     endpoints = []
     for endpoint in config.endpoints:
-        served_models = [
-            _served_model_plan(stack, endpoint, served, config, stack_tags, idle_timeout,
-                               memory.get(f"{endpoint.name}.{served.name}"))
-            for served in endpoint.served_models
-        ]
+        served_models = []
+        for index, served in enumerate(endpoint.served_models):
+            name = f"{endpoint.name}.{served.name}"
+            try:
+                served_models.append(_served_model_plan(stack, endpoint, served, config, stack_tags, idle_timeout,
+                                                        memory.get(name), _measurement(served, name, measured)))
+            except SizingError as error:
+                position = config.endpoints.index(endpoint)
+                raise ConfigError(f"stacks/Pulumi.{stack}.yaml", [f"endpoints[{position}].servedModels[{index}] ({name}): {error}"]) from None
         endpoints.append(
             EndpointPlan(
                 name=endpoint.name,
@@ -249,12 +274,23 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
     )
 
 
+def _measurement(served: ServedModel, name: str,
+                 measured: Mapping[str, WorkerMeasurement] | None) -> WorkerMeasurement | None:
+    """The measurement a `sizing: measured` served model plans from, once measurements are at hand."""
+    if served.sizing != "measured" or measured is None:
+        return None
+    if name not in measured:
+        raise SizingError(f"sizing: measured, but no reload check has measured {served.model_uri} in its environment "
+                          "here; run `kiln bake STACK` (with the reload check) first, or set sizing: nominal")
+    return measured[name]
+
+
 def _served_model_plan(
     stack: str, endpoint: Endpoint, served: ServedModel, config: StackConfig, stack_tags: dict[str, str],
-    load_balancer_idle_timeout_seconds: int, model_memory_gib: float | None,
+    load_balancer_idle_timeout_seconds: int, model_memory_gib: float | None, measured: WorkerMeasurement | None,
 ) -> ServedModelPlan:
     profile = PROFILES[served.compute_type]
-    capacity = plan_capacity(served, model_memory_gib)
+    capacity = plan_capacity(served, model_memory_gib, measured)
     scaling = plan_scaling(
         stack, endpoint.name, served.name, served.scaling, capacity, served.scale_to_zero_enabled,
         profile.health_check_grace_seconds,
@@ -288,4 +324,6 @@ def _served_model_plan(
         queue_budget_seconds=served.queue_budget_seconds,
         max_batch_size=served.max_batch_size or (DEFAULT_GPU_BATCH_SIZE if profile.has_gpu else 1),
         max_batch_delay_ms=served.max_batch_delay_ms or 0,
+        sizing=served.sizing,
+        nominal_capacity=plan_capacity(served, model_memory_gib) if measured is not None else None,
     )

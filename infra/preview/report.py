@@ -88,5 +88,10 @@ def _plan_as_json(report: PlanReport) -> dict[str, Any]:
             "pricesAsOf": PRICES_AS_OF,
         },
         "outputs": report.run.outputs,
+        # Served models sized from measurements (`sizing: measured`): both plans and the difference.
+        "sizingComparisons": [
+            {"endpoint": s.endpoint, "servedModelName": s.name, "arithmetic": s.sizing_comparison()}
+            for s in report.plan.served_models if s.nominal_capacity is not None
+        ],
         **({"policyViolations": [v.as_json() for v in report.policy.violations]} if report.policy else {}),
     }

@@ -11,10 +11,14 @@ from collections.abc import Iterable
 
 import pulumi
 
+from infra.plan.capacity import WorkerMeasurement
+from infra.plan.packaging import PACK_RULE_LEVELS, pack_enforces_packaging
 from infra.plan.stack import ServedModelPlan, StackPlan
-from models.bake import BakedModel, bake
+from models.bake import BakedModel
+from models.bake import bake_and_check as bake_model_and_check
 from models.checks import Finding, PackagingError, ServingTarget, worker_memory_gib
 from models.estimates import CODEBUILD_DISK_GB, MIN_CODEBUILD_COMPUTE
+from models.measurements import Measurements, measurements_path, recorded_measurements
 
 
 class StackPackagingError(PackagingError, pulumi.RunError):
@@ -34,18 +38,21 @@ def serving_target(served: ServedModelPlan, plan: StackPlan) -> ServingTarget:
 
 
 def bake_and_check(served: ServedModelPlan, plan: StackPlan) -> tuple[BakedModel, list[Finding]]:
-    baked = bake(served.model_uri, plan.config.mlflow_tracking_uri, gpu=served.profile.has_gpu)
-    return baked, baked.findings(serving_target(served, plan))
+    return bake_model_and_check(served.model_uri, plan.config.mlflow_tracking_uri, serving_target(served, plan))
 
 
 def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Finding]]]:
-    """Baked models and their (warning) findings by served model resource name; raises
-    PackagingError on an error finding, before anything is declared."""
+    """Baked models and their findings by served model resource name; raises PackagingError
+    on an error finding, before anything is declared. When the policy pack enforces packaging
+    (`kiln check`, PACK_ENFORCES_PACKAGING), a finding that is a pack rule (same id) is left to
+    the pack, which reports it at its level beside the other violations."""
+    left_to_pack = set(PACK_RULE_LEVELS) if pack_enforces_packaging() else set()
     checked = {}
     for served in plan.served_models:
         model, findings = bake_and_check(served, plan)
-        if any(f.level == "error" for f in findings):
-            raise StackPackagingError(served.resource_name, findings)
+        own = [f for f in findings if f.id not in left_to_pack]
+        if any(f.level == "error" for f in own):
+            raise StackPackagingError(served.resource_name, own)
         checked[served.resource_name] = (model, findings)
     return checked
 
@@ -54,6 +61,27 @@ def model_memory(checked: dict[str, tuple[BakedModel, list[Finding]]]) -> dict[s
     """What one worker of each served model needs (GiB), by resource name: the plan places a
     multi-GPU served model by it when the stack leaves gpuPlacement unset."""
     return {name: worker_memory_gib(model.estimate.model_gib) for name, (model, _) in checked.items()}
+
+
+def worker_measurement(measured: Measurements, where: str) -> WorkerMeasurement:
+    """The planner's reading of a reload check: peak memory, and p90 latency on the input
+    example (p90, not p50, so the scaling target errs towards scaling out early)."""
+    return WorkerMeasurement(
+        peak_gib=measured.worker_gib,
+        latency_ms=measured.example.p90_ms if measured.example else None,
+        source=f"reload check on {measured.cpus} CPUs ({where})",
+    )
+
+
+def worker_measurements(checked: dict[str, tuple[BakedModel, list[Finding]]]) -> dict[str, WorkerMeasurement]:
+    """What a reload check here recorded for each baked model in its environment, by resource
+    name; a model never measured is absent (the plan then says to run `kiln bake`)."""
+    found = {}
+    for name, (model, _) in checked.items():
+        measured = recorded_measurements(model.artifact_digest, model.image_tag)
+        if measured is not None:
+            found[name] = worker_measurement(measured, measurements_path(model.artifact_digest, model.image_tag).name)
+    return found
 
 
 def builder_compute_type(baked: Iterable[BakedModel]) -> str:

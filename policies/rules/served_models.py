@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from infra.plan.packaging import (
+    MODEL_SIGNATURE,
+    NO_CONDA_DEFAULTS_CHANNEL,
+    PACK_RULE_LEVELS,
+    PACKAGING_RULES,
+    PackagingRule,
+    anaconda_channels,
+)
 from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
-from policies.rules.rule import MANDATORY, MANDATORY_IN_PROD, Config, Props, ResourceRule, items, prop, truthy
+from policies.rules.rule import MANDATORY, Config, Props, ResourceCheck, ResourceRule, items, prop, truthy
 
 
 def _name(props: Props) -> str:
@@ -20,10 +28,11 @@ def has_signature(props: Props, config: Config) -> list[str]:
 
 def no_defaults_channel(props: Props, config: Config) -> list[str]:
     """Anaconda's `defaults` channel needs a commercial licence in most companies and drifts between builds."""
-    channels = [str(channel) for channel in items(prop(props, "manifest.condaChannels"))]
-    if "defaults" not in channels:
+    found = anaconda_channels(items(prop(props, "manifest.condaChannels")))
+    if not found:
         return []
-    return [(f"{_name(props)} pins conda channel 'defaults' (licence terms, non-reproducible builds); log it "
+    shown = ", ".join(repr(channel) for channel in found)
+    return [(f"{_name(props)} pins conda channel {shown} (licence terms, non-reproducible builds); log it "
             "again with conda-forge only (or pip requirements)")]
 
 
@@ -44,20 +53,40 @@ def weights_sum_to_100(props: Props, config: Config) -> list[str]:
 
 
 SIGNATURE = ResourceRule(
-    id="model-signature",
+    id=MODEL_SIGNATURE,
     description="Served models carry an MLflow signature.",
-    levels=MANDATORY_IN_PROD,
+    levels=PACK_RULE_LEVELS[MODEL_SIGNATURE],
     checks={SERVED_MODEL: has_signature},
     fix="Log the model with a signature (mlflow.models.infer_signature) and register the new version.",
 )
 
 NO_DEFAULTS_CHANNEL = ResourceRule(
-    id="no-conda-defaults-channel",
+    id=NO_CONDA_DEFAULTS_CHANNEL,
     description="Served models do not depend on Anaconda's `defaults` conda channel.",
-    levels=MANDATORY_IN_PROD,
+    levels=PACK_RULE_LEVELS[NO_CONDA_DEFAULTS_CHANNEL],
     checks={SERVED_MODEL: no_defaults_channel},
     fix="Log the model with conda-forge (or pip requirements) and register the new version.",
 )
+
+def _findings_of(rule_id: str) -> ResourceCheck:
+    """The bake's findings of one id on a served model (its `packagingFindings` input)."""
+
+    def check(props: Props, config: Config) -> list[str]:
+        return [f"{_name(props)}: {prop(finding, 'message')}" for finding in items(props.get("packagingFindings"))
+                if prop(finding, "id") == rule_id]
+
+    return check
+
+
+def _packaging_rule(rule: PackagingRule) -> ResourceRule:
+    return ResourceRule(id=rule.id, description=rule.description, levels=rule.levels,
+                        checks={SERVED_MODEL: _findings_of(rule.id)},
+                        fix="Re-log the model (or change its compute type) as the message says; docs/bake.md lists each check.")
+
+
+# The packaging checks as rules, at one set of levels (infra/plan/packaging.py); the two above
+# read the manifest themselves, every other one reports the bake's finding of its id.
+PACKAGING = [_packaging_rule(rule) for rule in PACKAGING_RULES if rule.id not in (MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL)]
 
 TRAFFIC_WEIGHTS = ResourceRule(
     id="traffic-weights-sum-to-100",
@@ -67,4 +96,4 @@ TRAFFIC_WEIGHTS = ResourceRule(
     fix="Make trafficConfig.routes[].trafficPercentage add up to 100 for the endpoint.",
 )
 
-RULES = [SIGNATURE, NO_DEFAULTS_CHANNEL, TRAFFIC_WEIGHTS]
+RULES = [SIGNATURE, NO_DEFAULTS_CHANNEL, *PACKAGING, TRAFFIC_WEIGHTS]

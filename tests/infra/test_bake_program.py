@@ -81,7 +81,7 @@ def test_an_error_finding_stops_the_program_naming_model_check_and_fix(example_s
 
     served = config["kiln:endpoints"][0]
     assert f"{served['name']}.{served['servedModels'][0]['name']}" in str(raised.value)
-    assert "[signature-missing]" in str(raised.value)
+    assert "[model-signature]" in str(raised.value)
     assert isinstance(raised.value, pulumi.RunError)  # the engine prints the message, no traceback
 
 
@@ -91,4 +91,4 @@ def test_kiln_plan_exits_2_on_a_packaging_error(example_store, tmp_path: Path, k
     result = CliRunner().invoke(main, ["plan", str(stack_file)])
 
     assert result.exit_code == 2
-    assert "signature-missing" in result.output
+    assert "model-signature" in result.output

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.artifacts import ModelResolutionError, fetch_model, resolve_model_uri, tree_digest
+from tests.bake_support import save_pyfunc
 
 
 def test_alias_is_pinned_to_its_version(example_store) -> None:
@@ -71,3 +72,13 @@ def test_missing_local_store_is_reported_not_created(tmp_path: Path) -> None:
         fetch_model("models:/fraud-scorer/1", f"sqlite:///{store}")
 
     assert not store.exists()
+
+
+def test_a_local_model_needs_no_store_but_a_registry_uri_names_the_missing_one(tmp_path: Path) -> None:
+    absent = f"sqlite:///{tmp_path / 'absent.db'}"
+
+    files = fetch_model(str(save_pyfunc(tmp_path / "model")), absent)
+
+    assert (files.directory / "MLmodel").is_file() and not (tmp_path / "absent.db").exists()
+    with pytest.raises(ModelResolutionError, match="no MLflow store at sqlite:///"):
+        fetch_model("models:/fraud-scorer/1", absent)

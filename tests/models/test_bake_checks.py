@@ -43,8 +43,8 @@ def test_a_well_packaged_model_has_no_findings(tmp_path: Path, tracking_uri: str
 def test_missing_signature_is_an_error_in_prod_and_a_warning_elsewhere(tmp_path: Path, tracking_uri: str) -> None:
     baked = _bake(save_pyfunc(tmp_path / "model", signature=False, input_example=False), tracking_uri)
 
-    assert _ids(baked.findings(_target(environment="prod")))["signature-missing"] == "error"
-    assert _ids(baked.findings(_target(environment="dev")))["signature-missing"] == "warning"
+    assert _ids(baked.findings(_target(environment="prod")))["model-signature"] == "error"
+    assert _ids(baked.findings(_target(environment="dev")))["model-signature"] == "warning"
 
 
 def test_missing_input_example_is_a_warning(tmp_path: Path, tracking_uri: str) -> None:
@@ -81,7 +81,7 @@ def test_test_and_notebook_packages_are_flagged(tmp_path: Path, tracking_uri: st
     assert (dev.level, "jupyter, pytest" in dev.message) == ("warning", True)
 
 
-def test_conda_defaults_channel_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
+def test_conda_defaults_channel_is_an_error_in_prod(tmp_path: Path, tracking_uri: str) -> None:
     conda_env = {
         "name": "legacy",
         "channels": ["defaults"],
@@ -89,9 +89,9 @@ def test_conda_defaults_channel_is_an_error(tmp_path: Path, tracking_uri: str) -
     }
     model = save_pyfunc(tmp_path / "model", conda_env=conda_env)
 
-    findings = _bake(model, tracking_uri).findings(_target())
+    findings = _bake(model, tracking_uri).findings(_target(environment="prod"))
 
-    assert _ids(findings)["conda-defaults-channel"] == "error"
+    assert _ids(findings)["no-conda-defaults-channel"] == "error"
 
 
 def test_a_model_logged_with_mlflow_1_17_is_an_error(tmp_path: Path, tracking_uri: str) -> None:
@@ -178,5 +178,17 @@ def test_error_findings_raise_a_packaging_error_naming_model_check_and_fix(tmp_p
         raise_for_errors("fraud.champion", baked.findings(_target(environment="prod")))
 
     message = str(raised.value)
-    assert "fraud.champion" in message and "[signature-missing]" in message and "infer_signature" in message
+    assert "fraud.champion" in message and "[model-signature]" in message and "infer_signature" in message
     assert "input-example-missing" not in message  # warnings do not stop a deployment
+
+
+def test_a_measured_install_replaces_the_package_table_in_the_image_estimate() -> None:
+    requirements = ("mlflow==3.17.2", "torch==2.9.0")
+    table = estimate_image(requirements, model_bytes=0, gpu=False, system_cuda=False)
+
+    measured = estimate_image(requirements, model_bytes=0, gpu=False, system_cuda=False, installed_bytes=2**30)
+
+    assert (table.measured, measured.measured) == (False, True)
+    assert measured.dependencies_gib == 1.0 and measured.runtime_gib == 0.0 < table.runtime_gib
+    assert measured.image_gib < table.image_gib and measured.build_minutes < table.build_minutes
+    assert "installed requirements 1.00 (measured in the reload check's virtualenv)" in measured.breakdown()

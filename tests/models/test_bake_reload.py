@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
 from models.bake import bake
 from models.reload import ReloadResult, reload_check
-from models.reload_probe import output_problems
+from models.reload_probe import BATCH_ROWS, batch_of, output_problems, probe
 from tests.bake_support import save_pyfunc
 
 
@@ -29,6 +30,43 @@ def test_a_well_packaged_model_reloads_predicts_and_is_timed(good_reload: Reload
     assert (good_reload.ok, good_reload.stage) == (True, "done"), good_reload.message
     assert good_reload.load_seconds is not None and good_reload.predict_seconds is not None
     assert good_reload.finding() is None
+
+
+def test_the_reload_check_measures_the_worker_in_the_models_own_environment(good_reload: ReloadResult) -> None:
+    measured = good_reload.measurements
+
+    assert measured is not None and measured.load_seconds == good_reload.load_seconds
+    assert 0 < measured.baseline_rss_mib <= measured.peak_rss_mib
+    assert measured.example is not None and measured.example.rows == 2
+    assert measured.batch is not None and measured.batch.rows == BATCH_ROWS
+
+
+def test_the_probe_times_predictions_of_the_example_and_of_a_batch_in_percentiles(tmp_path: Path) -> None:
+    outcome = probe(str(save_pyfunc(tmp_path / "model")))
+
+    measured = outcome["measurements"]
+    assert outcome["ok"], outcome["message"]
+    for one, rows in ((measured["example"], 2), (measured["batch"], BATCH_ROWS)):
+        assert one["rows"] == rows and one["runs"] >= 1
+        assert 0 < one["p50_ms"] <= one["p90_ms"] <= one["p99_ms"]
+
+
+def test_a_model_without_an_input_example_is_measured_without_latencies(tmp_path: Path) -> None:
+    outcome = probe(str(save_pyfunc(tmp_path / "model", input_example=False)))
+
+    measured = outcome["measurements"]
+    assert (measured["example"], measured["batch"]) == (None, None)
+    assert measured["peak_rss_mib"] > 0 and measured["load_seconds"] >= 0
+
+
+def test_a_batch_repeats_the_examples_rows_and_an_input_without_rows_has_none() -> None:
+    frame = pd.DataFrame({"text": ["a", "bb", "ccc"]})
+
+    batch = batch_of(frame, 8)
+
+    assert list(batch["text"]) == ["a", "bb", "ccc", "a", "bb", "ccc", "a", "bb"]
+    assert len(batch_of(np.zeros((3, 4)), 8)) == 8 and batch_of([1, 2], 5) == [1, 2, 1, 2, 1]
+    assert batch_of({"input_ids": np.zeros(3)}, 8) is None
 
 
 def _save_undeclared_import_model(path: Path) -> Path:

@@ -100,7 +100,7 @@ def test_a_clean_manifest_has_no_findings_anywhere_on_cpu(environment: str, comp
 
 @pytest.mark.parametrize(("environment", "level"), [("dev", "warning"), ("staging", "warning"), ("prod", "error")])
 def test_a_missing_signature_is_an_error_only_in_prod(environment: str, level: str) -> None:
-    assert _levels(_findings(_with(has_signature=False), environment=environment)) == {"signature-missing": level}
+    assert _levels(_findings(_with(has_signature=False), environment=environment)) == {"model-signature": level}
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -249,11 +249,19 @@ def test_packages_that_only_share_a_prefix_with_dev_tools_are_not_flagged(packag
         " defaults ",
     ],
 )
-def test_every_name_of_anacondas_channels_is_an_error(channel: str) -> None:
-    findings = _findings(_with(conda_channels=("conda-forge", channel)))
+def test_every_name_of_anacondas_channels_is_an_error_in_prod(channel: str) -> None:
+    findings = _findings(_with(conda_channels=("conda-forge", channel)), environment="prod")
 
-    assert _levels(findings) == {"conda-defaults-channel": "error"}
+    assert _levels(findings) == {"no-conda-defaults-channel": "error"}
     assert "conda-forge" in findings[0].message
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging"])
+def test_anacondas_channels_are_a_warning_where_the_pack_only_advises(environment: str) -> None:
+    """The packaging check takes the pack rule's levels, so the rule can fire where it advises."""
+    findings = _findings(_with(conda_channels=("defaults",)), environment=environment)
+
+    assert _levels(findings) == {"no-conda-defaults-channel": "warning"}
 
 
 @pytest.mark.parametrize(
@@ -290,9 +298,9 @@ def test_models_logged_with_mlflow_from_1_18_or_no_version_pass(version: str) ->
 
 
 def test_a_legacy_model_with_the_defaults_channel_gets_both_errors_channel_first() -> None:
-    findings = _findings(_with(mlflow_version="1.16.0", conda_channels=("defaults",)))
+    findings = _findings(_with(mlflow_version="1.16.0", conda_channels=("defaults",)), environment="prod")
 
-    assert [f.id for f in findings] == ["conda-defaults-channel", "mlflow-legacy"]
+    assert [f.id for f in findings] == ["no-conda-defaults-channel", "mlflow-legacy"]
 
 
 # --- Python versions ------------------------------------------------------------------------
@@ -640,7 +648,7 @@ def test_the_build_time_finding_says_how_close_and_how_to_fix(minutes: float, ve
         (
             {"has_signature": False},
             ComputeType.CPU_MEDIUM,
-            "signature-missing",
+            "model-signature",
             "the model has no signature, so requests are not validated and Unity Catalog-style registries reject it; "
             "log it with signature=infer_signature(X, model.predict(X))",
         ),
@@ -675,7 +683,7 @@ def test_the_build_time_finding_says_how_close_and_how_to_fix(minutes: float, ve
         (
             {"conda_channels": ("main",)},
             ComputeType.CPU_MEDIUM,
-            "conda-defaults-channel",
+            "no-conda-defaults-channel",
             "conda.yaml uses Anaconda's `defaults` channel, which falls under Anaconda's commercial terms; "
             "re-log the model with conda_env using conda-forge, or with pip_requirements",
         ),
@@ -725,13 +733,13 @@ def test_findings_list_errors_first_then_warnings_each_in_check_order() -> None:
     findings = _findings(manifest, estimate, environment="dev")
 
     assert [(f.id, f.level) for f in findings] == [
-        ("conda-defaults-channel", "error"),
         ("python-unsupported", "error"),
         ("memory-per-concurrency", "error"),
-        ("signature-missing", "warning"),
+        ("model-signature", "warning"),
         ("input-example-missing", "warning"),
         ("requirements-unpinned", "warning"),
         ("dev-packages", "warning"),
+        ("no-conda-defaults-channel", "warning"),
         ("gpu-framework-on-cpu", "warning"),
         ("build-time", "warning"),
     ]
@@ -755,9 +763,9 @@ def test_no_findings_do_not_stop_a_deployment() -> None:
 
 def test_an_error_raises_one_line_per_error_and_none_for_warnings() -> None:
     findings = [
-        Finding("signature-missing", "warning", "log a signature"),
+        Finding("model-signature", "warning", "log a signature"),
         Finding("python-unsupported", "error", "re-log from 3.11"),
-        Finding("conda-defaults-channel", "error", "use conda-forge"),
+        Finding("no-conda-defaults-channel", "error", "use conda-forge"),
     ]
 
     with pytest.raises(PackagingError) as raised:
@@ -766,7 +774,7 @@ def test_an_error_raises_one_line_per_error_and_none_for_warnings() -> None:
     assert str(raised.value) == (
         "served model fraud.champion cannot be packaged:\n"
         "  [python-unsupported] re-log from 3.11\n"
-        "  [conda-defaults-channel] use conda-forge"
+        "  [no-conda-defaults-channel] use conda-forge"
     )
     assert raised.value.served_model == "fraud.champion"
-    assert [f.id for f in raised.value.findings] == ["python-unsupported", "conda-defaults-channel"]
+    assert [f.id for f in raised.value.findings] == ["python-unsupported", "no-conda-defaults-channel"]

@@ -51,6 +51,22 @@ EXPECTED_LEVELS = {
     "readiness-health-checks": ("mandatory", "mandatory", "mandatory"),
     "model-signature": ("advisory", "advisory", "mandatory"),
     "no-conda-defaults-channel": ("advisory", "advisory", "mandatory"),
+    "input-example-missing": ("advisory", "advisory", "advisory"),
+    "requirements-missing": ("mandatory", "mandatory", "mandatory"),
+    "requirements-unpinned": ("advisory", "advisory", "mandatory"),
+    "dev-packages": ("advisory", "advisory", "advisory"),
+    "mlflow-legacy": ("mandatory", "mandatory", "mandatory"),
+    "python-unsupported": ("mandatory", "mandatory", "mandatory"),
+    "gpu-framework-on-cpu": ("advisory", "advisory", "advisory"),
+    "cpu-torch-on-gpu": ("mandatory", "mandatory", "mandatory"),
+    "no-gpu-framework-on-gpu": ("advisory", "advisory", "advisory"),
+    "resolved-elsewhere": ("advisory", "advisory", "advisory"),
+    "gpu-driver-too-old": ("mandatory", "mandatory", "mandatory"),
+    "gpu-two-cuda-stacks": ("advisory", "advisory", "advisory"),
+    "memory-per-concurrency": ("mandatory", "mandatory", "mandatory"),
+    "gpu-spread-unsupported": ("mandatory", "mandatory", "mandatory"),
+    "image-disk-builder": ("mandatory", "mandatory", "mandatory"),
+    "image-disk-instance": ("mandatory", "mandatory", "mandatory"),
     "traffic-weights-sum-to-100": ("mandatory", "mandatory", "mandatory"),
     "build-timeout-limit": ("mandatory", "mandatory", "mandatory"),
     "hourly-cost-budget": ("mandatory", "mandatory", "mandatory"),
@@ -657,6 +673,12 @@ def test_conda_defaults_channel_is_flagged_wherever_it_appears(channels: list[st
         "fraud-scorer/champion (models:/fraud-scorer/1) pins conda channel 'defaults' (licence terms, "
         "non-reproducible builds); log it again with conda-forge only (or pip requirements)"
     ]
+
+
+@pytest.mark.parametrize("channel", ["main", "anaconda", "https://repo.anaconda.com/pkgs/main", "conda.anaconda.org/r"])
+def test_conda_defaults_channel_is_flagged_by_every_name_the_packaging_check_knows(channel: str) -> None:
+    [message] = served_models.no_defaults_channel(MODEL | {"manifest": {"condaChannels": ["conda-forge", channel]}}, {})
+    assert f"pins conda channel {channel!r} (licence terms" in message
 
 
 @pytest.mark.parametrize("manifest", [{"condaChannels": ["conda-forge"]}, {"condaChannels": []}, {}, None])

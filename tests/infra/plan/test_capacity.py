@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from infra.plan.capacity import (
+    MIN_MEASURED_LATENCY_MS,
     ConcurrencyRange,
+    SizingError,
+    WorkerMeasurement,
     choose_sizing,
     concurrency_for,
     plan_capacity,
@@ -312,3 +315,24 @@ def test_plan_uses_the_instance_type_the_stack_file_names() -> None:
 
     assert (plan.sizing.instance.name, plan.sizing.workers_per_instance, plan.sizing.min_instances) == ("c6i.8xlarge", 7, 1)
     assert plan.target_requests_per_minute == 2940  # 7 × 1000/100 = 70 per second × 60 = 4200 × 0.7
+
+
+def test_a_measured_worker_is_packed_by_its_memory_plus_headroom_capped_by_vcpus() -> None:
+    measured = WorkerMeasurement(peak_gib=0.4, latency_ms=5.0, source="test")
+
+    plan = plan_capacity(served(workloadSize="Small"), measured=measured)
+
+    # c7i.large: floor((4 - 2) / 0.5) = 4 workers by memory, 2 vCPUs: 2 workers, 2 instances for 4.
+    assert (plan.sizing.instance.name, plan.sizing.workers_per_instance, plan.sizing.max_instances) == ("c7i.large", 2, 2)
+    assert plan.latency_ms == 5.0 and "0.50 GiB = 0.40 GiB peak × 1.25" in "; ".join(plan.arithmetic())
+
+
+def test_a_measured_latency_below_the_runtimes_own_work_is_floored() -> None:
+    plan = plan_capacity(served(workloadSize="Small"), measured=WorkerMeasurement(0.4, 0.0, "test"))
+
+    assert plan.latency_ms == MIN_MEASURED_LATENCY_MS
+
+
+def test_a_measured_worker_larger_than_the_compute_types_memory_per_concurrency_is_refused() -> None:
+    with pytest.raises(SizingError, match="a worker needs 10.00 GiB measured .* CPU_MEDIUM gives 8 GiB"):
+        plan_capacity(served(workloadSize="Small"), measured=WorkerMeasurement(8.0, 5.0, "test"))

@@ -55,6 +55,7 @@ def served_model_settings(prefix: str, model_uri: str) -> dict[str, Any]:
         f"{prefix}.scaling.scaleInCooldownSeconds": 300,
         f"{prefix}.scaling.idleMinutesBeforeZero": 30,
         f"{prefix}.scaling.warmPool": None,
+        f"{prefix}.sizing": "nominal",
     }
 
 
@@ -168,6 +169,7 @@ def test_removed_served_model_lists_each_of_its_settings_as_removed() -> None:
         (f"{CHALLENGER}.scaling.idleMinutesBeforeZero", 30),
         (f"{CHALLENGER}.scaling.scaleInCooldownSeconds", 300),
         (f"{CHALLENGER}.scaling.targetUtilization", 0.7),
+        (f"{CHALLENGER}.sizing", "nominal"),
         (f"{CHALLENGER}.workloadSize", "Small"),
         (f"{ENDPOINT}.trafficConfig.routes.challenger.trafficPercentage", 10),
         (f"{ENDPOINT}.trafficConfig.routes.champion.trafficPercentage", 90),
@@ -195,6 +197,7 @@ def test_added_endpoint_lists_its_settings_as_added() -> None:
         ("endpoints.ticket-router.servedModels.champion.scaling.idleMinutesBeforeZero", 30, "added"),
         ("endpoints.ticket-router.servedModels.champion.scaling.scaleInCooldownSeconds", 300, "added"),
         ("endpoints.ticket-router.servedModels.champion.scaling.targetUtilization", 0.7, "added"),
+        ("endpoints.ticket-router.servedModels.champion.sizing", "nominal", "added"),
         ("endpoints.ticket-router.servedModels.champion.workloadSize", "Small", "added"),
     ]
 

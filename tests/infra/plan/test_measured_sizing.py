@@ -1,0 +1,141 @@
+"""`sizing: measured`: workers sized from what the reload probe measured, beside the nominal plan.
+
+The models are real (saved with MLflow in the test), measured by the real probe script in a
+subprocess, and planned through `kiln plan`'s own program run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from click.testing import CliRunner
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
+
+from infra.commands.cli import main
+from infra.plan.capacity import MIN_MEASURED_LATENCY_MS
+from infra.plan.config import ConfigError
+from infra.preview.report import build_plan_report
+from models.examples.seed import LocalStore, pinned
+from tests.bake_support import kiln_runtime, measure_here, save_pyfunc  # noqa: F401 (fixture)
+from tests.conftest import stack_config, write_stack
+
+# A worker that holds this much more than MLflow itself measures above CPU_MEDIUM's 8 GiB per
+# concurrency once the 25 % headroom is added (6.5 GiB + ~0.35 GiB interpreter) × 1.25 > 8.
+HEAVY_GIB = 6.5
+
+
+def _save_heavy(path: Path, gib: float) -> Path:
+    """A model that holds `gib` GiB of weights once loaded (written, so resident, not lazily mapped)."""
+
+    class Ballast(PythonModel):
+        def __init__(self, gib: float) -> None:
+            self.gib = gib
+
+        def load_context(self, context):
+            self.weights = np.ones(int(self.gib * 2**30 / 8))
+
+        def predict(self, context, model_input, params=None):
+            return model_input["text"].str.len().rename("length")
+
+    example = pd.DataFrame({"text": ["refund please"]})
+    mlflow.pyfunc.save_model(str(path), python_model=Ballast(gib), pip_requirements=pinned("mlflow", "pandas", "numpy"),
+                             signature=infer_signature(example, example["text"].str.len().rename("length")),
+                             input_example=example)
+    return path
+
+
+def _measured_stack(tmp_path: Path, store: LocalStore, model: Path, compute_type: str = "CPU_MEDIUM") -> Path:
+    """The dev stack with its one served model always on (workloadSize Small: 4 concurrency),
+    serving `model`, sized from measurements."""
+    config: dict[str, Any] = copy.deepcopy(stack_config("dev", store))
+    served = config["kiln:endpoints"][0]["servedModels"][0]
+    served.update(modelUri=str(model), computeType=compute_type, scaleToZeroEnabled=False, sizing="measured")
+    return write_stack(tmp_path, config)
+
+
+def test_a_tiny_measured_model_plans_fewer_and_cheaper_instances_than_nominal(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "tiny")
+    measured = measure_here(model, example_store.tracking_uri)
+
+    [served] = build_plan_report(str(_measured_stack(tmp_path, example_store, model)), example_store.tracking_uri,
+                                 policies=False).plan.served_models
+
+    nominal = served.nominal_capacity
+    assert nominal is not None and served.capacity.measured is not None
+    assert served.capacity.measured.peak_gib == measured.worker_gib
+    assert served.capacity.sizing.workers_per_instance > nominal.sizing.workers_per_instance
+    assert served.capacity.sizing.hourly_cost_min < nominal.sizing.hourly_cost_min
+    assert served.capacity.sizing.max_instances < nominal.sizing.max_instances
+    assert served.capacity.latency_ms == max(measured.example.p90_ms, MIN_MEASURED_LATENCY_MS)
+
+
+def test_kiln_plan_shows_both_plans_and_the_monthly_difference_with_the_arithmetic(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "tiny")
+    measure_here(model, example_store.tracking_uri)
+
+    result = CliRunner().invoke(main, ["plan", str(_measured_stack(tmp_path, example_store, model)),
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "sizing nominal:" in text and "sizing measured:" in text
+    assert "GiB measured per worker" in text and "GiB peak × 1.25" in text
+    assert "measured - nominal at minimum:" in text and "× 730 h = $-" in text
+
+
+def test_a_measured_model_never_measured_here_names_kiln_bake(example_store, tmp_path: Path, kiln_runtime) -> None:  # noqa: F811
+    model = save_pyfunc(tmp_path / "unmeasured")
+
+    result = CliRunner().invoke(main, ["plan", str(_measured_stack(tmp_path, example_store, model)),
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 2
+    assert "servedModels[0]" in result.output and "kiln bake STACK" in result.output
+
+
+def test_a_memory_heavy_measured_model_is_refused_on_a_compute_type_too_small_per_worker(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = _save_heavy(tmp_path / "heavy", HEAVY_GIB)
+    measured = measure_here(model, example_store.tracking_uri)
+    assert measured.worker_gib > HEAVY_GIB
+
+    try:
+        build_plan_report(str(_measured_stack(tmp_path, example_store, model)), example_store.tracking_uri,
+                          policies=False)
+        refused = None
+    except ConfigError as error:
+        refused = str(error)
+    [served] = build_plan_report(str(_measured_stack(tmp_path, example_store, model, "CPU_LARGE")),
+                                 example_store.tracking_uri, policies=False).plan.served_models
+
+    assert refused is not None and "CPU_MEDIUM gives 8 GiB per concurrency" in refused and "CPU_LARGE" in refused
+    assert served.capacity.sizing.workers_per_instance * served.capacity.measured.memory_gib <= (
+        served.capacity.sizing.instance.memory_gib)
+
+
+def test_kiln_plan_json_carries_the_comparison_of_measured_served_models(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "tiny")
+    measure_here(model, example_store.tracking_uri)
+
+    result = CliRunner().invoke(main, ["plan", str(_measured_stack(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 0, result.output
+    [comparison] = json.loads(result.stdout)["sizingComparisons"]
+    assert (comparison["endpoint"], comparison["servedModelName"]) == ("fraud-scorer", "champion")
+    assert [line.split(":")[0] for line in comparison["arithmetic"]] == [
+        "sizing nominal", "sizing measured", "measured - nominal at minimum"]

@@ -1,0 +1,103 @@
+"""Packaging findings and policy violations side by side in `kiln check`, at one set of levels.
+
+Real models saved with MLflow in the test, the dev stack's program run under mocks and the
+pack driven over its analyzer protocol, as `kiln check` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from infra.commands.cli import main
+from models.examples.seed import pinned
+from tests.bake_support import kiln_runtime, save_pyfunc  # noqa: F401 (fixture)
+from tests.conftest import stack_config, write_stack
+
+
+def _dev_serving(tmp_path: Path, store: Any, model: Path) -> Path:
+    """The dev stack (its endpoint scales to zero) serving `model`."""
+    config: dict[str, Any] = copy.deepcopy(stack_config("dev", store))
+    config["kiln:endpoints"][0]["servedModels"][0]["modelUri"] = str(model)
+    return write_stack(tmp_path, config, stack="dev")
+
+
+def _violations(result: Any) -> set[tuple[str, str]]:
+    return {(v["policy"], v["level"]) for v in json.loads(result.stdout)["violations"]}
+
+
+def test_a_conda_defaults_model_in_dev_is_advised_by_the_pack_beside_scale_to_zero(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    """Before, the packaging check made the channel an error everywhere: the program stopped
+    (exit 2) and the pack's advisory rule for dev could never fire."""
+    conda_env = {"name": "legacy", "channels": ["defaults"],
+                 "dependencies": ["python=3.11.7", "pip", {"pip": pinned("mlflow", "pandas")}]}
+    model = save_pyfunc(tmp_path / "model", conda_env=conda_env)
+
+    result = CliRunner().invoke(main, ["check", str(_dev_serving(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 0, result.output
+    assert _violations(result) >= {("no-conda-defaults-channel", "advisory"), ("no-scale-to-zero", "advisory")}
+
+
+def test_an_unsigned_model_in_dev_is_advised_by_the_pack_beside_scale_to_zero(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+
+    result = CliRunner().invoke(main, ["check", str(_dev_serving(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 0, result.output
+    assert _violations(result) >= {("model-signature", "advisory"), ("no-scale-to-zero", "advisory")}
+
+
+def _prod_serving(tmp_path: Path, store: Any, model: Path) -> Path:
+    """The prod stack serving `model` first, its second served model scaling to zero."""
+    config: dict[str, Any] = copy.deepcopy(stack_config("prod", store))
+    served_models = config["kiln:endpoints"][0]["servedModels"]
+    served_models[0]["modelUri"] = str(model)
+    served_models[1]["scaleToZeroEnabled"] = True
+    return write_stack(tmp_path, config, stack="prod")
+
+
+def test_an_unsigned_model_and_scale_to_zero_in_prod_are_both_mandatory_violations(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    """Before, the program stopped on the packaging error (exit 2) and the pack never ran."""
+    model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+
+    result = CliRunner().invoke(main, ["check", str(_prod_serving(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 1, result.output
+    assert _violations(result) >= {("model-signature", "mandatory"), ("no-scale-to-zero", "mandatory")}
+
+
+def test_an_unpinned_requirement_in_prod_is_a_mandatory_violation_beside_the_others(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "model", requirements=["mlflow", "pandas"])
+
+    result = CliRunner().invoke(main, ["check", str(_prod_serving(tmp_path, example_store, model)), "--json",
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 1, result.output
+    assert _violations(result) >= {("requirements-unpinned", "mandatory"), ("no-scale-to-zero", "mandatory")}
+
+
+def test_the_pulumi_program_still_stops_on_an_unsigned_prod_model_with_the_checks_message(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+
+    result = CliRunner().invoke(main, ["plan", str(_prod_serving(tmp_path, example_store, model)),
+                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 2 and "[model-signature]" in result.output and "infer_signature" in result.output
