@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from infra.commands.amis import amis
 from infra.commands.bake import bake_command
 from infra.commands.check import check, policy_pack_config_option
 from infra.commands.import_databricks import import_databricks
@@ -53,6 +54,7 @@ def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | No
 
 
 main.add_command(check)
+main.add_command(amis)
 
 
 @main.command(help="Write the JSON Schema of stack files (for editor validation).")

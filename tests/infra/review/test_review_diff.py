@@ -71,6 +71,8 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
         "gateway.certificateArn": None,
         "gateway.allowedCidrs": None,
         "build.timeoutMinutes": 60,
+        "amis.cpu": "ami-0123456789abcdef0",
+        "amis.gpu": "ami-0fedcba9876543210",
         **served_model_settings(CHAMPION, "models:/fraud/12"),
         **served_model_settings(CHALLENGER, "models:/fraud@challenger"),
         f"{ENDPOINT}.trafficConfig.routes.champion.trafficPercentage": 90,
