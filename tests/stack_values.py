@@ -12,6 +12,8 @@ def valid_values() -> dict[str, Any]:
         "environment": "prod",
         "mlflowTrackingUri": "http://mlflow.internal:5000",
         "network": {"vpcId": "vpc-0abc", "privateSubnetIds": ["subnet-a1", "subnet-b1"]},
+        # Prod boots only pinned AMIs (an example id: the tests never reach EC2).
+        "amis": {"cpu": "ami-0123456789abcdef0", "gpu": "ami-0fedcba9876543210"},
         "endpoints": [
             {
                 "name": "fraud-scorer",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from infra.commands.amis import amis
 from infra.commands.bake import bake_command
 from infra.commands.cache import cache_command
 from infra.commands.check import check, policy_pack_config_option
@@ -59,6 +60,7 @@ def plan(stack: str, as_json: bool, preview: bool, mlflow_tracking_uri: str | No
 
 
 main.add_command(check)
+main.add_command(amis)
 
 
 @main.command(help="Write the JSON Schema of stack files (for editor validation).")

@@ -7,6 +7,7 @@ import pulumi_aws as aws
 
 from infra.components.activator import activators_for, route_target_group
 from infra.components.foundation import Foundation, Release
+from infra.components.gateway import Gateway
 from infra.components.served_model import ServedModel
 from infra.plan.stack import EndpointPlan
 
@@ -39,8 +40,20 @@ class Endpoint(pulumi.ComponentResource):
         # rewrite only this rule, so its ARN reaches them once the rule exists (no cycle: the
         # rule waits for their target groups, their role policies wait for the rule).
         route_arn, resolve_route_arn = pulumi.deferred_output()
-        self.activators = activators_for(self.served_models, plan.served_models, foundation, route_arn, parent=self)
-        self.route = aws.lb.ListenerRule(
+        try:
+            self.activators = activators_for(self.served_models, plan.served_models, foundation, route_arn, parent=self)
+            self.route = self._route(name, plan, gateway)
+        except Exception as error:
+            # Settle what waits for the rule's ARN, or the program would hang instead of failing.
+            resolve_route_arn(pulumi.Output.from_input(_never_created(error)))
+            raise
+        resolve_route_arn(self.route.arn)
+        self.url = pulumi.Output.concat(gateway.base_url, plan.path)
+        self.register_outputs({"url": self.url})
+
+    def _route(self, name: str, plan: EndpointPlan, gateway: Gateway) -> aws.lb.ListenerRule:
+        """The endpoint's path, forwarded to its served models (or their activators) by weight."""
+        return aws.lb.ListenerRule(
             f"{name}-route",
             listener_arn=gateway.listener.arn,
             priority=plan.listener_priority,
@@ -61,6 +74,7 @@ class Endpoint(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        resolve_route_arn(self.route.arn)
-        self.url = pulumi.Output.concat(gateway.base_url, plan.path)
-        self.register_outputs({"url": self.url})
+
+
+async def _never_created(error: Exception) -> str:
+    raise error

@@ -18,6 +18,7 @@ from infra.plan.catalog import (
     HEALTHY_THRESHOLD,
     LOG_RETENTION_DAYS,
     UNHEALTHY_THRESHOLD,
+    ami_class,
     ami_parameter,
 )
 from infra.plan.stack import ServedModelPlan
@@ -91,11 +92,11 @@ class ServedModel(pulumi.ComponentResource):
             )
         )
         user_data = deployment.apply(lambda d: base64.b64encode(render_user_data(plan, d).encode()).decode())
-        ami = aws.ssm.get_parameter_output(name=ami_parameter(plan.profile), opts=pulumi.InvokeOutputOptions(parent=self))
+        image_id = plan.ami_id or unpinned_ami(self, plan)
 
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
-            image_id=ami.value,
+            image_id=image_id,
             instance_type=sizing.instance.name,
             iam_instance_profile={"arn": self.instance_profile.arn},
             vpc_security_group_ids=[gateway.instance_security_group.id],
@@ -187,6 +188,20 @@ class ServedModel(pulumi.ComponentResource):
         )
 
 
+def unpinned_ami(served_model: ServedModel, plan: ServedModelPlan) -> pulumi.Output[str]:
+    """The AMI the compute class's public SSM parameter names at this `pulumi up`, with a
+    warning: the next AMI release changes it, and with it every group's launch template."""
+    parameter = ami_parameter(plan.profile)
+    pulumi.log.warn(
+        f"{plan.resource_name} boots whatever AMI {parameter} names at each `pulumi up`, so a new AMI "
+        f"release rolls its group; pin kiln:amis.{ami_class(plan.profile)} (`kiln amis {plan.tags['kiln:stack']}` "
+        "prints the current id)",
+        resource=served_model,
+    )
+    found = aws.ssm.get_parameter_output(name=parameter, opts=pulumi.InvokeOutputOptions(parent=served_model))
+    return found.value
+
+
 def served_model_properties(plan: ServedModelPlan, release: Release) -> dict:
     """The plan's own properties plus what the bake found: the component's inputs, which the
     policy pack and the review read."""
@@ -200,7 +215,9 @@ def served_model_properties(plan: ServedModelPlan, release: Release) -> dict:
         "manifest": baked.manifest.as_properties(),
         # Warnings too (errors stop the program before this point): the review lists them.
         "packagingFindings": [{"id": f.id, "level": f.level, "message": f.message} for f in release.findings],
-        # The SSM parameter the launch template's AMI comes from: the resolved AMI id says
-        # nothing about its drivers, the parameter does.
+        # The SSM parameter the launch template's AMI comes from (or its pin was read from):
+        # the AMI id says nothing about its drivers, the parameter does.
         "amiParameter": ami_parameter(plan.profile),
+        # The pinned id; None while the parameter is read at each `pulumi up`.
+        "amiId": plan.ami_id,
     }

@@ -174,7 +174,9 @@ PROFILES: dict[ComputeType, ComputeProfile] = {
 
 # Public SSM parameters that always name the current AMI. CPU: Amazon Linux 2023 (Docker
 # is installed by user-data). GPU: the Deep Learning Base OSS Nvidia Driver AMI, which
-# ships the NVIDIA driver, Docker and the NVIDIA container toolkit.
+# ships the NVIDIA driver, Docker and the NVIDIA container toolkit. A stack pins the ids they
+# name in `kiln:amis` (`kiln amis STACK` reads them): an id read at every `pulumi up` would
+# change the launch templates, and so roll every group, whenever AWS publishes a new AMI.
 CPU_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 GPU_AMI_PARAMETER = (
     "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
@@ -186,6 +188,13 @@ GPU_AMI_PARAMETER = (
 # compare it with the CUDA a model's resolved packages carry (models/checks.py, gpu-driver-too-old).
 GPU_AMI_NVIDIA_DRIVER = "595.91.07"
 
+# `kiln:amis` keys: one AMI per compute class.
+AMI_PARAMETERS = {"cpu": CPU_AMI_PARAMETER, "gpu": GPU_AMI_PARAMETER}
+
+
+def ami_class(profile: ComputeProfile) -> str:
+    return "gpu" if profile.has_gpu else "cpu"
+
 
 def ami_parameter(profile: ComputeProfile) -> str:
-    return GPU_AMI_PARAMETER if profile.has_gpu else CPU_AMI_PARAMETER
+    return AMI_PARAMETERS[ami_class(profile)]

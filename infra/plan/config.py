@@ -18,7 +18,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, PROFILES, ComputeType, GpuPlacement
+from infra.plan.catalog import (
+    AMI_PARAMETERS,
+    DEFAULT_BUILD_TIMEOUT_MINUTES,
+    PROFILES,
+    ComputeType,
+    GpuPlacement,
+    ami_class,
+)
 from runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +130,25 @@ class Gateway(_Model):
 class Build(_Model):
     # CodeBuild accepts 5-2160 minutes.
     timeout_minutes: int = Field(default=DEFAULT_BUILD_TIMEOUT_MINUTES, ge=5, le=2160)
+
+
+# EC2 image ids: "ami-" and 8 or 17 hexadecimal digits.
+AMI_ID_PATTERN = r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$"
+
+
+class Amis(_Model):
+    """The AMI each compute class boots, pinned, so that only a change to this file rolls the
+    groups onto a new AMI (`kiln amis STACK` prints the ids AWS publishes today).
+
+    Unpinned, a served model boots what the class's public SSM parameter names at each
+    `pulumi up`: allowed outside prod, with a warning; prod must pin every class it uses.
+    """
+
+    cpu: str | None = Field(default=None, pattern=AMI_ID_PATTERN)
+    gpu: str | None = Field(default=None, pattern=AMI_ID_PATTERN)
+
+    def pinned(self, compute_class: str) -> str | None:
+        return getattr(self, compute_class)
 
 
 # CloudWatch alarms may look back at most one day (evaluation periods × period ≤ 86,400 s),
@@ -358,6 +384,7 @@ class StackConfig(_Model):
     network: Network
     gateway: Gateway = Gateway()
     build: Build = Build()
+    amis: Amis = Amis()
     endpoints: list[Endpoint] = Field(min_length=1)
 
     @field_validator("mlflow_tracking_uri")
@@ -378,7 +405,23 @@ class StackConfig(_Model):
             raise KeyPathError(("endpoints",), f"duplicate endpoint names: {', '.join(duplicates)}")
         if self.gateway.internet_facing and len(self.network.public_subnet_ids) < 2:
             raise KeyPathError(("network", "publicSubnetIds"), "an internet-facing gateway needs at least two public subnets")
+        if self.environment == "prod":
+            self._prod_pins_its_amis()
         return self
+
+    def _prod_pins_its_amis(self) -> None:
+        """Prod changes AMI only through a reviewed change to its stack file."""
+        users: dict[str, list[str]] = {}
+        for endpoint in self.endpoints:
+            for served in endpoint.served_models:
+                users.setdefault(ami_class(PROFILES[served.compute_type]), []).append(f"{endpoint.name}.{served.name}")
+        for compute_class, served_models in sorted(users.items()):
+            if self.amis.pinned(compute_class) is None:
+                raise KeyPathError(
+                    ("amis", compute_class),
+                    f"prod boots only pinned AMIs, and {', '.join(served_models)} need a {compute_class} AMI: "
+                    f"set it to the id `kiln amis prod` prints (SSM parameter {AMI_PARAMETERS[compute_class]})",
+                )
 
 
 def _key_path(location: tuple[str | int, ...]) -> str:

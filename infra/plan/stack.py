@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.plan.capacity import CapacityPlan, SizingError, WorkerMeasurement, concurrency_for, plan_capacity
-from infra.plan.catalog import HOURS_PER_MONTH, PROFILES, ComputeProfile, GpuPlacement
+from infra.plan.catalog import HOURS_PER_MONTH, PROFILES, ComputeProfile, GpuPlacement, ami_class
 from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, ConfigError, Endpoint, ServedModel, StackConfig
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
@@ -48,6 +48,9 @@ class ServedModelPlan:
     # lifecycle action, and its role may do that on this group only, so both know the name
     # before the group exists.
     group_name: str
+    # The AMI id the stack pins for this served model's compute class; None: the class's
+    # public SSM parameter is read at each `pulumi up` (docs/scaling.md, "AMIs").
+    ami_id: str | None
     tags: dict[str, str]
     scaling: ScalingPlan
     # The stack's one ALB: its idle timeout follows the longest request timeout of any endpoint.
@@ -312,6 +315,7 @@ def _served_model_plan(
             salt=f"{config.network.vpc_id}:{RUNTIME_PORT}",
         ),
         group_name=short_name(["kiln", stack, endpoint.name, served.name], limit=AUTOSCALING_GROUP_NAME_LIMIT),
+        ami_id=config.amis.pinned(ami_class(profile)),
         tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
         scaling=scaling,
         load_balancer_idle_timeout_seconds=load_balancer_idle_timeout_seconds,

@@ -247,6 +247,11 @@ class StandInProvider:
         if inputs.get("defaultInstanceWarmup") is not None:
             arguments["DefaultInstanceWarmup"] = int(inputs["defaultInstanceWarmup"])
         autoscaling.create_auto_scaling_group(**arguments)
+        for hook in inputs.get("initialLifecycleHooks", []):
+            self.skipped.append(
+                f"lifecycle hook {hook.get('name')} of {name}: moto neither holds instances in Pending:Wait nor "
+                "implements CompleteLifecycleAction, so its instances go into service at once; the user data's "
+                "completion after /ping shows only on AWS")
         group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
         return {"id": name, "name": name, "arn": group["AutoScalingGroupARN"]}
 

@@ -91,10 +91,13 @@ def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, .
     return tuple(sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key)))
 
 
-def _note(registration: Registration, keys: tuple[str, ...]) -> tuple[str, str]:
+def _note(before: Registration, registration: Registration, keys: tuple[str, ...]) -> tuple[str, str]:
     replacing = [key for key in keys if key in REPLACING_INPUTS.get(registration.type, ())]
     if replacing:
         return "replaced", f"replaced because {', '.join(replacing)} changed"
+    if registration.type == "aws:ec2/launchTemplate:LaunchTemplate" and "imageId" in keys:
+        # A pinned AMI bumped in kiln:amis: every group of that compute class rolls.
+        return "updated", f"AMI {before.inputs['imageId']} → {registration.inputs['imageId']}: {ROLLOUT}"
     if registration.type == "aws:ec2/launchTemplate:LaunchTemplate":
         return "updated", ROLLOUT
     if registration.type == "aws:autoscaling/group:Group" and {"minSize", "maxSize"} & set(keys):
@@ -136,6 +139,6 @@ def diff_resources(base: ProgramRun, head: ProgramRun) -> list[ResourceChange]:
         else:
             keys = _changed_keys(_stack_neutral(old.inputs, base.stack), _stack_neutral(new.inputs, head.stack))
             if keys:
-                kind, note = _note(new, keys) if same_stack else ("differs", "")
+                kind, note = _note(old, new, keys) if same_stack else ("differs", "")
                 changes.append(ResourceChange(key[0], key[1], kind, keys, note))
     return changes

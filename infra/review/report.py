@@ -12,7 +12,7 @@ from infra.plan.catalog import HOURS_PER_MONTH, PRICES_AS_OF
 from infra.plan.config import ConfigError, resolve_stack_path, stack_name
 from infra.preview.policy_pack import PolicyCheck
 from infra.preview.report import PlanReport, build_plan_report, served_model_rows
-from infra.review.diff import Change, ResourceChange, diff_resources, diff_settings
+from infra.review.diff import ROLLOUT, Change, ResourceChange, diff_resources, diff_settings
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Comparison:
     @property
     def restarts(self) -> list[ResourceChange]:
         """Changes that replace resources or roll instances: the ones a reviewer must see."""
-        return [c for c in self.resources if c.kind == "replaced" or c.note.startswith("new launch template")]
+        return [c for c in self.resources if c.kind == "replaced" or ROLLOUT in c.note]
 
 
 @dataclass(frozen=True)

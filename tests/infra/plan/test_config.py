@@ -920,7 +920,7 @@ def test_schema_names_stack_file_keys_with_their_namespace() -> None:
         "type": "object",
         "properties": {
             **{f"kiln:{key}": models["properties"][key] for key in
-               ("environment", "mlflowTrackingUri", "network", "gateway", "build", "endpoints")},
+               ("environment", "mlflowTrackingUri", "network", "gateway", "build", "amis", "endpoints")},
             "aws:region": {"type": "string", "description": "AWS region the stack deploys to"},
         },
         "required": ["kiln:environment", "kiln:mlflowTrackingUri", "kiln:network", "kiln:endpoints", "aws:region"],
@@ -986,3 +986,31 @@ def test_queue_budget_is_read_per_served_model() -> None:
     served(values)["queueBudgetSeconds"] = 2.5
 
     assert parse_stack_config(values, SOURCE).endpoints[0].served_models[0].queue_budget_seconds == 2.5
+
+
+def test_prod_must_pin_the_ami_of_every_compute_class_it_uses() -> None:
+    values = valid_values()
+    values["amis"] = {"gpu": "ami-0fedcba9876543210"}
+
+    assert problems_for(values) == [
+        "amis.cpu: prod boots only pinned AMIs, and fraud-scorer.champion, fraud-scorer.challenger need a cpu AMI: "
+        "set it to the id `kiln amis prod` prints (SSM parameter "
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64)"
+    ]
+
+
+def test_outside_prod_an_unpinned_ami_is_read_from_ssm_at_deploy() -> None:
+    values = valid_values()
+    values["environment"] = "staging"
+    del values["amis"]
+
+    assert parse_stack_config(values, SOURCE).amis.pinned("cpu") is None
+
+
+@pytest.mark.parametrize("ami", ["ami-123", "ami-0123456789ABCDEF0", "i-0123456789abcdef0"])
+def test_an_ami_id_must_look_like_one(ami: str) -> None:
+    values = valid_values()
+    values["amis"]["cpu"] = ami
+
+    [problem] = problems_for(values)
+    assert problem.startswith("amis.cpu: String should match pattern")

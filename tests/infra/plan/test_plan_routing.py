@@ -29,6 +29,7 @@ def prod_values() -> dict[str, Any]:
         "mlflowTrackingUri": "http://mlflow.internal:5000",
         "network": {"vpcId": VPC, "privateSubnetIds": PRIVATE, "publicSubnetIds": PUBLIC},
         "gateway": {"internetFacing": False, "certificateArn": CERTIFICATE, "allowedCidrs": ["10.0.0.0/8"]},
+        "amis": {"cpu": "ami-0a1b2c3d4e5f60001", "gpu": "ami-0a1b2c3d4e5f60002"},
         "endpoints": [
             {
                 "name": "fraud-scorer",

@@ -104,6 +104,19 @@ def test_instance_type_change_against_a_git_ref_calls_out_the_rollout(stack_repo
     assert all(s.image_status.startswith("cached") for s in review.served_models if s.row["endpoint"] == "fraud-scorer")
 
 
+
+def test_a_bumped_cpu_ami_rolls_every_cpu_group_and_no_gpu_group(stack_repo: Path) -> None:
+    change_stack(stack_repo, lambda c: c["kiln:amis"].update(cpu="ami-0b1b2c3d4e5f60009"))
+
+    review = build_review(str(stack_repo), against="main")
+
+    [setting] = review.comparison.settings
+    assert (setting.path, setting.before, setting.after) == ("amis.cpu", "ami-0a1b2c3d4e5f60001", "ami-0b1b2c3d4e5f60009")
+    rolled = {r.name: r.note for r in review.comparison.restarts}
+    assert set(rolled) == {"fraud-scorer.champion-lt", "fraud-scorer.challenger-lt"}
+    for note in rolled.values():
+        assert note.startswith("AMI ami-0a1b2c3d4e5f60001 → ami-0b1b2c3d4e5f60009: new launch template version")
+
 def test_weight_shift_changes_only_the_listener_rule(stack_repo: Path) -> None:
     def shift(config: dict) -> None:
         routes = config["kiln:endpoints"][0]["trafficConfig"]["routes"]

@@ -73,6 +73,8 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
         "gateway.certificateArn": None,
         "gateway.allowedCidrs": None,
         "build.timeoutMinutes": 60,
+        "amis.cpu": "ami-0123456789abcdef0",
+        "amis.gpu": "ami-0fedcba9876543210",
         **served_model_settings(CHAMPION, "models:/fraud/12"),
         **served_model_settings(CHALLENGER, "models:/fraud@challenger"),
         f"{ENDPOINT}.trafficConfig.routes.champion.trafficPercentage": 90,
@@ -300,9 +302,18 @@ def test_inputs_that_do_not_replace_update_in_place_without_a_note(type_: str, k
 
 def test_launch_template_change_rolls_instances_with_an_instance_refresh() -> None:
     base = run("prod", resource(TEMPLATE, "lt", {"imageId": "ami-1", "name": "kiln-prod-lt", "userData": "a"}))
-    head = run("prod", resource(TEMPLATE, "lt", {"imageId": "ami-2", "name": "kiln-prod-lt2", "userData": "b"}))
+    head = run("prod", resource(TEMPLATE, "lt", {"imageId": "ami-1", "name": "kiln-prod-lt2", "userData": "b"}))
 
-    assert diff_resources(base, head) == [ResourceChange(TEMPLATE, "lt", "updated", ("imageId", "name", "userData"), ROLLOUT)]
+    assert diff_resources(base, head) == [ResourceChange(TEMPLATE, "lt", "updated", ("name", "userData"), ROLLOUT)]
+
+
+def test_an_ami_change_names_both_amis_before_the_rollout() -> None:
+    base = run("prod", resource(TEMPLATE, "lt", {"imageId": "ami-1", "userData": "a"}))
+    head = run("prod", resource(TEMPLATE, "lt", {"imageId": "ami-2", "userData": "a"}))
+
+    assert diff_resources(base, head) == [
+        ResourceChange(TEMPLATE, "lt", "updated", ("imageId",), f"AMI ami-1 → ami-2: {ROLLOUT}")
+    ]
 
 
 @pytest.mark.parametrize("key", ["minSize", "maxSize"])
