@@ -7,6 +7,7 @@ RowsPerCall shows batching.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -64,3 +65,8 @@ def save(model: mlflow.pyfunc.PythonModel, directory: Path, example_action: str)
         input_example=pd.DataFrame({"action": [example_action]}),
     )
     return directory
+
+
+def switchboard_body(*actions: str) -> str:
+    """An invocation of the Switchboard model: one row per action, in dataframe_split form."""
+    return json.dumps({"dataframe_split": {"columns": ["action"], "data": [[a] for a in actions]}})

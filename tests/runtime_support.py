@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -56,6 +57,14 @@ class RunningProcess:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"{self.url}{path} not ready within {timeout} s; log:\n{self.log()}")
+
+    def wait_for_in_flight(self, count: int, timeout: float = 10) -> None:
+        """Until the runtime's own gauge says `count` requests are in flight (so a signal sent
+        next finds them there)."""
+        deadline = time.monotonic() + timeout
+        while not re.search(rf"^kiln_requests_in_flight {count}$", httpx.get(f"{self.url}/metrics").text, re.MULTILINE):
+            assert time.monotonic() < deadline, f"never {count} requests in flight; log:\n{self.log()}"
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.process.poll() is None:

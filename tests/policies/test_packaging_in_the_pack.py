@@ -26,6 +26,11 @@ def _dev_serving(tmp_path: Path, store: Any, model: Path) -> Path:
     return write_stack(tmp_path, config, stack="dev")
 
 
+def _check(stack_file: Path, store: Any) -> Any:
+    """`kiln check STACK --json`, its models resolved against `store`."""
+    return CliRunner().invoke(main, ["check", str(stack_file), "--json", "--mlflow-tracking-uri", store.tracking_uri])
+
+
 def _violations(result: Any) -> set[tuple[str, str]]:
     return {(v["policy"], v["level"]) for v in json.loads(result.stdout)["violations"]}
 
@@ -39,8 +44,7 @@ def test_a_conda_defaults_model_in_dev_is_advised_by_the_pack_beside_scale_to_ze
                  "dependencies": ["python=3.11.7", "pip", {"pip": pinned("mlflow", "pandas")}]}
     model = save_pyfunc(tmp_path / "model", conda_env=conda_env)
 
-    result = CliRunner().invoke(main, ["check", str(_dev_serving(tmp_path, example_store, model)), "--json",
-                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+    result = _check(_dev_serving(tmp_path, example_store, model), example_store)
 
     assert result.exit_code == 0, result.output
     assert _violations(result) >= {("no-conda-defaults-channel", "advisory"), ("no-scale-to-zero", "advisory")}
@@ -51,8 +55,7 @@ def test_an_unsigned_model_in_dev_is_advised_by_the_pack_beside_scale_to_zero(
 ) -> None:
     model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
 
-    result = CliRunner().invoke(main, ["check", str(_dev_serving(tmp_path, example_store, model)), "--json",
-                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+    result = _check(_dev_serving(tmp_path, example_store, model), example_store)
 
     assert result.exit_code == 0, result.output
     assert _violations(result) >= {("model-signature", "advisory"), ("no-scale-to-zero", "advisory")}
@@ -73,8 +76,7 @@ def test_an_unsigned_model_and_scale_to_zero_in_prod_are_both_mandatory_violatio
     """Before, the program stopped on the packaging error (exit 2) and the pack never ran."""
     model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
 
-    result = CliRunner().invoke(main, ["check", str(_prod_serving(tmp_path, example_store, model)), "--json",
-                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+    result = _check(_prod_serving(tmp_path, example_store, model), example_store)
 
     assert result.exit_code == 1, result.output
     assert _violations(result) >= {("model-signature", "mandatory"), ("no-scale-to-zero", "mandatory")}
@@ -85,8 +87,7 @@ def test_an_unpinned_requirement_in_prod_is_a_mandatory_violation_beside_the_oth
 ) -> None:
     model = save_pyfunc(tmp_path / "model", requirements=["mlflow", "pandas"])
 
-    result = CliRunner().invoke(main, ["check", str(_prod_serving(tmp_path, example_store, model)), "--json",
-                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+    result = _check(_prod_serving(tmp_path, example_store, model), example_store)
 
     assert result.exit_code == 1, result.output
     assert _violations(result) >= {("requirements-unpinned", "mandatory"), ("no-scale-to-zero", "mandatory")}

@@ -4,22 +4,17 @@ a 4 KiB payload limit and bearer-token auth, serving the test Switchboard model.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from runtime.auth import token_sha256
-from tests.runtime_models import Switchboard, save
+from tests.runtime_models import Switchboard, save, switchboard_body
 from tests.runtime_support import RunningProcess, start_runtime
 
 TOKEN = "s3cret-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-
-
-def _body(*actions: str) -> str:
-    return json.dumps({"dataframe_split": {"columns": ["action"], "data": [[a] for a in actions]}})
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +31,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess
 
 
 def _invoke(runtime: RunningProcess, *actions: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.post(f"{runtime.url}/invocations", content=_body(*actions),
+    return httpx.post(f"{runtime.url}/invocations", content=switchboard_body(*actions),
                       headers={"content-type": "application/json", **(AUTH if headers is None else headers)}, timeout=30)
 
 

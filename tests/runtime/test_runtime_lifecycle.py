@@ -7,10 +7,8 @@ the planned digest, never turn /ping to 200: the runtime logs why and exits non-
 from __future__ import annotations
 
 import json
-import re
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -110,10 +108,7 @@ def test_sigterm_refuses_new_requests_drains_in_flight_ones_and_exits_0(tmp_path
         request = threading.Thread(target=lambda: in_flight.append(
             httpx.post(f"{runtime.url}/invocations", content=body, headers={"content-type": "application/json"}, timeout=30)))
         request.start()
-        deadline = time.monotonic() + 10
-        while not re.search(r"^kiln_requests_in_flight 1$", httpx.get(f"{runtime.url}/metrics").text, re.MULTILINE):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        runtime.wait_for_in_flight(1)
 
         runtime.process.send_signal(signal.SIGTERM)
         pings = runtime.wait_for_status(503, "/ping")

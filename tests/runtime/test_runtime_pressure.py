@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.runtime_models import RowsPerCall, Switchboard, save
+from tests.runtime_models import RowsPerCall, Switchboard, save, switchboard_body
 from tests.runtime_support import RunningProcess, start_runtime
 
 BUDGET_SECONDS = 2
@@ -30,10 +30,6 @@ BODY_TIMEOUT_SECONDS = 3
 SLEEP = "sleep:0.1"
 SUCCESSES_PER_CLIENT = 2
 BOUND = 60  # seconds; only ever reached when something is broken
-
-
-def _body(*actions: str) -> str:
-    return json.dumps({"dataframe_split": {"columns": ["action"], "data": [[a] for a in actions]}})
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +61,7 @@ def _closed_loop(runtime: RunningProcess, clients: int) -> list[httpx.Response]:
         with httpx.Client(base_url=runtime.url, timeout=BOUND) as http:
             served = 0
             while served < SUCCESSES_PER_CLIENT and len(answers) < 100_000:
-                answer = http.post("/invocations", content=_body(SLEEP), headers={"content-type": "application/json"})
+                answer = http.post("/invocations", content=switchboard_body(SLEEP), headers={"content-type": "application/json"})
                 with lock:
                     answers.append(answer)
                 served += answer.status_code == 200
@@ -119,7 +115,7 @@ def test_slow_senders_hold_no_place_and_get_408_after_the_body_timeout(runtime: 
     # four slow senders held every admission place of the old runtime (issue 13): all else got 503
     senders = [_slow_sender(runtime) for _ in range(4)]
     try:
-        served = [httpx.post(f"{runtime.url}/invocations", content=_body("ok"),
+        served = [httpx.post(f"{runtime.url}/invocations", content=switchboard_body("ok"),
                              headers={"content-type": "application/json"}, timeout=BOUND).status_code
                   for _ in range(10)]
         replies = [_read_until_closed(sender) for sender in senders]
@@ -146,7 +142,7 @@ def test_hostile_input_is_a_400_and_no_worker_is_replaced(runtime: RunningProces
 
     answers = [httpx.post(f"{runtime.url}/invocations", content=body, headers={"content-type": "application/json"},
                           timeout=BOUND) for _ in range(4)]
-    after_ok = httpx.post(f"{runtime.url}/invocations", content=_body("ok"),
+    after_ok = httpx.post(f"{runtime.url}/invocations", content=switchboard_body("ok"),
                           headers={"content-type": "application/json"}, timeout=BOUND)
 
     assert [(a.status_code, a.json()["error_code"]) for a in answers] == [(400, "BAD_REQUEST")] * 4
@@ -156,7 +152,7 @@ def test_hostile_input_is_a_400_and_no_worker_is_replaced(runtime: RunningProces
 
 
 def test_a_500_body_has_an_error_id_and_not_the_exception_which_the_log_has(runtime: RunningProcess) -> None:
-    failed = httpx.post(f"{runtime.url}/invocations", content=_body("raise"),
+    failed = httpx.post(f"{runtime.url}/invocations", content=switchboard_body("raise"),
                         headers={"content-type": "application/json"}, timeout=BOUND)
 
     error_id = re.search(r"\(error id ([0-9a-f]{12});", failed.json()["message"]).group(1)
@@ -178,14 +174,11 @@ def test_requests_unanswered_when_the_drain_window_ends_get_a_json_503(tmp_path:
         assert runtime.wait_for_ping()[-1:] == [200], runtime.log()
         # one predicting for longer than the drain window, one waiting behind it
         requests = [threading.Thread(target=lambda: answers.append(httpx.post(
-            f"{runtime.url}/invocations", content=_body("sleep:30"), headers={"content-type": "application/json"},
+            f"{runtime.url}/invocations", content=switchboard_body("sleep:30"), headers={"content-type": "application/json"},
             timeout=BOUND))) for _ in range(2)]
         for request in requests:
             request.start()
-        deadline = time.monotonic() + 10
-        while not re.search(r"^kiln_requests_in_flight 2$", httpx.get(f"{runtime.url}/metrics").text, re.MULTILINE):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        runtime.wait_for_in_flight(2)
 
         runtime.process.send_signal(signal.SIGTERM)
         for request in requests:
@@ -224,7 +217,7 @@ def _concurrently(runtime: RunningProcess, first: str, then: list[str]) -> tuple
     answers: dict[int, httpx.Response] = {}
 
     def send(index: int, action: str) -> None:
-        answers[index] = httpx.post(f"{runtime.url}/invocations", content=_body(action),
+        answers[index] = httpx.post(f"{runtime.url}/invocations", content=switchboard_body(action),
                                     headers={"content-type": "application/json"}, timeout=BOUND)
 
     threads = [threading.Thread(target=send, args=(0, first))]
@@ -254,7 +247,7 @@ def test_requests_waiting_for_a_worker_are_predicted_in_one_call(batching: Runni
 def test_a_batch_that_overruns_the_timeout_gets_504s_and_its_worker_is_replaced(batching: RunningProcess) -> None:
     first, waited = _concurrently(batching, "sleep:30", ["sleep:30"])
     assert batching.wait_for_ping()[-1:] == [200]
-    after = httpx.post(f"{batching.url}/invocations", content=_body("ok"), headers={"content-type": "application/json"},
+    after = httpx.post(f"{batching.url}/invocations", content=switchboard_body("ok"), headers={"content-type": "application/json"},
                        timeout=BOUND)
 
     assert [a.status_code for a in (first, *waited)] == [504] * 2
@@ -265,7 +258,7 @@ def test_a_batch_whose_worker_dies_answers_each_of_its_requests_500_and_the_work
         batching: RunningProcess) -> None:
     first, waited = _concurrently(batching, "sleep:1", ["exit", "ok"])
     assert batching.wait_for_ping()[-1:] == [200]
-    after = httpx.post(f"{batching.url}/invocations", content=_body("ok"), headers={"content-type": "application/json"},
+    after = httpx.post(f"{batching.url}/invocations", content=switchboard_body("ok"), headers={"content-type": "application/json"},
                        timeout=BOUND)
 
     assert first.status_code == 200
