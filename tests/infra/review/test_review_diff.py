@@ -49,6 +49,9 @@ def served_model_settings(prefix: str, model_uri: str) -> dict[str, Any]:
         f"{prefix}.scaleToZeroEnabled": False,
         f"{prefix}.instanceType": None,
         f"{prefix}.gpuPlacement": None,
+        f"{prefix}.queueBudgetSeconds": None,
+        f"{prefix}.maxBatchSize": None,
+        f"{prefix}.maxBatchDelayMs": None,
         # Databricks' behaviour: 70 % target, scale in every 5 min, to zero after 30 idle min.
         f"{prefix}.scaling.targetUtilization": 0.7,
         f"{prefix}.scaling.highResolutionMetric": True,
