@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import boto3
+
+from infra.local.stack import free_port
 
 REGION = "us-east-1"
 START_TIMEOUT_SECONDS = 30
@@ -83,12 +84,6 @@ class LocalAws:
                 "AWS_DEFAULT_REGION": self.region, "AWS_CA_BUNDLE": str(self.ca_bundle)}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path, Path]:
     """A certificate for 127.0.0.1 and its key, valid for a day, and a CA bundle of the
     public CAs (certifi's, as requests and botocore use) with it added."""
@@ -142,7 +137,7 @@ def enforcing_moto_server() -> Iterator[tuple[str, Any, Path]]:
     with TemporaryDirectory(prefix="kiln-moto-") as scratch:
         cert, key, bundle = _self_signed_certificate(Path(scratch))
         tls = ssl.create_default_context(cafile=str(cert))
-        port = str(_free_port())
+        port = str(free_port())
         endpoint = f"https://127.0.0.1:{port}"
         process = subprocess.Popen(
             [sys.executable, "-m", "infra.rehearsal.moto_server", "-H", "127.0.0.1", "-p", port, "-c", str(cert), "-k", str(key)],

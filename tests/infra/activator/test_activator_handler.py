@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 import threading
 import time
 import urllib.request
@@ -30,6 +29,7 @@ import pytest
 
 from infra.activator import handler as handler_module
 from infra.activator.handler import Activator, Settings, handle
+from infra.local.stack import free_port
 from tests.fakes import FakeClock, listener_on_new_load_balancer, moto_server
 
 REGION = "us-east-1"
@@ -56,12 +56,6 @@ class Cloud:
 
     def observed(self, name: str) -> Any:
         return self.session.client(name, endpoint_url=self.endpoint)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def client_options(endpoint: str) -> dict[str, str]:
