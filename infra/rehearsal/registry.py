@@ -71,7 +71,7 @@ def _copy_version(source_uri: str, source_tracking_uri: str, target_tracking_uri
     client = MlflowClient(tracking_uri=target_tracking_uri, registry_uri=target_tracking_uri)
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name)
-    experiment = client.get_experiment_by_name("kiln-rehearsal") or None
+    experiment = client.get_experiment_by_name("kiln-rehearsal")
     experiment_id = experiment.experiment_id if experiment else client.create_experiment("kiln-rehearsal")
     run = client.create_run(experiment_id)
     client.log_artifacts(run.info.run_id, str(files.directory), "model")
