@@ -9,6 +9,7 @@ from infra.components.gateway import Gateway
 from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
 from infra.components.model_artifact import ModelArtifactUpload
+from infra.components.monitoring import stack_dashboard
 from infra.plan.stack import ServedModelPlan, plan_stack
 from infra.program.bake import bake_served_models, builder_compute_type, model_memory, worker_measurements
 from infra.program.physical_names import refuse_names_aws_rejects
@@ -58,9 +59,15 @@ endpoints = {
     endpoint.name: Endpoint(endpoint.name, endpoint, {s.name: release(s) for s in endpoint.served_models}, foundation)
     for endpoint in plan.endpoints
 }
+# One dashboard for the stack, a row per served model (docs/operate.md).
+dashboard = stack_dashboard(plan, [
+    (served, gateway.load_balancer.arn_suffix, endpoints[served.endpoint].served_models[served.name].target_group.arn_suffix)
+    for served in plan.served_models
+], config.region)
 
 pulumi.export("endpoints", {name: endpoint.url for name, endpoint in endpoints.items()})
 pulumi.export("servedModels", {served.resource_name: served.capacity_outputs() for served in plan.served_models})
 pulumi.export("artifactBucket", artifact_store.bucket.bucket)
 pulumi.export("imageRepository", registry.repository.repository_url)
 pulumi.export("images", {tag: image.image_uri for tag, image in images.items()})
+pulumi.export("dashboard", dashboard.dashboard_name)

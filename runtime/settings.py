@@ -36,6 +36,14 @@ class SettingsError(Exception):
     """A KILN_* variable that cannot be used; names the variable and what would be valid."""
 
 
+
+def admission_budget_seconds(queue_budget_seconds: float | None, request_timeout_seconds: float) -> float:
+    """The served model's queueBudgetSeconds, else half its request timeout: one rule for the
+    runtime (admission) and the plan (its p99 latency alarm)."""
+    if queue_budget_seconds is not None:
+        return queue_budget_seconds
+    return request_timeout_seconds * DEFAULT_ADMISSION_BUDGET_FRACTION
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     model_uri: str
@@ -85,9 +93,7 @@ class RuntimeSettings:
     @property
     def admission_budget_seconds(self) -> float:
         """How long a request may expect to wait for a worker and still be admitted."""
-        if self.queue_budget_seconds is not None:
-            return self.queue_budget_seconds
-        return self.request_timeout_seconds * DEFAULT_ADMISSION_BUDGET_FRACTION
+        return admission_budget_seconds(self.queue_budget_seconds, self.request_timeout_seconds)
 
     @property
     def keep_alive_seconds(self) -> float:

@@ -24,6 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.gateway import Gateway
+from infra.plan.alarms import rollout_alarm_name
 from infra.plan.scaling import (
     ALB_METRIC_PERIOD_SECONDS,
     LAUNCH_HOOK_DEFAULT_RESULT,
@@ -41,11 +42,6 @@ from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS, IN_FLIGHT_METRIC, M
 # Group metrics the scale-in and wake alarms read (1-minute, free of charge).
 GROUP_METRICS = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances"]
 WARM_POOL_METRICS = ["WarmPoolDesiredCapacity", "WarmPoolWarmedCapacity"]
-
-
-def rollout_alarm_name(plan: ServedModelPlan) -> str:
-    # Target group names are unique per account and region, and so is this.
-    return f"{plan.target_group_name}-rollout-5xx"
 
 
 def group_scaling_arguments(plan: ServedModelPlan) -> dict[str, Any]:
@@ -93,7 +89,8 @@ def group_scaling_arguments(plan: ServedModelPlan) -> dict[str, Any]:
 def rollout_alarm(
     name: str, plan: ServedModelPlan, gateway: Gateway, target_group: aws.lb.TargetGroup, opts: pulumi.ResourceOptions
 ) -> aws.cloudwatch.MetricAlarm:
-    """5xx rate of this served model; in ALARM it fails a running instance refresh (rollback).
+    """5xx rate of this served model; in ALARM it fails a running instance refresh (rollback)
+    and, with `kiln:alerts`, notifies the alert topic as it goes in and out of ALARM.
 
     Created before the group, because the group's refresh preferences name it.
     """
@@ -110,6 +107,7 @@ def rollout_alarm(
         evaluation_periods=ROLLOUT_ALARM_MINUTES,
         datapoints_to_alarm=ROLLOUT_ALARM_MINUTES,
         treat_missing_data="notBreaching",
+        **alert_actions(plan),
         metric_queries=[
             _alb_query("errors", "HTTPCode_Target_5XX_Count", dimensions),
             _alb_query("requests", "RequestCount", dimensions),
@@ -259,6 +257,12 @@ def scaling_properties(scaling: ScalingPlan) -> dict[str, Any]:
         "idleMinutesBeforeZero": scaling.idle_minutes_before_zero,
         "warmPoolMinSize": scaling.warm_pool.min_size if scaling.warm_pool else None,
     }
+
+
+def alert_actions(plan: ServedModelPlan) -> dict[str, list[str]]:
+    """An alarm's notifications: the stack's alert topic on ALARM and on OK, or none."""
+    topics = [plan.alert_topic_arn] if plan.alert_topic_arn else []
+    return {"alarm_actions": topics, "ok_actions": topics}
 
 
 def _alb_query(id_: str, metric: str, dimensions: dict[str, Any]) -> dict[str, Any]:

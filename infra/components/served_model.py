@@ -10,6 +10,7 @@ import pulumi_aws as aws
 from infra.components.autoscaling import ServedModelScaling, group_scaling_arguments, rollout_alarm
 from infra.components.foundation import Foundation, Release
 from infra.components.iam import service_role
+from infra.components.monitoring import ServedModelAlarms
 from infra.components.permissions import group_arn, instance_policy
 from infra.components.user_data import Deployment, render_user_data
 from infra.plan.catalog import (
@@ -176,6 +177,9 @@ class ServedModel(pulumi.ComponentResource):
                                         depends_on=[release.artifact, self.rollout_alarm, self.role_policy]),
         )
         self.scaling = ServedModelScaling(name, plan, self.group, self.target_group, gateway, opts=child)
+        self.alarms = ServedModelAlarms(
+            name, plan, gateway.load_balancer.arn_suffix, self.target_group.arn_suffix, opts=child
+        )
         self.image = pulumi.Output.from_input(image)
         self.register_outputs(
             {

@@ -127,6 +127,17 @@ class Gateway(_Model):
         return self.allowed_cidrs if self.allowed_cidrs is not None else ["10.0.0.0/8"]
 
 
+class Alerts(_Model):
+    """Where the stack's alarms and instance-refresh failures are sent: an SNS topic the team
+    already subscribes to (email, chat, paging), in the stack's account and region.
+
+    The topic's access policy must let CloudWatch and EventBridge publish to it
+    (docs/operate.md, "Alerts"); Kiln does not rewrite a policy it does not own.
+    """
+
+    sns_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
+
+
 class Build(_Model):
     # CodeBuild accepts 5-2160 minutes.
     timeout_minutes: int = Field(default=DEFAULT_BUILD_TIMEOUT_MINUTES, ge=5, le=2160)
@@ -385,6 +396,9 @@ class StackConfig(_Model):
     gateway: Gateway = Gateway()
     build: Build = Build()
     amis: Amis = Amis()
+    # Unset, alarms only change state (the console and `kiln status` show them); prod needs
+    # one (the policy pack's alert-destination rule).
+    alerts: Alerts | None = None
     endpoints: list[Endpoint] = Field(min_length=1)
 
     @field_validator("mlflow_tracking_uri")
@@ -405,6 +419,12 @@ class StackConfig(_Model):
             raise KeyPathError(("endpoints",), f"duplicate endpoint names: {', '.join(duplicates)}")
         if self.gateway.internet_facing and len(self.network.public_subnet_ids) < 2:
             raise KeyPathError(("network", "publicSubnetIds"), "an internet-facing gateway needs at least two public subnets")
+        if self.alerts is not None and self.alerts.sns_topic_arn.split(":")[3] != self.region:
+            raise KeyPathError(
+                ("alerts", "snsTopicArn"),
+                f"the topic is in {self.alerts.sns_topic_arn.split(':')[3]}, the stack in {self.region}: CloudWatch alarms "
+                "notify only topics in their own region",
+            )
         if self.environment == "prod":
             self._prod_pins_its_amis()
         return self

@@ -68,6 +68,8 @@ class ServedModelPlan:
     # plan and `nominal_capacity` the one Databricks' memory per concurrency gives, for comparison.
     sizing: str = "nominal"
     nominal_capacity: CapacityPlan | None = None
+    # The stack's kiln:alerts topic its alarms and failed instance refreshes notify (None: none).
+    alert_topic_arn: str | None = None
 
     @property
     def resource_name(self) -> str:
@@ -330,4 +332,5 @@ def _served_model_plan(
         max_batch_delay_ms=served.max_batch_delay_ms or 0,
         sizing=served.sizing,
         nominal_capacity=plan_capacity(served, model_memory_gib) if measured is not None else None,
+        alert_topic_arn=config.alerts.sns_topic_arn if config.alerts else None,
     )

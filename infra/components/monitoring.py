@@ -1,0 +1,200 @@
+"""What an operator watches: each served model's alarms and refresh-failure rule, and the
+stack's one dashboard.
+
+Alarms and thresholds come from the plan (infra/plan/alarms.py); this module only creates
+them. With `kiln:alerts`, every alarm and the refresh-failure rule notify the stack's SNS
+topic; without it they still change state, and the dashboard and `kiln status` show them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.autoscaling import alert_actions
+from infra.plan.alarms import (
+    REFRESH_FAILURE_EVENTS,
+    AlarmPlan,
+    latency_budget_seconds,
+    refresh_rule_name,
+    served_model_alarms,
+)
+from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS
+from infra.plan.stack import ServedModelPlan, StackPlan
+from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS, IN_FLIGHT_METRIC, METRIC_NAMESPACE
+
+ALB_NAMESPACE = "AWS/ApplicationELB"
+
+
+class ServedModelAlarms(pulumi.ComponentResource):
+    """The p99-latency and no-healthy-hosts alarms of one served model (its 5xx alarm is the
+    rollout alarm its group's instance refresh watches), and an EventBridge rule that sends
+    its group's failed or rolled-back instance refreshes to the alert topic, the way AWS
+    documents for refresh events."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: ServedModelPlan,
+        load_balancer_suffix: pulumi.Input[str],
+        target_group_suffix: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        alarms = {alarm.key: alarm for alarm in served_model_alarms(plan)}
+        super().__init__("kiln:operate:ServedModelAlarms", name, alarm_properties(plan), opts)
+        child = pulumi.ResourceOptions(parent=self)
+        dimensions = {"LoadBalancer": load_balancer_suffix, "TargetGroup": target_group_suffix}
+        latency = alarms["p99-latency"]
+        self.latency_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-p99-latency",
+            name=latency.name,
+            alarm_description=_description(plan, latency),
+            namespace=ALB_NAMESPACE,
+            metric_name="TargetResponseTime",
+            dimensions=dimensions,
+            extended_statistic="p99",
+            period=ALB_METRIC_PERIOD_SECONDS,
+            evaluation_periods=latency.minutes,
+            datapoints_to_alarm=latency.minutes,
+            comparison_operator="GreaterThanThreshold",
+            threshold=latency.threshold,
+            # No requests, no latency data: an idle served model is not a slow one.
+            treat_missing_data="notBreaching",
+            **alert_actions(plan),
+            tags=plan.tags,
+            opts=child,
+        )
+        self.no_healthy_hosts_alarm = None
+        if "no-healthy-hosts" in alarms:
+            hosts = alarms["no-healthy-hosts"]
+            self.no_healthy_hosts_alarm = aws.cloudwatch.MetricAlarm(
+                f"{name}-no-healthy-hosts",
+                name=hosts.name,
+                alarm_description=_description(plan, hosts),
+                namespace=ALB_NAMESPACE,
+                metric_name="HealthyHostCount",
+                dimensions=dimensions,
+                statistic="Minimum",
+                period=ALB_METRIC_PERIOD_SECONDS,
+                evaluation_periods=hosts.minutes,
+                datapoints_to_alarm=hosts.minutes,
+                comparison_operator="LessThanThreshold",
+                threshold=hosts.threshold,
+                # The ALB reports healthy hosts every minute, traffic or not: silence is not health.
+                treat_missing_data="breaching",
+                **alert_actions(plan),
+                tags=plan.tags,
+                opts=child,
+            )
+        self.refresh_rule = aws.cloudwatch.EventRule(
+            f"{name}-refresh-failed",
+            name=refresh_rule_name(plan),
+            description=f"{plan.resource_name}: an instance refresh of {plan.group_name} failed or rolled back",
+            event_pattern=json.dumps(refresh_failure_pattern(plan)),
+            tags=plan.tags,
+            opts=child,
+        )
+        self.refresh_target = None
+        if plan.alert_topic_arn:
+            self.refresh_target = aws.cloudwatch.EventTarget(
+                f"{name}-refresh-failed-alert", rule=self.refresh_rule.name, arn=plan.alert_topic_arn, opts=child
+            )
+        self.register_outputs({"refreshRule": self.refresh_rule.name})
+
+
+def refresh_failure_pattern(plan: ServedModelPlan) -> dict[str, Any]:
+    """The EventBridge pattern of this group's failed or rolled-back instance refreshes."""
+    return {
+        "source": ["aws.autoscaling"],
+        "detail-type": list(REFRESH_FAILURE_EVENTS),
+        "detail": {"AutoScalingGroupName": [plan.group_name]},
+    }
+
+
+def alarm_properties(plan: ServedModelPlan) -> dict[str, Any]:
+    """The alarms as the component's inputs: what the policy pack and the review read."""
+    return {
+        "endpoint": plan.endpoint,
+        "servedModelName": plan.name,
+        "alertTopicArn": plan.alert_topic_arn,
+        "alarms": [
+            {"name": a.name, "kind": a.key, "threshold": a.threshold, "minutes": a.minutes, "summary": a.summary}
+            for a in served_model_alarms(plan)
+        ],
+        "refreshRule": refresh_rule_name(plan),
+    }
+
+
+def _description(plan: ServedModelPlan, alarm: AlarmPlan) -> str:
+    return f"{plan.resource_name}: {alarm.summary}; see docs/operate.md#{alarm.key}"
+
+
+@dataclass(frozen=True)
+class DashboardRow:
+    """One served model's row, with the names AWS gave its resources."""
+
+    plan: ServedModelPlan
+    load_balancer: str
+    target_group: str
+
+
+def dashboard_body(region: str, rows: list[DashboardRow]) -> dict[str, Any]:
+    """A CloudWatch dashboard body with one row per served model: requests, 4xx/5xx, p50/p99
+    latency against the budget, in-flight requests, healthy hosts and instances, refresh
+    failures (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/CloudWatch-Dashboard-Body-Structure.html)."""
+    return {"widgets": [widget for index, row in enumerate(rows) for widget in _row(region, row, index * 7)]}
+
+
+def _row(region: str, row: DashboardRow, y: int) -> list[dict[str, Any]]:
+    plan = row.plan
+    alb = ["LoadBalancer", row.load_balancer, "TargetGroup", row.target_group]
+    group = ["AutoScalingGroupName", plan.group_name]
+    in_flight = (
+        [[METRIC_NAMESPACE, IN_FLIGHT_METRIC, *[v for pair in plan.scaling.published_metric_dimensions for v in pair],
+          {"stat": "Sum", "period": HIGH_RESOLUTION_PERIOD_SECONDS, "label": "in flight"}]]
+        if plan.scaling.high_resolution_metric
+        # Without the runtime's metric, the ALB's open connections are the nearest measure.
+        else [[ALB_NAMESPACE, "ActiveConnectionCount", "LoadBalancer", row.load_balancer,
+               {"stat": "Sum", "label": "ALB connections"}]]
+    )
+    graphs: list[tuple[str, list[list[Any]], dict[str, Any]]] = [
+        ("Requests", [[ALB_NAMESPACE, "RequestCount", *alb, {"stat": "Sum"}]], {}),
+        ("4xx / 5xx", [[ALB_NAMESPACE, "HTTPCode_Target_4XX_Count", *alb, {"stat": "Sum", "label": "4xx"}],
+                       [ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", *alb, {"stat": "Sum", "label": "5xx"}]], {}),
+        ("Target response time", [[ALB_NAMESPACE, "TargetResponseTime", *alb, {"stat": "p50", "label": "p50"}],
+                                  [ALB_NAMESPACE, "TargetResponseTime", *alb, {"stat": "p99", "label": "p99"}]],
+         {"annotations": {"horizontal": [{"label": "latency budget", "value": latency_budget_seconds(plan)}]}}),
+        ("In-flight concurrency", in_flight, {}),
+        ("Healthy hosts / instances", [
+            [ALB_NAMESPACE, "HealthyHostCount", *alb, {"stat": "Minimum", "label": "healthy"}],
+            ["AWS/AutoScaling", "GroupInServiceInstances", *group, {"stat": "Maximum", "label": "in service"}],
+            ["AWS/AutoScaling", "GroupDesiredCapacity", *group, {"stat": "Maximum", "label": "desired"}]], {}),
+        ("Refresh failed / rolled back", [
+            ["AWS/Events", "TriggeredRules", "RuleName", refresh_rule_name(plan), {"stat": "Sum", "label": "events"}]], {}),
+    ]
+    header = {"type": "text", "x": 0, "y": y, "width": 24, "height": 1,
+              "properties": {"markdown": f"### {plan.resource_name} ({plan.traffic_percentage} % of {plan.endpoint})"}}
+    return [header] + [
+        {"type": "metric", "x": 4 * column, "y": y + 1, "width": 4, "height": 6, "properties": {
+            "title": title, "region": region, "view": "timeSeries", "period": ALB_METRIC_PERIOD_SECONDS,
+            "metrics": metrics, **extra}}
+        for column, (title, metrics, extra) in enumerate(graphs)
+    ]
+
+
+def dashboard_name(stack: str) -> str:
+    return f"kiln-{stack}"
+
+
+def stack_dashboard(plan: StackPlan, rows: list[tuple[ServedModelPlan, pulumi.Output[str], pulumi.Output[str]]],
+                    region: str) -> aws.cloudwatch.Dashboard:
+    """The stack's one dashboard; its body waits for the ALB's and target groups' ARN suffixes."""
+    suffixes = pulumi.Output.all(*[output for _, lb, tg in rows for output in (lb, tg)])
+    body = suffixes.apply(lambda values: json.dumps(dashboard_body(region, [
+        DashboardRow(served, values[2 * index], values[2 * index + 1]) for index, (served, _, _) in enumerate(rows)
+    ])))
+    return aws.cloudwatch.Dashboard("dashboard", dashboard_name=dashboard_name(plan.stack), dashboard_body=body)

@@ -1,0 +1,76 @@
+"""The alarms each served model carries, with their thresholds: decided here, read by the
+components that create them, the review that lists them and `kiln status` that reports them.
+
+Every alarm reads the served model's target group on the stack's ALB (dimensions TargetGroup
+and LoadBalancer, 1-minute data:
+https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html),
+and every name starts with the target group's name, which is unique per account and region, so
+`kiln status` finds a served model's alarms from its target group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.plan.scaling import ROLLOUT_ALARM_MINUTES, ROLLOUT_ERROR_RATE
+from infra.plan.stack import ServedModelPlan
+from runtime.settings import admission_budget_seconds
+
+# p99 latency above the budget for this many minutes in a row: a sustained queue, not one slow minute.
+LATENCY_ALARM_MINUTES = 5
+# No healthy target for this many minutes: longer than a health check flap (2 × 10 s checks).
+NO_HEALTHY_HOSTS_MINUTES = 2
+
+# EventBridge detail types of an instance refresh that did not complete as planned
+# (https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-eventbridge-events.html).
+REFRESH_FAILURE_EVENTS = (
+    "EC2 Auto Scaling Instance Refresh Failed",
+    "EC2 Auto Scaling Instance Refresh Rollback Started",
+    "EC2 Auto Scaling Instance Refresh Rollback Succeeded",
+    "EC2 Auto Scaling Instance Refresh Rollback Failed",
+)
+
+
+@dataclass(frozen=True)
+class AlarmPlan:
+    """One alarm of one served model, in the words the review and the docs use."""
+
+    key: str
+    name: str
+    threshold: float
+    minutes: int
+    summary: str
+
+
+def rollout_alarm_name(plan: ServedModelPlan) -> str:
+    return f"{plan.target_group_name}-rollout-5xx"
+
+
+def refresh_rule_name(plan: ServedModelPlan) -> str:
+    """The EventBridge rule that forwards this group's failed or rolled-back refreshes."""
+    return f"{plan.target_group_name}-refresh-failed"
+
+
+def latency_budget_seconds(plan: ServedModelPlan) -> float:
+    """The wait the runtime admits a request with (queueBudgetSeconds, else half the request
+    timeout): a p99 above it means requests are queueing for as long as the plan allows."""
+    return admission_budget_seconds(plan.queue_budget_seconds, plan.request_timeout_seconds)
+
+
+def served_model_alarms(plan: ServedModelPlan) -> list[AlarmPlan]:
+    """The alarms of one served model. The 5xx one is the rollout alarm the instance refresh
+    already watches; a scale-to-zero served model has no healthy host while idle, by design,
+    so it gets no no-healthy-hosts alarm."""
+    budget = latency_budget_seconds(plan)
+    alarms = [
+        AlarmPlan("5xx-rate", rollout_alarm_name(plan), ROLLOUT_ERROR_RATE, ROLLOUT_ALARM_MINUTES,
+                  f"more than {ROLLOUT_ERROR_RATE:.0%} of requests answered 5xx for {ROLLOUT_ALARM_MINUTES} minutes "
+                  "(also fails a running instance refresh)"),
+        AlarmPlan("p99-latency", f"{plan.target_group_name}-p99-latency", budget, LATENCY_ALARM_MINUTES,
+                  f"p99 target response time above the latency budget ({budget:g} s) for {LATENCY_ALARM_MINUTES} minutes"),
+    ]
+    if not plan.scale_to_zero:
+        alarms.append(AlarmPlan("no-healthy-hosts", f"{plan.target_group_name}-no-healthy-hosts", 1,
+                                NO_HEALTHY_HOSTS_MINUTES,
+                                f"no healthy instance behind the target group for {NO_HEALTHY_HOSTS_MINUTES} minutes"))
+    return alarms

@@ -1,0 +1,76 @@
+"""The prod stack's program carries its dashboard, its alarms with the plan's thresholds, and
+the SNS wiring to the topic its stack file names (run in-process under mocks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.plan.config import parse_stack_config, values_from_stack_config
+from infra.plan.stack import plan_stack
+from infra.preview.program import ProgramRun, run_program
+from tests.conftest import stack_config
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:kiln-prod-alerts"
+
+
+@pytest.fixture(scope="module")
+def prod(example_store) -> tuple[ProgramRun, dict]:
+    config = stack_config("prod", example_store)
+    return run_program("prod", config, preview=False), config
+
+
+def test_each_served_model_alarms_at_the_planned_thresholds_and_notifies_the_topic(prod) -> None:
+    run, raw = prod
+    plan = plan_stack("prod", parse_stack_config(values_from_stack_config(raw, "prod"), "prod"))
+    alarms = {r.inputs["name"]: r.inputs for r in run.of_type(ALARM) if "name" in r.inputs}
+
+    for served in plan.served_models:
+        tg = served.target_group_name
+        latency = alarms[f"{tg}-p99-latency"]
+        # The plan's latency budget: queueBudgetSeconds unset, so half the endpoint's request timeout.
+        assert latency["threshold"] == served.request_timeout_seconds / 2
+        assert latency["extendedStatistic"] == "p99"
+        assert latency["metricName"] == "TargetResponseTime"
+        assert set(latency["dimensions"]) == {"LoadBalancer", "TargetGroup"}
+        hosts = alarms[f"{tg}-no-healthy-hosts"]
+        assert (hosts["metricName"], hosts["comparisonOperator"], hosts["threshold"]) == (
+            "HealthyHostCount", "LessThanThreshold", 1)
+        errors = alarms[f"{tg}-rollout-5xx"]
+        assert errors["threshold"] == 0.05
+        for alarm in (latency, hosts, errors):
+            assert alarm["alarmActions"] == [TOPIC]
+            assert alarm["okActions"] == [TOPIC]
+
+
+def test_failed_or_rolled_back_refreshes_reach_the_topic_through_eventbridge(prod) -> None:
+    run, _ = prod
+    rules = {r.urn: r for r in run.of_type("aws:cloudwatch/eventRule:EventRule")}
+    targets = run.of_type("aws:cloudwatch/eventTarget:EventTarget")
+
+    assert len(rules) == 3 and len(targets) == 3
+    for rule in rules.values():
+        pattern = json.loads(rule.inputs["eventPattern"])
+        assert pattern["source"] == ["aws.autoscaling"]
+        assert "EC2 Auto Scaling Instance Refresh Failed" in pattern["detail-type"]
+        assert pattern["detail"]["AutoScalingGroupName"][0].startswith("kiln-prod-")
+    assert {t.inputs["arn"] for t in targets} == {TOPIC}
+    assert {t.inputs["rule"] for t in targets} == {r.inputs["name"] for r in rules.values()}
+
+
+def test_one_dashboard_has_a_row_per_served_model(prod) -> None:
+    run, _ = prod
+    (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")
+    body = json.loads(dashboard.inputs["dashboardBody"])
+    headers = [w["properties"]["markdown"] for w in body["widgets"] if w["type"] == "text"]
+    titles = [w["properties"]["title"] for w in body["widgets"] if w["type"] == "metric"]
+
+    assert dashboard.inputs["dashboardName"] == "kiln-prod"
+    assert [h.split()[1] for h in headers] == ["fraud-scorer.champion", "fraud-scorer.challenger", "ticket-router.champion"]
+    assert titles[:6] == ["Requests", "4xx / 5xx", "Target response time", "In-flight concurrency",
+                          "Healthy hosts / instances", "Refresh failed / rolled back"]
+    latency = next(w for w in body["widgets"] if w["type"] == "metric" and w["properties"]["title"] == "Target response time")
+    assert [m[-1]["stat"] for m in latency["properties"]["metrics"]] == ["p50", "p99"]
+    assert latency["properties"]["annotations"]["horizontal"][0]["value"] == 597 / 2
