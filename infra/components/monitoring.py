@@ -17,8 +17,10 @@ import pulumi_aws as aws
 
 from infra.components.autoscaling import alert_actions
 from infra.plan.alarms import (
+    ALARMS_COMPONENT_TYPE,
     REFRESH_FAILURE_EVENTS,
     AlarmPlan,
+    dashboard_name,
     latency_budget_seconds,
     refresh_rule_name,
     served_model_alarms,
@@ -45,7 +47,7 @@ class ServedModelAlarms(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         alarms = {alarm.key: alarm for alarm in served_model_alarms(plan)}
-        super().__init__("kiln:operate:ServedModelAlarms", name, alarm_properties(plan), opts)
+        super().__init__(ALARMS_COMPONENT_TYPE, name, alarm_properties(plan), opts)
         child = pulumi.ResourceOptions(parent=self)
         dimensions = {"LoadBalancer": load_balancer_suffix, "TargetGroup": target_group_suffix}
         latency = alarms["p99-latency"]
@@ -184,10 +186,6 @@ def _row(region: str, row: DashboardRow, y: int) -> list[dict[str, Any]]:
             "metrics": metrics, **extra}}
         for column, (title, metrics, extra) in enumerate(graphs)
     ]
-
-
-def dashboard_name(stack: str) -> str:
-    return f"kiln-{stack}"
 
 
 def stack_dashboard(plan: StackPlan, rows: list[tuple[ServedModelPlan, pulumi.Output[str], pulumi.Output[str]]],

@@ -31,6 +31,10 @@ REFRESH_FAILURE_EVENTS = (
 )
 
 
+# The Pulumi type of the component that holds one served model's alarms (its inputs list them).
+ALARMS_COMPONENT_TYPE = "kiln:operate:ServedModelAlarms"
+
+
 @dataclass(frozen=True)
 class AlarmPlan:
     """One alarm of one served model, in the words the review and the docs use."""
@@ -40,6 +44,11 @@ class AlarmPlan:
     threshold: float
     minutes: int
     summary: str
+
+
+def dashboard_name(stack: str) -> str:
+    """The stack's one CloudWatch dashboard (stack names are already DNS labels)."""
+    return f"kiln-{stack}"
 
 
 def rollout_alarm_name(plan: ServedModelPlan) -> str:

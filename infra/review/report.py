@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.plan.alarms import ALARMS_COMPONENT_TYPE, dashboard_name
 from infra.plan.catalog import HOURS_PER_MONTH, PRICES_AS_OF
 from infra.plan.config import ConfigError, resolve_stack_path, stack_name
 from infra.preview.policy_pack import PolicyCheck
@@ -62,6 +63,17 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class AlarmsReview:
+    """What watches one served model, as the program declares it: its alarms with their
+    thresholds, the EventBridge rule for failed refreshes, and where they notify."""
+
+    served_model: str
+    alarms: list[dict[str, Any]]
+    refresh_rule: str
+    alert_topic_arn: str | None
+
+
+@dataclass(frozen=True)
 class Review:
     stack: str
     environment: str
@@ -71,6 +83,8 @@ class Review:
     prices_as_of: str = PRICES_AS_OF
     comparison: Comparison | None = None
     policy: PolicyCheck | None = None
+    alarms: list[AlarmsReview] = field(default_factory=list)
+    dashboard: str | None = None
 
     @property
     def cost_delta(self) -> Cost | None:
@@ -125,6 +139,19 @@ def review_served_models(report: PlanReport, base: PlanReport | None) -> list[Se
     return reviews
 
 
+def review_alarms(report: PlanReport) -> list[AlarmsReview]:
+    """The alarms components of the run, in plan order."""
+    return [
+        AlarmsReview(
+            served_model=f"{inputs['endpoint']}/{inputs['servedModelName']}",
+            alarms=inputs["alarms"],
+            refresh_rule=inputs["refreshRule"],
+            alert_topic_arn=inputs.get("alertTopicArn"),
+        )
+        for inputs in (r.inputs for r in report.run.of_type(ALARMS_COMPONENT_TYPE))
+    ]
+
+
 def base_stack_file(against: str, stack_path: Path, workdir: Path) -> tuple[str, Path]:
     """`against` names a stack (`dev`), a stack file, or a git ref of this stack's file."""
     candidate = resolve_stack_path(against)
@@ -170,4 +197,6 @@ def build_review(stack: str, against: str | None = None, tracking_uri: str | Non
         cost=Cost(head.plan.hourly_cost_min, head.plan.hourly_cost_max),
         comparison=comparison,
         policy=head.policy,
+        alarms=review_alarms(head),
+        dashboard=dashboard_name(head.plan.stack),
     )

@@ -1,6 +1,6 @@
 """Every rule of the pack, one module per concern."""
 
-from policies.rules import budget, compute, gateway, network, readiness, scaling, served_models, storage
+from policies.rules import budget, compute, gateway, network, operate, readiness, scaling, served_models, storage
 from policies.rules.rule import Rule
 
 RULES: list[Rule] = [
@@ -12,4 +12,5 @@ RULES: list[Rule] = [
     *readiness.RULES,
     *served_models.RULES,
     *budget.RULES,
+    *operate.RULES,
 ]

@@ -1,6 +1,7 @@
 """Pulumi type tokens the rules read (pulumi_aws 7.x and Kiln's own components)."""
 
 SERVED_MODEL = "kiln:serving:ServedModel"
+SERVED_MODEL_ALARMS = "kiln:operate:ServedModelAlarms"
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 AUTOSCALING_GROUP = "aws:autoscaling/group:Group"

@@ -3,13 +3,19 @@ the SNS wiring to the topic its stack file names (run in-process under mocks).""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
 import pytest
 
+from infra.plan.alarms import ALARMS_COMPONENT_TYPE
 from infra.plan.config import parse_stack_config, values_from_stack_config
 from infra.plan.stack import plan_stack
+from infra.preview.policy_pack import check_policies
 from infra.preview.program import ProgramRun, run_program
+from infra.review.render import render_markdown
+from infra.review.report import build_review
 from tests.conftest import stack_config
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -74,3 +80,43 @@ def test_one_dashboard_has_a_row_per_served_model(prod) -> None:
     latency = next(w for w in body["widgets"] if w["type"] == "metric" and w["properties"]["title"] == "Target response time")
     assert [m[-1]["stat"] for m in latency["properties"]["metrics"]] == ["p50", "p99"]
     assert latency["properties"]["annotations"]["horizontal"][0]["value"] == 597 / 2
+
+
+def _without_alert_topic(run: ProgramRun) -> ProgramRun:
+    registrations = []
+    for registration in run.registrations:
+        if registration.type == ALARMS_COMPONENT_TYPE:
+            registration = copy.deepcopy(registration)
+            registration.inputs["alertTopicArn"] = None
+        registrations.append(registration)
+    return dataclasses.replace(run, registrations=registrations)
+
+
+def test_prod_without_an_alert_topic_is_a_mandatory_violation(prod) -> None:
+    run, config = prod
+    silent = _without_alert_topic(run)
+
+    in_prod = [v for v in check_policies(silent, config).violations if v.policy == "alert-destination"]
+    in_dev = [v for v in check_policies(silent, {**config, "kiln:environment": "dev"}).violations
+              if v.policy == "alert-destination"]
+
+    assert [v.level for v in in_prod] == ["mandatory"] * 3
+    assert any(v.message.startswith("fraud-scorer/champion's alarms") for v in in_prod)
+    assert all("kiln:alerts.snsTopicArn" in v.message for v in in_prod)
+    assert [v.level for v in in_dev] == ["advisory"] * 3
+    assert not [v for v in check_policies(run, config).violations if v.policy == "alert-destination"]
+
+
+def test_kiln_review_lists_the_alarms_the_rule_and_the_topic(example_store) -> None:
+    review = build_review("prod", tracking_uri=example_store.tracking_uri)
+    text = render_markdown(review)
+    section = text[text.index("### Alarms"):]
+
+    assert f"notify `{TOPIC}`; dashboard `kiln-prod`" in section
+    for served in ("fraud-scorer/champion", "fraud-scorer/challenger", "ticket-router/champion"):
+        assert section.count(f"| {served} |") == 4
+    assert "p99 target response time above the latency budget (298.5 s) for 5 minutes" in section
+    assert "(EventBridge) | an instance refresh failed or rolled back |" in section
+
+    silent = dataclasses.replace(review, alarms=[dataclasses.replace(a, alert_topic_arn=None) for a in review.alarms])
+    assert "No alert topic (`kiln:alerts`)" in render_markdown(silent)
