@@ -2,7 +2,7 @@
 
 Exit codes, the same for every command: 0 ok; 1 findings (a mandatory policy violation in
 `plan` and `check`, an error finding in `bake`, a failed step in `rehearse`, a runtime that
-failed to become ready in `runtime`); 2 invalid input (config, model URI, usage, an
+failed to become ready in `runtime`, a served model that does not answer in `status`); 2 invalid input (config, model URI, usage, an
 unreachable registry, a busy port).
 """
 
@@ -26,6 +26,7 @@ from infra.commands.rehearse import rehearse_command
 from infra.commands.review import review
 from infra.commands.serving import runtime_command, serve_command
 from infra.commands.simulate import simulate_command
+from infra.commands.status import status_command
 from infra.plan.config import json_schema
 from infra.preview.policy_pack import load_policy_pack_config
 from infra.preview.report import build_plan_report, plan_as_json
@@ -97,6 +98,7 @@ main.add_command(import_databricks)
 main.add_command(runtime_command)
 main.add_command(serve_command)
 main.add_command(simulate_command)
+main.add_command(status_command)
 
 if __name__ == "__main__":
     main()

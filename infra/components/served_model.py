@@ -23,6 +23,7 @@ from infra.plan.catalog import (
     ami_parameter,
 )
 from infra.plan.stack import ServedModelPlan
+from infra.plan.tags import IMAGE_TAG, MODEL_TAG
 from models.artifacts import registry_version
 from runtime.contract import READINESS_PATH, RUNTIME_PORT
 
@@ -122,7 +123,8 @@ class ServedModel(pulumi.ComponentResource):
             user_data=user_data,
             update_default_version=True,
             tag_specifications=[
-                {"resource_type": "instance", "tags": tags},
+                # What this version launches, for `kiln status` to report what each group runs.
+                {"resource_type": "instance", "tags": {**tags, **release_tags(baked.resolved_uri, image)}},
                 {"resource_type": "volume", "tags": tags},
             ],
             tags=tags,
@@ -190,6 +192,11 @@ class ServedModel(pulumi.ComponentResource):
                 "image": self.image,
             }
         )
+
+
+def release_tags(resolved_uri: str, image: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    """The model and image a launch template version starts, as instance tags."""
+    return {MODEL_TAG: resolved_uri, IMAGE_TAG: image}
 
 
 def unpinned_ami(served_model: ServedModel, plan: ServedModelPlan) -> pulumi.Output[str]:

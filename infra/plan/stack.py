@@ -15,6 +15,7 @@ from infra.plan.catalog import HOURS_PER_MONTH, PROFILES, ComputeProfile, GpuPla
 from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, ConfigError, Endpoint, ServedModel, StackConfig
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
+from infra.plan.tags import ENDPOINT_TAG, ENVIRONMENT_TAG, SERVED_MODEL_TAG, STACK_TAG
 from runtime.contract import RUNTIME_PORT
 from runtime.settings import RuntimeSettings
 
@@ -239,7 +240,7 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
     name, from the reload check) sizes the served models that say `sizing: measured`; without
     it (before the bake, or in `kiln simulate`) they are planned nominally."""
     memory = model_memory_gib or {}
-    stack_tags = {"kiln:stack": stack, "kiln:environment": config.environment}
+    stack_tags = {STACK_TAG: stack, ENVIRONMENT_TAG: config.environment}
     priorities = listener_rule_priorities([e.name for e in config.endpoints])
     idle_timeout = max(e.request_timeout_seconds for e in config.endpoints) + IDLE_TIMEOUT_MARGIN_SECONDS
     endpoints = []
@@ -318,7 +319,7 @@ def _served_model_plan(
         ),
         group_name=short_name(["kiln", stack, endpoint.name, served.name], limit=AUTOSCALING_GROUP_NAME_LIMIT),
         ami_id=config.amis.pinned(ami_class(profile)),
-        tags={**stack_tags, **endpoint.tags, "kiln:endpoint": endpoint.name, "kiln:served-model": served.name},
+        tags={**stack_tags, **endpoint.tags, ENDPOINT_TAG: endpoint.name, SERVED_MODEL_TAG: served.name},
         scaling=scaling,
         load_balancer_idle_timeout_seconds=load_balancer_idle_timeout_seconds,
         expected_peak_concurrency=(

@@ -12,12 +12,23 @@ moto also names an action by the request's signing name, which for CloudWatch is
 `monitoring`; IAM's service prefix is `cloudwatch` (`cloudwatch:PutMetricData`), so every
 correct CloudWatch policy would be denied. The action is given its IAM name.
 
+moto 5.2 has no instance refresh API. The server records the refreshes StartInstanceRefresh
+and RollbackInstanceRefresh ask for and answers DescribeInstanceRefreshes with them, newest
+first, so `kiln status` reads a refresh in progress as it would on AWS; it replaces no
+instance and never completes a refresh on its own.
+
 Run as `python -m infra.rehearsal.moto_server` with moto.server's own arguments.
 """
 
 from __future__ import annotations
 
+import datetime
+import uuid
+from typing import Any
+
+from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
 from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.responses import ActionResult
 from moto.elbv2.responses import ELBV2Response
 from moto.iam.access_control import IAMRequestBase
 from moto.server import main
@@ -40,6 +51,59 @@ def _listener_rule(self: ELBV2Response) -> str:
     return self._get_param("RuleArn") if self._get_action() in RULE_ACTIONS else "*"
 
 
+# Instance refreshes by (account, region, group name), newest first.
+_REFRESHES: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+ACTIVE_REFRESH = {"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"}
+
+
+class InstanceRefreshInProgress(AutoscalingClientError):
+    code = "InstanceRefreshInProgress"
+    message = "An Instance Refresh is already in progress and blocks the execution of this Instance Refresh."
+
+
+class ActiveInstanceRefreshNotFound(AutoscalingClientError):
+    code = "ActiveInstanceRefreshNotFound"
+    message = "No in-progress or pending Instance Refresh found for this Auto Scaling group."
+
+
+def _refreshes(self: AutoScalingResponse) -> list[dict[str, Any]]:
+    name = self._get_param("AutoScalingGroupName")
+    if name not in self.autoscaling_backend.autoscaling_groups:
+        raise ValidationError(f"AutoScalingGroup name not found - {name}")
+    return _REFRESHES.setdefault((self.current_account, self.region, name), [])
+
+
+def _start_instance_refresh(self: AutoScalingResponse) -> ActionResult:
+    refreshes = _refreshes(self)
+    if refreshes and refreshes[0]["Status"] in ACTIVE_REFRESH:
+        raise InstanceRefreshInProgress()
+    name = self._get_param("AutoScalingGroupName")
+    group = self.autoscaling_backend.autoscaling_groups[name]
+    refresh = {
+        "InstanceRefreshId": str(uuid.uuid4()), "AutoScalingGroupName": name, "Status": "InProgress",
+        "StartTime": datetime.datetime.now(datetime.UTC), "PercentageComplete": 0,
+        "InstancesToUpdate": len(group.instance_states), "Preferences": self._get_param("Preferences") or {},
+    }
+    refreshes.insert(0, refresh)
+    return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
+
+
+def _rollback_instance_refresh(self: AutoScalingResponse) -> ActionResult:
+    refreshes = _refreshes(self)
+    if not refreshes or refreshes[0]["Status"] not in ACTIVE_REFRESH:
+        raise ActiveInstanceRefreshNotFound()
+    refresh = refreshes[0]
+    refresh["Status"] = "RollbackInProgress"
+    refresh["RollbackDetails"] = {"RollbackReason": "Rollback initiated by user",
+                                  "RollbackStartTime": datetime.datetime.now(datetime.UTC),
+                                  "PercentageCompleteOnRollback": 0}
+    return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
+
+
+def _describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
+    return ActionResult({"InstanceRefreshes": list(_refreshes(self))})
+
+
 _moto_request_init = IAMRequestBase.__init__
 
 
@@ -52,6 +116,9 @@ def _request_with_iam_action_name(self: IAMRequestBase, *args: object, **kwargs:
 IAMRequestBase.__init__ = _request_with_iam_action_name
 AutoScalingResponse._determine_resource = _autoscaling_group
 ELBV2Response._determine_resource = _listener_rule
+AutoScalingResponse.start_instance_refresh = _start_instance_refresh
+AutoScalingResponse.rollback_instance_refresh = _rollback_instance_refresh
+AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes
 
 if __name__ == "__main__":
     main()
