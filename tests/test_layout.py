@@ -30,6 +30,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.preview": ("infra.plan",),
     "infra.review": ("infra.preview", "infra.plan"),
     "infra.simulator": ("infra.plan", "runtime.contract"),
+    # `kiln status` reads the account by the tags the plan puts on what it deploys.
+    "infra.operate": ("infra.plan",),
     "infra.local": ("infra.plan", "models", "runtime"),
     # The rehearsal deploys the program and runs what AWS would run of it: components' user
     # data, the providers, the activator, the local router's weighting.

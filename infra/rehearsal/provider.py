@@ -4,9 +4,10 @@ same APIs, and hands back moto's own ids and ARNs.
 
 So every policy document, Lambda environment and user data the program builds from those
 outputs names what the account really holds, and moto's validation of names and shapes
-applies. Resources off the serving path (alarms, scaling policies, the image build, log
-groups, the activator's function code) keep the offline runner's outputs: they are shown
-by `kiln plan` and only AWS can exercise them.
+applies. Resources off the serving path (alarms, scaling policies, the dashboard, the
+EventBridge rules and targets that forward failed refreshes, the image build, log groups, the
+activator's function code) keep the offline runner's outputs: they are shown by `kiln plan`
+and `kiln review`, and only AWS can exercise them.
 """
 
 from __future__ import annotations
@@ -222,6 +223,9 @@ class StandInProvider:
             "MetadataOptions": {"HttpEndpoint": metadata.get("httpEndpoint", "enabled"),
                                 "HttpTokens": metadata.get("httpTokens", "optional"),
                                 "HttpPutResponseHopLimit": int(metadata.get("httpPutResponseHopLimit", 1))},
+            # The instance tags say the model and image this version starts (`kiln status` reads them).
+            "TagSpecifications": [{"ResourceType": spec["resourceType"], "Tags": _tags(spec.get("tags"))}
+                                  for spec in inputs.get("tagSpecifications", [])],
         }
         template = self.aws.client("ec2").create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
         created = template["LaunchTemplate"]
