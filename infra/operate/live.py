@@ -56,7 +56,7 @@ def read_stack_status(stack: str, config: StackConfig, clients: ClientFactory) -
                     f"{SERVED_MODEL_TAG}={served.name}: not deployed (run `pulumi up --stack {stack}`)"]))
                 continue
             state = _group_state(group, autoscaling, elbv2, cloudwatch, ec2)
-            word, reasons = serving_state(state)
+            word, reasons = serving_state(state, served.scale_to_zero_enabled)
             statuses.append(ServedModelStatus(endpoint.name, served.name, word, reasons, state))
     return StackStatus(stack, config.region, statuses)
 

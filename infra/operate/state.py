@@ -127,17 +127,20 @@ class StackStatus:
                 "servedModels": [served.as_json() for served in self.served_models]}
 
 
-def serving_state(group: GroupState) -> tuple[ServingState, list[str]]:
+def serving_state(group: GroupState, scale_to_zero: bool) -> tuple[ServingState, list[str]]:
     """The word for a deployed group, and why: a refresh in progress is UPDATING (the old
-    instances keep serving), a group with nothing desired is SCALED_TO_ZERO, one healthy target
-    is READY, else NOT_READY with each unhealthy target's reason."""
+    instances keep serving), a scale-to-zero group with nothing desired is SCALED_TO_ZERO, one
+    healthy target is READY, else NOT_READY with each unhealthy target's reason."""
     refresh = group.refresh
     if refresh is not None and refresh.active:
         checkpoint = f", next checkpoint at {refresh.next_checkpoint} %" if refresh.next_checkpoint else ""
         why = f"; {refresh.rollback_reason}" if refresh.rollback_reason else ""
         return ServingState.UPDATING, [f"instance refresh {refresh.status} {refresh.percentage_complete} %{checkpoint}{why}"]
-    if group.desired == 0:
+    if group.desired == 0 and scale_to_zero:
         return ServingState.SCALED_TO_ZERO, ["no instance desired: the activator wakes the group on the next request"]
+    if group.desired == 0:
+        return ServingState.NOT_READY, ["desired capacity is 0 and scaleToZeroEnabled is off, so no activator wakes the "
+                                        "group: set its desired capacity back to its minimum"]
     if group.healthy:
         return ServingState.READY, []
     reasons = [
