@@ -179,7 +179,7 @@ def _row(region: str, row: DashboardRow, y: int) -> list[dict[str, Any]]:
             ["AWS/Events", "TriggeredRules", "RuleName", refresh_rule_name(plan), {"stat": "Sum", "label": "events"}]], {}),
     ]
     header = {"type": "text", "x": 0, "y": y, "width": 24, "height": 1,
-              "properties": {"markdown": f"### {plan.resource_name} ({plan.traffic_percentage} % of {plan.endpoint})"}}
+              "properties": {"markdown": f"### {plan.resource_name}"}}
     return [header] + [
         {"type": "metric", "x": 4 * column, "y": y + 1, "width": 4, "height": 6, "properties": {
             "title": title, "region": region, "view": "timeSeries", "period": ALB_METRIC_PERIOD_SECONDS,

@@ -920,7 +920,7 @@ def test_schema_names_stack_file_keys_with_their_namespace() -> None:
         "type": "object",
         "properties": {
             **{f"kiln:{key}": models["properties"][key] for key in
-               ("environment", "mlflowTrackingUri", "network", "gateway", "build", "amis", "endpoints")},
+               ("environment", "mlflowTrackingUri", "network", "gateway", "build", "amis", "alerts", "endpoints")},
             "aws:region": {"type": "string", "description": "AWS region the stack deploys to"},
         },
         "required": ["kiln:environment", "kiln:mlflowTrackingUri", "kiln:network", "kiln:endpoints", "aws:region"],
@@ -1014,3 +1014,18 @@ def test_an_ami_id_must_look_like_one(ami: str) -> None:
 
     [problem] = problems_for(values)
     assert problem.startswith("amis.cpu: String should match pattern")
+
+
+def test_an_alert_topic_in_another_region_is_refused_with_its_key_path() -> None:
+    values = {**valid_values(), "alerts": {"snsTopicArn": "arn:aws:sns:eu-west-1:123456789012:on-call"}}
+
+    assert problems_for(values) == [
+        "alerts.snsTopicArn: the topic is in eu-west-1, the stack in us-east-1: CloudWatch alarms notify only topics "
+        "in their own region"]
+
+
+def test_an_alert_destination_that_is_not_an_sns_topic_arn_is_refused() -> None:
+    values = {**valid_values(), "alerts": {"snsTopicArn": "on-call@example.com"}}
+
+    [problem] = problems_for(values)
+    assert problem.startswith("alerts.snsTopicArn: String should match pattern '^arn:aws[a-z-]*:sns:")

@@ -78,6 +78,7 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
         "build.timeoutMinutes": 60,
         "amis.cpu": "ami-0123456789abcdef0",
         "amis.gpu": "ami-0fedcba9876543210",
+        "alerts": None,
         **served_model_settings(CHAMPION, "models:/fraud/12"),
         **served_model_settings(CHALLENGER, "models:/fraud@challenger"),
         f"{ENDPOINT}.trafficConfig.routes.champion.trafficPercentage": 90,
