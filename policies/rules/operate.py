@@ -1,9 +1,10 @@
-"""Operability: a prod served model's alarms must reach someone."""
+"""Operability: a prod served model's alarms must reach someone. Dev and staging stacks are
+not asked (the rule is disabled there); `kiln review` still says when nothing is notified."""
 
 from __future__ import annotations
 
 from policies.rules.resource_types import SERVED_MODEL_ALARMS
-from policies.rules.rule import MANDATORY_IN_PROD, Config, Props, ResourceRule
+from policies.rules.rule import ONLY_IN_PROD, Config, Props, ResourceRule
 
 
 def alarms_notify_someone(props: Props, config: Config) -> list[str]:
@@ -18,7 +19,7 @@ def alarms_notify_someone(props: Props, config: Config) -> list[str]:
 ALERT_DESTINATION = ResourceRule(
     id="alert-destination",
     description="Each served model's alarms and instance-refresh failures notify an alert topic (kiln:alerts).",
-    levels=MANDATORY_IN_PROD,
+    levels=ONLY_IN_PROD,
     checks={SERVED_MODEL_ALARMS: alarms_notify_someone},
     fix="Set kiln:alerts.snsTopicArn in the stack file.",
 )

@@ -20,6 +20,8 @@ STRICTEST_ENVIRONMENT = "prod"
 
 MANDATORY: Mapping[str, Level] = {"dev": "mandatory", "staging": "mandatory", "prod": "mandatory"}
 MANDATORY_IN_PROD: Mapping[str, Level] = {"dev": "advisory", "staging": "advisory", "prod": "mandatory"}
+# For what only prod needs (an on-call to alert): dev and staging stacks are not asked.
+ONLY_IN_PROD: Mapping[str, Level] = {"dev": "disabled", "staging": "disabled", "prod": "mandatory"}
 ADVISORY: Mapping[str, Level] = {"dev": "advisory", "staging": "advisory", "prod": "advisory"}
 
 Props = Mapping[str, Any]
