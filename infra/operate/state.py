@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 
 class ServingState(StrEnum):
     READY = "READY"
@@ -155,8 +157,9 @@ def serving_state(group: GroupState, scale_to_zero: bool) -> tuple[ServingState,
 
 
 def _jsonable(value: Any) -> Any:
+    """Dataclass fields in the camelCase the other `--json` outputs use; times as ISO 8601."""
     if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {to_camel(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(item) for item in value]
     if isinstance(value, datetime):

@@ -101,14 +101,14 @@ def test_each_served_model_gets_its_word_and_why(account, tmp_path: Path) -> Non
     [instance] = deployed["broken"]["instances"]
     assert by_name["broken"]["reasons"] == [
         f"{deployed['broken']['target_group']}: {instance} unused (Target.InvalidState: Target is in the stopped state)"]
-    assert by_name["broken"]["group"]["alarms_in_alarm"] == [
+    assert by_name["broken"]["group"]["alarmsInAlarm"] == [
         [f"{deployed['broken']['target_group']}-no-healthy-hosts", "0 healthy hosts for 2 minutes"]]
     assert by_name["rolling"]["reasons"] == ["instance refresh InProgress 0 %, next checkpoint at 50 %"]
     assert "activator wakes the group" in by_name["idle"]["reasons"][0]
     assert by_name["absent"]["reasons"][0].startswith("no autoscaling group tagged kiln:stack=ops, kiln:endpoint=scorer, "
                                                       "kiln:served-model=absent")
     ready = by_name["ready"]["group"]
-    assert (ready["desired"], ready["in_service"], ready["model"], ready["image"]) == (1, 1, MODEL, IMAGE)
+    assert (ready["desired"], ready["inService"], ready["model"], ready["image"]) == (1, 1, MODEL, IMAGE)
 
 
 def test_the_table_names_each_state_and_the_alarm_in_alarm(account, tmp_path: Path) -> None:
