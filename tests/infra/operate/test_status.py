@@ -139,7 +139,8 @@ def test_watch_reads_until_the_rollback_ends(account, tmp_path: Path) -> None:
     first = json.loads(kiln_status(aws, path, "--json").output)["servedModels"][0]
     assert first["reasons"] == ["instance refresh RollbackInProgress 0 %, next checkpoint at 50 %; Rollback initiated by user"]
 
-    watched = kiln_status(aws, path, "--json", "--watch", "--interval", "0.2", "--timeout", "3")
+    # Long enough for a second read on a loaded machine (a read takes well under a second alone).
+    watched = kiln_status(aws, path, "--json", "--watch", "--interval", "0.2", "--timeout", "10")
 
     reads = [json.loads(line) for line in watched.output.splitlines()]
     assert watched.exit_code == 1 and len(reads) >= 2
