@@ -80,11 +80,24 @@ def test_the_pack_reports_a_violating_registration_with_its_urn(prod: tuple[Prog
 
 def test_levels_follow_the_stack_environment(prod: tuple[ProgramRun, dict[str, Any]]) -> None:
     run, config = prod
-    scaled = bent(run, SERVED_MODEL, "fraud-scorer.challenger", scaleToZeroEnabled=True)
+    scaled = dataclasses.replace(bent(run, SERVED_MODEL, "fraud-scorer.challenger", scaleToZeroEnabled=True), stack="feature-x")
     in_prod = check_policies(scaled, config)
     in_dev = check_policies(scaled, {**config, "kiln:environment": "dev"})
     assert [(v.policy, v.level) for v in in_prod.violations] == [("no-scale-to-zero", "mandatory")]
     assert [(v.policy, v.level) for v in in_dev.violations] == [("no-scale-to-zero", "advisory")]
+
+
+def test_a_stack_named_prod_keeps_prods_levels_whatever_environment_it_declares(
+    prod: tuple[ProgramRun, dict[str, Any]],
+) -> None:
+    run, config = prod
+    scaled = bent(run, SERVED_MODEL, "fraud-scorer.challenger", scaleToZeroEnabled=True)
+    assert run.stack == "prod"
+
+    declared_dev = check_policies(scaled, {**config, "kiln:environment": "dev"})
+
+    assert [(v.policy, v.level) for v in declared_dev.violations] == [("no-scale-to-zero", "mandatory")]
+    assert not declared_dev.passed
 
 
 def test_policy_config_sets_levels_and_properties(prod: tuple[ProgramRun, dict[str, Any]]) -> None:
@@ -160,8 +173,16 @@ def test_a_pack_that_cannot_start_is_an_error(prod: tuple[ProgramRun, dict[str, 
         check_policies(run, config, pack_dir=tmp_path)
 
 
-def test_the_environment_comes_from_stack_config_then_stack_name_then_prod() -> None:
-    assert stack_environment({"PULUMI_CONFIG": json.dumps({"kiln:environment": "staging"}), "PULUMI_STACK": "dev"}) == "staging"
+def test_the_environment_is_the_stricter_of_stack_config_and_stack_name_else_prod() -> None:
+    def declaring(environment: str, stack: str) -> str:
+        return stack_environment({"PULUMI_CONFIG": json.dumps({"kiln:environment": environment}), "PULUMI_STACK": stack})
+
+    assert declaring("staging", "dev") == "staging"
+    assert declaring("dev", "prod") == "prod"
+    assert declaring("dev", "prod-eu") == "prod"
+    assert declaring("dev", "staging") == "staging"
+    assert declaring("dev", "feature-x") == "dev"
+    assert declaring("dev", "development") == "dev"
     assert stack_environment({"PULUMI_STACK": "dev"}) == "dev"
     assert stack_environment({"PULUMI_STACK": "feature-x"}) == "prod"
 
