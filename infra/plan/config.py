@@ -56,6 +56,7 @@ ENVIRONMENT_VARIABLE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EC2_ID_DIGITS = r"([0-9a-f]{8}|[0-9a-f]{17})"
 SUBNET_ID_PATTERN = re.compile(rf"subnet-{EC2_ID_DIGITS}")
 VPC_ID_PATTERN = re.compile(rf"vpc-{EC2_ID_DIGITS}")
+SUBNET_IDS_SCHEMA: dict[str, Any] = {"items": {"type": "string", "pattern": f"^{SUBNET_ID_PATTERN.pattern}$"}}
 
 # AWS tag limits (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html):
 # 50 tags per resource, keys 1-128 and values 0-256 characters of letters, digits, spaces
@@ -122,9 +123,10 @@ def _check_name(value: str, what: str) -> str:
 
 
 class Network(_Model):
-    vpc_id: str
-    private_subnet_ids: list[str] = Field(min_length=2)
-    public_subnet_ids: list[str] = Field(default_factory=list)
+    # The patterns are for editors (schema/); the validators below say what is wrong.
+    vpc_id: str = Field(json_schema_extra={"pattern": f"^{VPC_ID_PATTERN.pattern}$"})
+    private_subnet_ids: list[str] = Field(min_length=2, json_schema_extra=SUBNET_IDS_SCHEMA)
+    public_subnet_ids: list[str] = Field(default_factory=list, json_schema_extra=SUBNET_IDS_SCHEMA)
 
     @field_validator("vpc_id")
     @classmethod
