@@ -2,9 +2,9 @@
 would refuse or misread instead of guessing.
 
 The Pulumi CLI reads stack files as UTF-8 YAML (Go's yaml.v3): a key written twice is an
-error there ("mapping key already defined"), not "the last one wins", and a date-like value
-stays the text it was written as. It then hands the program and the policy pack the whole
-config as one JSON environment variable (PULUMI_CONFIG), which Linux caps per string.
+error there ("mapping key already defined"), not "the last one wins". It then hands the
+program and the policy pack the whole config as one JSON environment variable
+(PULUMI_CONFIG), which Linux caps per string, so only JSON's types can make the trip.
 Every problem names its key path (`config.kiln:endpoints[0].tags`) and line.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-# yaml.v3 keeps timestamps as text in untyped values; PyYAML would make them datetime
-# objects, which no stack key takes and JSON cannot carry.
+# PyYAML would make a date-like value a datetime object, which no stack key takes and JSON
+# cannot carry: it stays the text it was written as.
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 # What a stack value may be: JSON's types. !!binary, !!set, !!omap and the like are not.
 PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map"))
