@@ -257,8 +257,8 @@ class ServedModel(_Model):
     # Not strict: the stack file spells the enum's value (checked against the list below).
     compute_type: ComputeType = Field(strict=False)
     workload_size: Literal["Small", "Medium", "Large"] | None = None
-    min_provisioned_concurrency: int | None = Field(default=None, ge=0, le=1024)
-    max_provisioned_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    min_provisioned_concurrency: int | None = Field(default=None, ge=0, le=MAX_CONCURRENCY)
+    max_provisioned_concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     expected_qps: float | None = Field(default=None, gt=0)
     expected_latency_ms: float | None = Field(
         default=None, ge=MIN_EXPECTED_LATENCY_MS, le=MAX_REQUEST_TIMEOUT_SECONDS * 1000

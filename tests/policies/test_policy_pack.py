@@ -16,6 +16,7 @@ from infra.preview.policy_pack import PolicyConfig, PolicyPackError, check_polic
 from infra.preview.program import ProgramRun, run_program
 from policies.pack import stack_environment
 from policies.rules.resource_types import LAUNCH_TEMPLATE, SERVED_MODEL, TARGET_GROUP
+from policies.rules.rule import LevelsEnvironment, levels_environment
 from tests.conftest import stack_config
 
 # The shipped prod stack serves the example ticket router, a plain pyfunc, on GPU_MEDIUM: the
@@ -205,3 +206,16 @@ def test_served_model_registrations_carry_their_registered_outputs_for_stack_pol
     }
     [target_group] = [r for r in run.registrations if r.type == TARGET_GROUP and r.parent == champion.urn]
     assert champion.outputs["targetGroupArn"] == target_group.outputs["arn"]
+
+
+@pytest.mark.parametrize(("declared", "stack", "levels"), [
+    ("dev", "prod", LevelsEnvironment("prod", "prod's: stack 'prod' names prod and kiln:environment says dev; "
+                                              "the stricter applies")),
+    ("prod", "dev", LevelsEnvironment("prod", "prod's (kiln:environment)")),
+    ("staging", "staging-eu", LevelsEnvironment("staging", "staging's (kiln:environment)")),
+    (None, "staging", LevelsEnvironment("staging", "staging's (the stack name 'staging'; no kiln:environment)")),
+    (None, "feature-x", LevelsEnvironment("prod", "prod's (neither kiln:environment nor the stack name 'feature-x' "
+                                                  "names an environment)")),
+])
+def test_whose_levels_apply_and_why(declared: str | None, stack: str, levels: LevelsEnvironment) -> None:
+    assert levels_environment(declared, stack) == levels

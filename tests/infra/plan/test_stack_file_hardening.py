@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.plan.config import ConfigError, parse_stack_config, read_stack, read_stack_file
+from infra.plan.config import KILN_TAGS_PER_RESOURCE, ConfigError, parse_stack_config, read_stack, read_stack_file
+from infra.plan.stack import plan_stack
 from infra.plan.stack_file import MAX_ARG_STRLEN
 from tests.conftest import write_stack
 from tests.stack_values import valid_values
@@ -242,3 +243,13 @@ def test_every_shipped_stack_still_reads(stack: str) -> None:
 
 def test_the_yaml_loader_leaves_pyyaml_s_own_loader_alone() -> None:
     assert yaml.safe_load("since: 2026-11-27")["since"].year == 2026
+
+
+def test_kiln_writes_as_many_tags_of_its_own_as_the_limit_leaves_room_for() -> None:
+    stack_file = read_stack("prod")
+    plan = plan_stack(stack_file.name, stack_file.config)
+
+    for endpoint in plan.endpoints:
+        own = next(e.tags for e in stack_file.config.endpoints if e.name == endpoint.name)
+        for served in endpoint.served_models:
+            assert len(served.tags) == len(own) + KILN_TAGS_PER_RESOURCE
