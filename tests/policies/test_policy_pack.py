@@ -211,7 +211,9 @@ def test_served_model_registrations_carry_their_registered_outputs_for_stack_pol
 @pytest.mark.parametrize(("declared", "stack", "levels"), [
     ("dev", "prod", LevelsEnvironment("prod", "prod's: stack 'prod' names prod and kiln:environment says dev; "
                                               "the stricter applies")),
-    ("prod", "dev", LevelsEnvironment("prod", "prod's (kiln:environment)")),
+    ("prod", "dev", LevelsEnvironment("prod", "prod's: stack 'dev' names dev and kiln:environment says prod; "
+                                              "the stricter applies")),
+    ("prod", "prod", LevelsEnvironment("prod", "prod's (kiln:environment)")),
     ("staging", "staging-eu", LevelsEnvironment("staging", "staging's (kiln:environment)")),
     (None, "staging", LevelsEnvironment("staging", "staging's (the stack name 'staging'; no kiln:environment)")),
     (None, "feature-x", LevelsEnvironment("prod", "prod's (neither kiln:environment nor the stack name 'feature-x' "
