@@ -105,5 +105,5 @@ def test_a_stack_named_prod_declaring_dev_is_checked_at_prods_levels_and_says_so
 
     assert result.exit_code == 1
     flat = " ".join(result.stdout.split())
-    assert "no-scale-to-zero mandatory" in flat
+    assert "no-scale-to-zero" in flat and "mandatory" in flat and "failed (1 mandatory" in flat
     assert "levels: prod's: stack 'prod' names prod and kiln:environment says dev; the stricter applies" in flat
