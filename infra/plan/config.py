@@ -669,9 +669,6 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(str(path), ["(top level): a stack file needs a 'config:' mapping"])
-    problems = config_environment_problems(config)
-    if problems:
-        raise ConfigError(str(path), problems)
     return config
 
 
@@ -717,6 +714,10 @@ def read_stack(stack: str, tracking_uri: str | None = None) -> StackFile:
     raw = read_stack_file(path)
     if tracking_uri:
         raw = {**raw, f"{NAMESPACE}:mlflowTrackingUri": tracking_uri}
+    # The config as the program and the policy pack will be handed it must fit their environment.
+    problems = config_environment_problems(raw)
+    if problems:
+        raise ConfigError(str(path), problems)
     config = parse_stack_config(values_from_stack_config(raw, str(path)), str(path))
     return StackFile(checked_stack_name(path), path, raw, config)
 
