@@ -142,6 +142,7 @@ def _remember_digest(resolved_uri: str, tracking_uri: str, digest: str) -> None:
 def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
     """Download (or reuse) the model's files; raises ModelResolutionError naming the URI."""
     import mlflow.artifacts
+    from botocore.exceptions import BotoCoreError, ClientError
     from mlflow.exceptions import MlflowException
 
     if model_uri.startswith(("models:/", "runs:/")):
@@ -173,6 +174,14 @@ def fetch_model(model_uri: str, tracking_uri: str) -> ModelFiles:
         raise ModelResolutionError(f"{model_uri}: {error.message} (tracking URI {tracking_uri})") from None
     except OSError as error:
         raise ModelResolutionError(f"{model_uri}: cannot read the model ({error})") from None
+    except (BotoCoreError, ClientError) as error:
+        # An s3:// location (the URI itself, or where a registry keeps a version) is read with
+        # the AWS credentials at hand, which an offline machine does not have.
+        raise ModelResolutionError(
+            f"{model_uri}: cannot fetch it from S3 ({error}); Kiln reads s3:// models with the AWS credentials "
+            "of this shell (AWS_PROFILE, AWS_ACCESS_KEY_ID), so give it some that may read the object, or register "
+            "the model in the stack's MLflow registry and write models:/<name>/<version>"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ModelFiles(model_uri, resolved, cached, digest)

@@ -1,8 +1,9 @@
 """Wrap Kiln's plain rules as pulumi_policy policies, at the levels of the stack's environment.
 
 The environment comes from the stack config the engine hands the pack process
-(PULUMI_CONFIG, `kiln:environment`), so one pack enforces "no scale to zero" in prod and
-only advises in dev. A `--policy-pack-config` file can still override any level.
+(PULUMI_CONFIG, `kiln:environment`) and the stack's name, the stricter of the two, so one pack
+enforces "no scale to zero" in prod and only advises in dev, and a stack named prod keeps
+prod's levels whatever its config says. A `--policy-pack-config` file can still override any level.
 """
 
 from __future__ import annotations
@@ -23,23 +24,28 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import Policy
 
-from policies.rules.rule import ENVIRONMENTS, STRICTEST_ENVIRONMENT, Resource, ResourceRule, Rule, StackRule, level_for
+from policies.rules.rule import (
+    Resource,
+    ResourceRule,
+    Rule,
+    StackRule,
+    declared_environment,
+    level_for,
+    levels_environment,
+)
 
 PACK_NAME = "kiln"
-ENVIRONMENT_KEYS = ("kiln:environment", "kiln:config:environment")
 
 
 def stack_environment(environ: Mapping[str, str] = os.environ) -> str:
-    """dev, staging or prod: the stack's `kiln:environment`, else a stack named like one, else prod."""
+    """dev, staging or prod: the stricter of the stack's `kiln:environment` and the environment
+    its name says; prod when neither says one."""
     try:
         config = json.loads(environ.get("PULUMI_CONFIG") or "{}")
     except json.JSONDecodeError:
         config = {}
-    for key in ENVIRONMENT_KEYS:
-        if config.get(key) in ENVIRONMENTS:
-            return config[key]
-    stack = environ.get("PULUMI_STACK", "")
-    return stack if stack in ENVIRONMENTS else STRICTEST_ENVIRONMENT
+    declared = declared_environment(config) if isinstance(config, dict) else None
+    return levels_environment(declared, environ.get("PULUMI_STACK", "")).environment
 
 
 def _schema(rule: Rule) -> PolicyConfigSchema | None:

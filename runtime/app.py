@@ -68,6 +68,32 @@ async def refuse(send: Send, error: ServingError) -> None:
     await respond(send, error.status, error.body(), headers=error.headers)
 
 
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout_seconds: float) -> bytes:
+    """The whole body within `timeout_seconds` (BodyTimeout, 408) and `limit` bytes
+    (PayloadTooLarge, 413): the runtime and `kiln serve`'s router bound a request alike."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout_seconds:g} s; send it whole, faster") from None
+    return b"".join(chunks)
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -169,32 +195,6 @@ class RuntimeApp:
         else:
             await respond(send, 503, json.dumps({"status": self.phase.value}).encode(), headers=RETRY_AFTER_HEADERS)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        """The whole body within the body timeout (408 otherwise) and the payload limit (413)."""
-        limit = self.settings.max_payload_bytes
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.settings.body_timeout_seconds):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        break
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
-            raise BodyTimeout(f"the request body did not arrive within {self.settings.body_timeout_seconds:g} s; "
-                              "send it whole, faster") from None
-        return b"".join(chunks)
-
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = await self._answer(scope, receive, send)
@@ -213,7 +213,7 @@ class RuntimeApp:
                 raise ShuttingDown("the runtime is shutting down")
             if self.phase is not Phase.READY:
                 raise NotReady("the model is still loading")
-            body = await self._read_body(scope, receive)
+            body = await read_body(scope, receive, self.settings.max_payload_bytes, self.settings.body_timeout_seconds)
             self.pool.admit()
             try:
                 return await self._predict(scope, body, send)

@@ -11,7 +11,7 @@ def valid_values() -> dict[str, Any]:
         "region": "us-east-1",
         "environment": "prod",
         "mlflowTrackingUri": "http://mlflow.internal:5000",
-        "network": {"vpcId": "vpc-0abc", "privateSubnetIds": ["subnet-a1", "subnet-b1"]},
+        "network": {"vpcId": "vpc-0abc0000000000001", "privateSubnetIds": ["subnet-0a1000000000000a1", "subnet-0b1000000000000b1"]},
         # Prod boots only pinned AMIs (an example id: the tests never reach EC2).
         "amis": {"cpu": "ami-0123456789abcdef0", "gpu": "ami-0fedcba9876543210"},
         "endpoints": [

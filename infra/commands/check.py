@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from infra.commands.output import console, user_errors
-from infra.commands.policy_pack_console import print_policy_check
+from infra.commands.policy_pack_console import policy_levels, print_policy_check
 from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.plan.packaging import packaging_enforced_by_pack
 from infra.preview.policy_pack import POLICIES_DIR, load_policy_pack_config
@@ -55,9 +56,9 @@ def check(
     if as_json:
         click.echo(json.dumps(
             {"stack": report.plan.stack, "environment": report.plan.config.environment, "preview": preview,
-             **report.policy.as_json()},
+             "levels": asdict(policy_levels(report.run)), **report.policy.as_json()},
             indent=2,
         ))
     else:
-        print_policy_check(console, report.policy, report.plan.stack)
+        print_policy_check(console, report.policy, report.run)
     sys.exit(0 if report.policy.passed else 1)

@@ -2,8 +2,9 @@
 
 Exit codes, the same for every command: 0 ok; 1 findings (a mandatory policy violation in
 `plan` and `check`, an error finding in `bake`, a failed step in `rehearse`, a runtime that
-failed to become ready in `runtime`, a served model that does not answer in `status`); 2 invalid input (config, model URI, usage, an
-unreachable registry, a busy port).
+failed to become ready in `runtime`, a served model that does not answer in `status`); 2 invalid
+input (config, model URI, usage, an unreachable registry, a busy port); 3 an internal error (a
+bug, never read as findings).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from infra.commands.bake import bake_command
 from infra.commands.cache import cache_command
 from infra.commands.check import check, policy_pack_config_option
 from infra.commands.import_databricks import import_databricks
-from infra.commands.output import console, errors, user_errors
+from infra.commands.output import console, crash, errors, user_errors
 from infra.commands.plan_console import print_plan
 from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.commands.rehearse import rehearse_command
@@ -32,7 +33,19 @@ from infra.preview.policy_pack import load_policy_pack_config
 from infra.preview.report import build_plan_report, plan_as_json
 
 
-@click.group(help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.",
+class KilnGroup(click.Group):
+    """The command group, turning an unexpected exception into exit 3 instead of Python's 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:  # noqa: BLE001 (the one place every command's crash ends)
+            crash(error)
+
+
+@click.group(cls=KilnGroup, help="Kiln: custom model serving on your own AWS account, declared as Pulumi stacks.",
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kiln", prog_name="kiln", message="%(prog)s %(version)s")
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -39,7 +40,12 @@ INTRODUCTIONS: dict[type[Exception], str] = {
 }
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+# Exit codes (README "Exit codes"): 1 is findings, so a crash must never read as one.
+INVALID_INPUT = 2
+INTERNAL_ERROR = 3
+
+
+def fail(message: str, code: int = INVALID_INPUT) -> NoReturn:
     # Messages carry check ids in [brackets] and paths; never read them as rich markup.
     errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if json_requested():
@@ -63,3 +69,15 @@ def user_errors(own: dict[type[Exception], str] | None = None) -> Iterator[None]
     except tuple(introductions) as error:
         intro = next(text for kind, text in introductions.items() if isinstance(error, kind))
         fail(f"{intro}{error}")
+
+
+def crash(error: Exception) -> NoReturn:
+    """An exception no command expected: a bug in Kiln. Exit 3, never 1 (findings): a CI step
+    must not read a crash as a policy verdict. Says where it happened, for the bug report."""
+    frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+    where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+    fail(
+        f"internal error (a bug in Kiln, not in your input): {type(error).__name__}: {error}{where}; "
+        "please report it with the command you ran",
+        INTERNAL_ERROR,
+    )

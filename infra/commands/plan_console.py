@@ -104,4 +104,4 @@ def print_plan(console: Console, report: PlanReport) -> None:
         for line in lines:
             console.print(f"[dim]{served.endpoint}/{served.name}: {escape(line)}[/]")
     if report.policy is not None:
-        print_policy_check(console, report.policy, report.plan.stack)
+        print_policy_check(console, report.policy, report.run)

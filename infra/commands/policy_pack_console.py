@@ -7,6 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from infra.preview.policy_pack import PolicyCheck
+from infra.preview.program import ProgramRun
+from policies.rules.rule import LevelsEnvironment, levels_environment
 
 LEVEL_STYLES = {"mandatory": "bold red", "remediate": "bold red", "advisory": "yellow"}
 
@@ -19,7 +21,13 @@ def short_resource(urn: str) -> str:
     return f"{qualified_type.split('$')[-1].split(':')[-1]} {name}"
 
 
-def print_policy_check(console: Console, check: PolicyCheck, stack: str) -> None:
+def policy_levels(run: ProgramRun) -> LevelsEnvironment:
+    """Whose levels the pack ran at for this run, as the pack itself decides them."""
+    return levels_environment(run.plan.config.environment, run.stack)
+
+
+def print_policy_check(console: Console, check: PolicyCheck, run: ProgramRun) -> None:
+    stack = run.stack
     if check.violations:
         table = Table(title=f"Policy violations ({check.pack}@{check.pack_version})", title_justify="left", show_lines=True,
                       expand=True)
@@ -40,3 +48,4 @@ def print_policy_check(console: Console, check: PolicyCheck, stack: str) -> None
         f"policy pack {check.pack}@{check.pack_version} on stack {stack}: {verdict} "
         f"({len(check.mandatory)} mandatory, {len(check.advisory)} advisory, {check.resources} resources)"
     )
+    console.print(f"levels: {escape(policy_levels(run).reason)}", highlight=False)

@@ -11,21 +11,25 @@ import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+import botocore.session
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from infra.plan.catalog import (
     AMI_PARAMETERS,
     DEFAULT_BUILD_TIMEOUT_MINUTES,
+    INSTANCES,
+    OS_RESERVE_GIB,
     PROFILES,
     ComputeType,
     GpuPlacement,
     ami_class,
 )
+from infra.plan.stack_file import StackFileSyntaxError, config_environment_problems, decode_stack_text, load_stack_yaml
 from runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +47,33 @@ MAX_REQUEST_TIMEOUT_SECONDS = ALB_MAX_IDLE_TIMEOUT_SECONDS - IDLE_TIMEOUT_MARGIN
 WORKLOAD_SIZES: dict[str, tuple[int, int]] = {"Small": (4, 4), "Medium": (8, 16), "Large": (16, 64)}
 
 # Lower-case DNS-label style: safe in URL paths, AWS names and tags alike.
-NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-MODEL_URI_PATTERN = re.compile(r"^(models:/[^/@]+(/[0-9]+|@[A-Za-z0-9_-]+)|runs:/[0-9a-f]+/.+|s3://[^/]+/.+|[./~].*|/.*)$")
+NAME_PATTERN = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+MODEL_URI_PATTERN = re.compile(r"(models:/[^/@]+(/[0-9]+|@[A-Za-z0-9_-]+)|runs:/[0-9a-f]+/.+|s3://[^/]+/.+|[./~].*|/.*)")
+ENVIRONMENT_VARIABLE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# EC2 resource ids: a prefix and 8 (older) or 17 hexadecimal digits; anything else is
+# "InvalidSubnetID.Malformed" at `pulumi up`
+# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html).
+EC2_ID_DIGITS = r"([0-9a-f]{8}|[0-9a-f]{17})"
+SUBNET_ID_PATTERN = re.compile(rf"subnet-{EC2_ID_DIGITS}")
+VPC_ID_PATTERN = re.compile(rf"vpc-{EC2_ID_DIGITS}")
+SUBNET_IDS_SCHEMA: dict[str, Any] = {"items": {"type": "string", "pattern": f"^{SUBNET_ID_PATTERN.pattern}$"}}
+
+# AWS tag limits (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html):
+# 50 tags per resource, keys 1-128 and values 0-256 characters of letters, digits, spaces
+# and _ . : / = + - @, and no key may start with `aws:`. Kiln writes its own `kiln:` tags
+# on every resource (infra/plan/stack.py), so a stack may add up to 50 minus those.
+MAX_TAGS_PER_RESOURCE = 50
+KILN_TAGS_PER_RESOURCE = 4
+MAX_TAG_KEY_LENGTH = 128
+MAX_TAG_VALUE_LENGTH = 256
+TAG_PUNCTUATION = "_.:/=+-@"
+RESERVED_TAG_PREFIXES = ("aws:", "kiln:")
+
+# Traffic a served model can be sized for: concurrency (QPS × latency) up to the largest
+# maxProvisionedConcurrency a stack may write, and no request faster than the runtime's
+# own work (about a millisecond: HTTP parsing, JSON, schema enforcement).
+MAX_CONCURRENCY = 1024
+MIN_EXPECTED_LATENCY_MS = 1.0
 
 
 class ConfigError(Exception):
@@ -65,11 +94,27 @@ class KeyPathError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # Strict: YAML `true` is not the number 1 and `"8"` is not 8; infinity and NaN are no numbers.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=True, allow_inf_nan=False
+    )
+
+
+def _canonical_cidr(text: str) -> str | None:
+    """`text` as EC2 spells a CIDR block (a bare address as /32 or /128, host bits cleared),
+    or None when it names no network at all."""
+    address, _, prefix = text.partition("/")
+    if prefix and not prefix.isdigit():
+        return None
+    try:
+        return str(ipaddress.ip_network(address + (f"/{int(prefix)}" if prefix else ""), strict=False))
+    except ValueError:
+        return None
 
 
 def _check_name(value: str, what: str) -> str:
-    if not NAME_PATTERN.match(value):
+    # fullmatch: a `$` pattern would also match before a trailing newline.
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} must be 1-63 lower-case letters, digits or '-', "
             "starting and ending with a letter or digit"
@@ -78,16 +123,24 @@ def _check_name(value: str, what: str) -> str:
 
 
 class Network(_Model):
-    vpc_id: str = Field(pattern=r"^vpc-[0-9a-z]+$")
-    private_subnet_ids: list[str] = Field(min_length=2)
-    public_subnet_ids: list[str] = Field(default_factory=list)
+    # The patterns are for editors (schema/); the validators below say what is wrong.
+    vpc_id: str = Field(json_schema_extra={"pattern": f"^{VPC_ID_PATTERN.pattern}$"})
+    private_subnet_ids: list[str] = Field(min_length=2, json_schema_extra=SUBNET_IDS_SCHEMA)
+    public_subnet_ids: list[str] = Field(default_factory=list, json_schema_extra=SUBNET_IDS_SCHEMA)
+
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc_id(cls, vpc_id: str) -> str:
+        if not VPC_ID_PATTERN.fullmatch(vpc_id):
+            raise ValueError(f"{vpc_id!r} is not a VPC id (expected 'vpc-' and 8 or 17 hexadecimal digits)")
+        return vpc_id
 
     @field_validator("private_subnet_ids", "public_subnet_ids")
     @classmethod
     def _subnet_ids(cls, ids: list[str]) -> list[str]:
-        bad = [subnet for subnet in ids if not subnet.startswith("subnet-")]
+        bad = [repr(subnet) for subnet in ids if not SUBNET_ID_PATTERN.fullmatch(subnet)]
         if bad:
-            raise ValueError(f"not subnet ids: {', '.join(bad)} (expected 'subnet-…')")
+            raise ValueError(f"not subnet ids: {', '.join(bad)} (expected 'subnet-' and 8 or 17 hexadecimal digits)")
         if len(set(ids)) != len(ids):
             raise ValueError("subnet ids are listed twice")
         return ids
@@ -96,20 +149,25 @@ class Network(_Model):
 class Gateway(_Model):
     internet_facing: bool = False
     certificate_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:acm:")
-    allowed_cidrs: list[str] | None = None
+    # Unset, an internal gateway admits 10.0.0.0/8; written, it admits exactly these blocks.
+    allowed_cidrs: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("allowed_cidrs")
     @classmethod
     def _cidrs(cls, cidrs: list[str] | None) -> list[str] | None:
-        for cidr in cidrs or []:
-            try:
-                prefix_length = str(ipaddress.ip_network(cidr).prefixlen)
-            except ValueError:
-                prefix_length = None
-            # EC2 takes only address/prefix-length: ipaddress also reads 10.1.2.3 and
-            # 10.0.0.0/255.0.0.0, which AWS refuses at `pulumi up` ("CIDR block … is malformed").
-            if cidr.partition("/")[2] != prefix_length:
-                raise ValueError(f"{cidr!r} is not a CIDR block such as 10.0.0.0/8")
+        if cidrs is None:
+            return None
+        for cidr in cidrs:
+            # EC2 takes only address/prefix-length with no host bits set: ipaddress also reads
+            # 10.1.2.3 and 10.0.0.0/255.0.0.0, which AWS refuses at `pulumi up` ("CIDR block … is
+            # malformed"); the canonical spelling also makes two ways of writing one block one.
+            if cidr != _canonical_cidr(cidr):
+                canonical = _canonical_cidr(cidr)
+                hint = f"; did you mean {canonical}?" if canonical else ""
+                raise ValueError(f"{cidr!r} is not a CIDR block such as 10.0.0.0/8{hint}")
+        duplicates = sorted({cidr for cidr in cidrs if cidrs.count(cidr) > 1})
+        if duplicates:
+            raise ValueError(f"CIDR blocks listed twice: {', '.join(duplicates)}")
         return cidrs
 
     @model_validator(mode="after")
@@ -207,17 +265,20 @@ class Scaling(_Model):
 class ServedModel(_Model):
     name: str
     model_uri: str
-    compute_type: ComputeType
+    # Not strict: the stack file spells the enum's value (checked against the list below).
+    compute_type: ComputeType = Field(strict=False)
     workload_size: Literal["Small", "Medium", "Large"] | None = None
-    min_provisioned_concurrency: int | None = Field(default=None, ge=0, le=1024)
-    max_provisioned_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    min_provisioned_concurrency: int | None = Field(default=None, ge=0, le=MAX_CONCURRENCY)
+    max_provisioned_concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     expected_qps: float | None = Field(default=None, gt=0)
-    expected_latency_ms: float | None = Field(default=None, gt=0, le=MAX_REQUEST_TIMEOUT_SECONDS * 1000)
+    expected_latency_ms: float | None = Field(
+        default=None, ge=MIN_EXPECTED_LATENCY_MS, le=MAX_REQUEST_TIMEOUT_SECONDS * 1000
+    )
     scale_to_zero_enabled: bool = False
     instance_type: str | None = None
     # Only on compute types with several GPUs per instance; unset, the model's memory decides
     # (one worker per GPU when it fits one device, else spread across them).
-    gpu_placement: GpuPlacement | None = None
+    gpu_placement: GpuPlacement | None = Field(default=None, strict=False)
     # The longest expected wait for a worker a request is admitted with (KILN_QUEUE_BUDGET_SECONDS);
     # unset, half the endpoint's request timeout. Beyond it the runtime answers 429 at once.
     queue_budget_seconds: float | None = Field(default=None, gt=0)
@@ -239,7 +300,7 @@ class ServedModel(_Model):
     @field_validator("model_uri")
     @classmethod
     def _model_uri(cls, value: str) -> str:
-        if not MODEL_URI_PATTERN.match(value):
+        if not MODEL_URI_PATTERN.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a model URI; use models:/<name>/<version>, models:/<name>@<alias>, "
                 "runs:/<run-id>/<path>, s3://<bucket>/<key> or a local path"
@@ -257,13 +318,40 @@ class ServedModel(_Model):
     @field_validator("environment_vars")
     @classmethod
     def _environment_vars(cls, env: dict[str, str]) -> dict[str, str]:
-        bad = [key for key in env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key.startswith("KILN_")]
+        bad = [key for key in env if not ENVIRONMENT_VARIABLE_PATTERN.fullmatch(key) or key.startswith("KILN_")]
         if bad:
             raise ValueError(f"invalid environment variable names {bad} (KILN_* is reserved for the runtime)")
         multiline = [key for key, value in env.items() if "\n" in value]
         if multiline:
             raise ValueError(f"environment variable values must be one line: {multiline}")
         return env
+
+    def _traffic_fits_the_catalog(self) -> None:
+        """QPS × latency is the concurrency asked for (peak: twice that); it must be one the
+        catalog can provision, or the plan would ask for instances by the billion."""
+        assert self.expected_qps is not None and self.expected_latency_ms is not None
+        peak = self.expected_qps * self.expected_latency_ms / 1000 * 2
+        if peak > MAX_CONCURRENCY:
+            raise KeyPathError(
+                ("expectedQps",),
+                f"{self.expected_qps:g} QPS × {self.expected_latency_ms:g} ms needs a peak concurrency of {peak:,.0f} "
+                f"(twice QPS × latency), more than the {MAX_CONCURRENCY} one served model can have; split the traffic "
+                "across served models or endpoints, or check the units (QPS per served model, latency in ms)",
+            )
+
+    def _instance_fits_one_worker(self) -> None:
+        """A CPU instance must hold one worker of the compute type's memory beside the OS."""
+        profile = PROFILES[self.compute_type]
+        instance = INSTANCES[str(self.instance_type)]
+        needed = profile.memory_per_concurrency_gib + OS_RESERVE_GIB
+        if not profile.has_gpu and instance.memory_gib < needed:
+            fitting = [name for name in profile.allowed_instances if INSTANCES[name].memory_gib >= needed]
+            raise KeyPathError(
+                ("instanceType",),
+                f"{instance.name} has {instance.memory_gib:g} GiB, and one {self.compute_type.value} worker needs "
+                f"{profile.memory_per_concurrency_gib:g} GiB + {OS_RESERVE_GIB:g} GiB for the OS; choose one of "
+                f"{', '.join(fitting)}, or leave instanceType out",
+            )
 
     @model_validator(mode="after")
     def _one_way_to_size(self) -> ServedModel:
@@ -276,6 +364,8 @@ class ServedModel(_Model):
             )
         if from_traffic and self.expected_latency_ms is None:
             raise KeyPathError(("expectedLatencyMs",), "expectedQps needs expectedLatencyMs (concurrency = QPS × latency)")
+        if from_traffic:
+            self._traffic_fits_the_catalog()
         if explicit:
             if self.max_provisioned_concurrency is None:
                 raise KeyPathError(("maxProvisionedConcurrency",), "is required with minProvisionedConcurrency")
@@ -292,6 +382,7 @@ class ServedModel(_Model):
                     ("instanceType",),
                     f"{self.instance_type!r} is not allowed for {self.compute_type.value}; allowed: {', '.join(allowed)}",
                 )
+            self._instance_fits_one_worker()
         gpus = PROFILES[self.compute_type].gpus_per_instance
         if self.gpu_placement is not None and gpus < 2:
             raise KeyPathError(
@@ -321,6 +412,37 @@ class TrafficConfig(_Model):
 MAX_SERVED_MODELS_PER_ENDPOINT = 5
 
 
+def _tag_text_problem(text: str) -> str | None:
+    bad = sorted({char for char in text if not (char.isalnum() or char == " " or char in TAG_PUNCTUATION)})
+    return f"has characters AWS tags do not take: {''.join(bad)!r}" if bad else None
+
+
+def check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """AWS's tag limits, checked before `pulumi up` meets them on the first resource."""
+    limit = MAX_TAGS_PER_RESOURCE - KILN_TAGS_PER_RESOURCE
+    if len(tags) > limit:
+        raise ValueError(
+            f"{len(tags)} tags; AWS takes {MAX_TAGS_PER_RESOURCE} per resource and Kiln writes "
+            f"{KILN_TAGS_PER_RESOURCE} of its own (kiln:stack, kiln:environment, kiln:endpoint, kiln:served-model), "
+            f"so at most {limit}"
+        )
+    for key, value in tags.items():
+        problem = (
+            "is empty" if not key
+            else f"is {len(key)} characters, more than {MAX_TAG_KEY_LENGTH}" if len(key) > MAX_TAG_KEY_LENGTH
+            else f"starts with {key.split(':')[0]}:, which is reserved (aws: by AWS, kiln: for Kiln's own tags)"
+            if key.lower().startswith(RESERVED_TAG_PREFIXES)
+            else _tag_text_problem(key)
+        )
+        if problem:
+            raise ValueError(f"tag key {key!r} {problem}")
+        problem = (f"is {len(value)} characters, more than {MAX_TAG_VALUE_LENGTH}" if len(value) > MAX_TAG_VALUE_LENGTH
+                   else _tag_text_problem(value))
+        if problem:
+            raise ValueError(f"the value of tag {key!r} {problem}")
+    return tags
+
+
 class Endpoint(_Model):
     name: str
     served_models: list[ServedModel] = Field(min_length=1, max_length=MAX_SERVED_MODELS_PER_ENDPOINT)
@@ -332,6 +454,11 @@ class Endpoint(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_name(value, "endpoint name")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        return check_tags(tags)
 
     @field_validator("served_models", mode="before")
     @classmethod
@@ -388,8 +515,18 @@ class Endpoint(_Model):
         return next(r.traffic_percentage for r in self.traffic_config.routes if r.served_model_name == served_model_name)
 
 
+@cache
+def known_regions() -> tuple[str, ...]:
+    """The regions EC2 is in, by the endpoint data of the installed botocore."""
+    session = botocore.session.get_session()
+    return tuple(sorted(
+        region for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition_name=partition)
+    ))
+
+
 class StackConfig(_Model):
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    region: str
     environment: Literal["dev", "staging", "prod"]
     mlflow_tracking_uri: str
     network: Network
@@ -401,12 +538,28 @@ class StackConfig(_Model):
     alerts: Alerts | None = None
     endpoints: list[Endpoint] = Field(min_length=1)
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, region: str) -> str:
+        regions = known_regions()
+        if region not in regions:
+            close = difflib.get_close_matches(region, regions, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"regions: {', '.join(regions)}"
+            raise ValueError(f"unknown AWS region {region!r} (none of the regions EC2 is in, by botocore's data); {hint}")
+        return region
+
     @field_validator("mlflow_tracking_uri")
     @classmethod
     def _anchor_local_store(cls, uri: str) -> str:
         """A relative sqlite store means the project's folder, wherever the program runs from
-        (the Pulumi language host runs it from infra/)."""
+        (the Pulumi language host runs it from infra/). An empty URI, or a sqlite URI with no
+        file, would have MLflow create a store in whatever folder the command runs in."""
         prefix = "sqlite:///"
+        if not uri.strip() or uri != uri.strip() or uri in (prefix, "file:", "file://", "file:///"):
+            raise ValueError(
+                f"{uri!r} names no MLflow store; write the registry's URI, e.g. http://mlflow.internal:5000 or "
+                "sqlite:///.kiln/mlflow/mlflow.db (a file under the project)"
+            )
         if uri.startswith(prefix) and not uri.removeprefix(prefix).startswith("/"):
             return f"{prefix}{PROJECT_ROOT / uri.removeprefix(prefix)}"
         return uri
@@ -518,7 +671,7 @@ def resolve_stack_path(stack: str) -> Path:
 
 
 def stack_name(path: Path) -> str:
-    match = re.match(r"^Pulumi\.(.+)\.ya?ml$", path.name)
+    match = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", path.name)
     return match.group(1) if match else path.stem
 
 
@@ -528,9 +681,11 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         stacks = ", ".join(sorted(stack_name(file) for file in STACKS_DIR.glob("Pulumi.*.yaml"))) or "none"
         raise ConfigError(str(path), [f"stack file not found; the stacks in {STACKS_DIR} are: {stacks}"])
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(str(path), [f"not valid YAML: {error}"]) from None
+        document = load_stack_yaml(decode_stack_text(path.read_bytes())) or {}
+    except StackFileSyntaxError as error:
+        raise ConfigError(str(path), [str(error)]) from None
+    except OSError as error:
+        raise ConfigError(str(path), [f"(file): cannot be read: {error.strerror}"]) from None
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(str(path), ["(top level): a stack file needs a 'config:' mapping"])
@@ -556,7 +711,7 @@ def values_from_stack_config(config: dict[str, Any], source: str) -> dict[str, A
 
 def checked_stack_name(path: Path) -> str:
     name = stack_name(path)
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ConfigError(str(path), [f"(file name): stack name {name!r} must be lower-case letters, digits or '-'"])
     return name
 
@@ -579,6 +734,10 @@ def read_stack(stack: str, tracking_uri: str | None = None) -> StackFile:
     raw = read_stack_file(path)
     if tracking_uri:
         raw = {**raw, f"{NAMESPACE}:mlflowTrackingUri": tracking_uri}
+    # The config as the program and the policy pack will be handed it must fit their environment.
+    problems = config_environment_problems(raw)
+    if problems:
+        raise ConfigError(str(path), problems)
     config = parse_stack_config(values_from_stack_config(raw, str(path)), str(path))
     return StackFile(checked_stack_name(path), path, raw, config)
 

@@ -35,7 +35,8 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from infra.plan.config import PROJECT_ROOT
-from infra.preview.program import PROJECT, ProgramRun, Registration, config_strings
+from infra.plan.stack_file import config_strings
+from infra.preview.program import PROJECT, ProgramRun, Registration
 
 POLICIES_DIR = PROJECT_ROOT / "policies"
 ORGANIZATION = "organization"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import runpy
 import threading
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pulumi.runtime.settings import reset_options
 from infra.plan.config import PROJECT_ROOT
 from infra.plan.names import digest
 from infra.plan.stack import StackPlan
+from infra.plan.stack_file import config_strings
 
 PROJECT = "kiln"
 PROGRAM_DIR = PROJECT_ROOT / "infra"
@@ -228,19 +228,6 @@ def plain_values(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def config_strings(config: dict[str, Any]) -> dict[str, str]:
-    """Stack-file values as the CLI passes them to a program: strings, objects as JSON."""
-    strings = {}
-    for key, value in config.items():
-        if isinstance(value, str):
-            strings[key] = value
-        elif isinstance(value, bool):
-            strings[key] = "true" if value else "false"
-        else:
-            strings[key] = json.dumps(value)
-    return strings
 
 
 def run_program(stack: str, config: dict[str, Any], preview: bool, mocks: KilnMocks | None = None) -> ProgramRun:

@@ -14,6 +14,7 @@ import pulumi
 from infra.plan.capacity import WorkerMeasurement
 from infra.plan.packaging import PACK_RULE_LEVELS, pack_enforces_packaging
 from infra.plan.stack import ServedModelPlan, StackPlan
+from models.artifacts import ModelResolutionError
 from models.bake import BakedModel
 from models.bake import bake_and_check as bake_model_and_check
 from models.checks import Finding, PackagingError, ServingTarget, worker_memory_gib
@@ -41,6 +42,13 @@ def bake_and_check(served: ServedModelPlan, plan: StackPlan) -> tuple[BakedModel
     return bake_model_and_check(served.model_uri, plan.config.mlflow_tracking_uri, serving_target(served, plan))
 
 
+def served_model_key(plan: StackPlan, served: ServedModelPlan) -> str:
+    """Where a served model is written: `stacks/Pulumi.dev.yaml: endpoints[0].servedModels[1]`."""
+    position = next(i for i, endpoint in enumerate(plan.config.endpoints) if endpoint.name == served.endpoint)
+    index = next(i for i, entry in enumerate(plan.config.endpoints[position].served_models) if entry.name == served.name)
+    return f"stacks/Pulumi.{plan.stack}.yaml: endpoints[{position}].servedModels[{index}]"
+
+
 def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Finding]]]:
     """Baked models and their findings by served model resource name; raises PackagingError
     on an error finding, before anything is declared. When the policy pack enforces packaging
@@ -49,7 +57,10 @@ def bake_served_models(plan: StackPlan) -> dict[str, tuple[BakedModel, list[Find
     left_to_pack = set(PACK_RULE_LEVELS) if pack_enforces_packaging() else set()
     checked = {}
     for served in plan.served_models:
-        model, findings = bake_and_check(served, plan)
+        try:
+            model, findings = bake_and_check(served, plan)
+        except ModelResolutionError as error:
+            raise ModelResolutionError(f"{served_model_key(plan, served)}.modelUri: {error}") from None
         own = [f for f in findings if f.id not in left_to_pack]
         if any(f.level == "error" for f in own):
             raise StackPackagingError(served.resource_name, own)

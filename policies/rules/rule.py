@@ -17,6 +17,8 @@ Level = Literal["advisory", "mandatory", "disabled"]
 ENVIRONMENTS = ("dev", "staging", "prod")
 # An unknown or missing environment gets prod's levels: a guardrail fails closed.
 STRICTEST_ENVIRONMENT = "prod"
+# Where a stack's config declares its environment (the second as a nested `kiln:config` object key).
+ENVIRONMENT_KEYS = ("kiln:environment", "kiln:config:environment")
 
 MANDATORY: Mapping[str, Level] = {"dev": "mandatory", "staging": "mandatory", "prod": "mandatory"}
 MANDATORY_IN_PROD: Mapping[str, Level] = {"dev": "advisory", "staging": "advisory", "prod": "mandatory"}
@@ -103,6 +105,45 @@ def with_defaults(schema: Mapping[str, Mapping[str, Any]], config: Config | None
     values = {name: spec["default"] for name, spec in schema.items() if "default" in spec}
     values.update(config or {})
     return values
+
+
+@dataclass(frozen=True)
+class LevelsEnvironment:
+    """Whose levels a stack's policies run at, and why (`kiln check` prints the reason)."""
+
+    environment: str
+    reason: str
+
+
+def environment_of_stack_name(stack: str) -> str | None:
+    """`prod` and `prod-eu` name prod; `feature-x` names no environment."""
+    first = stack.split("-", 1)[0]
+    return stack if stack in ENVIRONMENTS else first if first in ENVIRONMENTS else None
+
+
+def declared_environment(config: Mapping[str, Any]) -> str | None:
+    """The environment a stack's `config:` mapping declares, if it declares a known one."""
+    return next((config[key] for key in ENVIRONMENT_KEYS if config.get(key) in ENVIRONMENTS), None)
+
+
+def levels_environment(declared: str | None, stack: str) -> LevelsEnvironment:
+    """The stricter of the stack's declared environment (`kiln:environment`) and the one its
+    name says: one line declaring `dev` must not give a stack named `prod` dev's levels."""
+    named = environment_of_stack_name(stack)
+    if declared and named and declared != named:
+        stricter = max(declared, named, key=ENVIRONMENTS.index)
+        return LevelsEnvironment(
+            stricter,
+            f"{stricter}'s: stack {stack!r} names {named} and kiln:environment says {declared}; the stricter applies",
+        )
+    if declared:
+        return LevelsEnvironment(declared, f"{declared}'s (kiln:environment)")
+    if named:
+        return LevelsEnvironment(named, f"{named}'s (the stack name {stack!r}; no kiln:environment)")
+    return LevelsEnvironment(
+        STRICTEST_ENVIRONMENT,
+        f"{STRICTEST_ENVIRONMENT}'s (neither kiln:environment nor the stack name {stack!r} names an environment)",
+    )
 
 
 def level_for(rule: Rule, environment: str) -> Level:

@@ -16,6 +16,7 @@ from infra.preview.policy_pack import PolicyConfig, PolicyPackError, check_polic
 from infra.preview.program import ProgramRun, run_program
 from policies.pack import stack_environment
 from policies.rules.resource_types import LAUNCH_TEMPLATE, SERVED_MODEL, TARGET_GROUP
+from policies.rules.rule import LevelsEnvironment, levels_environment
 from tests.conftest import stack_config
 
 # The shipped prod stack serves the example ticket router, a plain pyfunc, on GPU_MEDIUM: the
@@ -80,11 +81,24 @@ def test_the_pack_reports_a_violating_registration_with_its_urn(prod: tuple[Prog
 
 def test_levels_follow_the_stack_environment(prod: tuple[ProgramRun, dict[str, Any]]) -> None:
     run, config = prod
-    scaled = bent(run, SERVED_MODEL, "fraud-scorer.challenger", scaleToZeroEnabled=True)
+    scaled = dataclasses.replace(bent(run, SERVED_MODEL, "fraud-scorer.challenger", scaleToZeroEnabled=True), stack="feature-x")
     in_prod = check_policies(scaled, config)
     in_dev = check_policies(scaled, {**config, "kiln:environment": "dev"})
     assert [(v.policy, v.level) for v in in_prod.violations] == [("no-scale-to-zero", "mandatory")]
     assert [(v.policy, v.level) for v in in_dev.violations] == [("no-scale-to-zero", "advisory")]
+
+
+def test_a_stack_named_prod_keeps_prods_levels_whatever_environment_it_declares(
+    prod: tuple[ProgramRun, dict[str, Any]],
+) -> None:
+    run, config = prod
+    scaled = bent(run, SERVED_MODEL, "fraud-scorer.challenger", scaleToZeroEnabled=True)
+    assert run.stack == "prod"
+
+    declared_dev = check_policies(scaled, {**config, "kiln:environment": "dev"})
+
+    assert [(v.policy, v.level) for v in declared_dev.violations] == [("no-scale-to-zero", "mandatory")]
+    assert not declared_dev.passed
 
 
 def test_policy_config_sets_levels_and_properties(prod: tuple[ProgramRun, dict[str, Any]]) -> None:
@@ -160,8 +174,16 @@ def test_a_pack_that_cannot_start_is_an_error(prod: tuple[ProgramRun, dict[str, 
         check_policies(run, config, pack_dir=tmp_path)
 
 
-def test_the_environment_comes_from_stack_config_then_stack_name_then_prod() -> None:
-    assert stack_environment({"PULUMI_CONFIG": json.dumps({"kiln:environment": "staging"}), "PULUMI_STACK": "dev"}) == "staging"
+def test_the_environment_is_the_stricter_of_stack_config_and_stack_name_else_prod() -> None:
+    def declaring(environment: str, stack: str) -> str:
+        return stack_environment({"PULUMI_CONFIG": json.dumps({"kiln:environment": environment}), "PULUMI_STACK": stack})
+
+    assert declaring("staging", "dev") == "staging"
+    assert declaring("dev", "prod") == "prod"
+    assert declaring("dev", "prod-eu") == "prod"
+    assert declaring("dev", "staging") == "staging"
+    assert declaring("dev", "feature-x") == "dev"
+    assert declaring("dev", "development") == "dev"
     assert stack_environment({"PULUMI_STACK": "dev"}) == "dev"
     assert stack_environment({"PULUMI_STACK": "feature-x"}) == "prod"
 
@@ -184,3 +206,18 @@ def test_served_model_registrations_carry_their_registered_outputs_for_stack_pol
     }
     [target_group] = [r for r in run.registrations if r.type == TARGET_GROUP and r.parent == champion.urn]
     assert champion.outputs["targetGroupArn"] == target_group.outputs["arn"]
+
+
+@pytest.mark.parametrize(("declared", "stack", "levels"), [
+    ("dev", "prod", LevelsEnvironment("prod", "prod's: stack 'prod' names prod and kiln:environment says dev; "
+                                              "the stricter applies")),
+    ("prod", "dev", LevelsEnvironment("prod", "prod's: stack 'dev' names dev and kiln:environment says prod; "
+                                              "the stricter applies")),
+    ("prod", "prod", LevelsEnvironment("prod", "prod's (kiln:environment)")),
+    ("staging", "staging-eu", LevelsEnvironment("staging", "staging's (kiln:environment)")),
+    (None, "staging", LevelsEnvironment("staging", "staging's (the stack name 'staging'; no kiln:environment)")),
+    (None, "feature-x", LevelsEnvironment("prod", "prod's (neither kiln:environment nor the stack name 'feature-x' "
+                                                  "names an environment)")),
+])
+def test_whose_levels_apply_and_why(declared: str | None, stack: str, levels: LevelsEnvironment) -> None:
+    assert levels_environment(declared, stack) == levels

@@ -50,7 +50,7 @@ def test_policy_violations_fit_100_columns_with_short_resource_names(example_sto
     assert report.policy is not None
     console = Console(width=WIDTH, file=io.StringIO(), record=True)
 
-    print_policy_check(console, report.policy, "prod")
+    print_policy_check(console, report.policy, report.run)
     text = console.export_text()
 
     assert "urn:pulumi" not in text and "…" not in text

@@ -91,3 +91,19 @@ def test_plan_shows_policy_results(example_store: Any) -> None:
     assert result.exit_code == 0
     [violation] = json.loads(result.stdout)["policyViolations"]
     assert (violation["policy"], violation["level"]) == ("no-scale-to-zero", "advisory")
+
+
+def test_a_stack_named_prod_declaring_dev_is_checked_at_prods_levels_and_says_so(
+    example_store: Any, tmp_path: Path
+) -> None:
+    config: dict[str, Any] = read_stack_file(resolve_stack_path("prod"))
+    endpoints = json.loads(json.dumps(config["kiln:endpoints"]))
+    endpoints[0]["servedModels"][1]["scaleToZeroEnabled"] = True
+    path = write_stack(tmp_path, {**config, "kiln:environment": "dev", "kiln:endpoints": endpoints}, stack="prod")
+
+    result = kiln_check(str(path), "--mlflow-tracking-uri", example_store.tracking_uri)
+
+    assert result.exit_code == 1
+    flat = " ".join(result.stdout.split())
+    assert "no-scale-to-zero" in flat and "mandatory" in flat and "failed (1 mandatory" in flat
+    assert "levels: prod's: stack 'prod' names prod and kiln:environment says dev; the stricter applies" in flat

@@ -69,8 +69,8 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
     assert flat == {
         "environment": "prod",
         "mlflowTrackingUri": "http://mlflow.internal:5000",
-        "network.vpcId": "vpc-0abc",
-        "network.privateSubnetIds": ["subnet-a1", "subnet-b1"],
+        "network.vpcId": "vpc-0abc0000000000001",
+        "network.privateSubnetIds": ["subnet-0a1000000000000a1", "subnet-0b1000000000000b1"],
         "network.publicSubnetIds": [],
         "gateway.internetFacing": False,
         "gateway.certificateArn": None,
