@@ -34,7 +34,7 @@ FAILURE_LOG_INTERVAL_SECONDS = 60.0
 Datum = dict[str, Any]
 
 
-def in_flight_datum(dimensions: tuple[tuple[str, str], ...], peak: int, period_start: float) -> Datum:
+def in_flight_datum(dimensions: tuple[tuple[str, str], ...], peak: float, period_start: float) -> Datum:
     """The PutMetricData entry for one period."""
     return {
         "MetricName": IN_FLIGHT_METRIC,
@@ -102,7 +102,7 @@ class FailureLog:
 class InFlightPublisher:
     """Every period: take the in-flight peak and put it, off the event loop."""
 
-    def __init__(self, dimensions: tuple[tuple[str, str], ...], period_seconds: float, take_peak: Callable[[], int],
+    def __init__(self, dimensions: tuple[tuple[str, str], ...], period_seconds: float, take_peak: Callable[[], float],
                  put: Callable[[Datum], None] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.dimensions = dimensions
         self.period_seconds = period_seconds

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from infra.plan.capacity import CapacityPlan
 from infra.plan.config import Scaling
+from infra.plan.launch_timing import instance_warmup_seconds
 
 # The in-flight metric's contract lives with the runtime, because the image carries no infra code.
 from runtime.contract import METRIC_DIMENSIONS
@@ -70,13 +71,16 @@ class ScalingPlan:
     scale_to_zero: bool
     idle_minutes_before_zero: int
     warm_pool: WarmPoolPlan | None
+    # After InService (the launch hook held the instance until its runtime answered): see
+    # infra/plan/launch_timing.instance_warmup_seconds.
     instance_warmup_seconds: int
-
-    @property
-    def launch_hook_timeout_seconds(self) -> int:
-        """How long an instance may take from launch to a ready runtime before it is abandoned:
-        the warm-up Kiln already allows a new instance (boot, image pull, model load)."""
-        return self.instance_warmup_seconds
+    # How long an instance may take from launch to a ready runtime before the launch hook
+    # abandons it: the health-check grace (start plus the runtime's whole load timeout), far
+    # above the planned ready time, so a slow but healthy load is never cut off.
+    launch_hook_timeout_seconds: int
+    # How long a scaled-in instance may stay registered while requests finish (the target
+    # group's deregistration delay): the scale-in cooldown starts only after it.
+    deregistration_delay_seconds: int
 
     @property
     def in_flight_target(self) -> float:
@@ -91,6 +95,13 @@ class ScalingPlan:
     @property
     def scale_in_threshold_requests_per_minute(self) -> float:
         return round(self.alb_target_requests_per_minute * SCALE_IN_FRACTION, 2)
+
+    @property
+    def scale_in_threshold_in_flight(self) -> float | None:
+        """Scale-in also needs the in-flight metric this low (when it is published): a model
+        slower than planned answers fewer requests with more in flight, and the request count
+        alone would remove the instances the in-flight policy then adds back."""
+        return round(self.in_flight_target * SCALE_IN_FRACTION, 2) if self.high_resolution_metric else None
 
     @property
     def scale_in_floor(self) -> int:
@@ -109,7 +120,7 @@ class ScalingPlan:
 
 def plan_scaling(
     stack: str, endpoint: str, served_model: str, scaling: Scaling, capacity: CapacityPlan,
-    scale_to_zero: bool, instance_warmup_seconds: int,
+    scale_to_zero: bool, launch_hook_timeout_seconds: int, deregistration_delay_seconds: int,
 ) -> ScalingPlan:
     sizing = capacity.sizing
     warm = scaling.warm_pool
@@ -127,7 +138,9 @@ def plan_scaling(
         scale_to_zero=scale_to_zero,
         idle_minutes_before_zero=scaling.idle_minutes_before_zero,
         warm_pool=WarmPoolPlan(warm.min_size, warm.reuse_on_scale_in) if warm else None,
-        instance_warmup_seconds=instance_warmup_seconds,
+        instance_warmup_seconds=instance_warmup_seconds(),
+        launch_hook_timeout_seconds=launch_hook_timeout_seconds,
+        deregistration_delay_seconds=deregistration_delay_seconds,
     )
 
 

@@ -32,6 +32,11 @@ MAX_DEREGISTRATION_DELAY_SECONDS = 3600
 DEFAULT_GPU_BATCH_SIZE = 8
 
 
+def deregistration_delay_seconds(request_timeout_seconds: int) -> int:
+    """Long enough for a request admitted just before scale-in to finish."""
+    return min(request_timeout_seconds, MAX_DEREGISTRATION_DELAY_SECONDS)
+
+
 @dataclass(frozen=True)
 class ServedModelPlan:
     endpoint: str
@@ -90,8 +95,7 @@ class ServedModelPlan:
 
     @property
     def deregistration_delay_seconds(self) -> int:
-        """Long enough for a request admitted just before scale-in to finish."""
-        return min(self.request_timeout_seconds, MAX_DEREGISTRATION_DELAY_SECONDS)
+        return self.scaling.deregistration_delay_seconds
 
     @property
     def health_check_grace_seconds(self) -> int:
@@ -296,7 +300,7 @@ def _served_model_plan(
     capacity = plan_capacity(served, model_memory_gib, measured)
     scaling = plan_scaling(
         stack, endpoint.name, served.name, served.scaling, capacity, served.scale_to_zero_enabled,
-        profile.health_check_grace_seconds,
+        profile.health_check_grace_seconds, deregistration_delay_seconds(endpoint.request_timeout_seconds),
     )
     return ServedModelPlan(
         endpoint=endpoint.name,

@@ -119,6 +119,7 @@ def test_the_dimensions_the_plan_writes_are_the_ones_the_runtime_reads() -> None
         workers_per_instance=2, target_utilization=0.7, alb_target_requests_per_minute=100.0,
         high_resolution_metric=True, scale_in_cooldown_seconds=300, scale_to_zero=False,
         idle_minutes_before_zero=30, warm_pool=None, instance_warmup_seconds=60,
+        launch_hook_timeout_seconds=300, deregistration_delay_seconds=60,
     )
 
     settings = settings_from_env(RuntimeSettings("/m", metric_dimensions=plan.published_metric_dimensions).as_env())

@@ -19,9 +19,10 @@ def served(**fields: Any) -> ServedModel:
     return ServedModel.model_validate({"name": "champion", "modelUri": "models:/fraud-scorer/1", "computeType": "CPU_MEDIUM", **fields})
 
 
-def scaling_plan_for(model: ServedModel, warmup: int = 300) -> ScalingPlan:
+def scaling_plan_for(model: ServedModel, hook_timeout: int = 300) -> ScalingPlan:
     return plan_scaling(
-        "prod", "fraud-scorer", model.name, model.scaling, plan_capacity(model), model.scale_to_zero_enabled, warmup
+        "prod", "fraud-scorer", model.name, model.scaling, plan_capacity(model), model.scale_to_zero_enabled,
+        hook_timeout, 297,
     )
 
 
@@ -31,7 +32,8 @@ def scaling(**overrides: Any) -> ScalingPlan:
         "stack": "prod", "endpoint": "fraud-scorer", "served_model": "champion", "min_instances": 3, "max_instances": 6,
         "workers_per_instance": 3, "target_utilization": 0.7, "alb_target_requests_per_minute": 3150.0,
         "high_resolution_metric": True, "scale_in_cooldown_seconds": 300, "scale_to_zero": False,
-        "idle_minutes_before_zero": 30, "warm_pool": None, "instance_warmup_seconds": 300,
+        "idle_minutes_before_zero": 30, "warm_pool": None, "instance_warmup_seconds": 30,
+        "launch_hook_timeout_seconds": 300, "deregistration_delay_seconds": 297,
     }
     return ScalingPlan(**{**fields, **overrides})
 
@@ -45,7 +47,8 @@ def test_default_scaling_follows_databricks_with_worked_numbers() -> None:
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=3, max_instances=6,
         workers_per_instance=3, target_utilization=0.7, alb_target_requests_per_minute=3150.0,
         high_resolution_metric=True, scale_in_cooldown_seconds=300, scale_to_zero=False,
-        idle_minutes_before_zero=30, warm_pool=None, instance_warmup_seconds=300,
+        idle_minutes_before_zero=30, warm_pool=None, instance_warmup_seconds=30,
+        launch_hook_timeout_seconds=300, deregistration_delay_seconds=297,
     )
 
 
@@ -56,7 +59,7 @@ def test_every_scaling_setting_from_the_stack_file_reaches_the_plan() -> None:
                  "idleMinutesBeforeZero": 10, "warmPool": {"minSize": 2, "reuseOnScaleIn": False}},
     )
 
-    plan = scaling_plan_for(model, warmup=900)
+    plan = scaling_plan_for(model, hook_timeout=900)
 
     # Medium is 8-16 units, scale to zero lowers the floor to 0. Every c7i size costs $4.284/h
     # at 16 units except 2xlarge and 16xlarge; all cost $0 at 0, so the cheapest per hour wins:
@@ -66,7 +69,8 @@ def test_every_scaling_setting_from_the_stack_file_reaches_the_plan() -> None:
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=0, max_instances=6,
         workers_per_instance=3, target_utilization=0.5, alb_target_requests_per_minute=900.0,
         high_resolution_metric=False, scale_in_cooldown_seconds=600, scale_to_zero=True,
-        idle_minutes_before_zero=10, warm_pool=WarmPoolPlan(min_size=2, reuse_on_scale_in=False), instance_warmup_seconds=900,
+        idle_minutes_before_zero=10, warm_pool=WarmPoolPlan(min_size=2, reuse_on_scale_in=False), instance_warmup_seconds=30,
+        launch_hook_timeout_seconds=900, deregistration_delay_seconds=297,
     )
 
 
