@@ -41,9 +41,10 @@ class Timing:
         return {"low": self.low, "high": self.high}[bound]  # type: ignore[return-value]
 
     def describe(self, unit: str = "s") -> str:
+        value = f"{self.value:g} {unit}".rstrip()
         if self.estimate:
-            return f"{self.value:g} {unit} (estimate, {self.low:g}-{self.high:g})"
-        return f"{self.value:g} {unit} ({self.source})"
+            return f"{value} (estimate, {self.low:g}-{self.high:g})"
+        return f"{value} ({self.source})"
 
 
 ESTIMATE = "estimate"

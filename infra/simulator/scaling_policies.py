@@ -14,9 +14,18 @@ from dataclasses import dataclass, replace
 
 from infra.plan.catalog import HOURS_PER_MONTH
 from infra.plan.launch_timing import (
+    CPU_BOOT,
+    CPU_IMAGE_GIB,
+    CPU_MODEL_LOAD,
+    CPU_WARM_START,
     ESTIMATE,
     GP3_BASELINE_MIB_PER_SECOND,
+    GPU_BOOT,
+    GPU_IMAGE_GIB,
+    GPU_MODEL_LOAD,
+    GPU_WARM_START,
     HEALTH_CHECKS,
+    IMAGE_UNPACK_MIB_PER_SECOND,
     Timing,
     ready_seconds,
     root_volume_throughput_mib,
@@ -211,7 +220,7 @@ def databricks_policy(plan: ServedModelPlan, bound: str = "planned", slower: flo
     return replace(
         policy,
         name="databricks",
-        label="Databricks (documented; rest assumed)",
+        label="Databricks (docs + assumptions)",
         signals=(),
         scale_in_window_seconds=0,
         scale_in_threshold_in_flight=None,
@@ -231,3 +240,32 @@ def databricks_policy(plan: ServedModelPlan, bound: str = "planned", slower: flo
 def policies_for(plan: ServedModelPlan, bound: str = "planned", slower: float = 1.0) -> list[SimPolicy]:
     return [stack_policy(plan, bound, slower), alb_only_policy(plan, bound, slower),
             databricks_policy(plan, bound, slower)]
+
+
+def assumptions(plan: ServedModelPlan) -> list[tuple[str, Timing]]:
+    """Every number a replay of this served model rests on, each with its source or "estimate"
+    (the report prints them under the table, the JSON carries them)."""
+    gpu = plan.profile.has_gpu
+    return [
+        ("boot", GPU_BOOT if gpu else CPU_BOOT),
+        ("image size GiB", GPU_IMAGE_GIB if gpu else CPU_IMAGE_GIB),
+        ("image unpack MiB/s", IMAGE_UNPACK_MIB_PER_SECOND),
+        ("root volume MiB/s", Timing(root_volume_throughput_mib(plan.profile) or GP3_BASELINE_MIB_PER_SECOND,
+                                     "this plan's gp3 throughput")),
+        ("model load + warm-up", GPU_MODEL_LOAD if gpu else CPU_MODEL_LOAD),
+        ("warm-pool start", GPU_WARM_START if gpu else CPU_WARM_START),
+        ("health checks", HEALTH_CHECKS),
+        ("instance warm-up after InService", Timing(plan.scaling.instance_warmup_seconds,
+                                                    "this plan: health checks + one 10 s period")),
+        ("ALB metric lag", ALB_METRIC_LAG),
+        ("in-flight metric lag", HIGH_RESOLUTION_LAG),
+        ("scale-out data points", SCALE_OUT_DATAPOINTS),
+        ("drain (deregistration delay)", Timing(plan.deregistration_delay_seconds,
+                                                "this plan's target group; AWS ends it early for an idle target")),
+        ("termination", TERMINATION),
+        ("activator reaction", ACTIVATOR_REACTION),
+        ("batch row cost", BATCH_ROW_COST),
+        ("Databricks scale-down period", DATABRICKS_SCALE_DOWN),
+        ("Databricks idle to zero", DATABRICKS_IDLE),
+        ("Databricks cold start (CPU)", DATABRICKS_CPU_COLD_START),
+    ]

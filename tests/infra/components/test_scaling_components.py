@@ -102,9 +102,26 @@ def test_scale_in_removes_one_instance_per_window_and_never_goes_below_one(runs)
 
     assert (policy["policyType"], policy["scalingAdjustment"], policy["cooldown"]) == ("SimpleScaling", -1, 300)
     assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (5, 5)
-    # floor is the group minimum (3); threshold half the 3150 target
-    assert shrink["expression"] == "IF(capacity > 3 AND FILL(load, 0) < 1575, 1, 0)"
+    # floor is the group minimum (3); thresholds half the 3150 requests target and half the
+    # 2.1 in-flight target (3 workers × 0.7)
+    assert shrink["expression"] == "IF(capacity > 3 AND FILL(load, 0) < 1575 AND FILL(inflight, 0) < 1.05, 1, 0)"
     assert alarm["alarmActions"] == [run.named("fraud-scorer.champion-scale-in").outputs["arn"]]
+
+
+def test_scale_in_needs_the_in_flight_metric_low_too_so_a_slow_model_does_not_flap(runs) -> None:
+    """A separate scale-in policy is not blocked by target tracking: on requests alone, a model
+    slower than planned loses the instance the in-flight policy adds back (simulated in
+    tests/infra/simulator)."""
+    alarm = named(runs["prod"], ALARM, "fraud-scorer.champion-scale-in").inputs
+    [in_flight] = [q for q in alarm["metricQueries"] if q["id"] == "inflight"]
+    without_metric = named(runs["tuned"], ALARM, "fraud-scorer.champion-scale-in").inputs
+
+    assert in_flight["metric"]["namespace"] == "Kiln/Serving"
+    assert in_flight["metric"]["metricName"] == "InFlightRequests"
+    assert in_flight["metric"]["dimensions"] == {"Stack": "prod", "Endpoint": "fraud-scorer", "ServedModel": "champion"}
+    assert (in_flight["metric"]["stat"], in_flight["metric"]["period"]) == ("Average", 60)
+    # highResolutionMetric off: nothing publishes in flight, so the alarm reads requests only.
+    assert "inflight" not in json.dumps(without_metric["metricQueries"])
 
 
 def test_configured_scale_in_window_sets_cooldown_and_alarm_length(runs) -> None:
