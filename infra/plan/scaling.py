@@ -64,6 +64,8 @@ class ScalingPlan:
     min_instances: int
     max_instances: int
     workers_per_instance: int
+    # Requests a fully used worker holds (a full batch with batching on): CapacityPlan.in_flight_per_worker.
+    in_flight_per_worker: int
     target_utilization: float
     alb_target_requests_per_minute: float
     high_resolution_metric: bool
@@ -84,8 +86,9 @@ class ScalingPlan:
 
     @property
     def in_flight_target(self) -> float:
-        """Average in-flight requests per instance to hold: workers × target utilisation."""
-        return round(self.workers_per_instance * self.target_utilization, 2)
+        """In-flight requests per instance to hold: workers × requests a fully used worker holds
+        (1, or a full batch) × target utilisation."""
+        return round(self.workers_per_instance * self.in_flight_per_worker * self.target_utilization, 2)
 
     @property
     def scale_in_evaluation_minutes(self) -> int:
@@ -131,6 +134,7 @@ def plan_scaling(
         min_instances=sizing.min_instances,
         max_instances=sizing.max_instances,
         workers_per_instance=sizing.workers_per_instance,
+        in_flight_per_worker=capacity.in_flight_per_worker,
         target_utilization=scaling.target_utilization,
         alb_target_requests_per_minute=capacity.target_requests_per_minute,
         high_resolution_metric=scaling.high_resolution_metric,

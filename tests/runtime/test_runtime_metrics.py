@@ -116,7 +116,7 @@ def test_repeated_failures_are_reported_at_most_once_a_minute(caplog: pytest.Log
 def test_the_dimensions_the_plan_writes_are_the_ones_the_runtime_reads() -> None:
     plan = ScalingPlan(
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=1, max_instances=2,
-        workers_per_instance=2, target_utilization=0.7, alb_target_requests_per_minute=100.0,
+        workers_per_instance=2, in_flight_per_worker=1, target_utilization=0.7, alb_target_requests_per_minute=100.0,
         high_resolution_metric=True, scale_in_cooldown_seconds=300, scale_to_zero=False,
         idle_minutes_before_zero=30, warm_pool=None, instance_warmup_seconds=60,
         launch_hook_timeout_seconds=300, deregistration_delay_seconds=60,

@@ -30,7 +30,7 @@ def scaling(**overrides: Any) -> ScalingPlan:
     """A plan for 3 workers per instance at the default 70 %, to bend one field at a time."""
     fields: dict[str, Any] = {
         "stack": "prod", "endpoint": "fraud-scorer", "served_model": "champion", "min_instances": 3, "max_instances": 6,
-        "workers_per_instance": 3, "target_utilization": 0.7, "alb_target_requests_per_minute": 3150.0,
+        "workers_per_instance": 3, "in_flight_per_worker": 1, "target_utilization": 0.7, "alb_target_requests_per_minute": 3150.0,
         "high_resolution_metric": True, "scale_in_cooldown_seconds": 300, "scale_to_zero": False,
         "idle_minutes_before_zero": 30, "warm_pool": None, "instance_warmup_seconds": 30,
         "launch_hook_timeout_seconds": 300, "deregistration_delay_seconds": 297,
@@ -45,7 +45,7 @@ def test_default_scaling_follows_databricks_with_worked_numbers() -> None:
 
     assert plan == ScalingPlan(
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=3, max_instances=6,
-        workers_per_instance=3, target_utilization=0.7, alb_target_requests_per_minute=3150.0,
+        workers_per_instance=3, in_flight_per_worker=1, target_utilization=0.7, alb_target_requests_per_minute=3150.0,
         high_resolution_metric=True, scale_in_cooldown_seconds=300, scale_to_zero=False,
         idle_minutes_before_zero=30, warm_pool=None, instance_warmup_seconds=30,
         launch_hook_timeout_seconds=300, deregistration_delay_seconds=297,
@@ -67,7 +67,7 @@ def test_every_scaling_setting_from_the_stack_file_reaches_the_plan() -> None:
     # 3 × 1000/100 × 60 × 0.5 = 900 requests per target per minute.
     assert plan == ScalingPlan(
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=0, max_instances=6,
-        workers_per_instance=3, target_utilization=0.5, alb_target_requests_per_minute=900.0,
+        workers_per_instance=3, in_flight_per_worker=1, target_utilization=0.5, alb_target_requests_per_minute=900.0,
         high_resolution_metric=False, scale_in_cooldown_seconds=600, scale_to_zero=True,
         idle_minutes_before_zero=10, warm_pool=WarmPoolPlan(min_size=2, reuse_on_scale_in=False), instance_warmup_seconds=30,
         launch_hook_timeout_seconds=900, deregistration_delay_seconds=297,
@@ -88,6 +88,24 @@ def test_in_flight_target_is_workers_times_utilisation() -> None:
     assert scaling(workers_per_instance=7, target_utilization=0.55).in_flight_target == 3.85
     # 1 × 0.333 = 0.333 → two decimals
     assert scaling(workers_per_instance=1, target_utilization=0.333).in_flight_target == 0.33
+
+
+def test_with_batching_the_in_flight_target_counts_a_full_batch_per_worker() -> None:
+    """A GPU worker batching up to 8 holds 8 in flight when fully used: at 0.7 per worker the
+    in-flight policy would scale out on the queue the batches are made of."""
+    gpu = served(computeType="GPU_MEDIUM", workloadSize="Small")
+    capacity = plan_capacity(gpu)
+    plan = scaling_plan_for(gpu)
+
+    # GPU_MEDIUM: g5.xlarge, 1 GPU, 1 worker; batches of DEFAULT_GPU_BATCH_SIZE = 8: 1 × 8 × 0.7
+    assert capacity.max_batch_size == 8 and plan.in_flight_per_worker == 8
+    assert plan.in_flight_target == 5.6
+    assert plan.scale_in_threshold_in_flight == 2.8
+    assert "batches of up to 8" in " ".join(capacity.arithmetic())
+    # The requests target stays unbatched: 1 × 1000/100 ms × 60 × 0.7
+    assert plan.alb_target_requests_per_minute == 420
+    # Batching off (maxBatchSize 1): one request per worker again.
+    assert scaling_plan_for(served(computeType="GPU_MEDIUM", workloadSize="Small", maxBatchSize=1)).in_flight_target == 0.7
 
 
 @pytest.mark.parametrize(("cooldown", "minutes"), [(60, 1), (300, 5), (3600, 60)])
