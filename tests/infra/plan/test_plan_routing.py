@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from infra.plan.capacity import DEFAULT_GPU_BATCH_SIZE
 from infra.plan.catalog import CPU_START_SECONDS, GPU_START_SECONDS, ComputeType
 from infra.plan.config import parse_stack_config
-from infra.plan.capacity import DEFAULT_GPU_BATCH_SIZE
 from infra.plan.stack import ServedModelPlan, StackPlan, endpoint_path, plan_stack
 
 VPC = "vpc-0a1b2c3d4e5f60001"
