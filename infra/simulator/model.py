@@ -15,8 +15,10 @@ the policy, with no randomness. Per tick:
    (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-default-instance-warmup.html):
    target tracking scales out to ceil(n × value / target) after N breaching data points, n =
    instances past warm-up, with warming instances counted as capacity already there; scale-in
-   waits while any instance warms up, and its cooldown starts when the removed instance has
-   drained (up to the deregistration delay) and terminated;
+   waits while any instance warms up, and simple scaling's cooldown starts when the last
+   activity completed: a launch's lifecycle hook, or a removed instance's drain (up to the
+   deregistration delay) and termination
+   (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-scaling-cooldowns.html);
 5. the group converges: a launched instance waits in Pending:Wait until its runtime is ready
    (the launch hook), then InService, serves after the ALB's health checks and is counted after
    its warm-up; a removed one drains and is billed until it terminates; a warm pool is kept at
@@ -122,7 +124,7 @@ class _Group:
         self.draining: list[int] = []  # when each terminates
         # When each pool instance is stopped (its first boot, billed, ends); reused ones at once.
         self.pool: list[int] = []
-        self.last_activity_end = -(10**9)  # when the last scale-in finished terminating
+        self.last_activity_end = -(10**9)  # when the last launch or termination completed
 
     def serving(self, now: int) -> int:
         return sum(1 for i in self.active if i.serving <= now)
@@ -148,6 +150,8 @@ class _Group:
                 in_service = now + policy.until_in_service_seconds
                 serving = in_service + policy.health_check_seconds
             self.active.append(_Instance(in_service, serving, in_service + policy.instance_warmup_seconds))
+            # A launch is an activity too: simple scaling's cooldown runs from its lifecycle hook's end.
+            self.last_activity_end = max(self.last_activity_end, in_service)
         while len(self.active) > desired:
             # Still-launching instances go first: they serve nobody yet and are not registered.
             self.active.sort(key=lambda i: i.serving)
@@ -347,8 +351,8 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
                 if (
                     len(recent) == window
                     and all(_quiet(policy, p) for p in recent)
-                    # Simple scaling's cooldown runs from the end of the last activity: the removed
-                    # instance drained and terminated. Dynamic scale-in waits out every warm-up.
+                    # Simple scaling's cooldown runs from the end of the last activity (a launch's
+                    # hook, a drain and termination). Dynamic scale-in waits out every warm-up.
                     and now >= group.last_activity_end + policy.scale_in_window_seconds
                     and now - last_scale_in >= policy.scale_in_window_seconds
                     and not group.warming(now)
