@@ -45,7 +45,7 @@ ALB_METRIC_LAG = Timing(60, ESTIMATE, 30, 120)
 HIGH_RESOLUTION_LAG = Timing(10, ESTIMATE, 2, 30)
 # Breaching data points before target tracking scales out. AWS creates and tunes these alarms
 # itself ("Do not edit or delete the CloudWatch alarms",
-# https://docs.aws.amazon.com/autoscaling/ec2/userguide/target-tracking-scaling-policy-overview.html);
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-scaling-target-tracking.html);
 # the 1-minute alarms it creates are seen to need 3 of 3, and no source gives the count for 10 s
 # metrics: 1 (as fast as possible) to 6 (one minute of 10 s points).
 SCALE_OUT_DATAPOINTS = Timing(3, ESTIMATE, 1, 6)
