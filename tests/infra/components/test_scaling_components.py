@@ -213,6 +213,11 @@ def test_activator_holds_requests_for_the_endpoint_request_timeout(runs) -> None
     assert env["KILN_REQUEST_TIMEOUT_SECONDS"] == "597"
     assert env["KILN_GROUP_NAME"] == group.outputs["name"]
     assert env["KILN_TARGET_GROUP_ARN"] == served_group.outputs["arn"]
+    # The readiness the held requests share, and the role may touch only that parameter.
+    assert env["KILN_READY_PARAMETER"] == "/kiln/activator/" + group.inputs["name"]
+    role_policy = named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-activator-least-privilege")
+    [share] = [s for s in json.loads(role_policy.inputs["policy"])["Statement"] if s["Sid"] == "ShareReadiness"]
+    assert share["Resource"].endswith(":parameter/kiln/activator/" + group.inputs["name"])
 
 
 def test_activator_role_may_scale_only_its_group_and_rewrite_only_its_endpoints_rule(runs) -> None:
