@@ -58,6 +58,13 @@ TERMINATION = Timing(30, ESTIMATE, 10, 60)
 # account and region (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
 # Kiln leaves room for the account's other functions.
 ACTIVATOR_HOLD_LIMIT = Timing(500, ESTIMATE, 500, 500)
+# The ELB API's Describe calls, per account and region: a bucket of 40, refilled at 10 a second
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html).
+# The activator's held requests share one poller (infra/activator/handler.py), so a cold start
+# costs one DescribeTargetHealth per backoff step however many requests it holds; a replay
+# never comes near the bucket, and a throttled call would only delay the wake by one poll.
+ELB_DESCRIBE_BUCKET = Timing(40, "https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html")
+ELB_DESCRIBE_REFILL_PER_SECOND = Timing(10, ELB_DESCRIBE_BUCKET.source)
 # Extra rows in one batch cost this share of a single prediction each (GPU: mostly per call).
 BATCH_ROW_COST = Timing(0.2, ESTIMATE, 0.05, 0.5)
 
@@ -264,6 +271,8 @@ def assumptions(plan: ServedModelPlan) -> list[tuple[str, Timing]]:
                                                 "this plan's target group; AWS ends it early for an idle target")),
         ("termination", TERMINATION),
         ("activator reaction", ACTIVATOR_REACTION),
+        ("ELB Describe bucket", ELB_DESCRIBE_BUCKET),
+        ("ELB Describe refill per second", ELB_DESCRIBE_REFILL_PER_SECOND),
         ("batch row cost", BATCH_ROW_COST),
         ("Databricks scale-down period", DATABRICKS_SCALE_DOWN),
         ("Databricks idle to zero", DATABRICKS_IDLE),
