@@ -75,6 +75,7 @@ BATCH_ROW_COST = Timing(0.2, ESTIMATE, 0.05, 0.5)
 # slower on GPU.
 DATABRICKS_SCALE_DOWN = Timing(300, "https://docs.databricks.com/aws/en/machine-learning/model-serving/custom-models")
 DATABRICKS_IDLE = Timing(30 * 60, "https://docs.databricks.com/aws/en/machine-learning/model-serving/custom-models")
+# The top of "usually 10-20 s"; "can take minutes" is the slow end.
 DATABRICKS_CPU_COLD_START = Timing(20, ESTIMATE, 10, 120)
 # Not documented, so a range: "almost immediately" detection, whether requests are held while
 # cold (UNCONFIRMED), and how far one scale-down goes (to what is needed, or one step).
@@ -220,10 +221,8 @@ def databricks_policy(plan: ServedModelPlan, bound: str = "planned", slower: flo
     on GPU the planned value is the harsh one."""
     policy = stack_policy(plan, bound, slower)
     kind = bound != "high"
-    if plan.profile.has_gpu:
-        cold = DATABRICKS_CPU_COLD_START.at("low") if bound == "low" else ready_seconds(plan.profile, bound)
-    else:
-        cold = DATABRICKS_CPU_COLD_START.at(bound) if bound != "high" else ready_seconds(plan.profile, bound)
+    gpu_slower = plan.profile.has_gpu and bound != "low"
+    cold = ready_seconds(plan.profile, bound) if gpu_slower else DATABRICKS_CPU_COLD_START.at(bound)
     return replace(
         policy,
         name="databricks",
