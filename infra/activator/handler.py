@@ -324,13 +324,13 @@ class ReadinessSignal:
         return (self.read() or {}).get("address")
 
     def lead(self) -> bool:
-        """Whether this invocation is the one that asks the load balancer."""
+        """Whether this invocation is the one that asks the load balancer: it created the signal,
+        already leads, or took over a silent leader. When SSM itself fails (throttled, denied),
+        nobody could lead, so every poller asks the load balancer, still backing off."""
         state = self.read()
         if state is None:
             return self._write({"leader": self.me, "at": self.clock()}, overwrite=False)
-        if state.get("leader") == self.me:
-            return self._write({"leader": self.me, "at": self.clock()}, overwrite=True)
-        if self.clock() - float(state.get("at", 0)) > LEADER_LEASE_SECONDS:
+        if state.get("leader") == self.me or self.clock() - float(state.get("at", 0)) > LEADER_LEASE_SECONDS:
             return self._write({"leader": self.me, "at": self.clock()}, overwrite=True)
         return False
 
@@ -346,13 +346,13 @@ class ReadinessSignal:
             log.warning("cannot clear %s (%s)", self.name, error)
 
     def _write(self, state: dict[str, Any], overwrite: bool) -> bool:
+        """True unless another poller created the signal first (then it leads)."""
         try:
             self.ssm.put_parameter(Name=self.name, Value=json.dumps(state), Type="String", Overwrite=overwrite)
         except self.ssm.exceptions.ParameterAlreadyExists:
             return False
         except (BotoCoreError, ClientError) as error:
-            log.warning("cannot write %s (%s)", self.name, error)
-            return False
+            log.warning("cannot write %s (%s); asking the load balancer directly", self.name, error)
         return True
 
 

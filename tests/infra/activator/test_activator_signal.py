@@ -152,3 +152,24 @@ def test_a_cleared_signal_names_no_instance_so_the_next_wake_elects_a_new_leader
     activator.signal.clear()
 
     assert activator.signal.read() is None
+
+
+def test_when_ssm_fails_every_held_request_asks_the_load_balancer_itself(instance) -> None:
+    """A denied or throttled parameter must not leave the held requests waiting on a leader
+    nobody could become."""
+    class Broken:
+        class exceptions:  # noqa: N801 - boto3's shape
+            ParameterNotFound = type("ParameterNotFound", (ClientError,), {})
+            ParameterAlreadyExists = type("ParameterAlreadyExists", (ClientError,), {})
+
+        def get_parameter(self, **_: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "GetParameter")
+
+        def put_parameter(self, **_: Any) -> None:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutParameter")
+
+    elb = LoadBalancer()
+    elb.healthy = True
+
+    assert [held(Broken(), elb, instance).poll() for _ in range(3)] == [instance] * 3
+    assert elb.calls == 3
