@@ -58,6 +58,15 @@ class Admission:
             return 0.0
         return position * self.service_seconds / self.workers
 
+    def limit(self) -> float:
+        """How many requests may be admitted at once (running plus waiting) before the next one's
+        expected wait is over the budget; `kiln simulate` caps each instance with it. Unbounded
+        while the service time is unknown, as `check` admits everything then."""
+        per_position = self.expected_wait(self.workers)
+        if per_position <= 0:
+            return math.inf
+        return self.workers + math.floor(round(self.budget_seconds / per_position, 9))
+
     def check(self, admitted: int) -> None:
         """Raise Overloaded (429) when a new arrival's expected wait is over the budget;
         Retry-After is how long until the queue should have drained back within it."""

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runtime.contract import IN_FLIGHT_METRIC, METRIC_NAMESPACE, STORAGE_RESOLUTION_SECONDS
+from runtime.lifecycle import headed_for_warm_pool
 
 log = logging.getLogger("kiln.runtime")
 
@@ -34,7 +35,7 @@ FAILURE_LOG_INTERVAL_SECONDS = 60.0
 Datum = dict[str, Any]
 
 
-def in_flight_datum(dimensions: tuple[tuple[str, str], ...], peak: int, period_start: float) -> Datum:
+def in_flight_datum(dimensions: tuple[tuple[str, str], ...], peak: float, period_start: float) -> Datum:
     """The PutMetricData entry for one period."""
     return {
         "MetricName": IN_FLIGHT_METRIC,
@@ -102,12 +103,15 @@ class FailureLog:
 class InFlightPublisher:
     """Every period: take the in-flight peak and put it, off the event loop."""
 
-    def __init__(self, dimensions: tuple[tuple[str, str], ...], period_seconds: float, take_peak: Callable[[], int],
-                 put: Callable[[Datum], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dimensions: tuple[tuple[str, str], ...], period_seconds: float, take_peak: Callable[[], float],
+                 put: Callable[[Datum], None] | None = None, clock: Callable[[], float] = time.time,
+                 warm_pool_bound: Callable[[], bool] = headed_for_warm_pool) -> None:
         self.dimensions = dimensions
         self.period_seconds = period_seconds
         self.take_peak = take_peak
         self.put = put or CloudWatchPut()
+        # Asked each period: an instance booting into a warm pool publishes nothing (lifecycle.py).
+        self.warm_pool_bound = warm_pool_bound
         self.clock = clock
         self.failures = FailureLog()
 
@@ -122,7 +126,10 @@ class InFlightPublisher:
             await self.publish(end - self.period_seconds)
 
     async def publish(self, period_start: float) -> None:
-        datum = in_flight_datum(self.dimensions, self.take_peak(), period_start)
+        peak = self.take_peak()
+        if await asyncio.to_thread(self.warm_pool_bound):
+            return  # its zeros would drag the serving instances' average down
+        datum = in_flight_datum(self.dimensions, peak, period_start)
         try:
             await asyncio.to_thread(self.put, datum)
         except Exception as error:  # noqa: BLE001 - any failure to publish must leave serving alone

@@ -235,7 +235,7 @@ class WorkerPool:
 
     @property
     def in_flight(self) -> int:
-        return self.in_flight_gauge.value
+        return int(self.in_flight_gauge.value)
 
     async def predict(self, content_type: str, body: bytes) -> Reply:
         """Score on the next free worker, alone or, batching on, with others waiting then."""

@@ -29,7 +29,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.components": ("infra.plan", "infra.providers", "models", "runtime"),
     "infra.preview": ("infra.plan",),
     "infra.review": ("infra.preview", "infra.plan"),
-    "infra.simulator": ("infra.plan", "runtime.contract"),
+    # The simulator replays the runtime's own admission limit and in-flight peak, not copies.
+    "infra.simulator": ("infra.plan", "runtime.contract", "runtime.admission", "runtime.gauge"),
     # `kiln status` reads the account by the tags the plan puts on what it deploys.
     "infra.operate": ("infra.plan",),
     "infra.local": ("infra.plan", "models", "runtime"),

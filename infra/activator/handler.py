@@ -8,6 +8,15 @@ model is loaded and warmed up), forwards the held request to it, and gives the r
 back to the instances. This is what the Knative activator does for KServe; SageMaker
 answers errors while it wakes, and Databricks documents only "higher latency".
 
+Many requests can be held at once (2 rps through a 105 s cold start is ~210 invocations), and
+the ELB API allows 40 Describe calls at once, refilled at 10 a second, per account and region
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html).
+So the held requests share one readiness signal per served model, an SSM parameter: the
+first poller to create it leads and alone asks the load balancer; it writes the ready
+instance's address there, and every other held request reads it. Polls back off
+exponentially with full jitter, and a throttled or failed AWS call counts as "not ready
+yet", never as an error for the client.
+
 The same function puts the served model to sleep: the idle alarm (no requests for
 `idleMinutesBeforeZero`) invokes it, and it takes the route first, then sets the group
 to zero, so no request ever meets an empty target group.
@@ -21,15 +30,18 @@ import base64
 import json
 import logging
 import os
+import random
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 log = logging.getLogger("kiln.activator")
 log.setLevel(logging.INFO)
@@ -41,6 +53,12 @@ FORWARD_MARGIN_SECONDS = 5.0
 PING_TIMEOUT_SECONDS = 2.0
 # modify_rule is read-modify-write; two activators of one endpoint may race, so re-check.
 ROUTE_ATTEMPTS = 3
+# Polls back off from the poll interval up to this, with full jitter
+# (https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/).
+MAX_POLL_SECONDS = 16.0
+# A leader that has not written for this long is presumed gone (its invocation ended or
+# failed); the next poller takes over.
+LEADER_LEASE_SECONDS = 3 * MAX_POLL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,8 @@ class Settings:
     readiness_path: str = "/ping"
     port: int = 8080
     poll_seconds: float = 2.0
+    # The SSM parameter the held requests share readiness through; unset, each polls alone.
+    ready_parameter: str | None = None
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | None = None) -> Settings:
@@ -68,6 +88,7 @@ class Settings:
             readiness_path=env.get("KILN_READINESS_PATH", "/ping"),
             port=int(env.get("KILN_PORT", "8080")),
             poll_seconds=float(env.get("KILN_POLL_SECONDS", "2")),
+            ready_parameter=env.get("KILN_READY_PARAMETER") or None,
         )
 
 
@@ -83,11 +104,17 @@ class Activator:
         address_of: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        ssm: Any = None,
+        wall_clock: Callable[[], float] = time.time,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.settings = settings
         self.autoscaling = autoscaling
         self.elbv2 = elbv2
         self.ec2 = ec2
+        # The shared readiness signal (None: no parameter configured, every poller asks ELB).
+        self.signal = ReadinessSignal(ssm, settings.ready_parameter, wall_clock) if ssm and settings.ready_parameter else None
+        self.jitter = jitter
         # Where an instance's runtime listens; the private IP in the VPC by default.
         self.address_of = address_of or self._private_address
         self.clock = clock
@@ -98,9 +125,13 @@ class Activator:
         """Answer one ALB request: forward it as soon as an instance is ready, or 503 at the deadline."""
         started = self.clock()
         deadline = started + max(self.settings.request_timeout_seconds - FORWARD_MARGIN_SECONDS, 1.0)
-        address = self.ready_address()
+        address = self.poll()
         if address is None:
-            woke = self.wake()
+            try:
+                woke = self.wake()
+            except (BotoCoreError, ClientError) as error:  # the fallback alarm wakes the group
+                log.warning("could not wake the group (%s); holding the request", error)
+                woke = False
             log.info("no ready instance; %s, holding the request", "woke the group" if woke else "group already waking")
             address = self.wait_until_ready(deadline)
         if address is None:
@@ -127,9 +158,29 @@ class Activator:
                 return response
             self.sleep(self.settings.poll_seconds)
 
+    def poll(self) -> str | None:
+        """One look for a ready instance: the shared signal's address if it answers; else, only
+        for the leader (or without a signal), the load balancer's healthy targets."""
+        if self.signal is None:
+            return self.ready_address()
+        address = self.signal.address()
+        if address is not None and _answers_ready(f"http://{address}{self.settings.readiness_path}"):
+            return address
+        if not self.signal.lead():
+            return None
+        address = self.ready_address()
+        if address is not None:
+            self.signal.publish(address)
+        return address
+
     def ready_address(self) -> str | None:
-        """An instance the ALB considers healthy whose runtime answers 200 on /ping."""
-        health = self.elbv2.describe_target_health(TargetGroupArn=self.settings.target_group_arn)
+        """An instance the ALB considers healthy whose runtime answers 200 on /ping; None also
+        when the load balancer throttles or fails the call (the next poll asks again)."""
+        try:
+            health = self.elbv2.describe_target_health(TargetGroupArn=self.settings.target_group_arn)
+        except (BotoCoreError, ClientError) as error:
+            log.warning("cannot read target health (%s); polling again", error)
+            return None
         healthy = [
             d["Target"]["Id"] for d in health["TargetHealthDescriptions"] if d["TargetHealth"]["State"] == "healthy"
         ]
@@ -151,11 +202,15 @@ class Activator:
         return True
 
     def wait_until_ready(self, deadline: float) -> str | None:
+        """Poll until an instance is ready or the deadline, backing off with full jitter so the
+        held requests of one cold start do not poll in step."""
+        ceiling = self.settings.poll_seconds
         while True:
-            address = self.ready_address()
+            address = self.poll()
             if address is not None or self.clock() >= deadline:
                 return address
-            self.sleep(min(self.settings.poll_seconds, max(deadline - self.clock(), 0.0)))
+            self.sleep(min(self.jitter(0.0, ceiling), max(deadline - self.clock(), 0.0)))
+            ceiling = min(ceiling * 2, max(MAX_POLL_SECONDS, self.settings.poll_seconds))
 
     def forward(self, address: str, event: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send the held request to the instance as the ALB would have, and return its answer."""
@@ -225,6 +280,8 @@ class Activator:
         self.autoscaling.set_desired_capacity(
             AutoScalingGroupName=self.settings.group_name, DesiredCapacity=0, HonorCooldown=False
         )
+        if self.signal is not None:
+            self.signal.clear()  # the next wake elects a new leader and finds a new instance
         return {"action": "slept", "routeTaken": took}
 
     # --- AWS lookups -----------------------------------------------------------------
@@ -238,6 +295,65 @@ class Activator:
         reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
         ip = reservations[0]["Instances"][0]["PrivateIpAddress"]
         return f"{ip}:{self.settings.port}"
+
+
+class ReadinessSignal:
+    """One SSM parameter per served model that the held requests of a cold start share:
+    {"leader": invocation, "at": epoch seconds, "address": "ip:port" once one is ready}.
+
+    Creating it (PutParameter without Overwrite) succeeds for exactly one poller, which leads;
+    a leader silent for LEADER_LEASE_SECONDS is replaced. Every call's failure (throttled,
+    denied, unreachable) reads as "nothing known", so a held request only waits longer."""
+
+    def __init__(self, ssm: Any, name: str, clock: Callable[[], float] = time.time) -> None:
+        self.ssm = ssm
+        self.name = name
+        self.clock = clock
+        self.me = uuid.uuid4().hex
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.ssm.get_parameter(Name=self.name)["Parameter"]["Value"])
+        except self.ssm.exceptions.ParameterNotFound:
+            return None
+        except (BotoCoreError, ClientError, ValueError) as error:
+            log.warning("cannot read %s (%s)", self.name, error)
+            return None
+
+    def address(self) -> str | None:
+        return (self.read() or {}).get("address")
+
+    def lead(self) -> bool:
+        """Whether this invocation is the one that asks the load balancer: it created the signal,
+        already leads, or took over a silent leader. When SSM itself fails (throttled, denied),
+        nobody could lead, so every poller asks the load balancer, still backing off."""
+        state = self.read()
+        if state is None:
+            return self._write({"leader": self.me, "at": self.clock()}, overwrite=False)
+        if state.get("leader") == self.me or self.clock() - float(state.get("at", 0)) > LEADER_LEASE_SECONDS:
+            return self._write({"leader": self.me, "at": self.clock()}, overwrite=True)
+        return False
+
+    def publish(self, address: str) -> None:
+        self._write({"leader": self.me, "at": self.clock(), "address": address}, overwrite=True)
+
+    def clear(self) -> None:
+        try:
+            self.ssm.delete_parameter(Name=self.name)
+        except self.ssm.exceptions.ParameterNotFound:
+            pass
+        except (BotoCoreError, ClientError) as error:
+            log.warning("cannot clear %s (%s)", self.name, error)
+
+    def _write(self, state: dict[str, Any], overwrite: bool) -> bool:
+        """True unless another poller created the signal first (then it leads)."""
+        try:
+            self.ssm.put_parameter(Name=self.name, Value=json.dumps(state), Type="String", Overwrite=overwrite)
+        except self.ssm.exceptions.ParameterAlreadyExists:
+            return False
+        except (BotoCoreError, ClientError) as error:
+            log.warning("cannot write %s (%s); asking the load balancer directly", self.name, error)
+        return True
 
 
 def _answers_ready(url: str) -> bool:
@@ -276,11 +392,13 @@ def _error(status: int, code: str, message: str, retry_after: int | None = None)
 
 def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point: ALB requests carry requestContext.elb; alarm actions carry alarmData."""
+    settings = Settings.from_environment()
     activator = Activator(
-        Settings.from_environment(),
+        settings,
         boto3.client("autoscaling"),
         boto3.client("elbv2"),
         boto3.client("ec2"),
+        ssm=boto3.client("ssm") if settings.ready_parameter else None,
     )
     if "alarmData" in event:
         return activator.handle_alarm(event)

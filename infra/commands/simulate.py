@@ -14,10 +14,10 @@ from rich.table import Table
 from infra.commands.output import console, fail, user_errors
 from infra.plan.config import load_stack
 from infra.plan.stack import EndpointPlan, ServedModelPlan, plan_stack
-from infra.simulator.model import Result, simulate
+from infra.simulator.replay import Replay, replay
+from infra.simulator.report import Summary, summarize
 from infra.simulator.report import as_json as results_as_json
-from infra.simulator.report import summarize
-from infra.simulator.scaling_policies import policies_for
+from infra.simulator.scaling_policies import assumptions
 from infra.simulator.timeline import TimelineError, draw
 from infra.simulator.trace import BUILTIN_SHAPES, Trace, TraceError, resolve
 
@@ -46,10 +46,12 @@ def default_peak_qps(endpoint: EndpointPlan) -> float:
 @click.option("--duration", type=click.IntRange(min=60), help="Length of a built-in shape in seconds.")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
               help="Draw the timelines to this one PNG file, a column of panels per served model.")
+@click.option("--slower", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Replay the model this many times slower than planned (the scaling targets stay the plan's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def simulate_command(
     stack: str, trace_spec: str, endpoint: str | None, peak_qps: float | None, duration: int | None,
-    png: Path | None, as_json: bool,
+    png: Path | None, slower: float, as_json: bool,
 ) -> None:
     with user_errors():
         name, config = load_stack(stack)
@@ -60,19 +62,19 @@ def simulate_command(
     chosen = [endpoints[endpoint]] if endpoint else plan.endpoints
 
     report: dict[str, Any] = {"stack": name, "endpoints": [e.name for e in chosen], "servedModels": []}
-    panels: list[tuple[str, list[Result]]] = []
+    panels: list[tuple[str, list[Replay]]] = []
     for replayed in chosen:
         with user_errors({TraceError: ""}):
             trace = resolve(trace_spec, peak_qps or default_peak_qps(replayed), duration)
         report.update(trace=trace.name, durationSeconds=trace.duration_seconds)
         for served in replayed.served_models:
             share = trace.scaled(served.traffic_percentage / 100)
-            results = [simulate(policy, share) for policy in policies_for(served)]
-            report["servedModels"].append(
-                {"endpoint": replayed.name, **results_as_json(served.name, served.traffic_percentage, results)})
-            panels.append((f"{served.resource_name} ({served.traffic_percentage} %)", results))
+            replays = replay(served, share, slower)
+            report["servedModels"].append({"endpoint": replayed.name, **results_as_json(
+                served.name, served.traffic_percentage, replays, assumptions(served))})
+            panels.append((f"{served.resource_name} ({served.traffic_percentage} %)", replays))
             if not as_json:
-                _print(console, served, share, results)
+                _print(console, served, share, replays)
     if png is not None:
         with user_errors({TimelineError: ""}):
             report["png"] = str(draw(panels, png, f"{name}: {report['trace']}"))
@@ -82,22 +84,51 @@ def simulate_command(
         console.print(f"timeline: {png}")
 
 
-def _print(console: Console, served: ServedModelPlan, trace: Trace, results: list) -> None:
-    # Within 100 columns: the policy's name whole, the headers of the numbers on two lines.
+def _print(console: Console, served: ServedModelPlan, trace: Trace, replays: list[Replay]) -> None:
+    # Within 100 columns: the policy's name whole, the headers of the numbers on two lines (the
+    # instance-hours behind the cost are in --json). Under
+    # each policy, the same replay with every estimate at the fast and the slow end of its range.
     table = Table(title=(
         f"{served.resource_name} ({served.traffic_percentage} % of traffic, {trace.name}, "
         f"{trace.duration_seconds} s, {trace.total_requests:,.0f} requests)"
     ), box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    table.add_column("policy", min_width=max(len(result.policy.label) for result in results))
-    for column in ("served\n%", "rejected", "time to\ncapacity s", "cold\nstart s", "max\nwait s", "peak\ninst.",
-                   "inst.-\nhours", "cost $"):
+    table.add_column("policy", min_width=max(len(r.planned.policy.label) for r in replays))
+    for column in ("served\n%", "rejected", "time to\ncapacity s", "cold\nstart s", "max\nwait s", "peak\nbilled",
+                   "cost $"):
         table.add_column(column, justify="right")
-    for result in results:
-        s = summarize(result)
-        table.add_row(
-            s.label, f"{s.served_percent:.2f}", f"{s.rejected + s.timed_out:,.0f}",
-            ", ".join("never" if t is None else str(t) for t in s.time_to_capacity_seconds) or "-",
-            ", ".join(str(c) for c in s.cold_start_seconds) or "-",
-            f"{s.max_wait_seconds:g}", str(s.peak_instances), f"{s.instance_hours:.2f}", f"{s.cost_usd:.2f}",
-        )
+    for r in replays:
+        table.add_row(r.planned.policy.label, *_cells(summarize(r.planned)))
+        low, high = _cells(summarize(r.low)), _cells(summarize(r.high))
+        table.add_row("  range of estimates", *(_span(a, b) for a, b in zip(low, high, strict=True)), style="dim")
     console.print(table)
+    policy = replays[0].planned.policy
+    pool = (f"warm pool max({policy.warm_pool_min_size}, {policy.max_instances} - desired) stopped instances, "
+            "as AWS keeps it without a max prepared capacity; " if policy.warm_pool_min_size else "")
+    console.print(
+        f"launch to serving {policy.ready_seconds} s; warm-up {policy.instance_warmup_seconds} s after InService "
+        f"(scale-in waits for it); in-flight = each 10 s period's peak; a scaled-in instance drains up to "
+        f"{policy.deregistration_delay_seconds} s and is billed until it terminates; {pool}"
+        f"admission budget {policy.admission_budget_seconds:g} s (429 beyond), batches of up to {policy.max_batch_size}.",
+        highlight=False)
+    console.print("assumed: " + "; ".join(f"{name} {timing.describe('')}" for name, timing in assumptions(served)),
+                  highlight=False, style="dim")
+
+
+def _span(fast: str, slow: str) -> str:
+    """One cell of the estimates' range, smaller number first (a slow launch can cost less)."""
+    if fast == slow:
+        return fast
+    try:
+        low, high = sorted((fast, slow), key=lambda cell: float(cell.replace(",", "").split(",")[0]))
+    except ValueError:  # "never", "-" or several load steps
+        low, high = fast, slow
+    return f"{low}-{high}"
+
+
+def _cells(s: Summary) -> list[str]:
+    return [
+        f"{s.served_percent:.2f}", f"{s.rejected + s.timed_out:,.0f}",
+        ", ".join("never" if t is None else str(t) for t in s.time_to_capacity_seconds) or "-",
+        ", ".join(str(c) for c in s.cold_start_seconds) or "-",
+        f"{s.max_wait_seconds:g}", str(s.peak_instances), f"{s.cost_usd:.2f}",
+    ]

@@ -24,7 +24,7 @@ import pulumi_aws as aws
 
 from infra.components.foundation import Foundation
 from infra.components.iam import service_role
-from infra.components.permissions import activator_policy
+from infra.components.permissions import activator_policy, ready_parameter_arn
 from infra.components.security_rules import allow_tcp
 from infra.components.served_model import ServedModel
 from infra.plan.catalog import LOG_RETENTION_DAYS
@@ -37,6 +37,9 @@ HANDLER_SOURCE = Path(__file__).resolve().parent.parent / "activator" / "handler
 LAMBDA_RUNTIME = "python3.12"
 # Lambda's hard limit on one invocation.
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
+# Where the held requests of a cold start share readiness (infra/activator/handler.py): one
+# SSM parameter per served model, named after its group.
+READY_PARAMETER_PREFIX = "/kiln/activator/"
 # The Lambda answers a moment after the request timeout, never before it.
 LAMBDA_TIMEOUT_MARGIN_SECONDS = 10
 
@@ -57,6 +60,7 @@ class Activator(pulumi.ComponentResource):
         gateway, vpc_id, subnet_ids = foundation.gateway, foundation.vpc_id, foundation.subnet_ids
         child = pulumi.ResourceOptions(parent=self)
         tags = plan.tags
+        ready_parameter = READY_PARAMETER_PREFIX + plan.group_name
         scaling = plan.scaling
 
         # Lambda targets have no VPC or port, so nothing here forces a replacement.
@@ -86,7 +90,7 @@ class Activator(pulumi.ComponentResource):
             "lambda.amazonaws.com",
             # The rule's ARN makes the role policy wait for the rule, which the Lambda waits for in turn.
             pulumi.Output.all(served_model.group.arn, route_arn, self.log_group.arn).apply(
-                lambda arns: activator_policy(*arns)
+                lambda arns: activator_policy(*arns, ready_parameter_arn(arns[2], ready_parameter))
             ),
             tags,
             child,
@@ -110,6 +114,7 @@ class Activator(pulumi.ComponentResource):
                     "KILN_REQUEST_TIMEOUT_SECONDS": str(activator_hold_seconds(plan.request_timeout_seconds)),
                     "KILN_READINESS_PATH": READINESS_PATH,
                     "KILN_PORT": str(RUNTIME_PORT),
+                    "KILN_READY_PARAMETER": ready_parameter,
                 }
             },
             vpc_config={"subnet_ids": subnet_ids, "security_group_ids": [self.security_group.id]},

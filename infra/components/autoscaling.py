@@ -188,61 +188,85 @@ class ServedModelScaling(pulumi.ComponentResource):
             policy_type="SimpleScaling",
             adjustment_type="ChangeInCapacity",
             scaling_adjustment=-1,
-            # Simple scaling waits out this cooldown before it answers the alarm again:
-            # at most one instance leaves per window.
+            # Simple scaling waits out this cooldown before it answers the alarm again, counted
+            # from the end of the activity: after the removed instance drained (up to the
+            # deregistration delay) and terminated. So instances leave at most one per window,
+            # and in practice one per window + drain + termination (docs/scaling.md).
             cooldown=scaling.scale_in_cooldown_seconds,
             opts=child,
         )
         window = scaling.scale_in_evaluation_minutes
         self.scale_in_alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-scale-in",
-            alarm_description=(
-                f"{plan.resource_name}: requests per instance below "
-                f"{scaling.scale_in_threshold_requests_per_minute:g}/min for {window} min "
-                f"and more than {scaling.scale_in_floor} instance(s): remove one"
-            ),
+            alarm_description=_scale_in_description(plan.resource_name, scaling),
             comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=1,
             evaluation_periods=window,
             datapoints_to_alarm=window,
             treat_missing_data="notBreaching",
-            metric_queries=[
-                {
-                    "id": "load",
-                    "metric": {
-                        "namespace": "AWS/ApplicationELB",
-                        "metric_name": "RequestCountPerTarget",
-                        "dimensions": {"TargetGroup": target_group.arn_suffix},
-                        "stat": "Sum",
-                        "period": ALB_METRIC_PERIOD_SECONDS,
-                    },
-                },
-                {
-                    "id": "capacity",
-                    "metric": {
-                        "namespace": "AWS/AutoScaling",
-                        "metric_name": "GroupDesiredCapacity",
-                        "dimensions": {"AutoScalingGroupName": group.name},
-                        "stat": "Minimum",
-                        "period": ALB_METRIC_PERIOD_SECONDS,
-                    },
-                },
-                {
-                    "id": "shrink",
-                    # No requests means no ALB data point: FILL counts that as zero load.
-                    "expression": (
-                        f"IF(capacity > {scaling.scale_in_floor} AND "
-                        f"FILL(load, 0) < {scaling.scale_in_threshold_requests_per_minute:g}, 1, 0)"
-                    ),
-                    "label": "scale in",
-                    "return_data": True,
-                },
-            ],
+            metric_queries=_scale_in_queries(scaling, target_group, group),
             alarm_actions=[self.scale_in_policy.arn],
             tags=plan.tags,
             opts=child,
         )
         self.register_outputs({"scaleInAlarm": self.scale_in_alarm.arn})
+
+
+def _scale_in_description(resource_name: str, scaling: ScalingPlan) -> str:
+    low = f"requests per instance below {scaling.scale_in_threshold_requests_per_minute:g}/min"
+    if scaling.scale_in_threshold_in_flight is not None:
+        low += f" and in flight per instance below {scaling.scale_in_threshold_in_flight:g}"
+    return (f"{resource_name}: {low} for {scaling.scale_in_evaluation_minutes} min "
+            f"and more than {scaling.scale_in_floor} instance(s): remove one")
+
+
+def _scale_in_queries(scaling: ScalingPlan, target_group: aws.lb.TargetGroup,
+                      group: aws.autoscaling.Group) -> list[dict[str, Any]]:
+    """Low on every signal that scales out, and above the floor. A separate scale-in policy is
+    not blocked by target tracking and can fight it
+    (https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-scaling-target-tracking.html): with a
+    model slower than planned, requests per target fall below the threshold while in-flight is over
+    its target, and the request count alone would remove what the in-flight policy adds back."""
+    queries: list[dict[str, Any]] = [
+        {
+            "id": "load",
+            "metric": {
+                "namespace": "AWS/ApplicationELB",
+                "metric_name": "RequestCountPerTarget",
+                "dimensions": {"TargetGroup": target_group.arn_suffix},
+                "stat": "Sum",
+                "period": ALB_METRIC_PERIOD_SECONDS,
+            },
+        },
+        {
+            "id": "capacity",
+            "metric": {
+                "namespace": "AWS/AutoScaling",
+                "metric_name": "GroupDesiredCapacity",
+                "dimensions": {"AutoScalingGroupName": group.name},
+                "stat": "Minimum",
+                "period": ALB_METRIC_PERIOD_SECONDS,
+            },
+        },
+    ]
+    # No requests means no ALB data point: FILL counts that as zero load.
+    low = (f"capacity > {scaling.scale_in_floor} AND "
+           f"FILL(load, 0) < {scaling.scale_in_threshold_requests_per_minute:g}")
+    if scaling.scale_in_threshold_in_flight is not None:
+        queries.append({
+            "id": "inflight",
+            "metric": {
+                "namespace": METRIC_NAMESPACE,
+                "metric_name": IN_FLIGHT_METRIC,
+                "dimensions": scaling.metric_dimensions,
+                # The minute's mean of the instances' 10 s peaks: what the in-flight policy tracks.
+                "stat": "Average",
+                "period": ALB_METRIC_PERIOD_SECONDS,
+            },
+        })
+        low += f" AND FILL(inflight, 0) < {scaling.scale_in_threshold_in_flight:g}"
+    queries.append({"id": "shrink", "expression": f"IF({low}, 1, 0)", "label": "scale in", "return_data": True})
+    return queries
 
 
 def scaling_properties(scaling: ScalingPlan) -> dict[str, Any]:

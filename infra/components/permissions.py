@@ -83,8 +83,18 @@ def in_flight_metric_statement() -> dict[str, Any]:
     }
 
 
-def activator_policy(group_arn: str, rule_arn: str, log_group_arn: str) -> str:
-    """Scale its own group, rewrite its own endpoint's listener rule, find ready instances, write its logs.
+def ready_parameter_arn(same_account_arn: str, parameter_name: str) -> str:
+    """The ARN of the SSM parameter `parameter_name` (a path starting with '/') in the partition,
+    region and account of `same_account_arn`
+    (arn:${Partition}:ssm:${Region}:${Account}:parameter/${ParameterNameWithoutLeadingSlash},
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html)."""
+    _, partition, _, region, account, *_ = same_account_arn.split(":")
+    return f"arn:{partition}:ssm:{region}:{account}:parameter/{parameter_name.lstrip('/')}"
+
+
+def activator_policy(group_arn: str, rule_arn: str, log_group_arn: str, ready_parameter_arn: str) -> str:
+    """Scale its own group, rewrite its own endpoint's listener rule, find ready instances, share
+    readiness through its own parameter, write its logs.
 
     ModifyRule takes the listener-rule ARN as its resource, so the grant names the one rule
     that routes to this served model, not every rule of the shared listener; DescribeRules
@@ -95,6 +105,13 @@ def activator_policy(group_arn: str, rule_arn: str, log_group_arn: str) -> str:
         [
             {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": group_arn},
             {"Sid": "RouteOwnRule", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": rule_arn},
+            {
+                # The readiness signal the held requests of one cold start share (handler.py).
+                "Sid": "ShareReadiness",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"],
+                "Resource": ready_parameter_arn,
+            },
             {
                 # Describe calls cannot be scoped to a resource (IAM service authorization reference).
                 "Sid": "FindReadyInstances",

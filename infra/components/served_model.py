@@ -22,6 +22,7 @@ from infra.plan.catalog import (
     ami_class,
     ami_parameter,
 )
+from infra.plan.launch_timing import root_volume_throughput_mib
 from infra.plan.stack import ServedModelPlan
 from infra.plan.tags import IMAGE_TAG, MODEL_TAG
 from models.artifacts import registry_version
@@ -114,6 +115,8 @@ class ServedModel(pulumi.ComponentResource):
                     "ebs": {
                         "volume_size": plan.profile.root_volume_gib,
                         "volume_type": "gp3",
+                        # GPU images are several GiB: more than the 125 MiB/s baseline to write them.
+                        **({"throughput": throughput} if (throughput := root_volume_throughput_mib(plan.profile)) else {}),
                         "encrypted": "true",
                         "delete_on_termination": "true",
                     },
@@ -165,7 +168,9 @@ class ServedModel(pulumi.ComponentResource):
             target_group_arns=[self.target_group.arn],
             health_check_type="ELB",
             health_check_grace_period=grace,
-            default_instance_warmup=grace,
+            # Counted from InService, which the launch hook holds back until the runtime is
+            # ready: the planned ready time's remainder (infra/plan/launch_timing.py).
+            default_instance_warmup=plan.scaling.instance_warmup_seconds,
             # A concrete version (not $Latest) is what lets an instance refresh roll back to it.
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
             # Instance refresh (launch before terminate, auto rollback), warm pool, group

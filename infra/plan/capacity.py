@@ -25,6 +25,11 @@ PEAK_HEADROOM = 2
 # On top of a worker's measured peak memory (`sizing: measured`): requests larger than the
 # input example, allocator fragmentation over days of serving, the runtime's own buffers.
 MEASURED_MEMORY_HEADROOM = 0.25
+# On a GPU a predict call costs mostly per call (a kernel launch, a host-device copy), so a
+# GPU served model merges up to this many waiting requests unless its maxBatchSize says
+# otherwise (1 turns it off: merging assumes a row's prediction depends on that row only).
+# With no delay a batch is only what is already waiting, so light load is never slowed.
+DEFAULT_GPU_BATCH_SIZE = 8
 # A served request never takes less than the runtime's own work (HTTP parsing, JSON, schema
 # enforcement; about a millisecond), however fast the model predicted in the probe; the
 # scaling target divides by it.
@@ -177,6 +182,16 @@ class CapacityPlan:
     gpu: GpuUse | None = None
     # Set when the plan sized workers from the reload check's measurements (`sizing: measured`).
     measured: WorkerMeasurement | None = None
+    # Requests one worker call may take (adaptive batching; 1: off).
+    max_batch_size: int = 1
+
+    @property
+    def in_flight_per_worker(self) -> int:
+        """Requests a fully used worker holds: one, or a full batch with batching on. The in-flight
+        target scales with it, so a batching model is not scaled out for the queue its batches
+        are made of. The requests-per-minute target stays the unbatched one: what a batch saves
+        is known only once serving, and counting on it would scale out too late."""
+        return self.max_batch_size
 
     @property
     def min_concurrency(self) -> int:
@@ -197,6 +212,8 @@ class CapacityPlan:
             f"scaling target {self.target_requests_per_minute:g} requests/target/min "
             f"(= {s.workers_per_instance} × 1000/{self.latency_ms:g} ms × 60 × {self.target_utilization:g})",
             f"cost ${s.hourly_cost_min:.2f}-${s.hourly_cost_max:.2f}/h (= instances × ${s.instance.hourly_usd}/h)",
+            *([f"batches of up to {self.max_batch_size}: in flight per fully used worker {self.in_flight_per_worker} "
+               "(the requests target stays unbatched)"] if self.max_batch_size > 1 else []),
         ]
 
 
@@ -247,6 +264,7 @@ def plan_capacity(served: ServedModel, model_memory_gib: float | None = None,
     sizing = choose_sizing(profile, concurrency, served.instance_type, placement, worker_memory)
     utilization = served.scaling.target_utilization
     return CapacityPlan(
+        max_batch_size=served.max_batch_size or (DEFAULT_GPU_BATCH_SIZE if profile.has_gpu else 1),
         concurrency=concurrency,
         sizing=sizing,
         latency_ms=latency,

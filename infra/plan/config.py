@@ -283,7 +283,7 @@ class ServedModel(_Model):
     # unset, half the endpoint's request timeout. Beyond it the runtime answers 429 at once.
     queue_budget_seconds: float | None = Field(default=None, gt=0)
     # Adaptive batching (KILN_MAX_BATCH_SIZE / KILN_MAX_BATCH_DELAY_MS): unset, off on CPU
-    # compute types and DEFAULT_GPU_BATCH_SIZE on GPU ones (infra/plan/stack.py).
+    # compute types and DEFAULT_GPU_BATCH_SIZE on GPU ones (infra/plan/capacity.py).
     max_batch_size: int | None = Field(default=None, ge=1, le=1024)
     max_batch_delay_ms: int | None = Field(default=None, ge=0, le=1000)
     environment_vars: dict[str, str] = Field(default_factory=dict)

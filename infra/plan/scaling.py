@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from infra.plan.capacity import CapacityPlan
 from infra.plan.config import Scaling
+from infra.plan.launch_timing import instance_warmup_seconds
 
 # The in-flight metric's contract lives with the runtime, because the image carries no infra code.
 from runtime.contract import METRIC_DIMENSIONS
@@ -63,6 +64,8 @@ class ScalingPlan:
     min_instances: int
     max_instances: int
     workers_per_instance: int
+    # Requests a fully used worker holds (a full batch with batching on): CapacityPlan.in_flight_per_worker.
+    in_flight_per_worker: int
     target_utilization: float
     alb_target_requests_per_minute: float
     high_resolution_metric: bool
@@ -70,18 +73,22 @@ class ScalingPlan:
     scale_to_zero: bool
     idle_minutes_before_zero: int
     warm_pool: WarmPoolPlan | None
+    # After InService (the launch hook held the instance until its runtime answered): see
+    # infra/plan/launch_timing.instance_warmup_seconds.
     instance_warmup_seconds: int
-
-    @property
-    def launch_hook_timeout_seconds(self) -> int:
-        """How long an instance may take from launch to a ready runtime before it is abandoned:
-        the warm-up Kiln already allows a new instance (boot, image pull, model load)."""
-        return self.instance_warmup_seconds
+    # How long an instance may take from launch to a ready runtime before the launch hook
+    # abandons it: the health-check grace (start plus the runtime's whole load timeout), far
+    # above the planned ready time, so a slow but healthy load is never cut off.
+    launch_hook_timeout_seconds: int
+    # How long a scaled-in instance may stay registered while requests finish (the target
+    # group's deregistration delay): the scale-in cooldown starts only after it.
+    deregistration_delay_seconds: int
 
     @property
     def in_flight_target(self) -> float:
-        """Average in-flight requests per instance to hold: workers × target utilisation."""
-        return round(self.workers_per_instance * self.target_utilization, 2)
+        """In-flight requests per instance to hold: workers × requests a fully used worker holds
+        (1, or a full batch) × target utilisation."""
+        return round(self.workers_per_instance * self.in_flight_per_worker * self.target_utilization, 2)
 
     @property
     def scale_in_evaluation_minutes(self) -> int:
@@ -91,6 +98,13 @@ class ScalingPlan:
     @property
     def scale_in_threshold_requests_per_minute(self) -> float:
         return round(self.alb_target_requests_per_minute * SCALE_IN_FRACTION, 2)
+
+    @property
+    def scale_in_threshold_in_flight(self) -> float | None:
+        """Scale-in also needs the in-flight metric this low (when it is published): a model
+        slower than planned answers fewer requests with more in flight, and the request count
+        alone would remove the instances the in-flight policy then adds back."""
+        return round(self.in_flight_target * SCALE_IN_FRACTION, 2) if self.high_resolution_metric else None
 
     @property
     def scale_in_floor(self) -> int:
@@ -109,7 +123,7 @@ class ScalingPlan:
 
 def plan_scaling(
     stack: str, endpoint: str, served_model: str, scaling: Scaling, capacity: CapacityPlan,
-    scale_to_zero: bool, instance_warmup_seconds: int,
+    scale_to_zero: bool, launch_hook_timeout_seconds: int, deregistration_delay_seconds: int,
 ) -> ScalingPlan:
     sizing = capacity.sizing
     warm = scaling.warm_pool
@@ -120,6 +134,7 @@ def plan_scaling(
         min_instances=sizing.min_instances,
         max_instances=sizing.max_instances,
         workers_per_instance=sizing.workers_per_instance,
+        in_flight_per_worker=capacity.in_flight_per_worker,
         target_utilization=scaling.target_utilization,
         alb_target_requests_per_minute=capacity.target_requests_per_minute,
         high_resolution_metric=scaling.high_resolution_metric,
@@ -127,7 +142,9 @@ def plan_scaling(
         scale_to_zero=scale_to_zero,
         idle_minutes_before_zero=scaling.idle_minutes_before_zero,
         warm_pool=WarmPoolPlan(warm.min_size, warm.reuse_on_scale_in) if warm else None,
-        instance_warmup_seconds=instance_warmup_seconds,
+        instance_warmup_seconds=instance_warmup_seconds(),
+        launch_hook_timeout_seconds=launch_hook_timeout_seconds,
+        deregistration_delay_seconds=deregistration_delay_seconds,
     )
 
 

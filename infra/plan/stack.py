@@ -26,11 +26,11 @@ LOGICAL_NAME_LIMIT = 40
 AUTOSCALING_GROUP_NAME_LIMIT = 255
 # ALB deregistration delay range is 0-3600 s.
 MAX_DEREGISTRATION_DELAY_SECONDS = 3600
-# On a GPU a predict call costs mostly per call (a kernel launch, a host-device copy), so a
-# GPU served model merges up to this many waiting requests unless its maxBatchSize says
-# otherwise (1 turns it off: merging assumes a row's prediction depends on that row only).
-# With no delay a batch is only what is already waiting, so light load is never slowed.
-DEFAULT_GPU_BATCH_SIZE = 8
+
+
+def deregistration_delay_seconds(request_timeout_seconds: int) -> int:
+    """Long enough for a request admitted just before scale-in to finish."""
+    return min(request_timeout_seconds, MAX_DEREGISTRATION_DELAY_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,7 @@ class ServedModelPlan:
 
     @property
     def deregistration_delay_seconds(self) -> int:
-        """Long enough for a request admitted just before scale-in to finish."""
-        return min(self.request_timeout_seconds, MAX_DEREGISTRATION_DELAY_SECONDS)
+        return self.scaling.deregistration_delay_seconds
 
     @property
     def health_check_grace_seconds(self) -> int:
@@ -299,7 +298,7 @@ def _served_model_plan(
     capacity = plan_capacity(served, model_memory_gib, measured)
     scaling = plan_scaling(
         stack, endpoint.name, served.name, served.scaling, capacity, served.scale_to_zero_enabled,
-        profile.health_check_grace_seconds,
+        profile.health_check_grace_seconds, deregistration_delay_seconds(endpoint.request_timeout_seconds),
     )
     return ServedModelPlan(
         endpoint=endpoint.name,
@@ -329,7 +328,7 @@ def _served_model_plan(
         ),
         requested_gpu_placement=served.gpu_placement,
         queue_budget_seconds=served.queue_budget_seconds,
-        max_batch_size=served.max_batch_size or (DEFAULT_GPU_BATCH_SIZE if profile.has_gpu else 1),
+        max_batch_size=capacity.max_batch_size,
         max_batch_delay_ms=served.max_batch_delay_ms or 0,
         sizing=served.sizing,
         nominal_capacity=plan_capacity(served, model_memory_gib) if measured is not None else None,

@@ -241,7 +241,8 @@ class Rehearsal:
         credentials = self.role_credentials[function.inputs["role"]]
         return Activator(Settings.from_environment(function.inputs["environment"]["variables"]),
                          aws.client("autoscaling", credentials), aws.client("elbv2", credentials),
-                         aws.client("ec2", credentials), address_of=launcher.address_of)
+                         aws.client("ec2", credentials), address_of=launcher.address_of,
+                         ssm=aws.client("ssm", credentials))
 
     def _rehearse_served_model(self, aws: LocalAws, model: ServedModelUnderTest, gateway: Gateway,
                                launcher: InstanceLauncher) -> None:

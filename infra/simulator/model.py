@@ -2,19 +2,27 @@
 
 Requests are a fluid (fractions allowed), so results are exact functions of the trace and
 the policy, with no randomness. Per tick:
-1. arrivals go to the instances, or to the activator while the route is with it;
-2. ready instances serve `workers / latency` requests per second each, oldest first (held
-   requests first); the runtime queues one request per worker beyond those it runs and
-   rejects the rest (429); held and queued requests older than the request timeout fail;
-3. metrics are sampled: in-flight per instance (for the 10 s metric) and requests per
-   target (for the 1-minute ALB metric); a data point becomes visible a lag after its
-   period ends;
-4. policies act: target tracking scales out to ceil(n × value / target) after N breaching
-   data points (n = ready instances when the data point was taken: warming instances are
-   not counted, so there is no overshoot); scale-in, idle-to-zero and wake follow the
-   policy's rules;
-5. the group converges on the desired capacity: new instances serve after the ready time
-   (or the warm-pool start time), removed instances stop costing at once.
+1. arrivals go to the serving instances, or to the activator while the route is with it; each
+   instance admits while the runtime's own admission (runtime/admission.py) would: beyond its
+   latency budget a request is refused with 429 at once (the activator keeps its held requests
+   and forwards them again); held and admitted requests older than the request timeout fail;
+2. serving instances answer oldest first; with adaptive batching a worker takes up to
+   `max_batch_size` waiting requests in one call, so a batch serves several requests;
+3. metrics: each instance's in-flight peak per 10 s period (runtime/gauge.py, the runtime's
+   own definition) and requests per target per minute; a data point becomes visible a lag
+   after its period ends and counts only the instances past their warm-up;
+4. policies act as AWS documents them
+   (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-default-instance-warmup.html):
+   target tracking scales out to ceil(n × value / target) after N breaching data points, n =
+   instances past warm-up, with warming instances counted as capacity already there; scale-in
+   waits while any instance warms up, and simple scaling's cooldown starts when the last
+   activity completed: a launch's lifecycle hook, or a removed instance's drain (up to the
+   deregistration delay) and termination
+   (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-scaling-cooldowns.html);
+5. the group converges: a launched instance waits in Pending:Wait until its runtime is ready
+   (the launch hook), then InService, serves after the ALB's health checks and is counted after
+   its warm-up; a removed one drains and is billed until it terminates; a warm pool is kept at
+   max(minSize, max − desired), as AWS keeps one without a max prepared capacity.
 """
 
 from __future__ import annotations
@@ -23,8 +31,12 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from infra.simulator.scaling_policies import ACTIVATOR_HOLD_LIMIT, QUEUE_PER_WORKER, SimPolicy
+from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS
+from infra.simulator.scaling_policies import SimPolicy
 from infra.simulator.trace import Trace
+from runtime.admission import Admission
+from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS
+from runtime.gauge import PeakGauge
 
 
 @dataclass(frozen=True)
@@ -32,19 +44,21 @@ class Tick:
     second: int
     rps: float
     desired: int
-    running: int  # launching + ready (billed)
-    ready: int
+    running: int  # billed at the instance price: launching, serving, draining, pool first boots
+    ready: int  # serving
     capacity_rps: float
     served: float
-    rejected: float
+    rejected: float  # 429 over the admission budget, or no target (the ALB's 503)
     timed_out: float
-    waiting: float  # held by the activator + queued in runtimes
+    waiting: float  # held by the activator + admitted and not yet answered
+    in_flight_peak: float  # per serving instance, this second
+    pool: int  # warm-pool instances (stopped or on their first boot)
 
 
 @dataclass
 class Event:
     second: int
-    kind: str  # scale-out, scale-in, zero, wake, ready
+    kind: str  # scale-out, scale-in, zero, wake, ready, terminated
     desired: int
     reason: str
 
@@ -86,38 +100,88 @@ class Result:
 
 
 @dataclass
+class _Instance:
+    in_service: int  # the launch hook completed: the runtime answered /ping
+    serving: int  # the ALB's health checks passed
+    counted: int  # past the warm-up: its data counts in the group's metrics
+
+
+@dataclass
 class _DataPoint:
     visible_at: int
     value: float | None
-    instances: float  # ready instances, averaged over the data point's period
+    instances: float  # instances whose data the point aggregates (past warm-up), over its period
     capacity: int
+    in_flight: float = 0.0  # the minute's mean in-flight peak (scale-in's second signal)
 
 
-class _Instances:
+class _Group:
+    """The group's instances, draining instances and warm pool, and what they cost."""
+
     def __init__(self, policy: SimPolicy, initial: int) -> None:
         self.policy = policy
-        self.ready_at: list[int] = [0] * initial
-        self.pool = policy.warm_pool_size
+        self.active = [_Instance(0, 0, 0) for _ in range(initial)]
+        self.draining: list[int] = []  # when each terminates
+        # When each pool instance is stopped (its first boot, billed, ends); reused ones at once.
+        self.pool: list[int] = []
+        self.last_activity_end = -(10**9)  # when the last launch or termination completed
 
-    def ready(self, now: int) -> int:
-        return sum(1 for at in self.ready_at if at <= now)
+    def serving(self, now: int) -> int:
+        return sum(1 for i in self.active if i.serving <= now)
 
-    def converge(self, desired: int, now: int) -> None:
-        while len(self.ready_at) < desired:
-            if self.policy.cold_start_seconds is not None and not self.ready_at:
-                delay = self.policy.cold_start_seconds
-            elif self.pool > 0:
-                self.pool -= 1
-                delay = self.policy.warm_ready_seconds
+    def counted(self, now: int) -> int:
+        return sum(1 for i in self.active if i.counted <= now)
+
+    def warming(self, now: int) -> bool:
+        return any(i.counted > now for i in self.active)
+
+    def converge(self, desired: int, now: int, result: Result, quiet_since: int) -> None:
+        policy = self.policy
+        while len(self.active) < desired:
+            stopped = [at for at in self.pool if at <= now]
+            if policy.cold_start_seconds is not None and not self.active:
+                serving = now + policy.cold_start_seconds
+                in_service = serving - policy.health_check_seconds
+            elif stopped:
+                self.pool.remove(stopped[0])
+                in_service = now + policy.warm_until_in_service_seconds
+                serving = in_service + policy.health_check_seconds
             else:
-                delay = self.policy.ready_seconds
-            self.ready_at.append(now + delay)
-        while len(self.ready_at) > desired:
-            # Still-launching instances go first: they serve nobody yet.
-            self.ready_at.sort()
-            removed = self.ready_at.pop()
-            if removed <= now and self.policy.warm_pool_size > 0:
-                self.pool += 1  # reuse on scale-in: stopped back into the pool
+                in_service = now + policy.until_in_service_seconds
+                serving = in_service + policy.health_check_seconds
+            self.active.append(_Instance(in_service, serving, in_service + policy.instance_warmup_seconds))
+            # A launch is an activity too: simple scaling's cooldown runs from its lifecycle hook's end.
+            self.last_activity_end = max(self.last_activity_end, in_service)
+        while len(self.active) > desired:
+            # Still-launching instances go first: they serve nobody yet and are not registered.
+            self.active.sort(key=lambda i: i.serving)
+            removed = self.active.pop()
+            if removed.serving > now:
+                continue
+            # Registered: it drains (new requests stop, admitted ones finish) for up to the
+            # deregistration delay, then terminates, or stops back into the pool. The ALB ends the
+            # drain at once for a target with no requests or connections: after a quiet spell.
+            quiet = now - quiet_since >= policy.deregistration_delay_seconds
+            gone = now + (0 if quiet else policy.deregistration_delay_seconds) + policy.termination_seconds
+            if policy.warm_pool_min_size > 0:
+                self.pool.append(gone)
+            else:
+                self.draining.append(gone)
+            self.last_activity_end = max(self.last_activity_end, gone)
+        if policy.warm_pool_min_size > 0:
+            wanted = max(policy.warm_pool_min_size, policy.max_instances - desired)
+            while len(self.pool) < wanted:  # a first boot: pull, load, then stopped
+                self.pool.append(now + policy.until_in_service_seconds)
+            self.pool.sort()
+            del self.pool[wanted:]
+        for at in [at for at in self.draining if at <= now]:
+            self.draining.remove(at)
+            result.events.append(Event(now, "terminated", desired, "drained and terminated"))
+
+    def billed(self, now: int) -> tuple[int, int]:
+        """(instances billed at the instance price, stopped pool instances billed for volumes)."""
+        booting = sum(1 for at in self.pool if at > now)
+        return len(self.active) + len(self.draining) + booting, len(self.pool) - booting
 
 
 def simulate(policy: SimPolicy, trace: Trace) -> Result:
@@ -126,23 +190,21 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
     first = rps[0] if rps else 0.0
     initial = min(policy.max_instances, max(policy.floor, _needed(policy, first * policy.latency_seconds)))
     desired = initial
-    instances = _Instances(policy, initial)
+    group = _Group(policy, initial)
     held: deque[list[float]] = deque()  # [arrival second, amount] at the activator
-    queued: deque[list[float]] = deque()  # [arrival second, amount] in runtimes
+    admitted: deque[list[float]] = deque()  # [arrival second, amount] in runtimes
     route_to_activator = False
     cold_since: int | None = None
     last_arrival = 0
     wake_at: int | None = None
-    last_scale_in = -(10**9)
     signal_points: list[list[_DataPoint]] = [[] for _ in policy.signals]
     signal_seen = [0] * len(policy.signals)
     scale_in_points: list[_DataPoint] = []
     scale_in_seen = 0
-    minute_requests = 0.0
-    minute_ready = 0.0
-    samples: list[list[float | None]] = [[] for _ in policy.signals]
+    minute_requests = minute_serving = minute_in_flight = minute_counted = period_counted = 0.0
+    gauge = PeakGauge()
     window_peak = 0.0
-    period_ready = 0.0  # ready-instance seconds in the current 10 s period
+    last_scale_in = -(10**9)
 
     for now, arriving in enumerate(rps):
         if arriving > 0:
@@ -154,90 +216,98 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
             desired = max(desired, 1)
             wake_at = None
             result.events.append(Event(now, "wake", desired, "a request arrived while at zero"))
-        instances.converge(desired, now)
-        ready = instances.ready(now)
+        group.converge(desired, now, result, last_arrival)
+        serving = group.serving(now)
 
-        # 1. arrivals
+        # 1. arrivals and admission: what fits the admission limit once this second's service is done
         rejected = timed_out = 0.0
-        to_instances = 0.0
-        if route_to_activator or (ready == 0 and policy.hold_at_zero and policy.scale_to_zero):
-            room = max(ACTIVATOR_HOLD_LIMIT - sum(a for _, a in held), 0.0)
-            accepted = min(arriving, room)
+        in_runtimes = sum(a for _, a in admitted)
+        batch = _batch_size(policy, in_runtimes + arriving + sum(a for _, a in held), serving)
+        batch_seconds = policy.latency_seconds * (1 + (batch - 1) * policy.batch_row_cost)
+        capacity = serving * policy.workers_per_instance * batch / batch_seconds
+        limit = Admission(policy.workers_per_instance, policy.admission_budget_seconds, batch_seconds / batch).limit()
+        # The limit counts running and waiting requests; the running ones are the workers' batches.
+        room = max(capacity + serving * max(limit - policy.workers_per_instance * batch, 0.0) - in_runtimes, 0.0)
+        while held and serving and room > 1e-12:  # the activator forwards; a 429 keeps it held
+            take = min(held[0][1], room)
+            admitted.append([held[0][0], take])
+            room -= take
+            if take >= held[0][1] - 1e-12:
+                held.popleft()
+            else:
+                held[0][1] -= take
+        routed = 0.0  # what the ALB counts for the targets: every request it sends them, 429s too
+        if route_to_activator or (serving == 0 and policy.hold_at_zero and policy.scale_to_zero):
+            accepted = min(arriving, max(policy.hold_limit - sum(a for _, a in held), 0.0))
             if accepted:
                 held.append([now, accepted])
             rejected += arriving - accepted
-        elif ready == 0:
+        elif serving == 0:
             rejected += arriving  # no healthy target: the ALB answers 503
         else:
-            to_instances = arriving
-            if arriving:
-                queued.append([now, arriving])
+            routed = arriving
+            to_instances = min(arriving, room)
+            rejected += arriving - to_instances  # over the admission budget: 429
+            if to_instances:
+                admitted.append([now, to_instances])
 
-        # 2. service
-        capacity = ready * policy.workers_per_instance / policy.latency_seconds
+        # 2. service, batched
         budget = capacity
         served = 0.0
-        for line in (held, queued):
-            while line and budget > 1e-12:
-                arrival, amount = line[0]
-                take = min(amount, budget)
-                wait = now - arrival
-                result.wait_seconds_total += take * wait
-                result.max_wait_seconds = max(result.max_wait_seconds, wait)
-                served += take
-                budget -= take
-                if take >= amount - 1e-12:
-                    line.popleft()
-                else:
-                    line[0][1] = amount - take
-        limit = ready * policy.workers_per_instance * QUEUE_PER_WORKER
-        excess = sum(a for _, a in queued) - limit
-        while excess > 1e-12 and queued:  # the newest requests meet a full runtime queue
-            arrival, amount = queued[-1]
-            cut = min(amount, excess)
-            rejected += cut
-            excess -= cut
-            if cut >= amount - 1e-12:
-                queued.pop()
+        while admitted and budget > 1e-12:
+            arrival, amount = admitted[0]
+            take = min(amount, budget)
+            wait = now - arrival
+            result.wait_seconds_total += take * wait
+            result.max_wait_seconds = max(result.max_wait_seconds, wait)
+            served += take
+            budget -= take
+            if take >= amount - 1e-12:
+                admitted.popleft()
             else:
-                queued[-1][1] = amount - cut
-        for line in (held, queued):
+                admitted[0][1] = amount - take
+        for line in (held, admitted):
             while line and now - line[0][0] >= policy.request_timeout_seconds:
                 timed_out += line.popleft()[1]
-        waiting = sum(a for _, a in held) + sum(a for _, a in queued)
+        waiting = sum(a for _, a in held) + sum(a for _, a in admitted)
+        # In flight per instance: the batches running (served rate × time in a batch, Little's
+        # law) plus those waiting for a worker, into the runtime's own peak gauge.
+        peak = (served * batch_seconds + sum(a for _, a in admitted)) / serving if serving else 0.0
+        gauge.rise_to(peak)
 
-        if route_to_activator and ready > 0:
+        if route_to_activator and serving > 0:
             route_to_activator = False  # the first answered request gives the route back
-        if cold_since is not None and ready > 0:
+        if cold_since is not None and serving > 0:
             result.cold_starts.append(now - cold_since)
             result.events.append(Event(now, "ready", desired, f"first instance ready {now - cold_since} s after the first held request"))
             cold_since = None
 
         # 3. metrics
-        in_flight = served * policy.latency_seconds + sum(a for _, a in queued)
-        minute_requests += to_instances
-        minute_ready += ready
-        period_ready += ready
+        counted = group.counted(now)
+        minute_requests += routed
+        minute_serving += serving
+        minute_counted += counted
+        period_counted += counted
         for index, signal in enumerate(policy.signals):
-            if signal.kind == "in_flight":
-                samples[index].append(in_flight / ready if ready else None)
-                if (now + 1) % signal.period_seconds == 0:
-                    values = [v for v in samples[index] if v is not None]
-                    value = sum(values) / len(values) if values else None
-                    mean_ready = period_ready / signal.period_seconds
-                    signal_points[index].append(_DataPoint(now + 1 + signal.lag_seconds, value, mean_ready, desired))
-                    samples[index] = []
-        if (now + 1) % 10 == 0:
-            period_ready = 0.0
-        if (now + 1) % 60 == 0:
-            average_ready = minute_ready / 60
-            per_target = minute_requests / average_ready if average_ready > 0 else None
+            if signal.kind == "in_flight" and (now + 1) % signal.period_seconds == 0:
+                value = gauge.take_peak()
+                minute_in_flight += value * signal.period_seconds
+                n = period_counted / signal.period_seconds
+                signal_points[index].append(_DataPoint(now + 1 + signal.lag_seconds, value if n else None, n, desired))
+        if (now + 1) % HIGH_RESOLUTION_PERIOD_SECONDS == 0:
+            period_counted = 0.0
+        if (now + 1) % ALB_METRIC_PERIOD_SECONDS == 0:
+            average_serving = minute_serving / ALB_METRIC_PERIOD_SECONDS
+            per_target = minute_requests / average_serving if average_serving > 0 else None
+            n = minute_counted / ALB_METRIC_PERIOD_SECONDS
             for index, signal in enumerate(policy.signals):
                 if signal.kind == "requests_per_minute":
-                    signal_points[index].append(_DataPoint(now + 1 + signal.lag_seconds, per_target, average_ready, desired))
+                    signal_points[index].append(
+                        _DataPoint(now + 1 + signal.lag_seconds, per_target if n else None, n, desired))
             lag = policy.signals[0].lag_seconds if policy.signals else 0
-            scale_in_points.append(_DataPoint(now + 1 + lag, per_target or 0.0, ready, desired))
-            minute_requests = minute_ready = 0.0
+            scale_in_points.append(_DataPoint(now + 1 + lag, per_target or 0.0, n, desired,
+                                              minute_in_flight / ALB_METRIC_PERIOD_SECONDS))
+            minute_requests = minute_serving = minute_in_flight = minute_counted = 0.0
 
         # 4. policies
         for index, signal in enumerate(policy.signals):
@@ -250,22 +320,24 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
             recent = points[max(seen - signal.datapoints, 0):seen]
             if len(recent) == signal.datapoints and all(p.value is not None and p.value > signal.target for p in recent):
                 last = recent[-1]
-                proposed = min(policy.max_instances, math.ceil(last.instances * last.value / signal.target))
+                value = last.value or 0.0
+                # Warming instances are capacity already there: a proposal they cover adds nothing.
+                proposed = min(policy.max_instances, math.ceil(round(last.instances * value / signal.target, 9)))
                 if proposed > desired:
                     desired = proposed
-                    result.events.append(Event(now, "scale-out", desired, f"{signal.kind} {last.value:.4g} > target {signal.target:g}"))
+                    result.events.append(Event(now, "scale-out", desired, f"{signal.kind} {value:.4g} > target {signal.target:g}"))
         if policy.detection_seconds is not None:  # Databricks: 'almost immediately'
-            demand = arriving * policy.latency_seconds + waiting
+            demand = arriving * policy.latency_seconds
             window_peak = max(window_peak, demand)
             proposed = min(policy.max_instances, _needed(policy, demand))
             if proposed > desired and desired > 0:
                 desired = proposed
                 result.events.append(Event(now, "scale-out", desired, f"concurrency demand {demand:.4g}"))
         if policy.scale_down_every_seconds and now > 0 and now % policy.scale_down_every_seconds == 0:
-            target = max(policy.floor, min(policy.max_instances, _needed(policy, window_peak)))
+            needed = max(policy.floor, min(policy.max_instances, _needed(policy, window_peak)))
+            target = needed if policy.scale_down_to_needed else max(needed, desired - 1)
             if 0 < target < desired:
                 desired = target
-                last_scale_in = now
                 result.events.append(Event(now, "scale-in", desired, "5-minute scale-down"))
             window_peak = 0.0
         if policy.scale_in_window_seconds:
@@ -278,26 +350,53 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
                 recent = scale_in_points[max(seen - window, 0):seen]
                 if (
                     len(recent) == window
-                    and all(p.capacity > policy.floor and (p.value or 0.0) < policy.scale_in_threshold_rpm for p in recent)
+                    and all(_quiet(policy, p) for p in recent)
+                    # Simple scaling's cooldown runs from the end of the last activity (a launch's
+                    # hook, a drain and termination). Dynamic scale-in waits out every warm-up.
+                    and now >= group.last_activity_end + policy.scale_in_window_seconds
                     and now - last_scale_in >= policy.scale_in_window_seconds
+                    and not group.warming(now)
                     and desired > policy.floor
                 ):
                     desired -= 1
                     last_scale_in = now
-                    result.events.append(Event(now, "scale-in", desired, f"below {policy.scale_in_threshold_rpm:g} requests/target/min for {window} min"))
+                    result.events.append(Event(now, "scale-in", desired, _quiet_reason(policy, window)))
         if policy.scale_to_zero and desired > 0 and now - last_arrival >= policy.idle_seconds and not waiting:
             desired = 0
             # With an activator the route moves to it; without one, requests meet an empty group.
             route_to_activator = policy.hold_at_zero
             result.events.append(Event(now, "zero", 0, f"no requests for {now - last_arrival} s"))
 
-        instances.converge(desired, now)
-        result.instance_seconds += len(instances.ready_at)
-        result.warm_pool_seconds += instances.pool
+        group.converge(desired, now, result, last_arrival)
+        running, stopped = group.billed(now)
+        result.instance_seconds += running
+        result.warm_pool_seconds += stopped
         result.ticks.append(
-            Tick(now, arriving, desired, len(instances.ready_at), ready, capacity, served, rejected, timed_out, waiting)
+            Tick(now, arriving, desired, running, serving, capacity, served, rejected, timed_out, waiting, peak,
+                 len(group.pool))
         )
     return result
+
+
+def _batch_size(policy: SimPolicy, in_runtimes: float, serving: int) -> float:
+    """Requests one worker call takes: 1 while a worker is free, up to max_batch_size once they queue."""
+    if not serving or policy.max_batch_size <= 1:
+        return 1.0
+    return min(float(policy.max_batch_size), max(1.0, in_runtimes / (serving * policy.workers_per_instance)))
+
+
+def _quiet(policy: SimPolicy, point: _DataPoint) -> bool:
+    """The scale-in alarm's minute: above the floor, and low on every signal it watches."""
+    if point.capacity <= policy.floor or (point.value or 0.0) >= policy.scale_in_threshold_rpm:
+        return False
+    return policy.scale_in_threshold_in_flight is None or point.in_flight < policy.scale_in_threshold_in_flight
+
+
+def _quiet_reason(policy: SimPolicy, window: int) -> str:
+    signals = f"below {policy.scale_in_threshold_rpm:g} requests/target/min"
+    if policy.scale_in_threshold_in_flight is not None:
+        signals += f" and {policy.scale_in_threshold_in_flight:g} in flight/instance"
+    return f"{signals} for {window} min"
 
 
 def _needed(policy: SimPolicy, concurrency: float) -> int:

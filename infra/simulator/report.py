@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infra.plan.launch_timing import Timing
 from infra.simulator.model import Result
+from infra.simulator.replay import Replay
 
 # A load step: the rate rises by at least half (and at least 1 rps) from one second to the next.
 STEP_MIN_RISE_FRACTION = 0.5
@@ -84,6 +86,8 @@ def timeline(result: Result, bucket: int = TIMELINE_BUCKET_SECONDS) -> list[dict
                 "desired": ticks[-1].desired,
                 "running": ticks[-1].running,
                 "ready": ticks[-1].ready,
+                "warmPool": ticks[-1].pool,
+                "inFlightPeak": round(max(t.in_flight_peak for t in ticks), 3),
                 "served": round(sum(t.served for t in ticks), 3),
                 "rejected": round(sum(t.rejected + t.timed_out for t in ticks), 3),
                 "waiting": round(ticks[-1].waiting, 3),
@@ -92,28 +96,41 @@ def timeline(result: Result, bucket: int = TIMELINE_BUCKET_SECONDS) -> list[dict
     return rows
 
 
-def as_json(served_model: str, traffic_percentage: int, results: list[Result]) -> dict[str, Any]:
-    policy = results[0].policy
+def as_json(served_model: str, traffic_percentage: int, replays: list[Replay],
+            assumed: list[tuple[str, Timing]]) -> dict[str, Any]:
+    policy = replays[0].planned.policy
     return {
         "servedModel": served_model,
         "trafficPercentage": traffic_percentage,
         "settings": {
             "workersPerInstance": policy.workers_per_instance,
             "latencySeconds": policy.latency_seconds,
+            "admissionBudgetSeconds": policy.admission_budget_seconds,
+            "maxBatchSize": policy.max_batch_size,
             "minInstances": policy.min_instances,
             "maxInstances": policy.max_instances,
             "readySeconds": policy.ready_seconds,
             "warmReadySeconds": policy.warm_ready_seconds,
-            "warmPoolSize": policy.warm_pool_size,
+            "instanceWarmupSeconds": policy.instance_warmup_seconds,
+            "deregistrationDelaySeconds": policy.deregistration_delay_seconds,
+            "warmPoolMinSize": policy.warm_pool_min_size,
             "hourlyUsd": policy.hourly_usd,
         },
+        "assumptions": [
+            {"name": name, "value": timing.value, "source": timing.source,
+             **({"low": timing.low, "high": timing.high} if timing.estimate else {})}
+            for name, timing in assumed
+        ],
         "policies": [
             {
-                **_summary_json(summarize(result)),
-                "events": [{"second": e.second, "kind": e.kind, "desired": e.desired, "reason": e.reason} for e in result.events],
-                "timeline": timeline(result),
+                **_summary_json(summarize(r.planned)),
+                # The same replay with every estimate at the fast and at the slow end of its range.
+                "estimateRange": {"low": _summary_json(summarize(r.low)), "high": _summary_json(summarize(r.high))},
+                "events": [{"second": e.second, "kind": e.kind, "desired": e.desired, "reason": e.reason}
+                           for e in r.planned.events],
+                "timeline": timeline(r.planned),
             }
-            for result in results
+            for r in replays
         ],
     }
 

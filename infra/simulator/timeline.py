@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from infra.simulator.model import Result
+from infra.simulator.model import Tick
+from infra.simulator.replay import Replay
 
 
 class TimelineError(Exception):
     """The timeline cannot be drawn here (matplotlib, the `plots` extra, is not installed)."""
 
 
-def draw(panels: list[tuple[str, list[Result]]], path: Path, title: str) -> Path:
+def draw(panels: list[tuple[str, list[Replay]]], path: Path, title: str) -> Path:
     """One file, a column of three panels (load against capacity, instances, failed requests)
-    per served model, each comparing the policies; needs the `plots` extra (matplotlib)."""
+    per served model, each comparing the policies; around each line, a shaded band from the same
+    replay with every estimate at its fast and its slow end (what the estimates leave open).
+    Needs the `plots` extra (matplotlib)."""
     try:
         import matplotlib
 
@@ -24,14 +29,14 @@ def draw(panels: list[tuple[str, list[Result]]], path: Path, title: str) -> Path
 
     figure, axes = plt.subplots(3, len(panels), sharex="col", squeeze=False,
                                 figsize=(max(11, 5.5 * len(panels)), 8))
-    for column, (label, results) in enumerate(panels):
+    for column, (label, replays) in enumerate(panels):
         load, instances, failed = axes[:, column]
-        minutes = [t.second / 60 for t in results[0].ticks]
-        load.plot(minutes, [t.rps for t in results[0].ticks], color="black", linewidth=1.2, label="arriving rps")
-        for result in results:
-            load.plot(minutes, [t.capacity_rps for t in result.ticks], linewidth=1, label=f"capacity: {result.policy.label}")
-            instances.step(minutes, [t.running for t in result.ticks], where="post", linewidth=1, label=result.policy.label)
-            failed.plot(minutes, [t.rejected + t.timed_out for t in result.ticks], linewidth=1, label=result.policy.label)
+        minutes = [t.second / 60 for t in replays[0].planned.ticks]
+        load.plot(minutes, [t.rps for t in replays[0].planned.ticks], color="black", linewidth=1.2, label="arriving rps")
+        for replay in replays:
+            _band(load, minutes, replay, lambda t: t.capacity_rps)
+            _band(instances, minutes, replay, lambda t: t.running, step=True)
+            _band(failed, minutes, replay, lambda t: t.rejected + t.timed_out)
         load.set_title(label, fontsize=9)
         failed.set_xlabel("minutes")
         for axis in (load, instances, failed):
@@ -46,3 +51,16 @@ def draw(panels: list[tuple[str, list[Result]]], path: Path, title: str) -> Path
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _band(axis: Any, minutes: list[float], replay: Replay, value: Callable[[Tick], float], step: bool = False) -> None:
+    """The planned replay as a line, the fast-to-slow estimates as a shaded band of its colour."""
+    planned = [value(t) for t in replay.planned.ticks]
+    if step:
+        [line] = axis.step(minutes, planned, where="post", linewidth=1, label=replay.planned.policy.label)
+    else:
+        [line] = axis.plot(minutes, planned, linewidth=1, label=replay.planned.policy.label)
+    low, high = [value(t) for t in replay.low.ticks], [value(t) for t in replay.high.ticks]
+    axis.fill_between(minutes, [min(a, b) for a, b in zip(low, high, strict=True)],
+                      [max(a, b) for a, b in zip(low, high, strict=True)],
+                      step="post" if step else None, color=line.get_color(), alpha=0.15, linewidth=0)

@@ -48,3 +48,14 @@ def test_a_seed_after_measurements_changes_nothing() -> None:
 
 def test_without_a_service_time_every_request_is_admitted() -> None:
     Admission(workers=1, budget_seconds=0.001).check(10_000)
+
+
+@pytest.mark.parametrize(("workers", "budget", "service"), [(2, 1.0, 0.5), (3, 2.5, 0.4), (1, 0.1, 1.0)])
+def test_the_limit_is_the_last_count_check_admits(workers: int, budget: float, service: float) -> None:
+    """`kiln simulate` caps an instance at `limit()`: it must be exactly where `check` starts refusing."""
+    admission = Admission(workers, budget, service)
+    limit = int(admission.limit())
+
+    admission.check(limit - 1)
+    with pytest.raises(Overloaded):
+        admission.check(limit)

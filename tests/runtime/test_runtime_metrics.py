@@ -14,15 +14,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import httpx
 import pytest
 
+from infra.local.stack import free_port
 from infra.plan.scaling import ScalingPlan
 from runtime.cloudwatch import FailureLog, InFlightPublisher, in_flight_datum, next_period_end
 from runtime.contract import IN_FLIGHT_METRIC, METRIC_NAMESPACE
 from runtime.gauge import PeakGauge
+from runtime.lifecycle import STATE_PATH, TOKEN_PATH, headed_for_warm_pool, target_lifecycle_state
 from runtime.settings import RuntimeSettings, SettingsError, settings_from_env
 from tests.runtime_models import Switchboard, save
 from tests.runtime_support import PROJECT_ROOT, RunningProcess, moto_s3, start_runtime
@@ -86,7 +89,7 @@ def test_a_failed_put_is_skipped_and_the_next_period_publishes_fresh_data() -> N
         sent.append(datum["Value"])
 
     gauge = PeakGauge()
-    publisher = InFlightPublisher(DIMENSIONS, 10, gauge.take_peak, put=put)
+    publisher = InFlightPublisher(DIMENSIONS, 10, gauge.take_peak, put=put, warm_pool_bound=lambda: False)
     gauge.increment()
 
     asyncio.run(publisher.publish(0))
@@ -116,9 +119,10 @@ def test_repeated_failures_are_reported_at_most_once_a_minute(caplog: pytest.Log
 def test_the_dimensions_the_plan_writes_are_the_ones_the_runtime_reads() -> None:
     plan = ScalingPlan(
         stack="prod", endpoint="fraud-scorer", served_model="champion", min_instances=1, max_instances=2,
-        workers_per_instance=2, target_utilization=0.7, alb_target_requests_per_minute=100.0,
+        workers_per_instance=2, in_flight_per_worker=1, target_utilization=0.7, alb_target_requests_per_minute=100.0,
         high_resolution_metric=True, scale_in_cooldown_seconds=300, scale_to_zero=False,
         idle_minutes_before_zero=30, warm_pool=None, instance_warmup_seconds=60,
+        launch_hook_timeout_seconds=300, deregistration_delay_seconds=60,
     )
 
     settings = settings_from_env(RuntimeSettings("/m", metric_dimensions=plan.published_metric_dimensions).as_env())
@@ -176,16 +180,89 @@ def _in_flight(runtime: RunningProcess) -> int:
     return int(next(line.split()[1] for line in text.splitlines() if line.startswith("kiln_requests_in_flight ")))
 
 
+class InstanceMetadata:
+    """A stand-in for the instance metadata service on 127.0.0.1: IMDSv2 tokens, and the
+    target lifecycle state EC2 Auto Scaling gives the instance (settable)."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        self.token = uuid.uuid4().hex
+        metadata = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+                ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+                self._answer(200 if self.path == TOKEN_PATH and ttl else 400, metadata.token)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.headers.get("X-aws-ec2-metadata-token") != metadata.token:
+                    self._answer(401, "")
+                else:
+                    self._answer(200 if self.path == STATE_PATH else 404, metadata.state)
+
+            def _answer(self, status: int, body: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def metadata() -> Iterator[InstanceMetadata]:
+    service = InstanceMetadata("Warmed:Stopped")
+    yield service
+    service.close()
+
+
+def test_the_lifecycle_state_is_read_with_an_imdsv2_token(metadata: InstanceMetadata) -> None:
+    assert target_lifecycle_state(metadata.endpoint) == "Warmed:Stopped"
+    assert headed_for_warm_pool(metadata.endpoint) is True
+    metadata.state = "InService"
+    assert headed_for_warm_pool(metadata.endpoint) is False
+
+
+def test_without_instance_metadata_there_is_no_warm_pool_and_the_metric_is_published() -> None:
+    assert target_lifecycle_state(f"http://127.0.0.1:{free_port()}") is None
+    assert headed_for_warm_pool(f"http://127.0.0.1:{free_port()}") is False
+
+
+def test_an_instance_booting_into_the_warm_pool_publishes_no_in_flight_zeros(metadata: InstanceMetadata) -> None:
+    """Its runtime is READY during the first boot (the launch hook waits for it), but its zeros
+    would be averaged with the serving instances' load by target tracking."""
+    sent: list[float] = []
+    gauge = PeakGauge()
+    publisher = InFlightPublisher(DIMENSIONS, 10, gauge.take_peak, put=lambda datum: sent.append(datum["Value"]),
+                                  warm_pool_bound=lambda: headed_for_warm_pool(metadata.endpoint))
+
+    for state in ("Warmed:Stopped", "Warmed:Running", "InService"):
+        metadata.state = state
+        asyncio.run(publisher.publish(0))
+
+    assert sent == [0.0]  # only once it is InService
+
+
 @pytest.fixture(scope="module")
 def publishing(tmp_path_factory: pytest.TempPathFactory, moto_s3: dict[str, str]) -> Iterator[tuple[RunningProcess, float]]:
     """A runtime with one worker, publishing every second; also returns the
     last moment /ping was seen 503 (still loading), to check nothing was published before."""
     tmp = tmp_path_factory.mktemp("metrics")
     model = save(Switchboard(), tmp / "switchboard", example_action="ok")
+    in_service = InstanceMetadata("InService")  # the runtime asks before each datum
     runtime = start_runtime(tmp, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1",
                             KILN_METRIC_DIMENSIONS=",".join(f"{k}={v}" for k, v in DIMENSIONS),
                             KILN_METRIC_PERIOD_SECONDS=str(PERIOD_SECONDS), AWS_REGION=moto_s3["AWS_DEFAULT_REGION"],
-                            **moto_s3)
+                            AWS_EC2_METADATA_SERVICE_ENDPOINT=in_service.endpoint, **moto_s3)
     try:
         last_loading = time.time()
         deadline = time.monotonic() + 90
@@ -197,6 +274,7 @@ def publishing(tmp_path_factory: pytest.TempPathFactory, moto_s3: dict[str, str]
         yield runtime, last_loading
     finally:
         runtime.stop()
+        in_service.close()
 
 
 def _ping(runtime: RunningProcess) -> int | None:

@@ -173,6 +173,7 @@ def activator(aws: dict[str, Any], settings: Settings, runtime: Runtime, clock: 
     return Activator(
         settings, aws["autoscaling"], aws["elbv2"], aws["ec2"],
         address_of=lambda instance_id: runtime.address, clock=clock, sleep=clock.sleep,
+        jitter=lambda low, high: high,  # the top of each backoff step: deterministic waits
     )
 
 
@@ -209,9 +210,9 @@ def test_cold_request_wakes_the_group_waits_for_readiness_and_is_answered(aws, r
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"predictions": [2], "tenant": "risk"}
     assert desired_capacity(aws, settings) == 1
-    # No instance before waking; then three 503 pings a poll apart, the 200 ping, the request.
+    # No instance before waking; then three 503 pings, polls backing off, the 200 ping, the request.
     assert runtime.calls == ["GET /ping"] * 4 + [f"POST {PATH}"]
-    assert clock.slept == [settings.poll_seconds] * 3
+    assert clock.slept == [settings.poll_seconds, 2 * settings.poll_seconds, 4 * settings.poll_seconds]
 
 
 def test_answered_request_gives_the_route_back_with_the_same_weights(aws, runtime_factory) -> None:

@@ -293,7 +293,8 @@ class World:
         }
 
     def activator(self, settings: Settings, clock: FakeClock) -> Activator:
-        return Activator(settings, self.autoscaling, self.elbv2, self.ec2, clock=clock, sleep=clock.sleep)
+        return Activator(settings, self.autoscaling, self.elbv2, self.ec2, clock=clock, sleep=clock.sleep,
+                         jitter=lambda low, high: high)
 
     def routes(self) -> dict[str, int]:
         [rule] = self.cloud.clients["elbv2"].describe_rules(RuleArns=[self.rule_arn])["Rules"]
@@ -421,7 +422,8 @@ REQUIRED = {
 
 
 def test_settings_read_every_variable_the_component_sets() -> None:
-    env = {**REQUIRED, "KILN_READINESS_PATH": "/health", "KILN_PORT": "9090", "KILN_POLL_SECONDS": "0.5"}
+    env = {**REQUIRED, "KILN_READINESS_PATH": "/health", "KILN_PORT": "9090", "KILN_POLL_SECONDS": "0.5",
+           "KILN_READY_PARAMETER": "/kiln/activator/kiln-prod-fraud-scorer-champion"}
 
     settings = Settings.from_environment(env)
 
@@ -434,6 +436,7 @@ def test_settings_read_every_variable_the_component_sets() -> None:
         readiness_path="/health",
         port=9090,
         poll_seconds=0.5,
+        ready_parameter="/kiln/activator/kiln-prod-fraud-scorer-champion",
     )
 
 
@@ -664,9 +667,10 @@ def test_loading_instance_is_polled_and_the_request_forwarded_with_what_is_left_
     response = world.activator(settings, clock).handle_request(alb_event())
 
     assert response["statusCode"] == 200
-    # Pings at 0, 2, 4 s answer 503; at 6 s 200. Each ping may take 2 s; the request gets 60 - 6 = 54 s.
-    assert timeouts == [2.0, 2.0, 2.0, 2.0, 54.0]
-    assert clock.slept == [2, 2, 2]
+    # Polls back off (2, 4, 8 s; the test's jitter always takes the top): pings at 0, 2, 6 s
+    # answer 503, at 14 s 200. Each ping may take 2 s; the request gets 60 - 14 = 46 s.
+    assert timeouts == [2.0, 2.0, 2.0, 2.0, 46.0]
+    assert clock.slept == [2, 4, 8]
     assert world.log == ["scale to 1"] + ["i1 GET /ping → 503"] * 3 + ["i1 GET /ping → 200", f"i1 POST {PATH}", "route served:90 other:10"]
 
 

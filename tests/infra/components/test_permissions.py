@@ -10,6 +10,7 @@ from infra.components.permissions import (
     build_policy,
     group_arn,
     instance_policy,
+    ready_parameter_arn,
     tls_only_bucket_policy,
     trust_policy,
 )
@@ -17,6 +18,7 @@ from infra.components.permissions import (
 BUCKET = "arn:aws:s3:::kiln-artifacts-1a2b3c4"
 REPOSITORY = "arn:aws:ecr:us-east-1:123456789012:repository/kiln-images"
 LOG_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/kiln/dev/fraud-scorer"
+PARAMETER = "arn:aws:ssm:us-east-1:123456789012:parameter/kiln/activator/kiln-dev-fraud"
 GROUP = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:uuid-1:autoScalingGroupName/kiln-dev-fraud"
 RULE = ("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/kiln-dev/50dc6c495c0c9188/"
         "f2f7dc8efc522ab2/9683b2d02a6cabee")
@@ -62,8 +64,15 @@ def test_a_group_arn_is_named_before_aws_assigns_its_id() -> None:
     )
 
 
+def test_the_readiness_parameter_arn_is_in_the_stacks_partition_region_and_account() -> None:
+    assert ready_parameter_arn(LOG_GROUP, "/kiln/activator/kiln-dev-fraud") == PARAMETER
+    assert ready_parameter_arn("arn:aws-cn:logs:cn-north-1:210987654321:log-group:/kiln/x", "/kiln/activator/g") == (
+        "arn:aws-cn:ssm:cn-north-1:210987654321:parameter/kiln/activator/g"
+    )
+
+
 def test_activator_scales_only_its_group_and_rewrites_only_its_endpoints_rule() -> None:
-    document = json.loads(activator_policy(GROUP, RULE, LOG_GROUP))
+    document = json.loads(activator_policy(GROUP, RULE, LOG_GROUP, PARAMETER))
 
     assert document == {
         "Version": "2012-10-17",
@@ -71,6 +80,9 @@ def test_activator_scales_only_its_group_and_rewrites_only_its_endpoints_rule() 
             {"Sid": "ScaleOwnGroup", "Effect": "Allow", "Action": ["autoscaling:SetDesiredCapacity"], "Resource": GROUP},
             # The one rule, not listener-rule/app/<lb>/<id>/<listener-id>/* (every endpoint's rule).
             {"Sid": "RouteOwnRule", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyRule"], "Resource": RULE},
+            # Its own readiness parameter only: the held requests of one cold start share it.
+            {"Sid": "ShareReadiness", "Effect": "Allow",
+             "Action": ["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"], "Resource": PARAMETER},
             {"Sid": "FindReadyInstances", "Effect": "Allow",
              "Action": ["autoscaling:DescribeAutoScalingGroups", "elasticloadbalancing:DescribeTargetHealth",
                         "elasticloadbalancing:DescribeRules", "ec2:DescribeInstances"],

@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from infra.plan.catalog import GPU_MODEL_LOAD_TIMEOUT_SECONDS, GPU_START_SECONDS
+from infra.plan.catalog import (
+    CPU_MODEL_LOAD_TIMEOUT_SECONDS,
+    CPU_START_SECONDS,
+    GPU_MODEL_LOAD_TIMEOUT_SECONDS,
+    GPU_START_SECONDS,
+    PROFILES,
+    ComputeType,
+)
 from infra.plan.config import ConfigError, parse_stack_config, values_from_stack_config
+from infra.plan.launch_timing import image_pull_seconds, instance_warmup_seconds
 from infra.preview.program import ProgramRun, Registration, run_program
 from tests.conftest import stack_config
 from tests.infra.test_program import user_data
@@ -94,9 +102,26 @@ def test_scale_in_removes_one_instance_per_window_and_never_goes_below_one(runs)
 
     assert (policy["policyType"], policy["scalingAdjustment"], policy["cooldown"]) == ("SimpleScaling", -1, 300)
     assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (5, 5)
-    # floor is the group minimum (3); threshold half the 3150 target
-    assert shrink["expression"] == "IF(capacity > 3 AND FILL(load, 0) < 1575, 1, 0)"
+    # floor is the group minimum (3); thresholds half the 3150 requests target and half the
+    # 2.1 in-flight target (3 workers × 0.7)
+    assert shrink["expression"] == "IF(capacity > 3 AND FILL(load, 0) < 1575 AND FILL(inflight, 0) < 1.05, 1, 0)"
     assert alarm["alarmActions"] == [run.named("fraud-scorer.champion-scale-in").outputs["arn"]]
+
+
+def test_scale_in_needs_the_in_flight_metric_low_too_so_a_slow_model_does_not_flap(runs) -> None:
+    """A separate scale-in policy is not blocked by target tracking: on requests alone, a model
+    slower than planned loses the instance the in-flight policy adds back (simulated in
+    tests/infra/simulator)."""
+    alarm = named(runs["prod"], ALARM, "fraud-scorer.champion-scale-in").inputs
+    [in_flight] = [q for q in alarm["metricQueries"] if q["id"] == "inflight"]
+    without_metric = named(runs["tuned"], ALARM, "fraud-scorer.champion-scale-in").inputs
+
+    assert in_flight["metric"]["namespace"] == "Kiln/Serving"
+    assert in_flight["metric"]["metricName"] == "InFlightRequests"
+    assert in_flight["metric"]["dimensions"] == {"Stack": "prod", "Endpoint": "fraud-scorer", "ServedModel": "champion"}
+    assert (in_flight["metric"]["stat"], in_flight["metric"]["period"]) == ("Average", 60)
+    # highResolutionMetric off: nothing publishes in flight, so the alarm reads requests only.
+    assert "inflight" not in json.dumps(without_metric["metricQueries"])
 
 
 def test_configured_scale_in_window_sets_cooldown_and_alarm_length(runs) -> None:
@@ -116,19 +141,40 @@ def test_instance_refresh_launches_before_terminating_with_checkpoints_and_rollb
     assert (preferences["minHealthyPercentage"], preferences["maxHealthyPercentage"]) == (100, 200)
     assert preferences["autoRollback"] is True
     assert (preferences["checkpointPercentages"], preferences["checkpointDelay"]) == ([50, 100], "300")
-    assert preferences["instanceWarmup"] == "300"
+    assert preferences["instanceWarmup"] == str(instance_warmup_seconds())
     assert preferences["alarmSpecification"]["alarms"] == [alarm["name"]]
     assert "HTTPCode_Target_5XX_Count" in json.dumps(alarm["metricQueries"])
 
 
-def test_gpu_refresh_waits_as_long_as_a_gpu_instance_may_take_to_load(runs) -> None:
-    """A refresh that moves on before a GPU instance may have loaded its model counts an
-    unready instance as healthy capacity: the warmup follows the GPU grace (start + load limit)."""
-    gpu = named(runs["prod"], GROUP, "ticket-router.champion-asg").inputs["instanceRefresh"]["preferences"]
-    cpu = named(runs["prod"], GROUP, "fraud-scorer.champion-asg").inputs["instanceRefresh"]["preferences"]
+def test_warmup_is_what_remains_of_the_planned_ready_time_after_in_service(runs) -> None:
+    """AWS counts the warm-up from InService, which the launch hook holds back until the runtime
+    answers /ping: what remains is the ALB's health checks and one in-flight period, for CPU and
+    GPU alike. The old warm-up (the 300 s / 2,100 s grace) kept ready instances out of the metric
+    and blocked scale-in for minutes; the hook, not the warm-up, allows for the slow load."""
+    for name, gpu in (("fraud-scorer.champion-asg", False), ("ticket-router.champion-asg", True)):
+        group = named(runs["prod"], GROUP, name).inputs
+        grace = GPU_START_SECONDS + GPU_MODEL_LOAD_TIMEOUT_SECONDS if gpu else CPU_START_SECONDS + CPU_MODEL_LOAD_TIMEOUT_SECONDS
 
-    assert gpu["instanceWarmup"] == str(GPU_START_SECONDS + GPU_MODEL_LOAD_TIMEOUT_SECONDS)
-    assert int(cpu["instanceWarmup"]) < int(gpu["instanceWarmup"])
+        assert group["defaultInstanceWarmup"] == 2 * 10 + 10, name
+        assert group["instanceRefresh"]["preferences"]["instanceWarmup"] == "30", name
+        assert group["initialLifecycleHooks"][0]["heartbeatTimeout"] == grace, name
+        assert group["healthCheckGracePeriod"] == grace, name
+    for policy in runs["prod"].of_type(POLICY):
+        if policy.inputs["policyType"] == "TargetTrackingScaling":
+            assert policy.inputs["estimatedInstanceWarmup"] == 30, policy.name
+
+
+def test_gpu_root_volume_gets_the_throughput_to_write_its_image(runs) -> None:
+    """A ~10 GiB GPU image at gp3's 125 MiB/s baseline is over 80 s of disk writes alone."""
+    def root(name: str) -> dict[str, Any]:
+        template = next(r for r in runs["prod"].of_type("aws:ec2/launchTemplate:LaunchTemplate") if r.name == name)
+        return template.inputs["blockDeviceMappings"][0]["ebs"]
+
+    gpu, cpu = root("ticket-router.champion-lt"), root("fraud-scorer.champion-lt")
+
+    assert gpu["throughput"] == 350  # ceil(10 GiB × 1024 / 30 s / 25) × 25 MiB/s
+    assert "throughput" not in cpu
+    assert image_pull_seconds(PROFILES[ComputeType.GPU_MEDIUM]) < 10 * 1024 / 125
 
 
 def test_warm_pool_keeps_stopped_instances_and_reuses_them_on_scale_in(runs) -> None:
@@ -167,6 +213,11 @@ def test_activator_holds_requests_for_the_endpoint_request_timeout(runs) -> None
     assert env["KILN_REQUEST_TIMEOUT_SECONDS"] == "597"
     assert env["KILN_GROUP_NAME"] == group.outputs["name"]
     assert env["KILN_TARGET_GROUP_ARN"] == served_group.outputs["arn"]
+    # The readiness the held requests share, and the role may touch only that parameter.
+    assert env["KILN_READY_PARAMETER"] == "/kiln/activator/" + group.inputs["name"]
+    role_policy = named(run, "aws:iam/rolePolicy:RolePolicy", "fraud-scorer.champion-activator-least-privilege")
+    [share] = [s for s in json.loads(role_policy.inputs["policy"])["Statement"] if s["Sid"] == "ShareReadiness"]
+    assert share["Resource"].endswith(":parameter/kiln/activator/" + group.inputs["name"])
 
 
 def test_activator_role_may_scale_only_its_group_and_rewrite_only_its_endpoints_rule(runs) -> None:
@@ -252,11 +303,11 @@ def heredoc(script: str, path: str) -> str:
 @pytest.mark.parametrize("run_name", ["tuned", "prod"], ids=["warm-pool", "no-warm-pool"])
 def test_every_group_holds_a_launching_instance_until_its_runtime_is_ready(runs, run_name: str) -> None:
     for group in runs[run_name].of_type(GROUP):
-        warmup = int(group.inputs["instanceRefresh"]["preferences"]["instanceWarmup"])
+        grace = group.inputs["healthCheckGracePeriod"]
 
         assert group.inputs["initialLifecycleHooks"] == [
             {"name": "kiln-runtime-ready", "lifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-             "heartbeatTimeout": warmup, "defaultResult": "ABANDON"}
+             "heartbeatTimeout": grace, "defaultResult": "ABANDON"}
         ], group.name
 
 

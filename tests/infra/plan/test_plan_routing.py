@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from infra.plan.capacity import DEFAULT_GPU_BATCH_SIZE
 from infra.plan.catalog import CPU_START_SECONDS, GPU_START_SECONDS, ComputeType
 from infra.plan.config import parse_stack_config
-from infra.plan.stack import DEFAULT_GPU_BATCH_SIZE, ServedModelPlan, StackPlan, endpoint_path, plan_stack
+from infra.plan.stack import ServedModelPlan, StackPlan, endpoint_path, plan_stack
 
 VPC = "vpc-0a1b2c3d4e5f60001"
 PRIVATE = ["subnet-0a1b2c3d4e5f600a1", "subnet-0a1b2c3d4e5f600b1"]
@@ -286,7 +287,10 @@ def test_gpu_served_models_get_longer_to_become_healthy() -> None:
 
     # CPU: boot + image pull + fetch 120 s, load 180 s; GPU (CUDA images, large models) 300 + 1800 s.
     assert [s.health_check_grace_seconds for s in plan.served_models] == [300, 300, 2100]
-    assert [s.scaling.instance_warmup_seconds for s in plan.served_models] == [300, 300, 2100]
+    # The launch hook allows the same before it abandons an instance; the warm-up, counted from
+    # InService (after the hook), is the health checks plus one in-flight period for both.
+    assert [s.scaling.launch_hook_timeout_seconds for s in plan.served_models] == [300, 300, 2100]
+    assert [s.scaling.instance_warmup_seconds for s in plan.served_models] == [30, 30, 30]
 
 
 @pytest.mark.parametrize(("compute_type", "model_gib", "expected"), [

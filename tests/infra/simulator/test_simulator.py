@@ -13,11 +13,16 @@ from infra.simulator.report import summarize, time_to_capacity
 from infra.simulator.scaling_policies import Signal, SimPolicy
 from infra.simulator.trace import Trace, TraceError, idle_then_burst, load_csv, resolve, step
 
-READY = 105  # launch to serving, seconds
+IN_SERVICE, HEALTH_CHECKS = 85, 20  # launch to a ready runtime, then the ALB's checks
+READY = IN_SERVICE + HEALTH_CHECKS  # launch to serving, seconds
 UNITS, LATENCY, UTILIZATION = 2, 0.5, 0.7  # each instance serves 2 / 0.5 = 4 requests per second
 ALB_TARGET = UNITS / LATENCY * 60 * UTILIZATION  # 168 requests per target per minute
 IN_FLIGHT_TARGET = UNITS * UTILIZATION  # 1.4
 HIGH_RES_LAG, ALB_LAG, DATAPOINTS = 10, 60, 3
+# Admission: a worker's request takes 0.5 s, so each waiting position costs 0.25 s with 2 workers;
+# a 0.5 s budget admits 2 waiting per instance beyond the 2 running (runtime/admission.py).
+BUDGET = 0.5
+DRAIN, TERMINATION, WARMUP = 300, 30, 30
 
 
 def policy(**changes) -> SimPolicy:
@@ -29,11 +34,15 @@ def policy(**changes) -> SimPolicy:
             Signal("requests_per_minute", 60, ALB_LAG, DATAPOINTS, ALB_TARGET),
             Signal("in_flight", 10, HIGH_RES_LAG, DATAPOINTS, IN_FLIGHT_TARGET),
         ),
+        admission_budget_seconds=BUDGET, max_batch_size=1, batch_row_cost=0.2,
         scale_in_window_seconds=300, scale_in_threshold_rpm=ALB_TARGET / 2,
-        scale_down_every_seconds=None, detection_seconds=None,
-        scale_to_zero=False, idle_seconds=1860, hold_at_zero=True, wake_reaction_seconds=1,
-        ready_seconds=READY, warm_ready_seconds=55, cold_start_seconds=None,
-        warm_pool_size=0, warm_pool_hourly_usd=0.0, request_timeout_seconds=597,
+        scale_in_threshold_in_flight=IN_FLIGHT_TARGET / 2,
+        scale_down_every_seconds=None, scale_down_to_needed=False, detection_seconds=None,
+        scale_to_zero=False, idle_seconds=1860, hold_at_zero=True, hold_limit=500, wake_reaction_seconds=1,
+        until_in_service_seconds=IN_SERVICE, warm_until_in_service_seconds=35, health_check_seconds=HEALTH_CHECKS,
+        instance_warmup_seconds=WARMUP, cold_start_seconds=None,
+        warm_pool_min_size=0, warm_pool_hourly_usd=0.0, deregistration_delay_seconds=DRAIN,
+        termination_seconds=TERMINATION, request_timeout_seconds=597,
     )
     return replace(base, **changes)
 
@@ -78,7 +87,7 @@ def test_high_resolution_metric_serves_more_of_a_step_than_alb_only() -> None:
 
 def test_scale_in_never_comes_sooner_than_the_window() -> None:
     window = 300
-    load = Trace("up-down", tuple(30.0 if t < 600 else 0.5 for t in range(3600)))
+    load = Trace("up-down", tuple(30.0 if t < 600 else 0.5 for t in range(9000)))
 
     result = simulate(policy(scale_in_window_seconds=window), load)
     scale_ins = [e.second for e in result.events if e.kind == "scale-in"]
@@ -112,7 +121,7 @@ def test_scale_to_zero_holds_requests_through_the_cold_start_gap() -> None:
 def test_warm_pool_shortens_the_cold_start_to_the_warm_start() -> None:
     trace = idle_then_burst(peak=2, idle=2400, burst=600)
 
-    result = simulate(policy(min_instances=0, scale_to_zero=True, warm_pool_size=1), trace)
+    result = simulate(policy(min_instances=0, scale_to_zero=True, warm_pool_min_size=1), trace)
 
     assert result.cold_starts == [1 + 55]
 
@@ -126,15 +135,114 @@ def test_without_an_activator_requests_at_zero_are_rejected_until_ready() -> Non
     assert result.rejected == pytest.approx(2 * (1 + READY))
 
 
-def test_cost_is_instance_hours_times_price_plus_warm_pool_volumes() -> None:
-    priced = policy(hourly_usd=0.357, warm_pool_size=2, warm_pool_hourly_usd=30 * 0.08 / 730)
+def test_warm_pool_is_kept_at_group_max_minus_desired_and_its_first_boots_are_billed() -> None:
+    """Without a max prepared capacity AWS keeps the pool at max - desired, never below minSize
+    (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-warm-pools.html), and a
+    pool instance runs (and is billed) through its first boot before it is stopped."""
+    priced = policy(hourly_usd=0.357, warm_pool_min_size=2, warm_pool_hourly_usd=30 * 0.08 / 730)
     flat = Trace("flat", tuple(2.0 for _ in range(7200)))
 
     result = simulate(priced, flat)
 
-    # One instance all along (2 rps needs ceil(1 / 1.4) = 1), two stopped instances in the pool.
-    assert result.instance_hours == pytest.approx(2.0)
-    assert result.cost_usd == pytest.approx(2.0 * 0.357 + 2 * 2.0 * 30 * 0.08 / 730)
+    # One instance all along (2 rps needs ceil(1 / 1.4) = 1): the pool is 10 - 1 = 9, not minSize 2.
+    assert {t.pool for t in result.ticks} == {9}
+    assert result.instance_seconds == pytest.approx(7200 + 9 * IN_SERVICE)
+    assert result.warm_pool_seconds == pytest.approx(9 * (7200 - IN_SERVICE))
+    assert result.cost_usd == pytest.approx(
+        (7200 + 9 * IN_SERVICE) / 3600 * 0.357 + 9 * (7200 - IN_SERVICE) / 3600 * 30 * 0.08 / 730)
+
+
+def test_a_new_instance_counts_in_the_metrics_only_after_its_warmup_and_scale_in_waits_for_it() -> None:
+    """AWS starts the warm-up at InService, leaves warming instances out of the aggregated metrics
+    and blocks dynamic scale-in until every warm-up has ended."""
+    warmup = 900
+    load = Trace("up-down", tuple(8.0 if 60 <= t < 400 else 0.5 for t in range(3600)))
+
+    result = simulate(policy(instance_warmup_seconds=warmup), load)
+    scale_out = next(e for e in result.events if e.kind == "scale-out")
+    scale_in = next(e for e in result.events if e.kind == "scale-in")
+
+    assert scale_in.second >= scale_out.second + IN_SERVICE + warmup
+    # Without the warm-up the same quiet spell scales in earlier.
+    assert next(e for e in simulate(policy(instance_warmup_seconds=0), load).events
+                if e.kind == "scale-in").second < scale_in.second
+
+
+def test_in_flight_data_points_are_the_period_peak_as_the_runtime_publishes() -> None:
+    """Bursts of 3 s in every 10 s: the period's average in flight stays under the target, the
+    peak does not, so scale-out happens (an average would have missed it)."""
+    bursts = Trace("bursts", tuple(5.0 if 60 <= t and t % 10 < 3 else 0.5 for t in range(600)))
+
+    result = simulate(policy(signals=policy().signals[1:]), bursts)
+    scale_out = next(e for e in result.events if e.kind == "scale-out")
+    period = [t.in_flight_peak for t in result.ticks if 60 <= t.second < 70]
+
+    assert sum(period) / len(period) < IN_FLIGHT_TARGET < max(period)
+    assert f"in_flight {max(period):.4g} > target" in scale_out.reason
+
+
+def test_a_scaled_in_instance_drains_and_is_billed_until_it_terminates_and_the_cooldown_starts_then() -> None:
+    window = 300
+    load = Trace("up-down", tuple(30.0 if t < 600 else 0.5 for t in range(4800)))
+
+    result = simulate(policy(scale_in_window_seconds=window), load)
+    scale_ins = [e.second for e in result.events if e.kind == "scale-in"]
+
+    assert len(scale_ins) >= 2
+    # The cooldown counts from the end of the activity: drain (the deregistration delay while
+    # requests still arrive) and termination, so the spacing is window + drain + termination.
+    assert all(later - earlier >= window + DRAIN + TERMINATION for earlier, later in zip(scale_ins, scale_ins[1:]))
+    first = scale_ins[0]
+    draining = [t for t in result.ticks if first <= t.second < first + DRAIN + TERMINATION]
+    assert all(t.running == t.desired + 1 for t in draining)
+    assert result.ticks[first + DRAIN + TERMINATION].running == result.ticks[first].desired
+
+
+def test_a_model_slower_than_planned_does_not_flap_when_scale_in_also_reads_in_flight() -> None:
+    """3x slower than planned: 4 rps keeps 6 in flight, so 5 instances are needed (1.2 each,
+    under 1.4) while the request count per target is far below half its target. Scale-in on the
+    request count alone removes the fifth, in-flight scales out again, and so on."""
+    slow = Trace("steady", tuple(4.0 for _ in range(7200)))
+
+    both = simulate(policy(latency_seconds=3 * LATENCY), slow)
+    requests_only = simulate(policy(latency_seconds=3 * LATENCY, scale_in_threshold_in_flight=None), slow)
+
+    def flaps(result) -> int:
+        kinds = [e.kind for e in result.events if e.kind in ("scale-in", "scale-out")]
+        return sum(1 for a, b in zip(kinds, kinds[1:]) if (a, b) == ("scale-in", "scale-out"))
+
+    assert flaps(requests_only) >= 2
+    assert flaps(both) == 0
+    assert [e.kind for e in both.events if e.kind == "scale-in"] == []
+
+
+def test_admission_refuses_with_429_beyond_the_budget_and_a_larger_budget_admits_more() -> None:
+    """One instance, 8 rps against 4 rps of service: a 0.5 s budget lets 2 wait per instance,
+    2 s lets 8 wait; the rest of the excess is refused at once."""
+    flood = Trace("flood", tuple(8.0 for _ in range(30)))
+    alone = {"signals": (), "max_instances": 1}
+
+    tight = simulate(policy(**alone), flood)
+    loose = simulate(policy(**alone, admission_budget_seconds=2.0), flood)
+
+    assert tight.ticks[-1].waiting == pytest.approx(2)
+    assert loose.ticks[-1].waiting == pytest.approx(8)
+    assert tight.rejected == pytest.approx(30 * 8 - 30 * 4 - 2)
+    assert loose.rejected == pytest.approx(30 * 8 - 30 * 4 - 8)
+
+
+def test_batching_serves_several_requests_per_call_once_requests_queue() -> None:
+    """Batches of up to 4, each extra row costing 20 % of a prediction: a saturated worker
+    answers 4 / (0.5 × 1.6) = 5 requests per second instead of 2."""
+    flood = Trace("flood", tuple(20.0 for _ in range(60)))
+    alone = {"signals": (), "max_instances": 1, "admission_budget_seconds": 5.0}
+
+    unbatched = simulate(policy(**alone), flood)
+    batched = simulate(policy(**alone, max_batch_size=4), flood)
+
+    assert unbatched.ticks[-1].capacity_rps == pytest.approx(UNITS / LATENCY)
+    assert batched.ticks[-1].capacity_rps == pytest.approx(UNITS * 4 / (LATENCY * 1.6))
+    assert batched.served > unbatched.served
 
 
 def test_csv_trace_holds_each_rate_until_the_next_row(tmp_path: Path) -> None:
