@@ -30,7 +30,7 @@ def stack_file(directory: Path, served_models: tuple[str, ...]) -> Path:
         "aws:region": "us-east-1",
         "kiln:environment": "dev",
         "kiln:mlflowTrackingUri": "http://mlflow.internal:5000",
-        "kiln:network": {"vpcId": "vpc-0a1b2c3d", "privateSubnetIds": ["subnet-0a", "subnet-0b"]},
+        "kiln:network": {"vpcId": "vpc-0a1b2c3d", "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-0b1c2d3e"]},
         "kiln:endpoints": [{
             "name": "scorer",
             "servedModels": [{"name": name, "modelUri": MODEL, "computeType": "CPU_MEDIUM", "workloadSize": "Small",
