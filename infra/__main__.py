@@ -8,6 +8,7 @@ from infra.components.foundation import Foundation, Release
 from infra.components.gateway import Gateway
 from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
+from infra.components.inference_table import InferenceTables
 from infra.components.model_artifact import ModelArtifactUpload
 from infra.plan.stack import ServedModelPlan, plan_stack
 from infra.program.bake import bake_served_models, builder_compute_type, model_memory, worker_measurements
@@ -58,6 +59,10 @@ endpoints = {
     endpoint.name: Endpoint(endpoint.name, endpoint, {s.name: release(s) for s in endpoint.served_models}, foundation)
     for endpoint in plan.endpoints
 }
+
+if plan.captures:
+    InferenceTables("inference-tables", plan.captures, artifact_store.bucket.bucket, plan.tags)
+    pulumi.export("inferenceTables", {capture.endpoint: capture.qualified_table for capture in plan.captures})
 
 pulumi.export("endpoints", {name: endpoint.url for name, endpoint in endpoints.items()})
 pulumi.export("servedModels", {served.resource_name: served.capacity_outputs() for served in plan.served_models})
