@@ -222,19 +222,19 @@ class RuntimeApp:
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Reply) -> None:
         arrived, started = time.time(), time.perf_counter()
-        captured = self.capture is not None and self.capture.sampled()
-        body = bytearray() if captured else None
+        # The request body, kept (not copied) for the inference table when this request is sampled.
+        body: list[bytes] | None = [] if self.capture is not None and self.capture.sampled() else None
         status = await self._answer(scope, receive, send, body)
         seconds = time.perf_counter() - started
         self.metrics.observe(status, seconds)
         if status >= 500:
             log.warning("request %s answered %d after %.3f s", send.request_id, status, seconds)
-        if captured and self.capture is not None and body is not None:
+        if self.capture is not None and body is not None:
             client_id = _header(scope, CLIENT_REQUEST_ID_HEADER)
             self.capture.offer(Exchange(send.request_id, client_id.decode("latin-1") if client_id else None, arrived,
-                                        seconds, status, bytes(body), send.body))
+                                        seconds, status, body[0] if body else b"", send.body))
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Reply, captured_body: bytearray | None) -> int:
+    async def _answer(self, scope: Scope, receive: Receive, send: Reply, captured_body: list[bytes] | None) -> int:
         """Answer one invocation and return its status; every path ends in exactly one response.
 
         The body is read before admission: a slow sender holds a connection, never a place
@@ -249,7 +249,7 @@ class RuntimeApp:
                 raise NotReady("the model is still loading")
             body = await self._read_body(scope, receive)
             if captured_body is not None:
-                captured_body += body
+                captured_body.append(body)
             self.pool.admit()
             try:
                 return await self._predict(scope, body, send)
