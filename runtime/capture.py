@@ -145,7 +145,8 @@ class InferenceCapture:
                          "model_name": settings.model_name, "model_version": settings.model_version}
         self.written = 0
         self.dropped: Counter[str] = Counter({"buffer_full": 0, "upload_failed": 0})
-        self._pending: list[Record] = []
+        # Each row with the bytes it counts against the memory bound.
+        self._pending: list[tuple[Record, int]] = []
         # The pending rows plus the batch being uploaded: what capture holds in memory.
         self._buffered_bytes = 0
         self._wake = asyncio.Event()
@@ -181,8 +182,7 @@ class InferenceCapture:
         if self._buffered_bytes + size > self.settings.capture_max_buffered_bytes:
             self.dropped["buffer_full"] += 1
             return
-        record["_size"] = size
-        self._pending.append(record)
+        self._pending.append((record, size))
         self._buffered_bytes += size
         if len(self._pending) >= self.settings.capture_flush_records:
             self._wake.set()
@@ -206,17 +206,16 @@ class InferenceCapture:
             if not batch:
                 return
             try:
-                for date, rows in _by_date(batch).items():
+                for date, rows in _by_date([record for record, _ in batch]).items():
                     await self._upload(date, rows)
             finally:
-                self._buffered_bytes -= sum(record["_size"] for record in batch)
+                self._buffered_bytes -= sum(size for _, size in batch)
 
     async def _upload(self, date: str, rows: list[Record]) -> None:
         key = (f"{self.prefix}{PARTITION_COLUMN.name}={date}/{self.settings.served_model or 'model'}-"
                f"{datetime.now(UTC):%H%M%S}-{uuid.uuid4().hex[:12]}.{self.settings.capture_format}")
-        clean = [{k: v for k, v in row.items() if k != "_size"} for row in rows]
         try:
-            body = await asyncio.to_thread(encode, clean, self.settings.capture_format)
+            body = await asyncio.to_thread(encode, rows, self.settings.capture_format)
             await asyncio.to_thread(self.put, self.bucket, key, body)
         except Exception as error:  # noqa: BLE001 - any failure to write must leave serving alone
             self.dropped["upload_failed"] += len(rows)

@@ -150,8 +150,8 @@ async def _serve(settings: RuntimeSettings) -> int:
         if publisher_task:
             publisher_task.cancel()
         await _drain(app, pool, settings.drain_seconds)
-        if capture_task and capture:
-            capture_task.cancel()
+        if capture:
+            # Not cancelled first: an upload under way finishes, then the rest goes.
             await _flush_capture(capture)
         return EXIT_OK
     finally:
