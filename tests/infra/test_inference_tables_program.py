@@ -10,7 +10,7 @@ import json
 import pytest
 
 from infra.preview.program import ProgramRun, Registration, run_program
-from runtime.capture import COLUMNS
+from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS, COLUMNS
 from tests.conftest import stack_config
 
 TABLE = "aws:glue/catalogTable:CatalogTable"
@@ -63,7 +63,10 @@ def test_only_the_capturing_endpoints_runtimes_are_told_to_capture(prod: Program
     for served_model in ("fraud-scorer.champion", "fraud-scorer.challenger"):
         assert f"\nKILN_CAPTURE_URI=s3://{bucket}/inference-tables/fraud-scorer/\n" in env(served_model)
         assert "\nKILN_CAPTURE_SAMPLING_FRACTION=0.1\n" in env(served_model)
+        # docker waits for the drain (the deregistration delay) and the last upload before it kills
+        assert f"--stop-timeout {597 + CAPTURE_FLUSH_ON_DRAIN_SECONDS} " in env(served_model)
     assert "KILN_CAPTURE_URI" not in env("ticket-router.champion")
+    assert "--stop-timeout 120 " in env("ticket-router.champion")
 
 
 def _statements(run: ProgramRun, served_model: str) -> dict[str, dict]:
