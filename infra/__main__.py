@@ -8,6 +8,7 @@ from infra.components.foundation import Foundation, Release
 from infra.components.gateway import Gateway
 from infra.components.image_build import EnvironmentImage, ImageBuilder
 from infra.components.image_registry import ImageRegistry
+from infra.components.inference_table import InferenceTables
 from infra.components.model_artifact import ModelArtifactUpload
 from infra.components.monitoring import stack_dashboard
 from infra.plan.stack import ServedModelPlan, plan_stack
@@ -64,6 +65,10 @@ dashboard = stack_dashboard(plan, [
     (served, gateway.load_balancer.arn_suffix, endpoints[served.endpoint].served_models[served.name].target_group.arn_suffix)
     for served in plan.served_models
 ], config.region)
+
+if plan.captures:
+    InferenceTables("inference-tables", plan.captures, artifact_store.bucket.bucket, plan.tags)
+    pulumi.export("inferenceTables", {capture.endpoint: capture.qualified_table for capture in plan.captures})
 
 pulumi.export("endpoints", {name: endpoint.url for name, endpoint in endpoints.items()})
 pulumi.export("servedModels", {served.resource_name: served.capacity_outputs() for served in plan.served_models})

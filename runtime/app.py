@@ -15,12 +15,14 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from enum import Enum
 from typing import Any
 
 from runtime import RUNTIME_VERSION
 from runtime.auth import BearerAuth
+from runtime.capture import CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER, Exchange, InferenceCapture
 from runtime.errors import RETRY_AFTER as RETRY_AFTER_HEADERS
 from runtime.errors import (
     BodyTimeout,
@@ -101,13 +103,33 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+class Reply:
+    """The ASGI send of one HTTP request: adds its request id to the response headers, and
+    keeps the body sent, which an invocation's inference-table row records."""
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self._send = send
+        self.request_id = request_id
+        self.body = b""
+
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, self.request_id.encode())]}
+        elif message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            self.body = self.body + chunk if self.body else chunk
+        await self._send(message)
+
+
 class RuntimeApp:
     """ASGI app over a WorkerPool; `phase` is flipped by the server (loaded, SIGTERM)."""
 
-    def __init__(self, settings: RuntimeSettings, pool: WorkerPool, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: RuntimeSettings, pool: WorkerPool, metrics: Metrics | None = None,
+                 capture: InferenceCapture | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.metrics = metrics or Metrics()
+        self.capture = capture
         self.auth = BearerAuth(settings.auth_token_sha256)
         self.phase = Phase.LOADING
         self.model_digest: str | None = settings.model_digest
@@ -157,12 +179,13 @@ class RuntimeApp:
             return  # the server owns startup and shutdown
         if scope["type"] != "http":
             return
+        reply = Reply(send, str(uuid.uuid4()))
         try:
-            await self._route(scope, receive, send)
+            await self._route(scope, receive, reply)
         except ServingError as error:
-            await refuse(send, error)
+            await refuse(reply, error)
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _route(self, scope: Scope, receive: Receive, send: Reply) -> None:
         path = scope["path"]
         if not self.auth.allows(path, _header(scope, b"authorization")):
             raise Unauthenticated("missing or invalid bearer token")
@@ -179,6 +202,8 @@ class RuntimeApp:
             await respond(send, 200, json.dumps(self.version()).encode())
         elif path == "/metrics":
             text = self.metrics.render(self.pool.in_flight, self.pool.busy, self.pool.size, self.ready, self.devices())
+            if self.capture is not None:
+                text += "\n".join(self.capture.metric_lines()) + "\n"
             await respond(send, 200, text.encode(), METRICS_CONTENT_TYPE.encode())
         else:
             raise NotFound(f"no route for {path}")
@@ -195,12 +220,21 @@ class RuntimeApp:
         else:
             await respond(send, 503, json.dumps({"status": self.phase.value}).encode(), headers=RETRY_AFTER_HEADERS)
 
-    async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        status = await self._answer(scope, receive, send)
-        self.metrics.observe(status, time.perf_counter() - started)
+    async def _invoke(self, scope: Scope, receive: Receive, send: Reply) -> None:
+        arrived, started = time.time(), time.perf_counter()
+        # The request body, kept (not copied) for the inference table when this request is sampled.
+        body: list[bytes] | None = [] if self.capture is not None and self.capture.sampled() else None
+        status = await self._answer(scope, receive, send, body)
+        seconds = time.perf_counter() - started
+        self.metrics.observe(status, seconds)
+        if status >= 500:
+            log.warning("request %s answered %d after %.3f s", send.request_id, status, seconds)
+        if self.capture is not None and body is not None:
+            client_id = _header(scope, CLIENT_REQUEST_ID_HEADER)
+            self.capture.offer(Exchange(send.request_id, client_id.decode("latin-1") if client_id else None, arrived,
+                                        seconds, status, body[0] if body else b"", send.body))
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _answer(self, scope: Scope, receive: Receive, send: Reply, captured_body: list[bytes] | None) -> int:
         """Answer one invocation and return its status; every path ends in exactly one response.
 
         The body is read before admission: a slow sender holds a connection, never a place
@@ -214,6 +248,8 @@ class RuntimeApp:
             if self.phase is not Phase.READY:
                 raise NotReady("the model is still loading")
             body = await read_body(scope, receive, self.settings.max_payload_bytes, self.settings.body_timeout_seconds)
+            if captured_body is not None:
+                captured_body.append(body)
             self.pool.admit()
             try:
                 return await self._predict(scope, body, send)
@@ -232,7 +268,7 @@ class RuntimeApp:
         finally:
             self._answering.discard(task)
 
-    async def _predict(self, scope: Scope, body: bytes, send: Send) -> int:
+    async def _predict(self, scope: Scope, body: bytes, send: Reply) -> int:
         timeout = self.settings.request_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
@@ -241,7 +277,7 @@ class RuntimeApp:
         except TimeoutError:
             raise DeadlineExceeded(f"no prediction within the request timeout of {timeout:g} s") from None
         except WorkerDied as died:
-            log.error("%s while predicting; a replacement is starting", died)
+            log.error("request %s: %s while predicting; a replacement is starting", send.request_id, died)
             raise WorkerDied(f"the model process exited while predicting ({died}); it is being restarted") from None
         await respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header,))
         return reply.status

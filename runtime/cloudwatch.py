@@ -24,13 +24,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from runtime.aws import FailureLog, fail_fast_client
 from runtime.contract import IN_FLIGHT_METRIC, METRIC_NAMESPACE, STORAGE_RESOLUTION_SECONDS
 from runtime.lifecycle import headed_for_warm_pool
 
 log = logging.getLogger("kiln.runtime")
-
-# Seconds between repeated failure reports; the first failure is always logged at once.
-FAILURE_LOG_INTERVAL_SECONDS = 60.0
 
 Datum = dict[str, Any]
 
@@ -53,51 +51,16 @@ def next_period_end(now: float, period_seconds: float) -> float:
 
 
 class CloudWatchPut:
-    """PutMetricData through boto3's default chain (region from AWS_REGION, credentials from
-    the instance role, AWS_ENDPOINT_URL in tests). The client is made on first use, in the
-    worker thread, and made again after a failure to make it (e.g. no region yet)."""
+    """PutMetricData through a fail-fast client (runtime/aws.py): well inside one period, and
+    no retries, since the next period is the retry."""
 
     def __init__(self) -> None:
         self._client: Any = None
 
     def __call__(self, datum: Datum) -> None:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            # Well inside one period, and no retries: the next period is the retry.
-            config = Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1, "mode": "standard"})
-            self._client = boto3.client("cloudwatch", config=config)
+            self._client = fail_fast_client("cloudwatch")
         self._client.put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=[datum])
-
-
-class FailureLog:
-    """Log the first failure at once, then at most one summary per interval, and the recovery."""
-
-    def __init__(self, interval_seconds: float = FAILURE_LOG_INTERVAL_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval_seconds = interval_seconds
-        self.clock = clock
-        self.failures = 0
-        self._unreported = 0
-        self._last_report: float | None = None
-
-    def failed(self, error: BaseException) -> None:
-        self.failures += 1
-        self._unreported += 1
-        now = self.clock()
-        if self._last_report is None or now - self._last_report >= self.interval_seconds:
-            log.warning("cannot publish %s (%d failed period(s) since the last report): %s",
-                        IN_FLIGHT_METRIC, self._unreported, error)
-            self._last_report = now
-            self._unreported = 0
-
-    def succeeded(self) -> None:
-        if self.failures:
-            log.info("publishing %s again after %d failed period(s)", IN_FLIGHT_METRIC, self.failures)
-        self.failures = 0
-        self._unreported = 0
-        self._last_report = None
 
 
 class InFlightPublisher:
@@ -113,7 +76,7 @@ class InFlightPublisher:
         # Asked each period: an instance booting into a warm pool publishes nothing (lifecycle.py).
         self.warm_pool_bound = warm_pool_bound
         self.clock = clock
-        self.failures = FailureLog()
+        self.failures = FailureLog(f"publish {IN_FLIGHT_METRIC}", "period")
 
     async def run(self) -> None:
         """Until cancelled. A call that overruns a period delays the next one instead of

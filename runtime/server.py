@@ -28,6 +28,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from runtime.app import Phase, RuntimeApp
+from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS, InferenceCapture
 from runtime.cloudwatch import InFlightPublisher
 from runtime.fetch import FetchError, fetch
 from runtime.settings import RuntimeSettings
@@ -107,7 +108,8 @@ async def _serve(settings: RuntimeSettings) -> int:
     batching = Batching(settings.max_batch_size, settings.max_batch_delay_ms / 1000, settings.request_timeout_seconds)
     pool = WorkerPool(None, settings.workers, settings.admission_budget_seconds, settings.load_timeout_seconds, fail,
                       gpu, batching)
-    app = RuntimeApp(settings, pool)
+    capture = InferenceCapture(settings) if settings.capture_uri else None
+    app = RuntimeApp(settings, pool, capture=capture)
     server = _Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, http=_http_implementation(), lifespan="off",
         access_log=False, log_level="warning", timeout_keep_alive=int(settings.keep_alive_seconds),
@@ -120,6 +122,7 @@ async def _serve(settings: RuntimeSettings) -> int:
     ready_task = asyncio.create_task(_become_ready(settings, app, pool))
     term_task = asyncio.create_task(terminate.wait())
     publisher_task: asyncio.Task[None] | None = None
+    capture_task = asyncio.create_task(capture.run()) if capture else None
     try:
         await asyncio.wait({ready_task, term_task, server_task, failure}, return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
@@ -147,6 +150,9 @@ async def _serve(settings: RuntimeSettings) -> int:
         if publisher_task:
             publisher_task.cancel()
         await _drain(app, pool, settings.drain_seconds)
+        if capture:
+            # Not cancelled first: an upload under way finishes, then the rest goes.
+            await _flush_capture(capture)
         return EXIT_OK
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -155,11 +161,25 @@ async def _serve(settings: RuntimeSettings) -> int:
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(server_task, 5)
-        for task in (ready_task, term_task, publisher_task):
+        for task in (ready_task, term_task, publisher_task, capture_task):
             if task:
                 task.cancel()
         await pool.close()
         log.info("stopped")
+
+
+async def _flush_capture(capture: InferenceCapture) -> None:
+    """Upload the rows of the requests drain just answered, within a bound: a dead S3 must not
+    hold the instance past its stop timeout."""
+    pending = capture.pending
+    try:
+        await asyncio.wait_for(capture.flush(), CAPTURE_FLUSH_ON_DRAIN_SECONDS)
+    except TimeoutError:
+        log.warning("inference table: %d row(s) not uploaded within %d s of drain; dropped", pending,
+                    CAPTURE_FLUSH_ON_DRAIN_SECONDS)
+        return
+    log.info("inference table: flushed %d row(s) on drain (%d written, %s dropped in all)", pending, capture.written,
+             sum(capture.dropped.values()))
 
 
 def _server_failed(server_task: asyncio.Task[None]) -> int:

@@ -30,6 +30,14 @@ DEFAULT_ADMISSION_BUDGET_FRACTION = 0.5
 # A client has this long to send its whole body (413 bounds its size, this its pace): a slow
 # sender gets 408 instead of holding a connection and a request's memory for the request timeout.
 DEFAULT_BODY_TIMEOUT_SECONDS = 30
+# Inference tables (runtime/capture.py): bodies up to 64 KiB are stored, larger ones as null
+# (so a row's memory and the table's size stay predictable); at most 64 MiB of rows waits
+# in memory; a batch goes every 30 s, or once 1,000 rows wait.
+DEFAULT_CAPTURE_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_CAPTURE_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+DEFAULT_CAPTURE_FLUSH_SECONDS = 30
+DEFAULT_CAPTURE_FLUSH_RECORDS = 1000
+CAPTURE_FORMATS = ("parquet", "jsonl")
 
 
 class SettingsError(Exception):
@@ -89,6 +97,15 @@ class RuntimeSettings:
     # On a GPU compute type (the instance's user data sets it, `kiln serve` does not): a worker
     # without a usable GPU refuses to start, so /ping never turns 200 on the CPU by accident.
     require_gpu: bool = False
+    # Inference table (set by the plan when the endpoint's autoCaptureConfig is enabled):
+    # s3://<artifact bucket>/<capture prefix>/, the share of requests captured, and the format.
+    capture_uri: str | None = None
+    capture_sampling_fraction: float = 1.0
+    capture_format: str = "parquet"
+    capture_max_body_bytes: int = DEFAULT_CAPTURE_MAX_BODY_BYTES
+    capture_max_buffered_bytes: int = DEFAULT_CAPTURE_MAX_BUFFERED_BYTES
+    capture_flush_seconds: float = DEFAULT_CAPTURE_FLUSH_SECONDS
+    capture_flush_records: int = DEFAULT_CAPTURE_FLUSH_RECORDS
 
     @property
     def admission_budget_seconds(self) -> float:
@@ -182,6 +199,38 @@ def _flag(env: Mapping[str, str], field: str) -> bool:
         raise SettingsError(f"{name}={raw!r} is not true or false") from None
 
 
+def _capture_uri(env: Mapping[str, str]) -> str | None:
+    name = variable("capture_uri")
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith("s3://") or not raw.removeprefix("s3://").split("/", 1)[0] or not raw.endswith("/"):
+        raise SettingsError(f"{name}={raw!r} is not an S3 prefix such as s3://bucket/inference-tables/fraud-scorer/")
+    return raw
+
+
+def _fraction(env: Mapping[str, str], field: str) -> float:
+    name = variable(field)
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name}={raw} must be more than 0 and at most 1 (1 captures every request)")
+    return value
+
+
+def _choice(env: Mapping[str, str], field: str, choices: tuple[str, ...]) -> str:
+    name = variable(field)
+    raw = env.get(name, "").strip() or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw
+
+
 def _token_hashes(env: Mapping[str, str]) -> tuple[str, ...]:
     """Bearer-token sha256 hashes, from KILN_AUTH_TOKEN_SHA256 (comma-separated) and/or a file
     named by KILN_AUTH_TOKEN_SHA256_FILE (one per line, '#' comments). Only hashes are ever
@@ -255,4 +304,11 @@ def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool 
         gpus=_int(env, "gpus", 0, 0),
         spread_across_gpus=_flag(env, "spread_across_gpus"),
         require_gpu=_flag(env, "require_gpu"),
+        capture_uri=_capture_uri(env),
+        capture_sampling_fraction=_fraction(env, "capture_sampling_fraction"),
+        capture_format=_choice(env, "capture_format", CAPTURE_FORMATS),
+        capture_max_body_bytes=_int(env, "capture_max_body_bytes", DEFAULT_CAPTURE_MAX_BODY_BYTES, 0),
+        capture_max_buffered_bytes=_int(env, "capture_max_buffered_bytes", DEFAULT_CAPTURE_MAX_BUFFERED_BYTES, 1),
+        capture_flush_seconds=_seconds(env, "capture_flush_seconds", DEFAULT_CAPTURE_FLUSH_SECONDS),
+        capture_flush_records=_int(env, "capture_flush_records", DEFAULT_CAPTURE_FLUSH_RECORDS, 1),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-# Model downloads go to a throwaway cache, never the developer's .kiln/cache.
-os.environ.setdefault("KILN_CACHE_DIR", tempfile.mkdtemp(prefix="kiln-test-cache-"))
+# Model downloads and reload virtualenvs go to a throwaway cache, never the developer's
+# .kiln/cache, and it goes when the run ends: each run fills it with gigabytes.
+if "KILN_CACHE_DIR" not in os.environ:
+    os.environ["KILN_CACHE_DIR"] = tempfile.mkdtemp(prefix="kiln-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["KILN_CACHE_DIR"], ignore_errors=True)
 
 from infra.plan.config import NAMESPACE, read_stack_file, resolve_stack_path  # noqa: E402
 from models.examples.seed import LocalStore, seed  # noqa: E402

@@ -19,8 +19,10 @@ def trust_policy(service: str) -> str:
     return _document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
 
 
-def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str, group_arn: str) -> str:
-    """Read this model's files, pull this stack's images, report the instance ready to its group; nothing else."""
+def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str, group_arn: str,
+                    capture_prefix: str | None = None) -> str:
+    """Read this model's files, pull this stack's images, report the instance ready to its group,
+    and write its endpoint's inference-table rows when it captures; nothing else."""
     return _document(
         [
             {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
@@ -51,8 +53,19 @@ def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, ar
                 "Action": ["autoscaling:CompleteLifecycleAction"],
                 "Resource": group_arn,
             },
+            *([capture_statement(bucket_arn, capture_prefix)] if capture_prefix else []),
         ]
     )
+
+
+def capture_statement(bucket_arn: str, capture_prefix: str) -> dict[str, Any]:
+    """Put objects under its endpoint's inference-table prefix only: no read, no list, no
+    delete, and no other endpoint's rows. The bucket's default encryption is SSE-KMS with the
+    AWS managed key aws/s3, whose key policy lets every principal of the account use it
+    through S3, so no kms: grant is needed
+    (docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html)."""
+    return {"Sid": "WriteInferenceTable", "Effect": "Allow", "Action": ["s3:PutObject"],
+            "Resource": f"{bucket_arn}/{capture_prefix}*"}
 
 
 def group_arn(same_account_arn: str, group_name: str) -> str:

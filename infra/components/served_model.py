@@ -63,7 +63,8 @@ class ServedModel(pulumi.ComponentResource):
             "ec2.amazonaws.com",
             pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
                 lambda arns: instance_policy(
-                    *arns, artifact_key=baked.artifact_key, group_arn=group_arn(arns[2], plan.group_name)
+                    *arns, artifact_key=baked.artifact_key, group_arn=group_arn(arns[2], plan.group_name),
+                    capture_prefix=plan.capture.prefix if plan.capture else None,
                 )
             ),
             tags,
@@ -90,6 +91,7 @@ class ServedModel(pulumi.ComponentResource):
                 model_artifact_uri=f"s3://{values[2]}/{baked.artifact_key}",
                 model_digest=baked.artifact_digest,
                 log_group=values[3],
+                artifact_bucket=values[2],
                 model_name=model_name,
                 model_version=model_version,
             )

@@ -35,6 +35,8 @@ class Deployment:
     model_artifact_uri: str
     model_digest: str
     log_group: str
+    # The artifact bucket, which also holds the inference tables' rows.
+    artifact_bucket: str = ""
     # Registry identity for /version (the S3 URI only carries the digest); empty when the
     # served model's URI is not a registry version.
     model_name: str = ""
@@ -43,7 +45,7 @@ class Deployment:
 
 def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
     settings = plan.runtime_settings(deployment.model_artifact_uri, deployment.model_digest,
-                                     deployment.model_name, deployment.model_version)
+                                     deployment.model_name, deployment.model_version, deployment.artifact_bucket)
     return _TEMPLATES.get_template("user_data.sh.j2").render(
         endpoint=plan.endpoint,
         served_model=plan.name,
@@ -54,7 +56,7 @@ def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
         image=deployment.image,
         log_group=deployment.log_group,
         port=settings.port,
-        drain_seconds=plan.deregistration_delay_seconds,
+        stop_seconds=plan.stop_timeout_seconds,
         runtime_env=settings.as_env(),
         environment_vars=plan.environment_vars,
         group_name=plan.group_name,

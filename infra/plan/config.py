@@ -31,6 +31,7 @@ from infra.plan.catalog import (
 )
 from infra.plan.stack_file import StackFileSyntaxError, config_environment_problems, decode_stack_text, load_stack_yaml
 from runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
+from runtime.settings import DEFAULT_CAPTURE_MAX_BODY_BYTES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = PROJECT_ROOT / "stacks"
@@ -443,10 +444,35 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+# Athena reads table names of lower-case letters, digits and '_' only
+# (docs.aws.amazon.com/athena/latest/ug/tables-databases-columns-names.html); Glue takes up
+# to 255 characters, of which Kiln keeps room for the `_payload` suffix Databricks adds.
+TABLE_NAME_PREFIX_PATTERN = r"^[a-z][a-z0-9_]{0,199}$"
+# Bodies larger than this are stored as null; Databricks' own payload limit is 16 MB.
+MAX_CAPTURE_BODY_BYTES = 16 * 1024 * 1024
+
+
+class AutoCaptureConfig(_Model):
+    """An endpoint's inference table, as Databricks' auto_capture_config spells it: every
+    sampled request and response of its served models as one row in S3, queryable with Athena
+    through the Glue table `<schemaName>.<tableNamePrefix>_payload` (docs/operate.md)."""
+
+    enabled: bool = True
+    # The Glue database; unset, the stack's own (kiln_<stack>).
+    schema_name: str | None = Field(default=None, pattern=TABLE_NAME_PREFIX_PATTERN)
+    # Unset, the endpoint's name with '_' for '-'.
+    table_name_prefix: str | None = Field(default=None, pattern=TABLE_NAME_PREFIX_PATTERN)
+    # The share of requests captured, as Databricks' samplingFraction × 100.
+    sampling_percentage: float = Field(default=100, gt=0, le=100)
+    format: Literal["parquet", "jsonl"] = "parquet"
+    max_body_bytes: int = Field(default=DEFAULT_CAPTURE_MAX_BODY_BYTES, ge=0, le=MAX_CAPTURE_BODY_BYTES)
+
+
 class Endpoint(_Model):
     name: str
     served_models: list[ServedModel] = Field(min_length=1, max_length=MAX_SERVED_MODELS_PER_ENDPOINT)
     traffic_config: TrafficConfig | None = None
+    auto_capture_config: AutoCaptureConfig | None = None
     request_timeout_seconds: int = Field(default=DATABRICKS_REQUEST_TIMEOUT_SECONDS, ge=1, le=MAX_REQUEST_TIMEOUT_SECONDS)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -580,7 +606,22 @@ class StackConfig(_Model):
             )
         if self.environment == "prod":
             self._prod_pins_its_amis()
+        self._one_inference_table_per_name()
         return self
+
+    def _one_inference_table_per_name(self) -> None:
+        """Two endpoints writing one table would mix their rows under one name."""
+        seen: dict[tuple[str | None, str], str] = {}
+        for index, endpoint in enumerate(self.endpoints):
+            capture = endpoint.auto_capture_config
+            if capture is None or not capture.enabled:
+                continue
+            table = (capture.schema_name, capture.table_name_prefix or endpoint.name.replace("-", "_"))
+            if table in seen:
+                raise KeyPathError(("endpoints", index, "autoCaptureConfig", "tableNamePrefix"),
+                                   f"{table[1]!r} is the inference table of endpoint {seen[table]} too; give each "
+                                   "endpoint its own tableNamePrefix")
+            seen[table] = endpoint.name
 
     def _prod_pins_its_amis(self) -> None:
         """Prod changes AMI only through a reviewed change to its stack file."""

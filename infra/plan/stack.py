@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.plan.capacity import CapacityPlan, SizingError, WorkerMeasurement, concurrency_for, plan_capacity
+from infra.plan.capture import CapturePlan, plan_capture
 from infra.plan.catalog import HOURS_PER_MONTH, PROFILES, ComputeProfile, GpuPlacement, ami_class
 from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, ConfigError, Endpoint, ServedModel, StackConfig
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from infra.plan.tags import ENDPOINT_TAG, ENVIRONMENT_TAG, SERVED_MODEL_TAG, STACK_TAG
+from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS
 from runtime.contract import RUNTIME_PORT
 from runtime.settings import RuntimeSettings
 
@@ -71,6 +73,8 @@ class ServedModelPlan:
     nominal_capacity: CapacityPlan | None = None
     # The stack's kiln:alerts topic its alarms and failed instance refreshes notify (None: none).
     alert_topic_arn: str | None = None
+    # The endpoint's inference table, which this served model's runtimes write rows of.
+    capture: CapturePlan | None = None
 
     @property
     def resource_name(self) -> str:
@@ -94,6 +98,12 @@ class ServedModelPlan:
     @property
     def deregistration_delay_seconds(self) -> int:
         return self.scaling.deregistration_delay_seconds
+
+    @property
+    def stop_timeout_seconds(self) -> int:
+        """How long the instance lets the runtime stop: the drain window, plus the upload of the
+        inference-table rows still in memory when it captures."""
+        return self.deregistration_delay_seconds + (CAPTURE_FLUSH_ON_DRAIN_SECONDS if self.capture else 0)
 
     @property
     def health_check_grace_seconds(self) -> int:
@@ -145,12 +155,12 @@ class ServedModelPlan:
         return {key: properties[key] for key in ("instanceType", "minInstances", "maxInstances")}
 
     def runtime_settings(self, model_uri: str, model_digest: str, model_name: str = "",
-                         model_version: str = "") -> RuntimeSettings:
+                         model_version: str = "", capture_bucket: str = "") -> RuntimeSettings:
         """What this served model's runtime is told on an instance (the KILN_* contract):
         one worker per unit of provisioned concurrency, the endpoint's timeout and the served model's
         admission budget, a drain as long as the
         target group's deregistration delay, a load timeout inside the health-check grace, and the
-        in-flight metric's dimensions."""
+        in-flight metric's dimensions, and where its inference-table rows go."""
         return RuntimeSettings(
             model_uri=model_uri,
             model_digest=model_digest,
@@ -169,8 +179,16 @@ class ServedModelPlan:
             **self._gpu_settings(),
             metric_dimensions=self.scaling.published_metric_dimensions,
             load_balancer_idle_timeout_seconds=self.load_balancer_idle_timeout_seconds,
+            **self._capture_settings(capture_bucket),
         )
 
+    def _capture_settings(self, bucket: str) -> dict[str, Any]:
+        """Rows go to the stack's artifact bucket; without one (`kiln serve`), nothing is captured."""
+        if self.capture is None or not bucket:
+            return {}
+        return {"capture_uri": f"s3://{bucket}/{self.capture.prefix}", "capture_format": self.capture.format,
+                "capture_sampling_fraction": self.capture.sampling_fraction,
+                "capture_max_body_bytes": self.capture.max_body_bytes}
 
     def _gpu_settings(self) -> dict[str, Any]:
         """On a GPU compute type: the GPUs the workers share, whether one worker spreads the
@@ -190,6 +208,7 @@ class EndpointPlan:
     listener_priority: int
     request_timeout_seconds: int
     served_models: list[ServedModelPlan]
+    capture: CapturePlan | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +238,11 @@ class StackPlan:
         return [served for endpoint in self.endpoints for served in endpoint.served_models]
 
     @property
+    def captures(self) -> list[CapturePlan]:
+        """The stack's inference tables, one per endpoint that has one."""
+        return [endpoint.capture for endpoint in self.endpoints if endpoint.capture is not None]
+
+    @property
     def hourly_cost_min(self) -> float:
         return round(sum(s.capacity.sizing.hourly_cost_min for s in self.served_models), 4)
 
@@ -244,12 +268,13 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
     idle_timeout = max(e.request_timeout_seconds for e in config.endpoints) + IDLE_TIMEOUT_MARGIN_SECONDS
     endpoints = []
     for endpoint in config.endpoints:
+        capture = plan_capture(stack, endpoint.name, endpoint.auto_capture_config)
         served_models = []
         for index, served in enumerate(endpoint.served_models):
             name = f"{endpoint.name}.{served.name}"
             try:
                 served_models.append(_served_model_plan(stack, endpoint, served, config, stack_tags, idle_timeout,
-                                                        memory.get(name), _measurement(served, name, measured)))
+                                                        memory.get(name), _measurement(served, name, measured), capture))
             except SizingError as error:
                 position = config.endpoints.index(endpoint)
                 raise ConfigError(f"stacks/Pulumi.{stack}.yaml", [f"endpoints[{position}].servedModels[{index}] ({name}): {error}"]) from None
@@ -260,6 +285,7 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
                 listener_priority=priorities[endpoint.name],
                 request_timeout_seconds=endpoint.request_timeout_seconds,
                 served_models=served_models,
+                capture=capture,
             )
         )
     gateway = config.gateway
@@ -293,6 +319,7 @@ def _measurement(served: ServedModel, name: str,
 def _served_model_plan(
     stack: str, endpoint: Endpoint, served: ServedModel, config: StackConfig, stack_tags: dict[str, str],
     load_balancer_idle_timeout_seconds: int, model_memory_gib: float | None, measured: WorkerMeasurement | None,
+    capture: CapturePlan | None,
 ) -> ServedModelPlan:
     profile = PROFILES[served.compute_type]
     capacity = plan_capacity(served, model_memory_gib, measured)
@@ -333,4 +360,5 @@ def _served_model_plan(
         sizing=served.sizing,
         nominal_capacity=plan_capacity(served, model_memory_gib) if measured is not None else None,
         alert_topic_arn=config.alerts.sns_topic_arn if config.alerts else None,
+        capture=capture,
     )

@@ -93,6 +93,8 @@ class StandInProvider:
             "aws:lb/targetGroupAttachment:TargetGroupAttachment": self.target_group_attachment,
             "aws:ec2/launchTemplate:LaunchTemplate": self.launch_template,
             "aws:autoscaling/group:Group": self.group,
+            "aws:glue/catalogDatabase:CatalogDatabase": self.catalog_database,
+            "aws:glue/catalogTable:CatalogTable": self.catalog_table,
             "pulumi-python:dynamic/kiln:ModelArtifact": self.model_artifact,
         }
 
@@ -258,6 +260,33 @@ class StandInProvider:
                 "completion after /ping shows only on AWS")
         group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
         return {"id": name, "name": name, "arn": group["AutoScalingGroupARN"]}
+
+    # --- Glue (the inference tables) ---------------------------------------------------------
+    def catalog_database(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        self.aws.client("glue").create_database(DatabaseInput={"Name": name, "Description": inputs.get("description", "")})
+        account = self._account()
+        return {"id": f"{account}:{name}", "name": name, "catalogId": account,
+                "arn": f"arn:aws:glue:{self.aws.region}:{account}:database/{name}"}
+
+    def catalog_table(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        storage = inputs["storageDescriptor"]
+
+        def columns(items: list[dict[str, Any]]) -> list[dict[str, str]]:
+            return [{"Name": c["name"], "Type": c["type"], "Comment": c.get("comment", "")} for c in items]
+
+        database = inputs["databaseName"]
+        self.aws.client("glue").create_table(DatabaseName=database, TableInput={
+            "Name": name, "Description": inputs.get("description", ""), "TableType": inputs.get("tableType", ""),
+            "Parameters": inputs.get("parameters", {}), "PartitionKeys": columns(inputs.get("partitionKeys", [])),
+            "StorageDescriptor": {
+                "Location": storage["location"], "InputFormat": storage["inputFormat"],
+                "OutputFormat": storage["outputFormat"], "Columns": columns(storage["columns"]),
+                "SerdeInfo": {"SerializationLibrary": storage["serDeInfo"]["serializationLibrary"]},
+            },
+        })
+        account = self._account()
+        return {"id": f"{account}:{database}:{name}", "name": name, "catalogId": account,
+                "arn": f"arn:aws:glue:{self.aws.region}:{account}:table/{database}/{name}"}
 
     # --- Kiln's own resources -------------------------------------------------------------
     def model_artifact(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -232,6 +232,11 @@ class Rehearsal:
         gateway.start_health_checks()
         for model in models:
             self._rehearse_served_model(aws, model, gateway, launcher)
+        # SIGTERM: each runtime drains and uploads the inference-table rows still in memory.
+        launcher.stop()
+        for model in models:
+            if uri := self._capture_uri(model, launcher):
+                self.report.record(f"{model.label} captures its requests", *self._captured(aws, uri, model, launcher))
         self.report.notes.extend(launcher.notes)
         if launcher.failures:
             self.report.record("instances", False, "; ".join(launcher.failures))
@@ -283,6 +288,21 @@ class Rehearsal:
             time.sleep(1)
         return False, (f"no {METRIC_NAMESPACE}/{IN_FLIGHT_METRIC} with {wanted} after {METRIC_WAIT_PERIODS} periods; "
                        f"the runtime's log:\n{instance.log_tail()}")
+
+    @staticmethod
+    def _capture_uri(model: ServedModelUnderTest, launcher: InstanceLauncher) -> str | None:
+        instances = [i for i in launcher.instances.values() if i.group == model.group]
+        return instances[0].env.get(variable("capture_uri")) if instances else None
+
+    def _captured(self, aws: LocalAws, uri: str, model: ServedModelUnderTest, launcher: InstanceLauncher,
+                  ) -> tuple[bool, str]:
+        """The rows of the requests just sent reached the endpoint's prefix with the instance role."""
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        keys = [item["Key"] for item in aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+        if not keys:
+            instance = next(i for i in launcher.instances.values() if i.group == model.group)
+            return False, f"no inference-table rows under {uri} after drain; the runtime's log:\n{instance.log_tail()}"
+        return True, f"{len(keys)} object(s) under {uri} put with the instance role, e.g. {keys[0].removeprefix(prefix)}"
 
     def _wait_healthy(self, model: ServedModelUnderTest, gateway: Gateway, launcher: InstanceLauncher) -> tuple[bool, str]:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS

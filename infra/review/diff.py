@@ -25,6 +25,9 @@ REPLACING_INPUTS: dict[str, tuple[str, ...]] = {
     "aws:autoscaling/group:Group": ("name",),
     "aws:ec2/securityGroup:SecurityGroup": ("name", "vpcId", "description"),
     "aws:lb/listener:Listener": ("loadBalancerArn",),
+    # Renaming an inference table replaces its catalog entry; the rows in S3 stay where they are.
+    "aws:glue/catalogDatabase:CatalogDatabase": ("name",),
+    "aws:glue/catalogTable:CatalogTable": ("name", "databaseName"),
 }
 
 # What a change does to running instances, in the words of the rollout it triggers.

@@ -600,7 +600,8 @@ async def _with_a_worker(model_dir: Path, caplog: pytest.LogCaptureFixture) -> N
         assert (answer.status, answer.json()) == (500, error(
             "INTERNAL_ERROR", f"the model process exited while predicting ({died}); it is being restarted"))
         assert app.metrics.requests_by_status == {500: 1}
-        assert f"{died} while predicting; a replacement is starting" in caplog.messages
+        assert f"request {answer.headers['x-request-id']}: {died} while predicting; a replacement is starting" in (
+            caplog.messages)
         assert (ping.status, ping.json()) == (503, {"status": "ready"})
     finally:
         # the replacement still loading is cancelled, which kills it

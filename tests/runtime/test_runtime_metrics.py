@@ -22,7 +22,8 @@ import pytest
 
 from infra.local.stack import free_port
 from infra.plan.scaling import ScalingPlan
-from runtime.cloudwatch import FailureLog, InFlightPublisher, in_flight_datum, next_period_end
+from runtime.aws import FailureLog
+from runtime.cloudwatch import InFlightPublisher, in_flight_datum, next_period_end
 from runtime.contract import IN_FLIGHT_METRIC, METRIC_NAMESPACE
 from runtime.gauge import PeakGauge
 from runtime.lifecycle import STATE_PATH, TOKEN_PATH, headed_for_warm_pool, target_lifecycle_state
@@ -102,7 +103,7 @@ def test_a_failed_put_is_skipped_and_the_next_period_publishes_fresh_data() -> N
 
 def test_repeated_failures_are_reported_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
-    failures = FailureLog(60, clock=lambda: now[0])
+    failures = FailureLog("publish InFlightRequests", "period", 60, clock=lambda: now[0])
 
     with caplog.at_level(logging.WARNING, logger="kiln.runtime"):
         for second in (0, 10, 20, 30, 61):

@@ -45,6 +45,13 @@ DEFAULTS = {
     "gpus": 0,  # leave CUDA_VISIBLE_DEVICES alone
     "spread_across_gpus": False,
     "require_gpu": False,  # `kiln runtime` and `kiln serve` serve a GPU model on the CPU
+    "capture_uri": None,  # no inference table
+    "capture_sampling_fraction": 1.0,
+    "capture_format": "parquet",
+    "capture_max_body_bytes": 64 * 1024,
+    "capture_max_buffered_bytes": 64 * 1024 * 1024,
+    "capture_flush_seconds": 30,
+    "capture_flush_records": 1000,
 }
 
 # (variable, field, minimum accepted); integers
@@ -55,6 +62,9 @@ INTEGERS = [
     ("KILN_MAX_BATCH_DELAY_MS", "max_batch_delay_ms", 0),
     ("KILN_MAX_PAYLOAD_BYTES", "max_payload_bytes", 1),
     ("KILN_GPUS", "gpus", 0),
+    ("KILN_CAPTURE_MAX_BODY_BYTES", "capture_max_body_bytes", 0),
+    ("KILN_CAPTURE_MAX_BUFFERED_BYTES", "capture_max_buffered_bytes", 1),
+    ("KILN_CAPTURE_FLUSH_RECORDS", "capture_flush_records", 1),
 ]
 # (variable, field); true or false
 FLAGS = [("KILN_SPREAD_ACROSS_GPUS", "spread_across_gpus"), ("KILN_REQUIRE_GPU", "require_gpu")]
@@ -67,6 +77,7 @@ SECONDS = [
     ("KILN_LOAD_TIMEOUT_SECONDS", "load_timeout_seconds"),
     ("KILN_METRIC_PERIOD_SECONDS", "metric_period_seconds"),
     ("KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS", "load_balancer_idle_timeout_seconds"),
+    ("KILN_CAPTURE_FLUSH_SECONDS", "capture_flush_seconds"),
 ]
 
 
@@ -82,7 +93,8 @@ def test_only_the_model_uri_set_gives_every_default() -> None:
 def test_empty_or_blank_variables_mean_their_defaults(value: str) -> None:
     blank = {name: value for name, _, _ in INTEGERS} | {name: value for name, _ in SECONDS + FLAGS}
     blank |= {name: value for name in ("KILN_MODEL_DIGEST", "KILN_AUTH_TOKEN_SHA256", "KILN_AUTH_TOKEN_SHA256_FILE",
-                                       "KILN_METRIC_DIMENSIONS", "KILN_CACHE_DIR")}
+                                       "KILN_METRIC_DIMENSIONS", "KILN_CACHE_DIR", "KILN_CAPTURE_URI",
+                                       "KILN_CAPTURE_SAMPLING_FRACTION", "KILN_CAPTURE_FORMAT")}
 
     assert parsed(**blank) == DEFAULTS
 
@@ -104,6 +116,9 @@ def test_every_variable_reaches_its_field() -> None:
         KILN_CACHE_DIR="/var/cache/kiln", KILN_METRIC_DIMENSIONS=DIMENSIONS,
         KILN_METRIC_PERIOD_SECONDS="1", KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS="602",
         KILN_GPUS="4", KILN_SPREAD_ACROSS_GPUS="true", KILN_REQUIRE_GPU="true",
+        KILN_CAPTURE_URI="s3://kiln-artifacts/inference-tables/fraud-scorer/", KILN_CAPTURE_SAMPLING_FRACTION="0.25",
+        KILN_CAPTURE_FORMAT="jsonl", KILN_CAPTURE_MAX_BODY_BYTES="1024", KILN_CAPTURE_MAX_BUFFERED_BYTES="2048",
+        KILN_CAPTURE_FLUSH_SECONDS="5", KILN_CAPTURE_FLUSH_RECORDS="10",
     )
 
     assert settings == {
@@ -116,6 +131,9 @@ def test_every_variable_reaches_its_field() -> None:
         "metric_period_seconds": 1.0,
         "load_balancer_idle_timeout_seconds": 602.0,
         "gpus": 4, "spread_across_gpus": True, "require_gpu": True,
+        "capture_uri": "s3://kiln-artifacts/inference-tables/fraud-scorer/", "capture_sampling_fraction": 0.25,
+        "capture_format": "jsonl", "capture_max_body_bytes": 1024, "capture_max_buffered_bytes": 2048,
+        "capture_flush_seconds": 5.0, "capture_flush_records": 10,
     }
 
 
@@ -336,7 +354,7 @@ def test_every_field_has_its_variable_in_the_env() -> None:
         model_uri=URI, model_digest=DIGEST, endpoint="e", served_model="s", model_name="m", model_version="1",
         queue_budget_seconds=3, auth_token_sha256=(TOKEN_A,), cache_dir=Path("/c"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "e"), ("ServedModel", "s")),
-        load_balancer_idle_timeout_seconds=65,
+        load_balancer_idle_timeout_seconds=65, capture_uri="s3://b/inference-tables/e/",
     )
 
     assert sorted(settings.as_env()) == sorted(f"KILN_{field.name.upper()}" for field in dataclasses.fields(settings))

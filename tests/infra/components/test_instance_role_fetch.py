@@ -5,6 +5,7 @@ every request against IAM (as AWS does) once the setup is done."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest
 from infra.components.permissions import group_arn, instance_policy, trust_policy
 from infra.providers.model_artifact import ModelArtifactProvider
 from infra.rehearsal.local_aws import local_aws
+from runtime.capture import Exchange, InferenceCapture
 from runtime.digest import tree_digest
 from runtime.fetch import FetchError, fetch
+from runtime.settings import RuntimeSettings
 from tests.bake_support import save_pyfunc
 
 REGION = "us-east-1"
@@ -68,3 +71,24 @@ def test_a_role_that_may_only_get_objects_cannot_list_the_model(instance: Any, t
 
     with pytest.raises(FetchError, match="AccessDenied"):
         fetch(uri, digest, tmp_path / "cache")
+
+
+def test_the_runtime_writes_inference_rows_under_its_endpoints_prefix_and_nowhere_else(
+        instance: Any, caplog: pytest.LogCaptureFixture) -> None:
+    uri, digest, prefix, assume_role_with = instance
+    assume_role_with(instance_policy(f"arn:aws:s3:::{BUCKET}", REPOSITORY, LOG_GROUP, artifact_key=prefix,
+                                     group_arn=group_arn(LOG_GROUP, "kiln-dev-fraud-scorer-champion"),
+                                     capture_prefix="inference-tables/fraud-scorer/"))
+
+    def capture_to(endpoint: str) -> InferenceCapture:
+        capture = InferenceCapture(RuntimeSettings(model_uri=uri, endpoint=endpoint, served_model="champion",
+                                                   capture_uri=f"s3://{BUCKET}/inference-tables/{endpoint}/"))
+        capture.offer(Exchange("id-1", None, 1_764_200_000.0, 0.01, 200, b"{}", b"{}"))
+        asyncio.run(capture.flush())
+        return capture
+
+    own, other = capture_to("fraud-scorer"), capture_to("ticket-router")
+
+    assert (own.written, own.dropped["upload_failed"]) == (1, 0)
+    assert (other.written, other.dropped["upload_failed"]) == (0, 1)
+    assert "AccessDenied" in caplog.text

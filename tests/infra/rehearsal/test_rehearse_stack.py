@@ -39,6 +39,9 @@ def test_the_dev_stack_rehearses_end_to_end_through_a_registry_server(tmp_path: 
     assert '"predictions"' in steps["fraud-scorer/champion answers"]["detail"]
     assert "put with the instance role" in steps["fraud-scorer/champion publishes InFlightRequests"]["detail"]
     assert "set the group to 0" in steps["fraud-scorer/champion sleeps"]["detail"]
+    # Its inference-table rows, uploaded on drain with the instance role into the stand-in bucket.
+    assert "put with the instance role" in steps["fraud-scorer/champion captures its requests"]["detail"]
+    assert "/inference-tables/fraud-scorer/ put" in steps["fraud-scorer/champion captures its requests"]["detail"]
     # The TLS-only bucket rule moto cannot judge is named, not silently dropped.
     assert any("DenyInsecureTransport" in note for note in report["notes"])
     # The tracking server's artifacts went through the stand-in S3.

@@ -84,6 +84,7 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
         f"{ENDPOINT}.trafficConfig.routes.champion.trafficPercentage": 90,
         f"{ENDPOINT}.trafficConfig.routes.challenger.trafficPercentage": 10,
         f"{ENDPOINT}.requestTimeoutSeconds": 597,  # the Databricks default
+        f"{ENDPOINT}.autoCaptureConfig": None,  # no inference table
         "region": "us-east-1",
     }
 
@@ -416,3 +417,13 @@ def test_a_word_that_merely_contains_the_stack_name_still_differs(dev: str, prod
     head = run("prod", resource(BUCKET, "b", {"bucket": prod}))
 
     assert diff_resources(base, head) == [ResourceChange(BUCKET, "b", "differs", ("bucket",), "")]
+
+
+def test_turning_on_an_inference_table_shows_its_settings_by_name() -> None:
+    values = valid_values()
+    values["endpoints"][0]["autoCaptureConfig"] = {"samplingPercentage": 10}
+
+    changes = {c.path: (c.before, c.after) for c in diff_settings(config(valid_values()), config(values))}
+
+    assert changes[f"{ENDPOINT}.autoCaptureConfig.samplingPercentage"] == (None, 10.0)
+    assert changes[f"{ENDPOINT}.autoCaptureConfig.format"] == (None, "parquet")
