@@ -7,8 +7,8 @@ subprocess, and planned through `kiln plan`'s own program run.
 from __future__ import annotations
 
 import copy
-import re
 import json
+import re
 from pathlib import Path
 from typing import Any
 
