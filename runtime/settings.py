@@ -83,6 +83,17 @@ class RuntimeSettings:
     require_gpu: bool = False
 
     @property
+    def served_label(self) -> str:
+        """What this runtime serves, in the words of the stack and the registry, for its log lines:
+        `fraud-scorer/champion (fraud-scorer v1)` on an instance or under `kiln serve`; the
+        registered name and version, or the model URI, when run on its own."""
+        model = f"{self.model_name} v{self.model_version}" if self.model_name and self.model_version else self.model_name
+        if self.endpoint and self.served_model:
+            served = f"{self.endpoint}/{self.served_model}"
+            return f"{served} ({model})" if model else served
+        return model or self.model_uri
+
+    @property
     def admission_budget_seconds(self) -> float:
         """How long a request may expect to wait for a worker and still be admitted."""
         if self.queue_budget_seconds is not None:

@@ -357,3 +357,20 @@ def test_a_name_that_is_no_setting_has_no_variable() -> None:
     assert variable("load_balancer_idle_timeout_seconds") == "KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS"
     with pytest.raises(KeyError, match="no field 'MODEL_URI'"):
         variable("MODEL_URI")
+
+
+# ------------------------------------------------------------------ what log lines name
+
+
+@pytest.mark.parametrize(
+    ("identity", "label"),
+    [
+        ({"endpoint": "fraud-scorer", "served_model": "champion", "model_name": "fraud-scorer", "model_version": "3"},
+         "fraud-scorer/champion (fraud-scorer v3)"),
+        ({"endpoint": "fraud-scorer", "served_model": "champion"}, "fraud-scorer/champion"),
+        ({"model_name": "fraud-scorer", "model_version": "3"}, "fraud-scorer v3"),
+        ({}, URI),
+    ],
+)
+def test_log_lines_name_the_served_model_in_the_stacks_and_the_registrys_words(identity: dict, label: str) -> None:
+    assert RuntimeSettings(model_uri=URI, model_digest=DIGEST, **identity).served_label == label
