@@ -24,8 +24,14 @@ from runtime.contract import (
 # Databricks' payload limit for custom models is 16 MB per request.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 DEFAULT_DRAIN_SECONDS = 30
-# Without a budget of its own, a request may wait for a worker for up to half the request
-# timeout: the other half is left for its own prediction and for service times that vary.
+# Without a budget of its own, a request may expect to wait for a worker up to 1 s, or half
+# the request timeout when that is shorter (the other half is left for its own prediction).
+# Why not more: under sustained overload the queue fills up to the budget, so every admitted
+# request then waits the whole budget while goodput stays the workers' capacity; a budget
+# only buys absorbing bursts, and 1 s absorbs a burst of a second of the instance's capacity.
+# Beyond it a 429 with Retry-After lets the client back off or go elsewhere, where a request
+# queued for half of a 597 s timeout helps nobody (docs/runtime.md, "Admission by latency budget").
+DEFAULT_ADMISSION_BUDGET_SECONDS = 1.0
 DEFAULT_ADMISSION_BUDGET_FRACTION = 0.5
 # A client has this long to send its whole body (413 bounds its size, this its pace): a slow
 # sender gets 408 instead of holding a connection and a request's memory for the request timeout.
@@ -98,7 +104,7 @@ class RuntimeSettings:
         """How long a request may expect to wait for a worker and still be admitted."""
         if self.queue_budget_seconds is not None:
             return self.queue_budget_seconds
-        return self.request_timeout_seconds * DEFAULT_ADMISSION_BUDGET_FRACTION
+        return min(DEFAULT_ADMISSION_BUDGET_SECONDS, self.request_timeout_seconds * DEFAULT_ADMISSION_BUDGET_FRACTION)
 
     @property
     def keep_alive_seconds(self) -> float:
