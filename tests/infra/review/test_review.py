@@ -219,7 +219,8 @@ def test_a_served_models_findings_sit_in_its_own_bullet(prod_review) -> None:
 def test_the_html_report_opens_with_its_title_and_the_chart_sits_under_cost(prod_review) -> None:
     html = render_html(prod_review)
 
-    assert html.index("<h2>") < html.index("<h3>Cost</h3>") < html.index("<svg") < html.index("<h3>Packaging checks")
+    assert html.index("<h1>Kiln review: ") < html.index("<h3>Cost</h3>") < html.index("<svg") < html.index("<h3>Packaging checks")
+    assert "<h2>" not in html
 
 
 def test_no_chart_text_runs_past_the_chart(prod_review) -> None:

@@ -67,7 +67,7 @@ def layout(example_store, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 
 def test_the_title_comes_first_and_sits_above_the_chart(layout: dict[str, Any]) -> None:
-    assert layout["first"]["tag"] == "H2" and layout["first"]["text"].startswith("Kiln review: prod")
+    assert layout["first"]["tag"] == "H1" and layout["first"]["text"].startswith("Kiln review: prod")
     assert layout["title"]["bottom"] <= layout["svg"]["top"]
 
 
