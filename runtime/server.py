@@ -74,12 +74,12 @@ async def _become_ready(settings: RuntimeSettings, app: RuntimeApp, pool: Worker
     log.info("fetching %s", settings.model_uri)
     local = await asyncio.to_thread(fetch, settings.model_uri, settings.model_digest, settings.cache_dir)
     app.model_digest = local.digest
-    log.info("loading %s (digest %s) with %d worker(s)", settings.served_label, local.digest, settings.workers)
+    log.info("loading digest %s with %d worker(s)", local.digest, settings.workers)
     pool.model_dir = local.directory
     info = await pool.start()
     app.phase = Phase.READY
-    log.info("ready on port %d: %s, digest %s, load %.2f s, warm-up %s s, %s", settings.port, settings.served_label,
-             local.digest, info.get("load_seconds", 0), info.get("warm_up_seconds"), app.device_summary())
+    log.info("ready on port %d: digest %s, load %.2f s, warm-up %s s, %s", settings.port, local.digest,
+             info.get("load_seconds", 0), info.get("warm_up_seconds"), app.device_summary())
 
 
 def _start_publisher(settings: RuntimeSettings, pool: WorkerPool) -> asyncio.Task[None] | None:
