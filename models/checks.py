@@ -18,7 +18,14 @@ from packaging.version import Version
 
 from infra.plan.capacity import choose_gpu_placement
 from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, GPU_AMI_NVIDIA_DRIVER, ComputeProfile, GpuPlacement
-from infra.plan.packaging import MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL, anaconda_channels, finding_level
+from infra.plan.packaging import (
+    BUILD_TIME,
+    BUILD_TIME_MARGIN,
+    MODEL_SIGNATURE,
+    NO_CONDA_DEFAULTS_CHANNEL,
+    anaconda_channels,
+    finding_level,
+)
 from models.environment import SUPPORTED_PYTHON, Environment, python_minor
 from models.estimates import ImageEstimate, is_cpu_only_torch
 from models.manifest import Manifest, requirement_name
@@ -360,17 +367,15 @@ def _build_time(c: CheckInput) -> list[Finding]:
     minutes = c.estimate.build_minutes
     limit = c.target.build_timeout_minutes
     if minutes > limit:
-        level: Level = "error"
-        verdict = "exceeds"
+        rule_id, verdict = BUILD_TIME, "exceeds"
     elif minutes > limit * BUILD_TIME_WARNING_SHARE:
-        level = "warning"
-        verdict = "is close to"
+        rule_id, verdict = BUILD_TIME_MARGIN, "is close to"
     else:
         return []
     return [
-        Finding(
-            "build-time",
-            level,
+        _finding(
+            c,
+            rule_id,
             f"estimated build time ~{minutes:.0f} min {verdict} build.timeoutMinutes {limit} ({c.estimate.breakdown()}); "
             "raise kiln:build.timeoutMinutes or slim the requirements",
         )

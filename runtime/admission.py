@@ -7,9 +7,9 @@ of `mlflow models serve` at 64 clients). Instead, a request is admitted while
 
     expected wait = queue position x measured service time / workers  <=  budget
 
-and refused at once (429 + Retry-After) beyond it. The budget defaults to a fraction of the
-request timeout (RuntimeSettings.admission_budget_seconds), so an admitted request is
-expected to be answered in time, and a refused one costs an O(1) check and a short answer.
+and refused at once (429 + Retry-After) beyond it. The budget defaults to 1 s, or half a
+shorter request timeout (RuntimeSettings.admission_budget_seconds, where the reason is), and a
+refused request costs an O(1) check and a short answer.
 
 Pure arithmetic over plain numbers: the pool feeds it the count admitted and each
 prediction's duration.

@@ -22,11 +22,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Iterator
 
 import uvicorn
 
+from runtime import logs
 from runtime.app import Phase, RuntimeApp
 from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS, InferenceCapture
 from runtime.cloudwatch import InFlightPublisher
@@ -64,14 +64,9 @@ def _loop_factory():  # type: ignore[no-untyped-def]
     return uvloop.new_event_loop
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s kiln-runtime %(levelname)s %(message)s")
-
-
 def serve(settings: RuntimeSettings) -> int:
     """Run one runtime until SIGTERM (exit 0) or a failure to become ready (exit 1)."""
-    configure_logging()
+    logs.configure("kiln-runtime", settings.served_label)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(settings))
 
@@ -80,7 +75,7 @@ async def _become_ready(settings: RuntimeSettings, app: RuntimeApp, pool: Worker
     log.info("fetching %s", settings.model_uri)
     local = await asyncio.to_thread(fetch, settings.model_uri, settings.model_digest, settings.cache_dir)
     app.model_digest = local.digest
-    log.info("loading model %s with %d worker(s)", local.digest, settings.workers)
+    log.info("loading digest %s with %d worker(s)", local.digest, settings.workers)
     pool.model_dir = local.directory
     info = await pool.start()
     app.phase = Phase.READY
@@ -107,7 +102,7 @@ async def _serve(settings: RuntimeSettings) -> int:
     gpu = GpuAssignment(settings.gpus, settings.spread_across_gpus, settings.require_gpu)
     batching = Batching(settings.max_batch_size, settings.max_batch_delay_ms / 1000, settings.request_timeout_seconds)
     pool = WorkerPool(None, settings.workers, settings.admission_budget_seconds, settings.load_timeout_seconds, fail,
-                      gpu, batching)
+                      gpu, batching, log_label=settings.served_label)
     capture = InferenceCapture(settings) if settings.capture_uri else None
     app = RuntimeApp(settings, pool, capture=capture)
     server = _Server(uvicorn.Config(

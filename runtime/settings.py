@@ -24,8 +24,14 @@ from runtime.contract import (
 # Databricks' payload limit for custom models is 16 MB per request.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 DEFAULT_DRAIN_SECONDS = 30
-# Without a budget of its own, a request may wait for a worker for up to half the request
-# timeout: the other half is left for its own prediction and for service times that vary.
+# Without a budget of its own, a request may expect to wait for a worker up to 1 s, or half
+# the request timeout when that is shorter (the other half is left for its own prediction).
+# Why not more: under sustained overload the queue fills up to the budget, so every admitted
+# request then waits the whole budget while goodput stays the workers' capacity; a budget
+# only buys absorbing bursts, and 1 s absorbs a burst of a second of the instance's capacity.
+# Beyond it a 429 with Retry-After lets the client back off or go elsewhere, where a request
+# queued for half of a 597 s timeout helps nobody (docs/runtime.md, "Admission by latency budget").
+DEFAULT_ADMISSION_BUDGET_SECONDS = 1.0
 DEFAULT_ADMISSION_BUDGET_FRACTION = 0.5
 # A client has this long to send its whole body (413 bounds its size, this its pace): a slow
 # sender gets 408 instead of holding a connection and a request's memory for the request timeout.
@@ -46,11 +52,12 @@ class SettingsError(Exception):
 
 
 def admission_budget_seconds(queue_budget_seconds: float | None, request_timeout_seconds: float) -> float:
-    """The served model's queueBudgetSeconds, else half its request timeout: one rule for the
-    runtime (admission) and the plan (its p99 latency alarm)."""
+    """The served model's queueBudgetSeconds, else 1 s or half a shorter request timeout: one
+    rule for the runtime (admission) and the plan (its p99 latency alarm)."""
     if queue_budget_seconds is not None:
         return queue_budget_seconds
-    return request_timeout_seconds * DEFAULT_ADMISSION_BUDGET_FRACTION
+    return min(DEFAULT_ADMISSION_BUDGET_SECONDS, request_timeout_seconds * DEFAULT_ADMISSION_BUDGET_FRACTION)
+
 
 @dataclass(frozen=True)
 class RuntimeSettings:
@@ -106,6 +113,17 @@ class RuntimeSettings:
     capture_max_buffered_bytes: int = DEFAULT_CAPTURE_MAX_BUFFERED_BYTES
     capture_flush_seconds: float = DEFAULT_CAPTURE_FLUSH_SECONDS
     capture_flush_records: int = DEFAULT_CAPTURE_FLUSH_RECORDS
+
+    @property
+    def served_label(self) -> str:
+        """What this runtime serves, in the words of the stack and the registry, for its log lines:
+        `fraud-scorer/champion (fraud-scorer v1)` on an instance or under `kiln serve`; the
+        registered name and version, or the model URI, when run on its own."""
+        model = f"{self.model_name} v{self.model_version}" if self.model_name and self.model_version else self.model_name
+        if self.endpoint and self.served_model:
+            served = f"{self.endpoint}/{self.served_model}"
+            return f"{served} ({model})" if model else served
+        return model or self.model_uri
 
     @property
     def admission_budget_seconds(self) -> float:

@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from runtime import protocol
+from runtime import logs, protocol
 from runtime.protocol import Reply
 
 
@@ -30,8 +30,7 @@ def _claim_protocol_fds() -> tuple[int, int]:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=os.environ.get("KILN_LOG_LEVEL", "INFO"), stream=sys.stderr,
-                        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s")
+    logs.configure(f"worker[{os.getpid()}]", logs.worker_label(), os.environ.get("KILN_LOG_LEVEL", "INFO"))
     # The HTTP process owns shutdown: Ctrl-C or SIGTERM must not kill a prediction mid-way;
     # the worker exits when its request pipe closes (or is killed after the drain window).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

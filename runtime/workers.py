@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import runtime
-from runtime import protocol
+from runtime import logs, protocol
 from runtime.admission import Admission
 from runtime.errors import DeadlineExceeded, WorkerDied
 from runtime.gauge import PeakGauge
@@ -99,8 +99,8 @@ class Worker:
         self.info: dict[str, Any] = {}
 
     @classmethod
-    async def spawn(cls, model_dir: Path, index: int, gpu: GpuAssignment) -> Worker:
-        env = {**os.environ, **gpu.worker_env(index)}
+    async def spawn(cls, model_dir: Path, index: int, gpu: GpuAssignment, log_label: str = "") -> Worker:
+        env = {**os.environ, **gpu.worker_env(index), logs.LABEL_VARIABLE: log_label}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APP_ROOT), env.get("PYTHONPATH")]))
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "runtime.worker", str(model_dir), *gpu.worker_args(),
@@ -167,8 +167,10 @@ class WorkerPool:
 
     def __init__(self, model_dir: Path | None, workers: int, admission_budget_seconds: float,
                  load_timeout_seconds: float, on_fatal: Callable[[str], None],
-                 gpu: GpuAssignment = GpuAssignment(), batching: Batching = Batching()) -> None:
+                 gpu: GpuAssignment = GpuAssignment(), batching: Batching = Batching(), log_label: str = "") -> None:
         self.model_dir = model_dir
+        # Handed to each worker, whose log lines then name the served model as the runtime's do.
+        self.log_label = log_label
         self.size = workers
         self.admission = Admission(workers, admission_budget_seconds)
         self.load_timeout_seconds = load_timeout_seconds
@@ -194,7 +196,7 @@ class WorkerPool:
     async def _start_one(self, index: int) -> Worker:
         if self.model_dir is None:
             raise WorkerStartError("no model directory to load (the model was not fetched)")
-        worker = await Worker.spawn(self.model_dir, index, self.gpu)
+        worker = await Worker.spawn(self.model_dir, index, self.gpu, self.log_label)
         self._all.add(worker)
         try:
             await asyncio.wait_for(worker.wait_ready(), self.load_timeout_seconds)

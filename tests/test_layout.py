@@ -107,4 +107,4 @@ def test_the_policy_pack_runs_in_the_project_virtualenv_where_kiln_is_installed(
                 if line.strip() and not line.startswith("#")]
 
     assert pack_venv == project_venv
-    assert installs == ["-e .."] and (ROOT / "policies" / "..").resolve() == ROOT
+    assert installs == ["-c ../requirements.lock", "-e .."] and (ROOT / "policies" / "..").resolve() == ROOT

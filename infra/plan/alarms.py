@@ -61,9 +61,11 @@ def refresh_rule_name(plan: ServedModelPlan) -> str:
 
 
 def latency_budget_seconds(plan: ServedModelPlan) -> float:
-    """The wait the runtime admits a request with (queueBudgetSeconds, else half the request
-    timeout): a p99 above it means requests are queueing for as long as the plan allows."""
-    return admission_budget_seconds(plan.queue_budget_seconds, plan.request_timeout_seconds)
+    """The planned latency (measured or stated, else the planner's default) plus the wait the
+    runtime admits a request with (queueBudgetSeconds, else 1 s or half a shorter request
+    timeout): a p99 above it means requests queue for as long as the plan allows."""
+    planned = plan.capacity.latency_ms / 1000
+    return round(planned + admission_budget_seconds(plan.queue_budget_seconds, plan.request_timeout_seconds), 3)
 
 
 def served_model_alarms(plan: ServedModelPlan) -> list[AlarmPlan]:

@@ -281,7 +281,7 @@ class ServedModel(_Model):
     # (one worker per GPU when it fits one device, else spread across them).
     gpu_placement: GpuPlacement | None = Field(default=None, strict=False)
     # The longest expected wait for a worker a request is admitted with (KILN_QUEUE_BUDGET_SECONDS);
-    # unset, half the endpoint's request timeout. Beyond it the runtime answers 429 at once.
+    # unset, 1 s (or half a shorter request timeout). Beyond it the runtime answers 429 at once.
     queue_budget_seconds: float | None = Field(default=None, gt=0)
     # Adaptive batching (KILN_MAX_BATCH_SIZE / KILN_MAX_BATCH_DELAY_MS): unset, off on CPU
     # compute types and DEFAULT_GPU_BATCH_SIZE on GPU ones (infra/plan/capacity.py).
@@ -505,7 +505,7 @@ class Endpoint(_Model):
                     ("servedModels", index, "queueBudgetSeconds"),
                     f"{served.queue_budget_seconds:g} s is not less than the endpoint's requestTimeoutSeconds "
                     f"({self.request_timeout_seconds} s): a request admitted with that wait would time out before "
-                    "its prediction; lower it, or leave it out (half the request timeout)",
+                    "its prediction; lower it, or leave it out (1 s, or half a shorter request timeout)",
                 )
         return self
 

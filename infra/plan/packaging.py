@@ -37,8 +37,10 @@ class PackagingRule:
 
 MODEL_SIGNATURE = "model-signature"
 NO_CONDA_DEFAULTS_CHANNEL = "no-conda-defaults-channel"
-# Every packaging finding of models/checks.py but `build-time`, whose level follows how far
-# over the limit the estimate is, not the environment (the program always stops on it).
+BUILD_TIME = "build-time"
+BUILD_TIME_MARGIN = "build-time-margin"
+# Every packaging finding of models/checks.py that `kiln plan` can see (the reload check's and
+# the build context's exist only in `kiln bake`).
 PACKAGING_RULES: tuple[PackagingRule, ...] = (
     # Without a signature requests are not validated; Unity Catalog requires one.
     PackagingRule(MODEL_SIGNATURE, "Served models carry an MLflow signature.", MANDATORY_IN_PROD),
@@ -62,6 +64,12 @@ PACKAGING_RULES: tuple[PackagingRule, ...] = (
     PackagingRule("gpu-spread-unsupported", "Only Transformers models are spread across GPUs.", MANDATORY),
     PackagingRule("image-disk-builder", "The image builds within the largest CodeBuild disk.", MANDATORY),
     PackagingRule("image-disk-instance", "The pulled image and model fit the instance root volume.", MANDATORY),
+    # Two rules, not one whose level follows the estimate: over the timeout CodeBuild stops the
+    # build (and the deployment with it) in every environment; close to it, a slow mirror or a
+    # cold cache may, which is worth knowing but no reason to stop.
+    PackagingRule(BUILD_TIME, "The estimated image build time is within the build timeout.", MANDATORY),
+    PackagingRule(BUILD_TIME_MARGIN, "The estimated image build time leaves a margin under the build timeout.",
+                  ADVISORY),
 )
 PACK_RULE_LEVELS: Mapping[str, Mapping[str, Level]] = {rule.id: rule.levels for rule in PACKAGING_RULES}
 # Set (to 1) by `kiln check`, or by a CI job running `pulumi preview --policy-pack policies`:

@@ -62,7 +62,7 @@ class ServedModelPlan:
     expected_peak_concurrency: int | None = None
     # The stack's gpuPlacement as written (None: the model's memory decides, capacity.gpu says how).
     requested_gpu_placement: GpuPlacement | None = None
-    # The stack's queueBudgetSeconds (None: the runtime's default, half the request timeout).
+    # The stack's queueBudgetSeconds (None: the runtime's default, 1 s or half a shorter request timeout).
     queue_budget_seconds: float | None = None
     # Requests one worker call may take (1: batching off), and how long a free worker waits for more.
     max_batch_size: int = 1

@@ -44,8 +44,19 @@ def render_markdown(review: Review) -> str:
 COST_HEADING = "<h3>Cost</h3>\n"
 
 
+def _html_body(markdown: str) -> str:
+    """The Markdown as HTML, its title (a section heading in a pull-request comment) promoted to
+    the page's h1: the standalone report is a document, and its title comes first."""
+    parser = MarkdownIt("commonmark").enable("table")
+    tokens = parser.parse(markdown)
+    opening = next(index for index, token in enumerate(tokens) if token.type == "heading_open")
+    closing = next(index for index in range(opening, len(tokens)) if tokens[index].type == "heading_close")
+    tokens[opening].tag = tokens[closing].tag = "h1"
+    return parser.renderer.render(tokens, parser.options, {})
+
+
 def render_html(review: Review) -> str:
-    body = MarkdownIt("commonmark").enable("table").render(render_markdown(review))
+    body = _html_body(render_markdown(review))
     figure = _TEMPLATES.get_template("cost_chart.html.j2").render(r=review, chart=cost_chart(review))
     body = body.replace(COST_HEADING, COST_HEADING + figure + "\n", 1)
     return _TEMPLATES.get_template("review.html.j2").render(r=review, body=body)

@@ -25,6 +25,9 @@ class ServedModelReview:
     request_timeout: int
     manifest: dict[str, Any]
     findings: list[dict[str, str]]
+    # `sizing: measured` with measurements at hand: the nominal plan, the measured plan and
+    # the monthly difference, each with its arithmetic (StackPlan's sizing_comparison); else empty.
+    sizing_comparison: list[str]
 
     @property
     def monthly_cost_min(self) -> float:
@@ -122,9 +125,11 @@ def review_served_models(report: PlanReport, base: PlanReport | None) -> list[Se
     owners: dict[str, list[str]] = {}
     for (endpoint, name), p in props.items():
         owners.setdefault(p["imageTag"], []).append(f"{endpoint}/{name}")
+    comparisons = {(s.endpoint, s.name): s.sizing_comparison() for s in report.plan.served_models}
     reviews = []
     for row in served_model_rows(report.plan):
-        p = props[(row["endpoint"], row["servedModelName"])]
+        key = (row["endpoint"], row["servedModelName"])
+        p = props[key]
         reviews.append(
             ServedModelReview(
                 row=row,
@@ -134,6 +139,7 @@ def review_served_models(report: PlanReport, base: PlanReport | None) -> list[Se
                 request_timeout=p["requestTimeoutSeconds"],
                 findings=p["packagingFindings"],
                 manifest=p["manifest"],
+                sizing_comparison=comparisons[key],
             )
         )
     return reviews

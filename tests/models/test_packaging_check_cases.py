@@ -615,11 +615,11 @@ def test_a_build_that_fits_a_codebuild_type_has_no_builder_finding() -> None:
     [
         (60, 44.5, {}),
         (60, 45.0, {}),  # 75 % of 60 = 45: not above it
-        (60, 45.5, {"build-time": "warning"}),
-        (60, 60.0, {"build-time": "warning"}),  # at the timeout: close, not over
+        (60, 45.5, {"build-time-margin": "warning"}),
+        (60, 60.0, {"build-time-margin": "warning"}),  # at the timeout: close, not over
         (60, 60.5, {"build-time": "error"}),
         (20, 15.0, {}),  # 75 % of 20 = 15
-        (20, 15.5, {"build-time": "warning"}),
+        (20, 15.5, {"build-time-margin": "warning"}),
         (20, 20.5, {"build-time": "error"}),
     ],
 )
@@ -629,11 +629,12 @@ def test_build_time_against_the_timeout_below_at_and_above(timeout: int, minutes
     assert _levels(findings) == expected
 
 
-@pytest.mark.parametrize(("minutes", "verdict"), [(50.0, "is close to"), (75.0, "exceeds")])
-def test_the_build_time_finding_says_how_close_and_how_to_fix(minutes: float, verdict: str) -> None:
+@pytest.mark.parametrize(("minutes", "rule_id", "verdict"),
+                         [(50.0, "build-time-margin", "is close to"), (75.0, "build-time", "exceeds")])
+def test_the_build_time_finding_says_how_close_and_how_to_fix(minutes: float, rule_id: str, verdict: str) -> None:
     findings = _findings(estimate=dataclasses.replace(SMALL, build_minutes=minutes))
 
-    assert _one(findings, "build-time").message == (
+    assert _one(findings, rule_id).message == (
         f"estimated build time ~{minutes:.0f} min {verdict} build.timeoutMinutes 60 ({BREAKDOWN}); "
         "raise kiln:build.timeoutMinutes or slim the requirements"
     )
@@ -741,7 +742,7 @@ def test_findings_list_errors_first_then_warnings_each_in_check_order() -> None:
         ("dev-packages", "warning"),
         ("no-conda-defaults-channel", "warning"),
         ("gpu-framework-on-cpu", "warning"),
-        ("build-time", "warning"),
+        ("build-time-margin", "warning"),
     ]
 
 

@@ -102,3 +102,35 @@ def test_the_pulumi_program_still_stops_on_an_unsigned_prod_model_with_the_check
                                        "--mlflow-tracking-uri", example_store.tracking_uri])
 
     assert result.exit_code == 2 and "[model-signature]" in result.output and "infer_signature" in result.output
+
+
+def _dev_building(tmp_path: Path, store: Any, timeout_minutes: int) -> Path:
+    """The dev stack serving a model whose image takes ~10 min to build (torch's CUDA wheels,
+    estimated), under a build timeout of `timeout_minutes`."""
+    model = save_pyfunc(tmp_path / "model", requirements=[*pinned("mlflow", "pandas"), "torch==2.4.0"])
+    config: dict[str, Any] = copy.deepcopy(stack_config("dev", store))
+    config["kiln:endpoints"][0]["servedModels"][0]["modelUri"] = str(model)
+    config["kiln:build"] = {**config.get("kiln:build", {}), "timeoutMinutes": timeout_minutes}
+    return write_stack(tmp_path, config, stack="dev")
+
+
+def test_a_build_over_its_timeout_is_a_mandatory_violation_beside_the_others(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    """Before, the build-time estimate was not a rule: the program stopped (exit 2) and the pack never ran."""
+    result = _check(_dev_building(tmp_path, example_store, 5), example_store)
+
+    assert result.exit_code == 1, result.output
+    assert _violations(result) >= {("build-time", "mandatory"), ("no-scale-to-zero", "advisory")}
+    [message] = [v["message"] for v in json.loads(result.stdout)["violations"] if v["policy"] == "build-time"]
+    assert "exceeds build.timeoutMinutes 5" in message
+
+
+def test_a_build_close_to_its_timeout_is_advised_and_does_not_fail_the_check(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    result = _check(_dev_building(tmp_path, example_store, 12), example_store)
+
+    assert result.exit_code == 0, result.output
+    assert ("build-time-margin", "advisory") in _violations(result)
+    assert "build-time" not in {policy for policy, _ in _violations(result)}

@@ -67,6 +67,8 @@ EXPECTED_LEVELS = {
     "gpu-spread-unsupported": ("mandatory", "mandatory", "mandatory"),
     "image-disk-builder": ("mandatory", "mandatory", "mandatory"),
     "image-disk-instance": ("mandatory", "mandatory", "mandatory"),
+    "build-time": ("mandatory", "mandatory", "mandatory"),
+    "build-time-margin": ("advisory", "advisory", "advisory"),
     "traffic-weights-sum-to-100": ("mandatory", "mandatory", "mandatory"),
     "build-timeout-limit": ("mandatory", "mandatory", "mandatory"),
     "hourly-cost-budget": ("mandatory", "mandatory", "mandatory"),

@@ -435,13 +435,22 @@ def test_refusal_over_the_budget_is_databricks_429_with_retry_after_the_excess()
     assert app.metrics.requests_by_status == {429: 1}
 
 
-def test_default_budget_is_half_the_request_timeout() -> None:
-    app = make_app(workers=1, request_timeout_seconds=10)
-    app.pool.admission.observe(1.0)
+def test_default_budget_is_1_s_whatever_the_request_timeout() -> None:
+    app = make_app(workers=1, request_timeout_seconds=597)
+    app.pool.admission.observe(0.25)
 
     answers, in_flight = asyncio.run(_send_all(app, 9))
 
-    assert (in_flight, len(answers)) == (6, 3)  # waits of 0..5 s fit 5 s
+    assert (in_flight, len(answers)) == (5, 4)  # waits of 0, 0.25, 0.5, 0.75 and 1 s fit 1 s
+
+
+def test_default_budget_is_half_a_request_timeout_shorter_than_2_s() -> None:
+    app = make_app(workers=1, request_timeout_seconds=1)
+    app.pool.admission.observe(0.25)
+
+    answers, in_flight = asyncio.run(_send_all(app, 9))
+
+    assert (in_flight, len(answers)) == (3, 6)  # waits of 0, 0.25 and 0.5 s fit 0.5 s
 
 
 def test_a_request_still_sending_its_body_takes_no_place() -> None:

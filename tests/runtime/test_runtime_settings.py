@@ -29,7 +29,7 @@ DEFAULTS = {
     "host": "0.0.0.0",
     "port": 8080,
     "workers": 1,
-    "queue_budget_seconds": None,  # half the request timeout
+    "queue_budget_seconds": None,  # 1 s, or half the request timeout when shorter
     "request_timeout_seconds": 597,  # Databricks' model execution timeout
     "body_timeout_seconds": 30,
     "max_batch_size": 1,  # batching off
@@ -286,8 +286,10 @@ def test_metric_dimensions_that_miss_one_name_what_to_write() -> None:
         "ServedModel; got Stack, Endpoint (e.g. Stack=dev,Endpoint=fraud-scorer,ServedModel=champion)")
 
 
-@pytest.mark.parametrize(("timeout", "budget", "admission_budget"), [(597, None, 298.5), (10, None, 5), (10, 0.25, 0.25)])
-def test_admission_budget_defaults_to_half_the_request_timeout(timeout: float, budget: float | None,
+@pytest.mark.parametrize(("timeout", "budget", "admission_budget"),
+                         [(597, None, 1.0), (10, None, 1.0), (2, None, 1.0), (1.5, None, 0.75), (10, 0.25, 0.25),
+                          (597, 30, 30)])
+def test_admission_budget_defaults_to_1_s_or_half_a_shorter_request_timeout(timeout: float, budget: float | None,
                                                                admission_budget: float) -> None:
     settings = RuntimeSettings(URI, request_timeout_seconds=timeout, queue_budget_seconds=budget)
 
@@ -375,3 +377,20 @@ def test_a_name_that_is_no_setting_has_no_variable() -> None:
     assert variable("load_balancer_idle_timeout_seconds") == "KILN_LOAD_BALANCER_IDLE_TIMEOUT_SECONDS"
     with pytest.raises(KeyError, match="no field 'MODEL_URI'"):
         variable("MODEL_URI")
+
+
+# ------------------------------------------------------------------ what log lines name
+
+
+@pytest.mark.parametrize(
+    ("identity", "label"),
+    [
+        ({"endpoint": "fraud-scorer", "served_model": "champion", "model_name": "fraud-scorer", "model_version": "3"},
+         "fraud-scorer/champion (fraud-scorer v3)"),
+        ({"endpoint": "fraud-scorer", "served_model": "champion"}, "fraud-scorer/champion"),
+        ({"model_name": "fraud-scorer", "model_version": "3"}, "fraud-scorer v3"),
+        ({}, URI),
+    ],
+)
+def test_log_lines_name_the_served_model_in_the_stacks_and_the_registrys_words(identity: dict, label: str) -> None:
+    assert RuntimeSettings(model_uri=URI, model_digest=DIGEST, **identity).served_label == label

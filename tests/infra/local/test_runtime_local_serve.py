@@ -4,6 +4,7 @@ endpoint's traffic by the stack's weights, so clients can be tested before a dep
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -60,6 +61,26 @@ def test_one_served_model_can_be_called_directly(served_stack: RunningProcess) -
     assert response.status_code == 200
     assert response.headers["x-kiln-served-model"] == "challenger"
     assert "POST /serving-endpoints/fraud-scorer/served-models/challenger/invocations → challenger 200" in served_stack.log()
+
+
+def test_runtime_and_worker_log_lines_name_their_served_model_not_only_a_digest(served_stack: RunningProcess) -> None:
+    lines = served_stack.log().splitlines()
+
+    for served in ("champion", "challenger"):
+        label = f"[fraud-scorer/{served} (fraud-scorer v"
+        assert any(" kiln-runtime " + label in line and " ready on port " in line for line in lines), served_stack.log()
+        assert any(" worker[" in line and label in line for line in lines), served_stack.log()
+
+
+def test_every_request_through_the_router_is_in_the_access_log(served_stack: RunningProcess) -> None:
+    response = httpx.post(f"{served_stack.url}/serving-endpoints/fraud-scorer/invocations", content=BODY,
+                          headers={"content-type": "application/json"}, timeout=30)
+    missing = httpx.post(f"{served_stack.url}/serving-endpoints/nope/invocations", content=BODY,
+                         headers={"content-type": "application/json"}, timeout=30)
+
+    served = response.headers["x-kiln-served-model"]
+    assert re.search(rf"POST /serving-endpoints/fraud-scorer/invocations → {served} 200 \d+ ms", served_stack.log())
+    assert missing.status_code == 404 and "POST /serving-endpoints/nope/invocations → 404" in served_stack.log()
 
 
 def test_unknown_endpoint_is_not_found(served_stack: RunningProcess) -> None:

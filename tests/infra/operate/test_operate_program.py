@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from infra.plan.alarms import ALARMS_COMPONENT_TYPE
+from infra.plan.alarms import ALARMS_COMPONENT_TYPE, latency_budget_seconds
 from infra.plan.config import parse_stack_config, values_from_stack_config
 from infra.plan.stack import plan_stack
 from infra.preview.policy_pack import check_policies
@@ -36,8 +36,8 @@ def test_each_served_model_alarms_at_the_planned_thresholds_and_notifies_the_top
     for served in plan.served_models:
         tg = served.target_group_name
         latency = alarms[f"{tg}-p99-latency"]
-        # The plan's latency budget: queueBudgetSeconds unset, so half the endpoint's request timeout.
-        assert latency["threshold"] == served.request_timeout_seconds / 2
+        # The planned latency plus the admission budget: queueBudgetSeconds unset, so 1 s.
+        assert latency["threshold"] == round(served.capacity.latency_ms / 1000 + 1, 3)
         assert latency["extendedStatistic"] == "p99"
         assert latency["metricName"] == "TargetResponseTime"
         assert set(latency["dimensions"]) == {"LoadBalancer", "TargetGroup"}
@@ -116,7 +116,10 @@ def test_kiln_review_lists_the_alarms_the_rule_and_the_topic(example_store) -> N
     assert f"notify `{TOPIC}`; dashboard `kiln-prod`" in section
     for served in ("fraud-scorer/champion", "fraud-scorer/challenger", "ticket-router/champion"):
         assert section.count(f"| {served} |") == 4
-    assert "p99 target response time above the latency budget (298.5 s) for 5 minutes" in section
+    for served in plan_stack("prod", parse_stack_config(values_from_stack_config(stack_config("prod", example_store), "prod"),
+                                                        "prod")).served_models:
+        budget = latency_budget_seconds(served)
+        assert f"p99 target response time above the latency budget ({budget:g} s) for 5 minutes" in section
     assert "(EventBridge) | an instance refresh failed or rolled back |" in section
 
     silent = dataclasses.replace(review, alarms=[dataclasses.replace(a, alert_topic_arn=None) for a in review.alarms])

@@ -984,7 +984,7 @@ def test_queue_budget_must_be_shorter_than_the_endpoints_request_timeout() -> No
     assert problems_for(values) == [
         "endpoints[0].servedModels[0].queueBudgetSeconds: 60 s is not less than the endpoint's requestTimeoutSeconds "
         "(60 s): a request admitted with that wait would time out before its prediction; lower it, or leave it out "
-        "(half the request timeout)"]
+        "(1 s, or half a shorter request timeout)"]
 
 
 def test_queue_budget_is_read_per_served_model() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,29 @@ def test_kiln_plan_json_carries_the_comparison_of_measured_served_models(
     assert (comparison["endpoint"], comparison["servedModelName"]) == ("fraud-scorer", "champion")
     assert [line.split(":")[0] for line in comparison["arithmetic"]] == [
         "sizing nominal", "sizing measured", "measured - nominal at minimum"]
+
+
+def test_kiln_review_shows_both_plans_and_the_monthly_difference_in_markdown_and_html(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    model = save_pyfunc(tmp_path / "tiny")
+    measure_here(model, example_store.tracking_uri)
+    stack = _measured_stack(tmp_path, example_store, model)
+    reports = {}
+    for fmt in ("md", "html"):
+        out = tmp_path / f"review.{fmt}"
+        result = CliRunner().invoke(main, ["review", str(stack), "--format", fmt, "-o", str(out),
+                                           "--mlflow-tracking-uri", example_store.tracking_uri])
+        assert result.exit_code == 0, result.output
+        reports[fmt] = out.read_text()
+
+    markdown, html = reports["md"], reports["html"]
+    section = markdown.split("### Sizing: nominal vs measured", 1)[1].split("###", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.strip()]
+    assert lines[0] == "- **fraud-scorer/champion**:"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "- sizing nominal", "- sizing measured", "- measured - nominal at minimum"]
+    assert "GiB measured per worker" in section and "× 730 h = $-" in section
+    # In the HTML the three lines are nested under their served model, not loose paragraphs.
+    assert re.search(r"<li><strong>fraud-scorer/champion</strong>:\s*<ul>\s*<li>sizing nominal: ", html)
+    assert "<li>measured - nominal at minimum: " in html

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from infra.commands.cli import main
@@ -15,6 +13,7 @@ from infra.preview.report import build_plan_report
 from infra.review.render import render_html, render_markdown
 from infra.review.report import HOURS_PER_MONTH, build_review
 from tests.conftest import stack_config, write_stack
+from tests.review_support import change_stack
 
 
 @pytest.fixture(scope="module")
@@ -61,30 +60,6 @@ def test_review_against_another_stack_lists_setting_differences_and_cost_delta(e
     added = {c.name for c in review.comparison.resources if c.kind == "added"}
     assert "ticket-router.champion-asg" in added
     assert not review.comparison.restarts  # two stacks: differences, not a rollout
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def stack_repo(tmp_path: Path, example_store) -> Path:
-    """A git repo whose main branch holds the prod stack pointing at the example store."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "ci@example.com")
-    git(repo, "config", "user.name", "CI")
-    path = write_stack(repo, stack_config("prod", example_store), stack="prod")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "base")
-    return path
-
-
-def change_stack(path: Path, change) -> None:
-    document = yaml.safe_load(path.read_text())
-    change(document["config"])
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def test_instance_type_change_against_a_git_ref_calls_out_the_rollout(stack_repo: Path) -> None:
@@ -244,7 +219,8 @@ def test_a_served_models_findings_sit_in_its_own_bullet(prod_review) -> None:
 def test_the_html_report_opens_with_its_title_and_the_chart_sits_under_cost(prod_review) -> None:
     html = render_html(prod_review)
 
-    assert html.index("<h2>") < html.index("<h3>Cost</h3>") < html.index("<svg") < html.index("<h3>Packaging checks")
+    assert html.index("<h1>Kiln review: ") < html.index("<h3>Cost</h3>") < html.index("<svg") < html.index("<h3>Packaging checks")
+    assert "<h2>" not in html
 
 
 def test_no_chart_text_runs_past_the_chart(prod_review) -> None:
