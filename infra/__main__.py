@@ -46,7 +46,7 @@ for model in baked:
             f"model-{model.artifact_digest[:16]}", model, artifact_store, config.region
         )
 gateway = Gateway("gateway", plan.gateway, network.vpc_id, tags=plan.tags)
-foundation = Foundation(gateway, artifact_store, registry, network.vpc_id, network.private_subnet_ids)
+foundation = Foundation(gateway, artifact_store, registry, network.vpc_id, network.private_subnet_ids, config.kms_key_arn)
 
 
 def release(served: ServedModelPlan) -> Release:

@@ -82,7 +82,7 @@ class RuntimeApp:
         self.settings = settings
         self.pool = pool
         self.metrics = metrics or Metrics()
-        self.auth = BearerAuth(settings.auth_token_sha256)
+        self.auth = BearerAuth(settings.auth_token_sha256, settings.auth_required)
         self.phase = Phase.LOADING
         self.model_digest: str | None = settings.model_digest
         self.served_header = (b"x-kiln-served-model", (settings.served_model or "").encode("latin-1"))

@@ -8,10 +8,12 @@ component needs and nothing else (least privilege).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from models.build_context import CONTEXT_PREFIX
 from runtime.contract import METRIC_NAMESPACE
+from runtime.secrets import parse_reference
 
 
 def trust_policy(service: str) -> str:
@@ -19,8 +21,11 @@ def trust_policy(service: str) -> str:
     return _document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
 
 
-def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str, group_arn: str) -> str:
-    """Read this model's files, pull this stack's images, report the instance ready to its group; nothing else."""
+def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str, group_arn: str,
+                    secrets: Sequence[str] = (), kms_key_arn: str | None = None, session_manager: bool = False) -> str:
+    """Read this model's files, pull this stack's images, report the instance ready to its group,
+    read exactly the secrets its served model references (`secrets`: references, placed in the
+    log group's account and region); with `session_manager`, answer Session Manager; nothing else."""
     return _document(
         [
             {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
@@ -51,8 +56,60 @@ def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, ar
                 "Action": ["autoscaling:CompleteLifecycleAction"],
                 "Resource": group_arn,
             },
+            *secret_statements(log_group_arn, secrets, kms_key_arn),
+            *([session_manager_statement()] if session_manager else []),
         ]
     )
+
+
+def secret_statements(same_account_arn: str, secrets: Sequence[str], kms_key_arn: str | None) -> list[dict[str, Any]]:
+    """Read these secrets and no other: GetSecretValue and GetParameter on exactly their ARNs
+    (docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_iam-policies.html,
+    docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
+
+    Values encrypted with an AWS managed key (aws/secretsmanager, aws/ssm, aws/s3) need no KMS
+    grant; with the stack's customer managed key, kms:Decrypt on it, only through S3 (the model's
+    files) and the services holding the secrets (the kms:ViaService condition,
+    docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service).
+    """
+    _, partition, _, region, account, *_ = same_account_arn.split(":")
+    references = [parse_reference(secret) for secret in secrets]
+    statements: list[dict[str, Any]] = []
+    for sid, service, action in (("ReadOwnSecrets", "secretsmanager", "secretsmanager:GetSecretValue"),
+                                 ("ReadOwnParameters", "ssm", "ssm:GetParameter")):
+        arns = sorted({ref.iam_resource(partition, region, account) for ref in references if ref.service == service})
+        if arns:
+            statements.append({"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": arns})
+    if kms_key_arn:
+        services = ["s3", *sorted({ref.service for ref in references})]
+        statements.append({
+            "Sid": "DecryptWithStackKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": kms_key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": [f"{service}.{region}.amazonaws.com" for service in services]}},
+        })
+    return statements
+
+
+def session_manager_statement() -> dict[str, Any]:
+    """What the SSM agent needs for Session Manager shells, instead of the managed policy
+    AmazonSSMManagedInstanceCore, which also allows ssm:GetParameter(s) on every parameter of
+    the account and so would let an instance read SecureStrings that are not its own
+    (docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-create-iam-instance-profile.html).
+    These actions take no resource ARN."""
+    return {
+        "Sid": "SessionManager",
+        "Effect": "Allow",
+        "Action": [
+            "ssm:UpdateInstanceInformation",
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ],
+        "Resource": "*",
+    }
 
 
 def group_arn(same_account_arn: str, group_name: str) -> str:
