@@ -185,6 +185,7 @@ class ServedModel(pulumi.ComponentResource):
                 **plan.capacity_outputs(),
                 # Read by the policy pack's stack rules, which see component outputs (not inputs).
                 "requestTimeoutSeconds": plan.request_timeout_seconds,
+                "authRequired": plan.auth is not None,
                 "targetGroupArn": self.target_group.arn,
                 "image": self.image,
             }
