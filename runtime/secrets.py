@@ -15,6 +15,7 @@ instance role, which may read exactly the secrets its served model references.
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -107,8 +108,11 @@ def read_secret(ref: SecretRef, session: Any | None = None) -> str:
     try:
         return ref.read(client)
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        raise SecretError(f"cannot read {ref.service} secret {ref.id}: {code or error}") from None
+        code = str(error.response.get("Error", {}).get("Code", "")) or str(error)
+        # A refusal whose body botocore cannot parse keeps only its HTTP status as the code.
+        if code.isdigit():
+            code = f"HTTP {code} {HTTPStatus(int(code)).phrase}"
+        raise SecretError(f"cannot read {ref.service} secret {ref.id}: {code}") from None
     except BotoCoreError as error:
         raise SecretError(f"cannot read {ref.service} secret {ref.id}: {error}") from None
 
