@@ -15,8 +15,8 @@ instance role, which may read exactly the secrets its served model references.
 from __future__ import annotations
 
 import re
-from http import HTTPStatus
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Literal
 
 # Databricks: "{{secrets/<scope-name>/<secret-name>}}"; both parts become one Secrets Manager
