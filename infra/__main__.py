@@ -29,7 +29,7 @@ baked = [model for model, _ in checked.values()]
 # what `kiln bake` measured sizes the served models that say `sizing: measured`.
 plan = plan_stack(stack, config, model_memory(checked), worker_measurements(checked))
 
-artifact_store = ArtifactStore("artifacts", tags=plan.tags)
+artifact_store = ArtifactStore("artifacts", tags=plan.tags, kms_key_arn=config.kms_key_arn)
 registry = ImageRegistry("images", tags=plan.tags)
 builder = ImageBuilder(
     "images", registry, artifact_store, builder_compute_type(baked), config.build.timeout_minutes,

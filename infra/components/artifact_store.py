@@ -14,7 +14,9 @@ NONCURRENT_VERSION_DAYS = 30
 class ArtifactStore(pulumi.ComponentResource):
     """S3 bucket with public access blocked, KMS encryption, versioning and a TLS-only policy."""
 
-    def __init__(self, name: str, tags: dict[str, str], opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, tags: dict[str, str], kms_key_arn: str | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`kms_key_arn`: the stack's customer managed key; None, S3's AWS managed key (aws/s3)."""
         super().__init__("kiln:storage:ArtifactStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=False, tags=tags, opts=child)
@@ -30,7 +32,11 @@ class ArtifactStore(pulumi.ComponentResource):
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=self.bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}],
+            rules=[{
+                "apply_server_side_encryption_by_default": {
+                    "sse_algorithm": "aws:kms", **({"kms_master_key_id": kms_key_arn} if kms_key_arn else {})},
+                "bucket_key_enabled": True,
+            }],
             opts=child,
         )
         aws.s3.BucketVersioning(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jinja2
 
+from infra.plan.config import ConfigError
 from infra.plan.scaling import LAUNCH_HOOK_NAME
 from infra.plan.stack import ServedModelPlan
 from runtime.contract import READINESS_PATH
@@ -49,8 +50,9 @@ class Deployment:
 USER_DATA_LIMIT_BYTES = 16 * 1024
 
 
-class UserDataTooLarge(ValueError):
-    """The rendered script is over EC2's limit; names the served model and what to shorten."""
+class UserDataTooLarge(ConfigError):
+    """The rendered script is over EC2's limit: a stack-file problem (its environmentVars are
+    what grows it), reported as one, naming the served model and what to shorten."""
 
 
 def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
@@ -60,11 +62,11 @@ def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
     script = _render(plan, deployment, settings)
     size = len(script.encode())
     if size > USER_DATA_LIMIT_BYTES:
-        raise UserDataTooLarge(
-            f"{plan.resource_name}: the instance user data is {size:,} bytes, over EC2's limit of "
-            f"{USER_DATA_LIMIT_BYTES:,}; shorten its environmentVars (a long value can live in Secrets Manager "
-            "or SSM and be written as a reference)"
-        )
+        raise UserDataTooLarge(f"stacks/Pulumi.{plan.tags['kiln:stack']}.yaml", [
+            f"endpoints ({plan.endpoint}).servedModels ({plan.name}).environmentVars: the instance user data would "
+            f"be {size:,} bytes, over EC2's limit of {USER_DATA_LIMIT_BYTES:,}; shorten the values (a long one can "
+            "live in Secrets Manager or SSM and be written as a reference)"
+        ])
     return script
 
 
