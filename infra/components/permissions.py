@@ -224,18 +224,45 @@ def build_policy(bucket_arn: str, repository_arn: str, log_group_arn: str) -> st
 
 def tls_only_bucket_policy(bucket_arn: str) -> str:
     """Refuse every request to the bucket that does not arrive over TLS."""
-    return _document(
-        [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ]
-    )
+    return _document([_deny_insecure_transport(bucket_arn)])
+
+
+# The account Elastic Load Balancing writes access logs from, in each region opened before
+# August 2022; regions opened since take the service principal LOG_DELIVERY_PRINCIPAL instead
+# (docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html#attach-bucket-policy).
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "af-south-1": "098369216593", "ap-east-1": "754344448648",
+    "ap-southeast-3": "589379963580", "ap-south-1": "718504428378", "ap-northeast-3": "383597477331",
+    "ap-northeast-2": "600734575887", "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "ap-northeast-1": "582318560864", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-south-1": "635631232127",
+    "eu-west-3": "009996457667", "eu-north-1": "897822967062", "me-south-1": "076674570225",
+    "sa-east-1": "507241528517", "us-gov-west-1": "048591011584", "us-gov-east-1": "190560391635",
+}
+LOG_DELIVERY_PRINCIPAL = "logdelivery.elasticloadbalancing.amazonaws.com"
+
+
+def access_log_bucket_policy(bucket_arn: str, region: str, prefix: str) -> str:
+    """TLS only, and the region's load balancer log delivery may put objects under `prefix`."""
+    account = ELB_LOG_ACCOUNTS.get(region)
+    principal = {"AWS": f"arn:aws:iam::{account}:root"} if account else {"Service": LOG_DELIVERY_PRINCIPAL}
+    return _document([
+        _deny_insecure_transport(bucket_arn),
+        {"Sid": "LoadBalancerAccessLogs", "Effect": "Allow", "Principal": principal, "Action": "s3:PutObject",
+         "Resource": f"{bucket_arn}/{prefix}/AWSLogs/*"},
+    ])
+
+
+def _deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
 
 
 def _write_logs(sid: str, log_group_arn: str) -> dict[str, Any]:

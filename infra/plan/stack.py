@@ -236,6 +236,11 @@ class GatewayPlan:
     ingress_cidrs: list[str]
     certificate_arn: str | None
     idle_timeout_seconds: int
+    region: str = "us-east-1"
+    # Prod: access logs to their own bucket, and deletion protection (a `pulumi destroy` or a
+    # replacement cannot remove the load balancer every client resolves).
+    access_logs: bool = False
+    deletion_protection: bool = False
 
     @property
     def listener_port(self) -> int:
@@ -310,6 +315,9 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
             ingress_cidrs=gateway.ingress_cidrs,
             certificate_arn=gateway.certificate_arn,
             idle_timeout_seconds=idle_timeout,
+            region=config.region,
+            access_logs=config.environment == "prod",
+            deletion_protection=config.environment == "prod",
         ),
         endpoints=endpoints,
         tags=stack_tags,

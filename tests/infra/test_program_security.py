@@ -108,11 +108,28 @@ def test_session_manager_gets_its_own_calls_not_the_managed_policy_that_reads_ev
 
 def test_the_customer_key_encrypts_volumes_and_the_artifact_bucket(run: ProgramRun) -> None:
     [mapping] = child(run, LAUNCH_TEMPLATE, "fraud-scorer.champion").inputs["blockDeviceMappings"]
-    [encryption] = run.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    encryption = child(run, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                       "artifacts")
 
     assert mapping["ebs"]["kmsKeyId"] == KMS_KEY
     [rule] = encryption.inputs["rules"]
     assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": KMS_KEY}
+
+
+def test_prod_logs_gateway_access_to_its_own_sse_s3_bucket_and_protects_the_load_balancer(run: ProgramRun) -> None:
+    balancer = run.of_type("aws:lb/loadBalancer:LoadBalancer")[0].inputs
+    log_bucket = child(run, "aws:s3/bucket:Bucket", "gateway-access-logs").outputs
+    encryption = child(run, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                       "gateway-access-logs").inputs
+    policy = json.loads(child(run, "aws:s3/bucketPolicy:BucketPolicy", "gateway-access-logs").inputs["policy"])
+    [delivery] = [s for s in policy["Statement"] if s["Sid"] == "LoadBalancerAccessLogs"]
+
+    assert balancer["enableDeletionProtection"] is True
+    assert balancer["accessLogs"] == {"bucket": log_bucket["bucket"], "prefix": "alb", "enabled": True}
+    # ELB delivers access logs only to SSE-S3 buckets: not the artifact store's KMS key.
+    assert encryption["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    assert delivery["Principal"] == {"AWS": "arn:aws:iam::127311923021:root"}  # us-east-1's ELB account
+    assert delivery["Resource"] == f"{log_bucket['arn']}/alb/AWSLogs/*"
 
 
 def test_an_internal_stack_asks_no_token_and_reads_no_secret(example_store: Any) -> None:
