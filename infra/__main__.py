@@ -64,3 +64,5 @@ pulumi.export("servedModels", {served.resource_name: served.capacity_outputs() f
 pulumi.export("artifactBucket", artifact_store.bucket.bucket)
 pulumi.export("imageRepository", registry.repository.repository_url)
 pulumi.export("images", {tag: image.image_uri for tag, image in images.items()})
+# Where to put each endpoint's token hashes (docs/security.md), for the endpoints whose secret Kiln creates.
+pulumi.export("tokenHashSecrets", {name: e.token_secret.arn for name, e in endpoints.items() if e.token_secret})

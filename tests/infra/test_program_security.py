@@ -61,6 +61,7 @@ def test_each_endpoint_of_an_internet_facing_stack_gets_a_token_secret_that_acce
     secrets = {r.parent.rsplit("::", 1)[1]: r for r in run.of_type(SECRET)}
 
     assert sorted(secrets) == ["fraud-scorer", "ticket-router"]
+    assert run.outputs["tokenHashSecrets"] == {name: secret.outputs["arn"] for name, secret in secrets.items()}
     assert secrets["fraud-scorer"].inputs["kmsKeyId"] == KMS_KEY
     [initial] = [v for v in run.of_type(SECRET_VERSION) if "fraud-scorer" in v.name]
     # pulumi-aws marks the value secret: the engine sees it wrapped, as in the state file.
