@@ -30,6 +30,7 @@ class Endpoint(pulumi.ComponentResource):
         super().__init__("kiln:serving:Endpoint", name, None, opts)
         gateway = foundation.gateway
         self.token_secret = token_hash_secret(name, plan, foundation.kms_key_arn, self) if plan.creates_token_secret else None
+        # The first version's ARN (the secret's): instances that read it wait for a value to exist.
         token_secret_arn = self.token_secret.arn if self.token_secret else None
         self.served_models = {
             served.name: ServedModel(
@@ -85,8 +86,9 @@ EMPTY_TOKEN_HASHES = "# sha256 hex digests of the bearer tokens this endpoint ac
 
 
 def token_hash_secret(name: str, plan: EndpointPlan, kms_key_arn: str | None,
-                      parent: pulumi.Resource) -> aws.secretsmanager.Secret:
-    """The endpoint's token-hash secret, with a first version that accepts no token.
+                      parent: pulumi.Resource) -> aws.secretsmanager.SecretVersion:
+    """The endpoint's token-hash secret's first version, which accepts no token (its `arn` is
+    the secret's, and what depends on it waits until the secret has a value to read).
 
     The version's value is Pulumi's only at creation (ignore_changes): teams rotate tokens
     with `aws secretsmanager put-secret-value`, and the next `pulumi up` leaves them be.
@@ -99,13 +101,12 @@ def token_hash_secret(name: str, plan: EndpointPlan, kms_key_arn: str | None,
         tags={k: v for k, v in plan.served_models[0].tags.items() if k != "kiln:served-model"},
         opts=child,
     )
-    aws.secretsmanager.SecretVersion(
+    return aws.secretsmanager.SecretVersion(
         f"{name}-token-hashes-initial",
         secret_id=secret.id,
         secret_string=EMPTY_TOKEN_HASHES,
         opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["secretString"]),
     )
-    return secret
 
 
 async def _never_created(error: Exception) -> str:

@@ -141,6 +141,9 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str)
         # Secrets Manager ends a secret's ARN with '-' and six random characters of its own.
         arn = f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{physical}-{digest(name, 6)}"
         outputs.update(id=arn, arn=arn)
+    elif type_ == "aws:secretsmanager/secretVersion:SecretVersion":
+        # The provider's `arn` of a version is its secret's.
+        outputs["arn"] = inputs.get("secretId")
     return outputs
 
 

@@ -141,7 +141,8 @@ class StandInProvider:
         # pulumi-aws marks the value secret; the engine hands it over wrapped.
         value = value["value"] if isinstance(value, dict) else value
         version = self.aws.client("secretsmanager").put_secret_value(SecretId=inputs["secretId"], SecretString=value)
-        return {"id": f"{inputs['secretId']}|{version['VersionId']}", "versionId": version["VersionId"]}
+        return {"id": f"{inputs['secretId']}|{version['VersionId']}", "versionId": version["VersionId"],
+                "arn": version["ARN"]}
 
     # --- IAM ---------------------------------------------------------------------------
     def role(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -62,12 +62,16 @@ def test_each_endpoint_of_an_internet_facing_stack_gets_a_token_secret_that_acce
 
     assert sorted(secrets) == ["fraud-scorer", "ticket-router"]
     assert run.outputs["tokenHashSecrets"] == {name: secret.outputs["arn"] for name, secret in secrets.items()}
+    # Instances read the secret only once its first version exists: they take the version's ARN.
+    version = child(run, SECRET_VERSION, "fraud-scorer")
+    assert version.outputs["arn"] == secrets["fraud-scorer"].outputs["arn"]
+    template = child(run, LAUNCH_TEMPLATE, "fraud-scorer.champion")
+    assert version.urn in template.property_dependencies.get("userData", template.dependencies)
     assert secrets["fraud-scorer"].inputs["kmsKeyId"] == KMS_KEY
-    [initial] = [v for v in run.of_type(SECRET_VERSION) if "fraud-scorer" in v.name]
     # pulumi-aws marks the value secret: the engine sees it wrapped, as in the state file.
-    assert initial.inputs["secretString"]["value"] == EMPTY_TOKEN_HASHES
+    assert version.inputs["secretString"]["value"] == EMPTY_TOKEN_HASHES
     assert parse_token_hashes(EMPTY_TOKEN_HASHES.splitlines(), "initial") == ()
-    assert "secretString" in initial.options["ignoreChanges"]  # rotation is the team's, not the next `pulumi up`'s
+    assert "secretString" in version.options["ignoreChanges"]  # rotation is the team's, not the next `pulumi up`'s
 
 
 def test_user_data_carries_where_the_secrets_live_and_never_their_values(run: ProgramRun) -> None:
