@@ -111,7 +111,7 @@ def test_a_tls_deny_on_the_bucket_but_not_its_objects_fails(prod: Any) -> None:
     bucket = one(run, BUCKET, "artifacts")
     arn = bucket.outputs["arn"]
 
-    found = violations(bent(run, one(run, BUCKET_POLICY, "tls-only"), policy=_tls_policy(arn)), config)
+    found = violations(bent(run, one(run, BUCKET_POLICY, "artifacts-tls-only"), policy=_tls_policy(arn)), config)
 
     assert found == [("s3-tls-only", "mandatory", bucket.urn)]
 
@@ -122,7 +122,7 @@ def test_a_tls_deny_covering_bucket_and_objects_passes(prod: Any, resources: Any
     arn = one(run, BUCKET, "artifacts").outputs["arn"]
     spelled = [r.format(arn=arn) for r in resources] if isinstance(resources, list) else resources.format(arn=arn)
 
-    assert violations(bent(run, one(run, BUCKET_POLICY, "tls-only"), policy=_tls_policy(spelled)), config) == []
+    assert violations(bent(run, one(run, BUCKET_POLICY, "artifacts-tls-only"), policy=_tls_policy(spelled)), config) == []
 
 
 # ------------------------------------------------------------------ no-ssh-ingress
