@@ -31,7 +31,7 @@ baked = [model for model, _ in checked.values()]
 # what `kiln bake` measured sizes the served models that say `sizing: measured`.
 plan = plan_stack(stack, config, model_memory(checked), worker_measurements(checked))
 
-artifact_store = ArtifactStore("artifacts", tags=plan.tags)
+artifact_store = ArtifactStore("artifacts", tags=plan.tags, kms_key_arn=config.kms_key_arn)
 registry = ImageRegistry("images", tags=plan.tags)
 builder = ImageBuilder(
     "images", registry, artifact_store, builder_compute_type(baked), config.build.timeout_minutes,
@@ -48,7 +48,7 @@ for model in baked:
             f"model-{model.artifact_digest[:16]}", model, artifact_store, config.region
         )
 gateway = Gateway("gateway", plan.gateway, network.vpc_id, tags=plan.tags)
-foundation = Foundation(gateway, artifact_store, registry, network.vpc_id, network.private_subnet_ids)
+foundation = Foundation(gateway, artifact_store, registry, network.vpc_id, network.private_subnet_ids, config.kms_key_arn)
 
 
 def release(served: ServedModelPlan) -> Release:
@@ -76,3 +76,5 @@ pulumi.export("artifactBucket", artifact_store.bucket.bucket)
 pulumi.export("imageRepository", registry.repository.repository_url)
 pulumi.export("images", {tag: image.image_uri for tag, image in images.items()})
 pulumi.export("dashboard", dashboard.dashboard_name)
+# Where to put each endpoint's token hashes (docs/security.md), for the endpoints whose secret Kiln creates.
+pulumi.export("tokenHashSecrets", {name: e.token_secret.arn for name, e in endpoints.items() if e.token_secret})

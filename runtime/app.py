@@ -130,7 +130,7 @@ class RuntimeApp:
         self.pool = pool
         self.metrics = metrics or Metrics()
         self.capture = capture
-        self.auth = BearerAuth(settings.auth_token_sha256)
+        self.auth = BearerAuth(settings.auth_token_sha256, settings.auth_required)
         self.phase = Phase.LOADING
         self.model_digest: str | None = settings.model_digest
         self.served_header = (b"x-kiln-served-model", (settings.served_model or "").encode("latin-1"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 
@@ -28,9 +29,11 @@ import uvicorn
 
 from runtime import logs
 from runtime.app import Phase, RuntimeApp
+from runtime.auth import TokenHashError, TokenHashRefresh
 from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS, InferenceCapture
 from runtime.cloudwatch import InFlightPublisher
 from runtime.fetch import FetchError, fetch
+from runtime.secrets import SecretError, parse_reference, read_secret, resolve_environment
 from runtime.settings import RuntimeSettings
 from runtime.workers import Batching, GpuAssignment, WorkerPool, WorkerStartError
 
@@ -71,7 +74,28 @@ def serve(settings: RuntimeSettings) -> int:
         return runner.run(_serve(settings))
 
 
-async def _become_ready(settings: RuntimeSettings, app: RuntimeApp, pool: WorkerPool) -> None:
+def _secrets_at_start(settings: RuntimeSettings, app: RuntimeApp) -> TokenHashRefresh | None:
+    """Resolve the model's secret environment variables into this process's environment (the
+    workers inherit it) and load the token hashes; either failing stops the start, so an
+    instance that cannot read its secrets never takes traffic."""
+    for name, value in resolve_environment(settings.secret_environment).items():
+        os.environ[name] = value
+    if settings.secret_environment:
+        log.info("resolved %d secret environment variable(s): %s", len(settings.secret_environment),
+                 ", ".join(name for name, _ in settings.secret_environment))
+    if not settings.auth_token_sha256_secret:
+        return None
+    reference = parse_reference(settings.auth_token_sha256_secret)
+    refresh = TokenHashRefresh(app.auth, lambda: read_secret(reference), reference.id, settings.auth_refresh_seconds,
+                               fixed=settings.auth_token_sha256)
+    count = refresh.load()
+    log.info("bearer-token auth on: %d token(s) from %s, re-read every %g s", count, reference.id,
+             settings.auth_refresh_seconds)
+    return refresh
+
+
+async def _become_ready(settings: RuntimeSettings, app: RuntimeApp, pool: WorkerPool) -> TokenHashRefresh | None:
+    refresh = await asyncio.to_thread(_secrets_at_start, settings, app)
     log.info("fetching %s", settings.model_uri)
     local = await asyncio.to_thread(fetch, settings.model_uri, settings.model_digest, settings.cache_dir)
     app.model_digest = local.digest
@@ -81,6 +105,7 @@ async def _become_ready(settings: RuntimeSettings, app: RuntimeApp, pool: Worker
     app.phase = Phase.READY
     log.info("ready on port %d: digest %s, load %.2f s, warm-up %s s, %s", settings.port, local.digest,
              info.get("load_seconds", 0), info.get("warm_up_seconds"), app.device_summary())
+    return refresh
 
 
 def _start_publisher(settings: RuntimeSettings, pool: WorkerPool) -> asyncio.Task[None] | None:
@@ -118,6 +143,7 @@ async def _serve(settings: RuntimeSettings) -> int:
     term_task = asyncio.create_task(terminate.wait())
     publisher_task: asyncio.Task[None] | None = None
     capture_task = asyncio.create_task(capture.run()) if capture else None
+    refresh_task: asyncio.Task[None] | None = None
     try:
         await asyncio.wait({ready_task, term_task, server_task, failure}, return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
@@ -130,12 +156,14 @@ async def _serve(settings: RuntimeSettings) -> int:
             log.info("SIGTERM before the model was ready; exiting")
             return EXIT_OK
         if error := ready_task.exception():
-            if isinstance(error, (FetchError, WorkerStartError)):
+            if isinstance(error, (FetchError, WorkerStartError, SecretError, TokenHashError)):
                 log.error("cannot serve %s: %s", settings.model_uri, error)
             else:
                 log.error("cannot serve %s", settings.model_uri, exc_info=error)
             return EXIT_FAILED
         publisher_task = _start_publisher(settings, pool)
+        if refresh := ready_task.result():
+            refresh_task = asyncio.create_task(refresh.run())
         await asyncio.wait({term_task, server_task, failure}, return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
             return _server_failed(server_task)
@@ -156,7 +184,7 @@ async def _serve(settings: RuntimeSettings) -> int:
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(server_task, 5)
-        for task in (ready_task, term_task, publisher_task, capture_task):
+        for task in (ready_task, term_task, publisher_task, capture_task, refresh_task):
             if task:
                 task.cancel()
         await pool.close()

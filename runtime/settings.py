@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from runtime.auth import TokenHashError, parse_token_hashes
 from runtime.contract import (
     DATABRICKS_REQUEST_TIMEOUT_SECONDS,
     HIGH_RESOLUTION_PERIOD_SECONDS,
@@ -20,6 +21,7 @@ from runtime.contract import (
     format_metric_dimensions,
     parse_metric_dimensions,
 )
+from runtime.secrets import SecretError, parse_reference
 
 # Databricks' payload limit for custom models is 16 MB per request.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
@@ -44,6 +46,8 @@ DEFAULT_CAPTURE_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 DEFAULT_CAPTURE_FLUSH_SECONDS = 30
 DEFAULT_CAPTURE_FLUSH_RECORDS = 1000
 CAPTURE_FORMATS = ("parquet", "jsonl")
+# How soon a token added to or revoked from the token-hash secret takes effect on every instance.
+DEFAULT_AUTH_REFRESH_SECONDS = 60
 
 
 class SettingsError(Exception):
@@ -86,6 +90,16 @@ class RuntimeSettings:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     load_timeout_seconds: float = 1800
     auth_token_sha256: tuple[str, ...] = ()
+    # Auth on even while no token hash is configured yet (then only /ping and /health answer
+    # without 401): the plan sets it for every endpoint whose stack entry turns auth on.
+    auth_required: bool = False
+    # A secret reference (runtime/secrets.py) whose value holds token hashes, one per line;
+    # read at start and every auth_refresh_seconds, so tokens rotate without a rollout.
+    auth_token_sha256_secret: str | None = None
+    auth_refresh_seconds: float = DEFAULT_AUTH_REFRESH_SECONDS
+    # Environment variables for the model whose values are secret references: (name,
+    # reference) pairs resolved at start with the instance role, never written in plain text.
+    secret_environment: tuple[tuple[str, str], ...] = ()
     cache_dir: Path | None = None
     # Set (by the plan, when highResolutionMetric is on): publish the in-flight metric.
     metric_dimensions: tuple[tuple[str, str], ...] = ()
@@ -166,6 +180,8 @@ def variable(field: str) -> str:
 def _env_value(field: str, value: object) -> str:
     if field == "metric_dimensions":
         return format_metric_dimensions(dict(value))  # type: ignore[call-overload]
+    if field == "secret_environment":
+        return ",".join(f"{name}={reference}" for name, reference in value)  # type: ignore[attr-defined]
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
@@ -254,20 +270,44 @@ def _token_hashes(env: Mapping[str, str]) -> tuple[str, ...]:
     named by KILN_AUTH_TOKEN_SHA256_FILE (one per line, '#' comments). Only hashes are ever
     configured, so an env dump or a leaked user-data never reveals a usable token."""
     name = variable("auth_token_sha256")
-    values = [v for v in env.get(name, "").split(",")]
+    values = env.get(name, "").split(",")
     source = name
     if path := env.get(f"{name}_FILE", "").strip():
         try:
             lines = Path(path).read_text().splitlines()
         except OSError as error:
             raise SettingsError(f"{name}_FILE={path}: cannot read it ({error.strerror})") from None
-        values += [line.split("#", 1)[0] for line in lines]
+        values += lines
         source += f" / {name}_FILE"
-    hashes = tuple(v.strip().lower() for v in values if v.strip())
-    bad = [h for h in hashes if len(h) != 64 or any(c not in "0123456789abcdef" for c in h)]
-    if bad:
-        raise SettingsError(f"{source}: {len(bad)} value(s) are not sha256 hex digests (64 hex characters)")
-    return hashes
+    try:
+        return parse_token_hashes(values, source)
+    except TokenHashError as error:
+        raise SettingsError(str(error)) from None
+
+
+def _secret_environment(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    name = variable("secret_environment")
+    pairs = []
+    for item in filter(None, (part.strip() for part in env.get(name, "").split(","))):
+        key, _, reference = item.partition("=")
+        try:
+            parse_reference(reference)
+        except SecretError as error:
+            raise SettingsError(f"{name}: {key}: {error}") from None
+        pairs.append((key.strip(), reference.strip()))
+    return tuple(pairs)
+
+
+def _secret_reference(env: Mapping[str, str], field: str) -> str | None:
+    name = variable(field)
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        parse_reference(raw)
+    except SecretError as error:
+        raise SettingsError(f"{name}: {error}") from None
+    return raw
 
 
 def _metric_dimensions(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -315,6 +355,10 @@ def settings_from_env(env: Mapping[str, str] | None = None, require_model: bool 
         max_payload_bytes=_int(env, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES, 1),
         load_timeout_seconds=_seconds(env, "load_timeout_seconds", 1800),
         auth_token_sha256=_token_hashes(env),
+        auth_required=_flag(env, "auth_required"),
+        auth_token_sha256_secret=_secret_reference(env, "auth_token_sha256_secret"),
+        auth_refresh_seconds=_seconds(env, "auth_refresh_seconds", DEFAULT_AUTH_REFRESH_SECONDS),
+        secret_environment=_secret_environment(env),
         cache_dir=Path(cache) if cache else None,
         metric_dimensions=_metric_dimensions(env),
         metric_period_seconds=_seconds(env, "metric_period_seconds", HIGH_RESOLUTION_PERIOD_SECONDS),

@@ -1,7 +1,8 @@
 """Test-only MLflow models that misbehave on purpose, saved into temp dirs by fixtures.
 
 The Switchboard does what its `action` column says, so one model covers the runtime's
-error paths: "ok" echoes, "raise" raises in predict, "sleep:<s>" holds the worker.
+error paths: "ok" echoes, "raise" raises in predict, "sleep:<s>" holds the worker,
+"env:<NAME>" answers what the model sees in that environment variable.
 RowsPerCall shows batching.
 """
 
@@ -24,6 +25,9 @@ class Switchboard(mlflow.pyfunc.PythonModel):
                 raise RuntimeError("switchboard was told to fail")
             if action.startswith("sleep:"):
                 time.sleep(float(action.split(":", 1)[1]))
+            if action.startswith("env:"):
+                results.append(os.environ.get(action.split(":", 1)[1], "<unset>"))
+                continue
             results.append(action)
         return pd.Series(results, name="done")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -17,6 +18,7 @@ from rich.table import Table
 from infra.commands.output import errors, fail, user_errors
 from infra.commands.registry import require_reachable_registry, tracking_uri_option
 from infra.local.stack import ROUTER_HOST
+from runtime.auth import TokenHashError, parse_token_hashes
 
 # Model URIs `kiln runtime` resolves through MLflow before the runtime sees them.
 REGISTRY_SCHEMES = ("models:/", "runs:/")
@@ -79,15 +81,24 @@ def runtime_command(model_uri: str, model_digest: str | None, host: str | None, 
 @click.option("--endpoint", help="Serve only this endpoint.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port of the router.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per served model.")
+@click.option("--token-hashes", "token_hashes_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File of sha256 token hashes (one per line) that endpoints with auth accept here, as the "
+                   "token-hash secret does once deployed.")
 @tracking_uri_option
-def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlflow_tracking_uri: str | None) -> None:
+def serve_command(stack: str, endpoint: str | None, port: int, workers: int, token_hashes_file: Path | None,
+                  mlflow_tracking_uri: str | None) -> None:
     from infra.local.stack import LocalServeError, run_router, start_stack
 
     require_free_port(ROUTER_HOST, port)
+    token_hashes: tuple[str, ...] = ()
+    if token_hashes_file:
+        with user_errors({TokenHashError: ""}):
+            token_hashes = parse_token_hashes(token_hashes_file.read_text().splitlines(), str(token_hashes_file))
     with user_errors({LocalServeError: ""}):
         require_reachable_registry(stack, mlflow_tracking_uri)
     with user_errors({LocalServeError: ""}), errors.status("starting served models…") as status:
-        local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update)
+        local = start_stack(stack, mlflow_tracking_uri, endpoint, workers, progress=status.update,
+                            token_hashes=token_hashes)
     table = Table("endpoint", "served model", "traffic %", "runtime", "device",
                   title=f"kiln serve {stack} on http://127.0.0.1:{port}")
     for runtime in local.runtimes:
@@ -97,4 +108,8 @@ def serve_command(stack: str, endpoint: str | None, port: int, workers: int, mlf
     for runtime in local.runtimes:
         if note := runtime.cpu_fallback_note():
             errors.print(f"[yellow]note:[/] {escape(note)}")
+    if local.created_secret_endpoints and not token_hashes:
+        errors.print(f"[yellow]note:[/] {escape(', '.join(local.created_secret_endpoints))}: auth is on and its "
+                     "token-hash secret exists only once deployed, so every request gets 401 here; give "
+                     "--token-hashes FILE (sha256 hashes, one per line) to accept tokens")
     run_router(local, port)

@@ -29,9 +29,13 @@ class Endpoint(pulumi.ComponentResource):
     ) -> None:
         super().__init__("kiln:serving:Endpoint", name, None, opts)
         gateway = foundation.gateway
+        self.token_secret = token_hash_secret(name, plan, foundation.kms_key_arn, self) if plan.creates_token_secret else None
+        # The first version's ARN (the secret's): instances that read it wait for a value to exist.
+        token_secret_arn = self.token_secret.arn if self.token_secret else None
         self.served_models = {
             served.name: ServedModel(
-                served.logical_name, served, releases[served.name], foundation, opts=pulumi.ResourceOptions(parent=self)
+                served.logical_name, served, releases[served.name], foundation, token_secret_arn,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for served in plan.served_models
         }
@@ -49,7 +53,7 @@ class Endpoint(pulumi.ComponentResource):
             raise
         resolve_route_arn(self.route.arn)
         self.url = pulumi.Output.concat(gateway.base_url, plan.path)
-        self.register_outputs({"url": self.url})
+        self.register_outputs({"url": self.url, **({"tokenHashSecretArn": token_secret_arn} if token_secret_arn else {})})
 
     def _route(self, name: str, plan: EndpointPlan, gateway: Gateway) -> aws.lb.ListenerRule:
         """The endpoint's path, forwarded to its served models (or their activators) by weight."""
@@ -74,6 +78,35 @@ class Endpoint(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+# Until a team puts hashes in it, the secret the stack creates holds none: the endpoint then
+# answers 401 to everything but /ping and /health (auth is never off by omission).
+EMPTY_TOKEN_HASHES = "# sha256 hex digests of the bearer tokens this endpoint accepts, one per line\n"
+
+
+def token_hash_secret(name: str, plan: EndpointPlan, kms_key_arn: str | None,
+                      parent: pulumi.Resource) -> aws.secretsmanager.SecretVersion:
+    """The endpoint's token-hash secret's first version, which accepts no token (its `arn` is
+    the secret's, and what depends on it waits until the secret has a value to read).
+
+    The version's value is Pulumi's only at creation (ignore_changes): teams rotate tokens
+    with `aws secretsmanager put-secret-value`, and the next `pulumi up` leaves them be.
+    """
+    child = pulumi.ResourceOptions(parent=parent)
+    secret = aws.secretsmanager.Secret(
+        f"{name}-token-hashes",
+        description=f"Kiln: sha256 hashes of the bearer tokens {plan.path} accepts, one per line",
+        kms_key_id=kms_key_arn,
+        tags={k: v for k, v in plan.served_models[0].tags.items() if k != "kiln:served-model"},
+        opts=child,
+    )
+    return aws.secretsmanager.SecretVersion(
+        f"{name}-token-hashes-initial",
+        secret_id=secret.id,
+        secret_string=EMPTY_TOKEN_HASHES,
+        opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["secretString"]),
+    )
 
 
 async def _never_created(error: Exception) -> str:

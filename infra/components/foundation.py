@@ -22,6 +22,8 @@ class Foundation:
     registry: ImageRegistry
     vpc_id: str
     subnet_ids: list[str]
+    # The stack's customer managed KMS key, for what it creates encrypted (None: AWS managed keys).
+    kms_key_arn: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.artifact_store import ACCESS_LOG_PREFIX, AccessLogStore
 from infra.components.security_rules import allow_tcp
 from infra.plan.stack import GatewayPlan
 from runtime.contract import RUNTIME_PORT
@@ -48,6 +49,7 @@ class Gateway(pulumi.ComponentResource):
         allow_tcp(ingress, f"{name}-instances-from-alb", instances, RUNTIME_PORT, child, referenced_security_group_id=alb.id)
         # Instances reach ECR, S3 and CloudWatch over HTTPS (through a NAT gateway or VPC endpoints).
         allow_tcp(egress, f"{name}-instances-https-out", instances, 443, child, cidr_ipv4="0.0.0.0/0")
+        logs = AccessLogStore(f"{name}-access-logs", plan.region, tags, opts=child) if plan.access_logs else None
         self.load_balancer = aws.lb.LoadBalancer(
             f"{name}-alb",
             name=plan.load_balancer_name,
@@ -57,8 +59,11 @@ class Gateway(pulumi.ComponentResource):
             security_groups=[self.security_group.id],
             idle_timeout=plan.idle_timeout_seconds,
             drop_invalid_header_fields=True,
+            enable_deletion_protection=plan.deletion_protection,
+            access_logs={"bucket": logs.bucket.bucket, "prefix": ACCESS_LOG_PREFIX, "enabled": True} if logs else None,
             tags=tags,
-            opts=child,
+            # ELB checks that it may write to the bucket when logging is turned on.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs.policy] if logs else []),
         )
         not_found = {"type": "fixed-response", "fixed_response": {"content_type": "application/json", "message_body": NOT_FOUND_BODY, "status_code": "404"}}
         if plan.certificate_arn:

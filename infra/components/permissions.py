@@ -8,10 +8,12 @@ component needs and nothing else (least privilege).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from models.build_context import CONTEXT_PREFIX
 from runtime.contract import METRIC_NAMESPACE
+from runtime.secrets import parse_reference
 
 
 def trust_policy(service: str) -> str:
@@ -20,9 +22,12 @@ def trust_policy(service: str) -> str:
 
 
 def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, artifact_key: str, group_arn: str,
-                    capture_prefix: str | None = None) -> str:
+                    capture_prefix: str | None = None, secrets: Sequence[str] = (), kms_key_arn: str | None = None,
+                    session_manager: bool = False) -> str:
     """Read this model's files, pull this stack's images, report the instance ready to its group,
-    and write its endpoint's inference-table rows when it captures; nothing else."""
+    write its endpoint's inference-table rows when it captures, read exactly the secrets its
+    served model references (`secrets`: references, placed in the log group's account and
+    region); with `session_manager`, answer Session Manager; nothing else."""
     return _document(
         [
             {"Sid": "ReadModelArtifact", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/{artifact_key}*"},
@@ -54,18 +59,72 @@ def instance_policy(bucket_arn: str, repository_arn: str, log_group_arn: str, ar
                 "Resource": group_arn,
             },
             *([capture_statement(bucket_arn, capture_prefix)] if capture_prefix else []),
+            *secret_statements(log_group_arn, secrets, kms_key_arn, writes_objects=capture_prefix is not None),
+            *([session_manager_statement()] if session_manager else []),
         ]
     )
 
 
 def capture_statement(bucket_arn: str, capture_prefix: str) -> dict[str, Any]:
     """Put objects under its endpoint's inference-table prefix only: no read, no list, no
-    delete, and no other endpoint's rows. The bucket's default encryption is SSE-KMS with the
-    AWS managed key aws/s3, whose key policy lets every principal of the account use it
-    through S3, so no kms: grant is needed
-    (docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html)."""
+    delete, and no other endpoint's rows. With the bucket's default AWS managed key aws/s3, whose
+    key policy lets every principal of the account use it through S3, no kms: grant is needed
+    (docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html); with the stack's
+    customer key, secret_statements grants kms:GenerateDataKey through S3."""
     return {"Sid": "WriteInferenceTable", "Effect": "Allow", "Action": ["s3:PutObject"],
             "Resource": f"{bucket_arn}/{capture_prefix}*"}
+
+
+def secret_statements(same_account_arn: str, secrets: Sequence[str], kms_key_arn: str | None,
+                      writes_objects: bool = False) -> list[dict[str, Any]]:
+    """Read these secrets and no other: GetSecretValue and GetParameter on exactly their ARNs
+    (docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_iam-policies.html,
+    docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
+
+    Values encrypted with an AWS managed key (aws/secretsmanager, aws/ssm, aws/s3) need no KMS
+    grant; with the stack's customer managed key, kms:Decrypt on it, only through S3 (the model's
+    files) and the services holding the secrets (the kms:ViaService condition,
+    docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service),
+    and kms:GenerateDataKey when it `writes_objects` (inference-table rows) under that key.
+    """
+    _, partition, _, region, account, *_ = same_account_arn.split(":")
+    references = [parse_reference(secret) for secret in secrets]
+    statements: list[dict[str, Any]] = []
+    for sid, service, action in (("ReadOwnSecrets", "secretsmanager", "secretsmanager:GetSecretValue"),
+                                 ("ReadOwnParameters", "ssm", "ssm:GetParameter")):
+        arns = sorted({ref.iam_resource(partition, region, account) for ref in references if ref.service == service})
+        if arns:
+            statements.append({"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": arns})
+    if kms_key_arn:
+        services = ["s3", *sorted({ref.service for ref in references})]
+        statements.append({
+            "Sid": "DecryptWithStackKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", *(["kms:GenerateDataKey"] if writes_objects else [])],
+            "Resource": kms_key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": [f"{service}.{region}.amazonaws.com" for service in services]}},
+        })
+    return statements
+
+
+def session_manager_statement() -> dict[str, Any]:
+    """What the SSM agent needs for Session Manager shells, instead of the managed policy
+    AmazonSSMManagedInstanceCore, which also allows ssm:GetParameter(s) on every parameter of
+    the account and so would let an instance read SecureStrings that are not its own
+    (docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-create-iam-instance-profile.html).
+    These actions take no resource ARN."""
+    return {
+        "Sid": "SessionManager",
+        "Effect": "Allow",
+        "Action": [
+            "ssm:UpdateInstanceInformation",
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ],
+        "Resource": "*",
+    }
 
 
 def group_arn(same_account_arn: str, group_name: str) -> str:
@@ -197,18 +256,45 @@ def build_policy(bucket_arn: str, repository_arn: str, log_group_arn: str) -> st
 
 def tls_only_bucket_policy(bucket_arn: str) -> str:
     """Refuse every request to the bucket that does not arrive over TLS."""
-    return _document(
-        [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ]
-    )
+    return _document([_deny_insecure_transport(bucket_arn)])
+
+
+# The account Elastic Load Balancing writes access logs from, in each region opened before
+# August 2022; regions opened since take the service principal LOG_DELIVERY_PRINCIPAL instead
+# (docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html#attach-bucket-policy).
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "af-south-1": "098369216593", "ap-east-1": "754344448648",
+    "ap-southeast-3": "589379963580", "ap-south-1": "718504428378", "ap-northeast-3": "383597477331",
+    "ap-northeast-2": "600734575887", "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "ap-northeast-1": "582318560864", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-south-1": "635631232127",
+    "eu-west-3": "009996457667", "eu-north-1": "897822967062", "me-south-1": "076674570225",
+    "sa-east-1": "507241528517", "us-gov-west-1": "048591011584", "us-gov-east-1": "190560391635",
+}
+LOG_DELIVERY_PRINCIPAL = "logdelivery.elasticloadbalancing.amazonaws.com"
+
+
+def access_log_bucket_policy(bucket_arn: str, region: str, prefix: str) -> str:
+    """TLS only, and the region's load balancer log delivery may put objects under `prefix`."""
+    account = ELB_LOG_ACCOUNTS.get(region)
+    principal = {"AWS": f"arn:aws:iam::{account}:root"} if account else {"Service": LOG_DELIVERY_PRINCIPAL}
+    return _document([
+        _deny_insecure_transport(bucket_arn),
+        {"Sid": "LoadBalancerAccessLogs", "Effect": "Allow", "Principal": principal, "Action": "s3:PutObject",
+         "Resource": f"{bucket_arn}/{prefix}/AWSLogs/*"},
+    ])
+
+
+def _deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
 
 
 def _write_logs(sid: str, log_group_arn: str) -> dict[str, Any]:

@@ -43,8 +43,10 @@ class ServedModel(pulumi.ComponentResource):
         plan: ServedModelPlan,
         release: Release,
         foundation: Foundation,
+        token_secret: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`token_secret`: the ARN of the token-hash secret the stack created for the endpoint."""
         sizing = plan.capacity.sizing
         baked, image, gateway = release.baked, release.image, foundation.gateway
         artifact_store, registry = foundation.artifact_store, foundation.registry
@@ -61,21 +63,19 @@ class ServedModel(pulumi.ComponentResource):
             f"{name}-role",
             f"{name}-least-privilege",
             "ec2.amazonaws.com",
-            pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn).apply(
+            # Session Manager instead of SSH (no key pairs, no port 22, every session audited),
+            # with only the calls it needs: see session_manager_statement.
+            pulumi.Output.all(artifact_store.bucket.arn, registry.repository.arn, self.log_group.arn,
+                              token_secret or "").apply(
                 lambda arns: instance_policy(
-                    *arns, artifact_key=baked.artifact_key, group_arn=group_arn(arns[2], plan.group_name),
+                    *arns[:3], artifact_key=baked.artifact_key, group_arn=group_arn(arns[2], plan.group_name),
                     capture_prefix=plan.capture.prefix if plan.capture else None,
+                    secrets=plan.secret_references(arns[3] or None), kms_key_arn=plan.kms_key_arn,
+                    session_manager=plan.session_manager,
                 )
             ),
             tags,
             child,
-        )
-        # Session Manager instead of SSH: no key pairs, no port 22, every session audited.
-        aws.iam.RolePolicyAttachment(
-            f"{name}-ssm",
-            role=self.role.name,
-            policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
-            opts=child,
         )
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=tags, opts=child)
 
@@ -83,7 +83,8 @@ class ServedModel(pulumi.ComponentResource):
         # `image` is the build resource's digest-pinned reference (repo@sha256:…), so an
         # instance never runs an image other than the one built and checked for this plan.
         deployment = pulumi.Output.all(
-            registry.repository.repository_url, image, artifact_store.bucket.bucket, self.log_group.name
+            registry.repository.repository_url, image, artifact_store.bucket.bucket, self.log_group.name,
+            token_secret or "",
         ).apply(
             lambda values: Deployment(
                 registry=values[0].split("/", 1)[0],
@@ -94,6 +95,7 @@ class ServedModel(pulumi.ComponentResource):
                 artifact_bucket=values[2],
                 model_name=model_name,
                 model_version=model_version,
+                token_secret=values[4] or None,
             )
         )
         user_data = deployment.apply(lambda d: base64.b64encode(render_user_data(plan, d).encode()).decode())
@@ -120,6 +122,7 @@ class ServedModel(pulumi.ComponentResource):
                         # GPU images are several GiB: more than the 125 MiB/s baseline to write them.
                         **({"throughput": throughput} if (throughput := root_volume_throughput_mib(plan.profile)) else {}),
                         "encrypted": "true",
+                        **({"kms_key_id": plan.kms_key_arn} if plan.kms_key_arn else {}),
                         "delete_on_termination": "true",
                     },
                 }
@@ -195,6 +198,7 @@ class ServedModel(pulumi.ComponentResource):
                 **plan.capacity_outputs(),
                 # Read by the policy pack's stack rules, which see component outputs (not inputs).
                 "requestTimeoutSeconds": plan.request_timeout_seconds,
+                "authRequired": plan.auth is not None,
                 "targetGroupArn": self.target_group.arn,
                 "image": self.image,
             }

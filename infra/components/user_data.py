@@ -13,9 +13,11 @@ from pathlib import Path
 
 import jinja2
 
+from infra.plan.config import ConfigError
 from infra.plan.scaling import LAUNCH_HOOK_NAME
 from infra.plan.stack import ServedModelPlan
 from runtime.contract import READINESS_PATH
+from runtime.settings import RuntimeSettings
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -41,11 +43,38 @@ class Deployment:
     # served model's URI is not a registry version.
     model_name: str = ""
     model_version: str = ""
+    # The ARN of the token-hash secret the stack created for the endpoint, if it made one.
+    token_secret: str | None = None
+
+
+# EC2 takes at most 16 KB of user data, before base64 encoding
+# (docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
+USER_DATA_LIMIT_BYTES = 16 * 1024
+
+
+class UserDataTooLarge(ConfigError):
+    """The rendered script is over EC2's limit: a stack-file problem (its environmentVars are
+    what grows it), reported as one, naming the served model and what to shorten."""
 
 
 def render_user_data(plan: ServedModelPlan, deployment: Deployment) -> str:
+    """The first-boot script; UserDataTooLarge if it would not fit EC2's 16 KB."""
     settings = plan.runtime_settings(deployment.model_artifact_uri, deployment.model_digest,
-                                     deployment.model_name, deployment.model_version, deployment.artifact_bucket)
+                                     deployment.model_name, deployment.model_version,
+                                     capture_bucket=deployment.artifact_bucket,
+                                     created_token_secret=deployment.token_secret)
+    script = _render(plan, deployment, settings)
+    size = len(script.encode())
+    if size > USER_DATA_LIMIT_BYTES:
+        raise UserDataTooLarge(f"stacks/Pulumi.{plan.tags['kiln:stack']}.yaml", [
+            f"endpoints ({plan.endpoint}).servedModels ({plan.name}).environmentVars: the instance user data would "
+            f"be {size:,} bytes, over EC2's limit of {USER_DATA_LIMIT_BYTES:,}; shorten the values (a long one can "
+            "live in Secrets Manager or SSM and be written as a reference)"
+        ])
+    return script
+
+
+def _render(plan: ServedModelPlan, deployment: Deployment, settings: RuntimeSettings) -> str:
     return _TEMPLATES.get_template("user_data.sh.j2").render(
         endpoint=plan.endpoint,
         served_model=plan.name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 from infra.plan.config import PROJECT_ROOT, ConfigError, load_stack
 from infra.plan.stack import plan_stack
 from models.artifacts import fetch_model, registry_version
+from runtime.auth import token_sha256
 
 READY_TIMEOUT_SECONDS = 300
 # The router serves this machine only: `kiln serve` is for trying clients before anything is deployed.
@@ -63,6 +65,9 @@ class LocalRuntime:
 @dataclass
 class LocalStack:
     runtimes: list[LocalRuntime] = field(default_factory=list)
+    # Endpoints whose auth reads a token-hash secret the stack creates at `pulumi up`: here
+    # they accept only the hashes `kiln serve --token-hashes` gives.
+    created_secret_endpoints: list[str] = field(default_factory=list)
 
     def stop(self, grace_seconds: float = 10) -> None:
         """SIGTERM every runtime (they drain and exit 0); kill what outlives the grace time."""
@@ -90,16 +95,23 @@ def _model_identity(resolved_uri: str) -> tuple[str, str]:
 
 
 def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | None = None, workers: int = 1,
-                progress: Callable[[str], None] = lambda _: None) -> LocalStack:
+                progress: Callable[[str], None] = lambda _: None,
+                token_hashes: tuple[str, ...] = ()) -> LocalStack:
     """Fetch every served model (of one endpoint, if named) and start a runtime for each;
-    returns once all answer 200 on /ping. Raises ConfigError, ModelResolutionError or LocalServeError."""
+    returns once all answer 200 on /ping. Raises ConfigError, ModelResolutionError or LocalServeError.
+
+    An endpoint with auth asks for a token here as on an instance. Its token hashes come from
+    the secret the stack file names (read with the developer's AWS credentials), plus
+    `token_hashes`: the only ones there are for a secret the stack creates at `pulumi up`."""
     name, config = load_stack(stack)
     plan = plan_stack(name, config)
     endpoints = [e for e in plan.endpoints if endpoint is None or e.name == endpoint]
     if not endpoints:
         names = ", ".join(e.name for e in plan.endpoints)
         raise ConfigError(stack, [f"endpoints: no endpoint {endpoint!r}; endpoints here: {names}"])
-    local = LocalStack()
+    local = LocalStack(created_secret_endpoints=[e.name for e in endpoints if e.creates_token_secret])
+    # Lets `kiln serve` itself read /version from runtimes that require a token; never shown.
+    own_token = secrets.token_urlsafe(32)
     try:
         for planned_endpoint in endpoints:
             for served in planned_endpoint.served_models:
@@ -115,6 +127,7 @@ def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | Non
                     served.runtime_settings(str(files.directory), files.digest, model_name, model_version),
                     host="127.0.0.1", port=port, workers=workers, drain_seconds=LOCAL_DRAIN_SECONDS,
                     metric_dimensions=(), gpus=0, require_gpu=False,
+                    auth_token_sha256=(*token_hashes, token_sha256(own_token)) if served.auth else (),
                 )
                 inherited = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
                 env = {
@@ -129,7 +142,7 @@ def start_stack(stack: str, tracking_uri: str | None = None, endpoint: str | Non
         for runtime in local.runtimes:
             progress(f"waiting for {runtime.endpoint}/{runtime.served_model} to load and warm up")
             wait_ready(runtime)
-            runtime.device = reported_device(runtime)
+            runtime.device = reported_device(runtime, own_token)
     except BaseException:
         local.stop()
         raise
@@ -153,9 +166,10 @@ def wait_ready(runtime: LocalRuntime, timeout_seconds: float = READY_TIMEOUT_SEC
     raise LocalServeError(f"{runtime.endpoint}/{runtime.served_model}: not ready after {timeout_seconds} s")
 
 
-def reported_device(runtime: LocalRuntime) -> dict[str, Any]:
+def reported_device(runtime: LocalRuntime, token: str) -> dict[str, Any]:
     """The first worker's device report, from the ready runtime's /version."""
-    with urllib.request.urlopen(f"{runtime.url}/version", timeout=5) as response:
+    request = urllib.request.Request(f"{runtime.url}/version", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         devices = json.loads(response.read()).get("devices") or [{}]
     return devices[0]
 

@@ -31,7 +31,8 @@ from infra.plan.catalog import (
 )
 from infra.plan.stack_file import StackFileSyntaxError, config_environment_problems, decode_stack_text, load_stack_yaml
 from runtime.contract import DATABRICKS_REQUEST_TIMEOUT_SECONDS
-from runtime.settings import DEFAULT_CAPTURE_MAX_BODY_BYTES
+from runtime.secrets import REFERENCE_FORMS, SecretError, credential_problem, is_reference_like, parse_reference
+from runtime.settings import DEFAULT_AUTH_REFRESH_SECONDS, DEFAULT_CAPTURE_MAX_BODY_BYTES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = PROJECT_ROOT / "stacks"
@@ -322,6 +323,16 @@ class ServedModel(_Model):
         bad = [key for key in env if not ENVIRONMENT_VARIABLE_PATTERN.fullmatch(key) or key.startswith("KILN_")]
         if bad:
             raise ValueError(f"invalid environment variable names {bad} (KILN_* is reserved for the runtime)")
+        for key, value in env.items():
+            if is_reference_like(value):
+                _secret_reference(value, (key,))
+            elif problem := credential_problem(key, value):
+                raise KeyPathError(
+                    (key,),
+                    f"{problem}: a plain value is written into the instance's user data, which anyone allowed "
+                    "ec2:DescribeInstanceAttribute can read; store it in Secrets Manager or SSM (SecureString) and "
+                    f"write a reference instead: {REFERENCE_FORMS}",
+                )
         multiline = [key for key, value in env.items() if "\n" in value]
         if multiline:
             raise ValueError(f"environment variable values must be one line: {multiline}")
@@ -353,6 +364,16 @@ class ServedModel(_Model):
                 f"{profile.memory_per_concurrency_gib:g} GiB + {OS_RESERVE_GIB:g} GiB for the OS; choose one of "
                 f"{', '.join(fitting)}, or leave instanceType out",
             )
+
+    @property
+    def secret_environment_vars(self) -> dict[str, str]:
+        """The variables whose values are secret references, resolved on the instance."""
+        return {key: value for key, value in self.environment_vars.items() if is_reference_like(value)}
+
+    @property
+    def plain_environment_vars(self) -> dict[str, str]:
+        """The variables written as they are into the instance's environment."""
+        return {key: value for key, value in self.environment_vars.items() if not is_reference_like(value)}
 
     @model_validator(mode="after")
     def _one_way_to_size(self) -> ServedModel:
@@ -396,6 +417,38 @@ class ServedModel(_Model):
                 ("scaling", "idleMinutesBeforeZero"),
                 "only applies with scaleToZeroEnabled: true (remove it, or enable scale to zero)",
             )
+        return self
+
+
+def _secret_reference(value: str, path: tuple[str | int, ...]) -> str:
+    try:
+        parse_reference(value)
+    except SecretError as error:
+        raise KeyPathError(path, str(error)) from None
+    return value
+
+
+class EndpointAuth(_Model):
+    """Bearer tokens an endpoint requires (docs/security.md). Only sha256 hashes of the tokens
+    are stored, one per line, in a secret the instances re-read every refreshSeconds, so adding
+    or revoking a token needs no rollout. Unset on an endpoint, auth is on exactly when the
+    gateway is internet-facing."""
+
+    enabled: bool = True
+    # A secret reference; unset, the stack creates a Secrets Manager secret for the endpoint
+    # (empty until a hash is put in it: every request but /ping and /health gets 401).
+    token_hashes: str | None = None
+    refresh_seconds: int = Field(default=int(DEFAULT_AUTH_REFRESH_SECONDS), ge=10, le=3600)
+
+    @field_validator("token_hashes")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        return None if value is None else _secret_reference(value, ())
+
+    @model_validator(mode="after")
+    def _nothing_to_read_when_off(self) -> EndpointAuth:
+        if not self.enabled and self.token_hashes is not None:
+            raise KeyPathError(("tokenHashes",), "has no effect with enabled: false; remove it, or enable auth")
         return self
 
 
@@ -475,6 +528,8 @@ class Endpoint(_Model):
     auto_capture_config: AutoCaptureConfig | None = None
     request_timeout_seconds: int = Field(default=DATABRICKS_REQUEST_TIMEOUT_SECONDS, ge=1, le=MAX_REQUEST_TIMEOUT_SECONDS)
     tags: dict[str, str] = Field(default_factory=dict)
+    # Unset: auth on exactly when the gateway is internet-facing (StackConfig.auth_for).
+    auth: EndpointAuth | None = None
 
     @field_validator("name")
     @classmethod
@@ -563,6 +618,12 @@ class StackConfig(_Model):
     # one (the policy pack's alert-destination rule).
     alerts: Alerts | None = None
     endpoints: list[Endpoint] = Field(min_length=1)
+    # A customer managed KMS key for the artifact bucket, the instances' volumes and the
+    # secrets the stack creates; unset, the AWS managed keys (aws/s3, aws/ebs, aws/secretsmanager).
+    kms_key_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$")
+    # Session Manager shell access to instances (no SSH): the instance role gets exactly the
+    # ssmmessages/UpdateInstanceInformation calls Session Manager needs (docs/security.md).
+    session_manager: bool = True
 
     @field_validator("region")
     @classmethod
@@ -622,6 +683,11 @@ class StackConfig(_Model):
                                    f"{table[1]!r} is the inference table of endpoint {seen[table]} too; give each "
                                    "endpoint its own tableNamePrefix")
             seen[table] = endpoint.name
+
+    def auth_for(self, endpoint: Endpoint) -> EndpointAuth | None:
+        """The auth an endpoint requires: its own `auth`, else on when the gateway is internet-facing."""
+        auth = endpoint.auth or EndpointAuth(enabled=self.gateway.internet_facing)
+        return auth if auth.enabled else None
 
     def _prod_pins_its_amis(self) -> None:
         """Prod changes AMI only through a reviewed change to its stack file."""

@@ -13,13 +13,20 @@ from typing import Any
 from infra.plan.capacity import CapacityPlan, SizingError, WorkerMeasurement, concurrency_for, plan_capacity
 from infra.plan.capture import CapturePlan, plan_capture
 from infra.plan.catalog import HOURS_PER_MONTH, PROFILES, ComputeProfile, GpuPlacement, ami_class
-from infra.plan.config import IDLE_TIMEOUT_MARGIN_SECONDS, ConfigError, Endpoint, ServedModel, StackConfig
+from infra.plan.config import (
+    IDLE_TIMEOUT_MARGIN_SECONDS,
+    ConfigError,
+    Endpoint,
+    EndpointAuth,
+    ServedModel,
+    StackConfig,
+)
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from infra.plan.tags import ENDPOINT_TAG, ENVIRONMENT_TAG, SERVED_MODEL_TAG, STACK_TAG
 from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS
 from runtime.contract import RUNTIME_PORT
-from runtime.settings import RuntimeSettings
+from runtime.settings import DEFAULT_AUTH_REFRESH_SECONDS, RuntimeSettings
 
 # The longest logical name a served model's resources start from: its IAM role is autonamed
 # `<logical name>-role-<7 characters>` and AWS takes 64.
@@ -45,6 +52,7 @@ class ServedModelPlan:
     traffic_percentage: int
     scale_to_zero: bool
     request_timeout_seconds: int
+    # Plain values, written into the instance's env file as they are.
     environment_vars: dict[str, str]
     target_group_name: str
     # Named, not autonamed: the instance names its group when it completes its launch
@@ -75,6 +83,14 @@ class ServedModelPlan:
     alert_topic_arn: str | None = None
     # The endpoint's inference table, which this served model's runtimes write rows of.
     capture: CapturePlan | None = None
+    # Variables whose values are secret references (runtime/secrets.py): only the references
+    # reach the instance, which resolves them at start with its role.
+    secret_environment_vars: dict[str, str] = field(default_factory=dict)
+    # The endpoint's bearer-token auth; None: the endpoint answers without a token.
+    auth: EndpointAuth | None = None
+    # The stack's customer managed KMS key (None: AWS managed keys), and Session Manager access.
+    kms_key_arn: str | None = None
+    session_manager: bool = True
 
     @property
     def resource_name(self) -> str:
@@ -129,6 +145,7 @@ class ServedModelPlan:
             "trafficPercentage": self.traffic_percentage,
             "scaleToZeroEnabled": self.scale_to_zero,
             "requestTimeoutSeconds": self.request_timeout_seconds,
+            "authRequired": self.auth is not None,
             "targetRequestsPerMinute": self.capacity.target_requests_per_minute,
             "hourlyCostMin": sizing.hourly_cost_min,
             "hourlyCostMax": sizing.hourly_cost_max,
@@ -154,13 +171,26 @@ class ServedModelPlan:
         properties = self.as_properties()
         return {key: properties[key] for key in ("instanceType", "minInstances", "maxInstances")}
 
+    def secret_references(self, created_token_secret: str | None = None) -> list[str]:
+        """Every secret this served model's instances read: the token-hash secret (the stack's
+        own, `created_token_secret`, unless the endpoint names one) and the secret variables."""
+        return [*filter(None, [self.token_hash_secret(created_token_secret)]), *self.secret_environment_vars.values()]
+
+    def token_hash_secret(self, created_token_secret: str | None) -> str | None:
+        if self.auth is None:
+            return None
+        return self.auth.token_hashes or created_token_secret
+
     def runtime_settings(self, model_uri: str, model_digest: str, model_name: str = "",
-                         model_version: str = "", capture_bucket: str = "") -> RuntimeSettings:
+                         model_version: str = "", capture_bucket: str = "",
+                         created_token_secret: str | None = None) -> RuntimeSettings:
         """What this served model's runtime is told on an instance (the KILN_* contract):
         one worker per unit of provisioned concurrency, the endpoint's timeout and the served model's
         admission budget, a drain as long as the
-        target group's deregistration delay, a load timeout inside the health-check grace, and the
-        in-flight metric's dimensions, and where its inference-table rows go."""
+        target group's deregistration delay, a load timeout inside the health-check grace, the
+        in-flight metric's dimensions, where its inference-table rows go, and where its token
+        hashes and secret variables live (references only: the values never leave Secrets
+        Manager or SSM but to the runtime)."""
         return RuntimeSettings(
             model_uri=model_uri,
             model_digest=model_digest,
@@ -180,6 +210,10 @@ class ServedModelPlan:
             metric_dimensions=self.scaling.published_metric_dimensions,
             load_balancer_idle_timeout_seconds=self.load_balancer_idle_timeout_seconds,
             **self._capture_settings(capture_bucket),
+            auth_required=self.auth is not None,
+            auth_token_sha256_secret=self.token_hash_secret(created_token_secret),
+            auth_refresh_seconds=self.auth.refresh_seconds if self.auth else DEFAULT_AUTH_REFRESH_SECONDS,
+            secret_environment=tuple(sorted(self.secret_environment_vars.items())),
         )
 
     def _capture_settings(self, bucket: str) -> dict[str, Any]:
@@ -209,6 +243,12 @@ class EndpointPlan:
     request_timeout_seconds: int
     served_models: list[ServedModelPlan]
     capture: CapturePlan | None = None
+    auth: EndpointAuth | None = None
+
+    @property
+    def creates_token_secret(self) -> bool:
+        """Auth on without a secret named in the stack file: the stack creates the endpoint's."""
+        return self.auth is not None and self.auth.token_hashes is None
 
 
 @dataclass(frozen=True)
@@ -219,6 +259,11 @@ class GatewayPlan:
     ingress_cidrs: list[str]
     certificate_arn: str | None
     idle_timeout_seconds: int
+    region: str = "us-east-1"
+    # Prod: access logs to their own bucket, and deletion protection (a `pulumi destroy` or a
+    # replacement cannot remove the load balancer every client resolves).
+    access_logs: bool = False
+    deletion_protection: bool = False
 
     @property
     def listener_port(self) -> int:
@@ -286,6 +331,7 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
                 request_timeout_seconds=endpoint.request_timeout_seconds,
                 served_models=served_models,
                 capture=capture,
+                auth=config.auth_for(endpoint),
             )
         )
     gateway = config.gateway
@@ -299,6 +345,9 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
             ingress_cidrs=gateway.ingress_cidrs,
             certificate_arn=gateway.certificate_arn,
             idle_timeout_seconds=idle_timeout,
+            region=config.region,
+            access_logs=config.environment == "prod",
+            deletion_protection=config.environment == "prod",
         ),
         endpoints=endpoints,
         tags=stack_tags,
@@ -336,7 +385,11 @@ def _served_model_plan(
         traffic_percentage=endpoint.traffic_percentage(served.name),
         scale_to_zero=served.scale_to_zero_enabled,
         request_timeout_seconds=endpoint.request_timeout_seconds,
-        environment_vars=served.environment_vars,
+        environment_vars=served.plain_environment_vars,
+        secret_environment_vars=served.secret_environment_vars,
+        auth=config.auth_for(endpoint),
+        kms_key_arn=config.kms_key_arn,
+        session_manager=config.session_manager,
         # The VPC and port force a target group replacement; salting the name with
         # them lets the new group be created before the old one is deleted.
         target_group_name=short_name(

@@ -137,6 +137,13 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str)
         outputs.update(arn=arn, qualifiedArn=f"{arn}:$LATEST", invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations")
     elif type_ == "aws:autoscaling/group:Group":
         outputs["arn"] = f"arn:aws:autoscaling:{region}:{ACCOUNT_ID}:autoScalingGroup:{digest(name, 36)}:autoScalingGroupName/{physical}"
+    elif type_ == "aws:secretsmanager/secret:Secret":
+        # Secrets Manager ends a secret's ARN with '-' and six random characters of its own.
+        arn = f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{physical}-{digest(name, 6)}"
+        outputs.update(id=arn, arn=arn)
+    elif type_ == "aws:secretsmanager/secretVersion:SecretVersion":
+        # The provider's `arn` of a version is its secret's.
+        outputs["arn"] = inputs.get("secretId")
     return outputs
 
 

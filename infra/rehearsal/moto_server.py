@@ -5,8 +5,14 @@ other service it checks policies against "*", so an Allow scoped to one autoscal
 or one listener rule (as Kiln's roles are) never matches and moto denies what AWS allows.
 For the calls on the serving path that AWS authorizes per resource (the Service
 Authorization Reference lists `autoScalingGroup` for autoscaling actions that name a group,
-and `listener-rule` for ModifyRule/DeleteRule), this names the resource before moto checks.
+`listener-rule` for ModifyRule/DeleteRule, `Secret` for GetSecretValue and `parameter` for
+GetParameter), this names the resource before moto checks: an instance role scoped to its own
+secrets then reads those and is denied any other, as on AWS.
 Describe calls stay "*", as AWS's do: they support no resource-level permissions.
+
+moto also reads a policy's ARN patterns as regular expressions with `*` made `.*`, so IAM's
+other wildcard, `?` (one character: the `-??????` AWS documents for a secret's random
+suffix), breaks its matcher; patterns are matched here as IAM matches them.
 
 moto also names an action by the request's signing name, which for CloudWatch is
 `monitoring`; IAM's service prefix is `cloudwatch` (`cloudwatch:PutMetricData`), so every
@@ -23,6 +29,7 @@ Run as `python -m infra.rehearsal.moto_server` with moto.server's own arguments.
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from typing import Any
 
@@ -30,8 +37,12 @@ from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
 from moto.elbv2.responses import ELBV2Response
-from moto.iam.access_control import IAMRequestBase
+from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
+from moto.secretsmanager.exceptions import SecretNotFoundException
+from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.server import main
+from moto.ssm.responses import SimpleSystemManagerResponse
+from moto.ssm.utils import parameter_arn
 
 # Signing names that differ from the IAM service prefix, on the serving path.
 IAM_PREFIX_OF_SIGNING_NAME = {"monitoring": "cloudwatch"}
@@ -104,6 +115,28 @@ def _describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
     return ActionResult({"InstanceRefreshes": list(_refreshes(self))})
 
 
+def _secret(self: SecretsManagerResponse) -> str:
+    """The secret's full ARN (a role's `-??????` pattern must match its six-character suffix)."""
+    secret_id = self._get_param("SecretId")
+    try:
+        return self.backend.describe_secret(secret_id).arn if secret_id else "*"
+    except SecretNotFoundException:
+        return "*"
+
+
+def _parameter(self: SimpleSystemManagerResponse) -> str:
+    name = self._get_param("Name")
+    if not name or self._get_action() != "GetParameter":
+        return "*"
+    return name if name.startswith("arn:") else parameter_arn(self.current_account, self.region, name)
+
+
+def _iam_match(pattern: str, string: str) -> re.Match[str] | None:
+    """IAM's wildcards: `*` any run of characters, `?` any one; everything else literal."""
+    translated = "".join({"*": ".*", "?": "."}.get(char, re.escape(char)) for char in pattern)
+    return re.match(f"^{translated}$", string, flags=re.DOTALL)
+
+
 _moto_request_init = IAMRequestBase.__init__
 
 
@@ -119,6 +152,9 @@ ELBV2Response._determine_resource = _listener_rule
 AutoScalingResponse.start_instance_refresh = _start_instance_refresh
 AutoScalingResponse.rollback_instance_refresh = _rollback_instance_refresh
 AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes
+SecretsManagerResponse._determine_resource = _secret
+IAMPolicyStatement._match = staticmethod(_iam_match)
+SimpleSystemManagerResponse._determine_resource = _parameter
 
 if __name__ == "__main__":
     main()

@@ -96,6 +96,8 @@ class StandInProvider:
             "aws:glue/catalogDatabase:CatalogDatabase": self.catalog_database,
             "aws:glue/catalogTable:CatalogTable": self.catalog_table,
             "pulumi-python:dynamic/kiln:ModelArtifact": self.model_artifact,
+            "aws:secretsmanager/secret:Secret": self.secret,
+            "aws:secretsmanager/secretVersion:SecretVersion": self.secret_version,
         }
 
     # --- S3 ----------------------------------------------------------------------------
@@ -128,6 +130,22 @@ class StandInProvider:
         status = inputs["versioningConfiguration"]["status"]
         self.aws.client("s3").put_bucket_versioning(Bucket=inputs["bucket"], VersioningConfiguration={"Status": status})
         return {"id": inputs["bucket"]}
+
+    # --- Secrets Manager (an endpoint's token hashes: its instances read them at start) ----
+    def secret(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        if inputs.get("kmsKeyId"):
+            self.skipped.append(f"secret {name}: encrypted with moto's default key, not {inputs['kmsKeyId']}")
+        created = self.aws.client("secretsmanager").create_secret(
+            Name=name, Description=inputs.get("description", ""), Tags=_tags(inputs.get("tags")))
+        return {"id": created["ARN"], "arn": created["ARN"], "name": name}
+
+    def secret_version(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        value = inputs["secretString"]
+        # pulumi-aws marks the value secret; the engine hands it over wrapped.
+        value = value["value"] if isinstance(value, dict) else value
+        version = self.aws.client("secretsmanager").put_secret_value(SecretId=inputs["secretId"], SecretString=value)
+        return {"id": f"{inputs['secretId']}|{version['VersionId']}", "versionId": version["VersionId"],
+                "arn": version["ARN"]}
 
     # --- IAM ---------------------------------------------------------------------------
     def role(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:

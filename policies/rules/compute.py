@@ -6,15 +6,32 @@ from infra.plan.catalog import GPU_AMI_PARAMETER, INSTANCES, PROFILES, ComputeTy
 from policies.rules.resource_types import LAUNCH_TEMPLATE, SERVED_MODEL
 from policies.rules.rule import MANDATORY, Config, Props, ResourceRule, items, prop, truthy
 
+# The runtime runs in a container, whose requests to IMDS cross the Docker bridge: one hop
+# more than the host's, so it needs a hop limit of 2 (AWS recommends 2 for containers,
+# docs.aws.amazon.com/AWSEC2/latest/UserGuide/instance-metadata-options.html). More lets a token
+# travel further still (a container behind another proxy), which is what the limit prevents.
+MAX_HOP_LIMIT = 2
+# The root device names of the AMIs Kiln boots (Amazon Linux 2023 and the Deep Learning AMIs:
+# /dev/xvda) and of AMIs that use the older naming (/dev/sda1).
+ROOT_DEVICE_NAMES = ["/dev/xvda", "/dev/sda1"]
+
 
 def imdsv2_required(props: Props, config: Config) -> list[str]:
     """IMDSv1 answers any GET, so an SSRF in model code would hand out the instance role's keys."""
     if prop(props, "metadataOptions.httpEndpoint") == "disabled":
         return []
+    messages = []
     tokens = prop(props, "metadataOptions.httpTokens", "optional (the EC2 default)")
-    if tokens == "required":
-        return []
-    return [f"metadataOptions.httpTokens is {tokens!r}; set metadata_options.http_tokens='required' (IMDSv2 only)"]
+    if tokens != "required":
+        messages.append(f"metadataOptions.httpTokens is {tokens!r}; set metadata_options.http_tokens='required' (IMDSv2 only)")
+    hops = prop(props, "metadataOptions.httpPutResponseHopLimit")
+    limit = config.get("maxHopLimit", MAX_HOP_LIMIT)
+    if hops is not None and int(hops) > limit:
+        messages.append(
+            f"metadataOptions.httpPutResponseHopLimit is {int(hops)}; set it to at most {int(limit)}: 2 lets the runtime's "
+            "container reach IMDS through the Docker bridge, more lets the token travel beyond the instance"
+        )
+    return messages
 
 
 def root_volume_encrypted(props: Props, config: Config) -> list[str]:
@@ -24,7 +41,15 @@ def root_volume_encrypted(props: Props, config: Config) -> list[str]:
             ("no blockDeviceMappings: the root volume takes the AMI's default, which is unencrypted unless the "
             "account turned on EBS encryption by default; add a mapping for the root device with ebs.encrypted='true'")
         ]
+    roots = list(config.get("rootDeviceNames", ROOT_DEVICE_NAMES))
+    mapped = [prop(mapping, "deviceName") for mapping in mappings]
     messages = []
+    if not any(name in roots for name in mapped):
+        messages.append(
+            f"no block device mapping for the root device ({' or '.join(roots)}), only for {', '.join(map(str, mapped))}: "
+            "the root volume takes the AMI's default, unencrypted unless the account encrypts EBS by default; "
+            "map the root device with ebs.encrypted='true'"
+        )
     for index, mapping in enumerate(mappings):
         if prop(mapping, "ebs") is None:
             continue
@@ -71,7 +96,9 @@ IMDSV2 = ResourceRule(
     description="Instances require IMDSv2 session tokens.",
     levels=MANDATORY,
     checks={LAUNCH_TEMPLATE: imdsv2_required},
-    fix="Set metadata_options={'http_tokens': 'required'} on the launch template.",
+    fix="Set metadata_options={'http_tokens': 'required', 'http_put_response_hop_limit': 2} on the launch template.",
+    config={"maxHopLimit": {"type": "integer", "minimum": 1, "maximum": 64, "default": MAX_HOP_LIMIT,
+                            "description": "the highest httpPutResponseHopLimit allowed (2: the host and its containers)"}},
 )
 
 ENCRYPTED_ROOT_VOLUME = ResourceRule(
@@ -79,7 +106,9 @@ ENCRYPTED_ROOT_VOLUME = ResourceRule(
     description="Instance volumes are encrypted at rest.",
     levels=MANDATORY,
     checks={LAUNCH_TEMPLATE: root_volume_encrypted},
-    fix="Give every EBS block device mapping ebs.encrypted='true'.",
+    fix="Map the root device and give every EBS block device mapping ebs.encrypted='true'.",
+    config={"rootDeviceNames": {"type": "array", "items": {"type": "string"}, "minItems": 1, "default": ROOT_DEVICE_NAMES,
+                                "description": "device names that are an AMI's root device"}},
 )
 
 INSTANCE_TYPE_ALLOWED = ResourceRule(

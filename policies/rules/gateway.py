@@ -8,6 +8,7 @@ from policies.rules.resource_types import LISTENER, LOAD_BALANCER, SERVED_MODEL
 from policies.rules.rule import (
     ADVISORY,
     MANDATORY,
+    MANDATORY_IN_PROD,
     Config,
     Props,
     Resource,
@@ -84,6 +85,23 @@ def tls_when_internet_facing(resources: Sequence[Resource], config: Config) -> l
     return violations
 
 
+def auth_when_internet_facing(resources: Sequence[Resource], config: Config) -> list[Violation]:
+    """Anyone who can reach an internet-facing gateway could call an endpoint that takes no
+    token (and run up its bill); Databricks never serves without one."""
+    if not any(lb.props.get("internal") is not True for lb in of_type(resources, LOAD_BALANCER)):
+        return []
+    return [
+        Violation(
+            f"{served.name} answers without a token on an "
+            "internet-facing gateway; remove `auth: {enabled: false}` from the endpoint (auth is on by default "
+            "there) or keep the gateway internal",
+            served.urn,
+        )
+        for served in of_type(resources, SERVED_MODEL)
+        if served.props.get("authRequired") is not True
+    ]
+
+
 def request_timeout_within_databricks(props: Props, config: Config) -> list[str]:
     timeout = props.get("requestTimeoutSeconds")
     limit = config.get("maxRequestTimeoutSeconds", DATABRICKS_REQUEST_TIMEOUT_SECONDS)
@@ -111,6 +129,15 @@ TLS_WHEN_INTERNET_FACING = StackRule(
     fix="Set kiln:gateway.certificateArn (HTTP then only redirects to HTTPS), or keep the gateway internal.",
 )
 
+AUTH_WHEN_INTERNET_FACING = StackRule(
+    id="internet-facing-requires-auth",
+    description="Every endpoint behind an internet-facing gateway requires a bearer token.",
+    levels=MANDATORY_IN_PROD,
+    resource_types=(LOAD_BALANCER, SERVED_MODEL),
+    run=auth_when_internet_facing,
+    fix="Leave auth on for the endpoint (the default when kiln:gateway.internetFacing is true), or keep the gateway internal.",
+)
+
 REQUEST_TIMEOUT = ResourceRule(
     id="request-timeout-within-databricks",
     description="Request timeouts stay within Databricks' 597 s.",
@@ -120,4 +147,4 @@ REQUEST_TIMEOUT = ResourceRule(
     config={"maxRequestTimeoutSeconds": {"type": "number", "minimum": 1, "default": DATABRICKS_REQUEST_TIMEOUT_SECONDS}},
 )
 
-RULES = [IDLE_TIMEOUT, TLS_WHEN_INTERNET_FACING, REQUEST_TIMEOUT]
+RULES = [IDLE_TIMEOUT, TLS_WHEN_INTERNET_FACING, AUTH_WHEN_INTERNET_FACING, REQUEST_TIMEOUT]

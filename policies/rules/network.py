@@ -15,17 +15,35 @@ from policies.rules.resource_types import (
 from policies.rules.rule import MANDATORY, Config, Props, Resource, ResourceRule, StackRule, Violation, items, of_type
 
 SSH_PORT = 22
+# EC2 takes a protocol by name or by IANA number, in any case ("TCP", "tcp", "6", 6); "-1" (or
+# pulumi-aws's "all") is every protocol, ports included
+# (docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html).
 ALL_PROTOCOLS = ("-1", "all")
+TCP = ("tcp", "6")
+
+
+def _port(value: object) -> int | None:
+    """A port as AWS reads it: a number (the engine sends 22.0) or its string; None (absent,
+    unreadable, or -1) means every port."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        port = int(float(str(value).strip()))
+    except ValueError:
+        return None
+    return None if port < 0 else port
 
 
 def _covers_ssh(protocol: object, from_port: object, to_port: object) -> bool:
-    if str(protocol) in ALL_PROTOCOLS:
+    spelled = str(protocol).strip().lower()
+    if spelled in ALL_PROTOCOLS:
         return True
-    if str(protocol) not in ("tcp", "6"):
+    if spelled not in TCP:
         return False
-    low = from_port if isinstance(from_port, (int, float)) else SSH_PORT
-    high = to_port if isinstance(to_port, (int, float)) else low
-    return low <= SSH_PORT <= high
+    low, high = _port(from_port), _port(to_port)
+    if low is None:
+        return True
+    return low <= SSH_PORT <= (high if high is not None else low)
 
 
 def _sources(props: Props, *keys: str) -> list[str]:

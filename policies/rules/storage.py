@@ -6,6 +6,7 @@ through the `bucket` property's dependency, which (unlike the bucket name) is kn
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -79,29 +80,44 @@ def _statements(policy: Any) -> list[Mapping[str, Any]]:
     return [statements] if isinstance(statements, Mapping) else [s for s in items(statements) if isinstance(s, Mapping)]
 
 
-def _denies_plain_http(statement: Mapping[str, Any]) -> bool:
-    actions = statement.get("Action")
-    actions = [actions] if isinstance(actions, str) else items(actions)
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else items(value)
+
+
+def _covers(patterns: list[Any], arn: str) -> bool:
+    """An ARN matched by one of a statement's Resource patterns (IAM's * and ? wildcards)."""
+    return any(isinstance(pattern, str) and fnmatch.fnmatchcase(arn, pattern) for pattern in patterns)
+
+
+def _denies_plain_http(statement: Mapping[str, Any], bucket_arn: str | None) -> bool:
+    """A Deny of every S3 action to everyone without TLS, on the bucket and on its objects:
+    bucket calls (ListBucket) name the bucket's ARN, object calls (GetObject) `<arn>/<key>`,
+    so a Resource of the bucket alone leaves every object readable over plain HTTP."""
     principal = statement.get("Principal")
     everyone = principal == "*" or (isinstance(principal, Mapping) and principal.get("AWS") in ("*", ["*"]))
     secure = prop(statement, "Condition.Bool.aws:SecureTransport")
+    resources = _listed(statement.get("Resource"))
+    covers_both = bucket_arn is None or (_covers(resources, bucket_arn) and _covers(resources, f"{bucket_arn}/*"))
     return (
         statement.get("Effect") == "Deny"
         and everyone
-        and any(action in ("s3:*", "*") for action in actions)
+        and any(action in ("s3:*", "*") for action in _listed(statement.get("Action")))
         and str(secure).lower() == "false"
+        and covers_both
     )
 
 
 def tls_only(bucket: Resource, resources: Sequence[Resource]) -> str | None:
+    arn = bucket.props.get("arn")
     for policy in _settings_of(bucket, resources, BUCKET_POLICY):
         try:
-            if any(_denies_plain_http(s) for s in _statements(policy.props.get("policy"))):
+            if any(_denies_plain_http(s, arn) for s in _statements(policy.props.get("policy"))):
                 return None
         except json.JSONDecodeError:
             return "the bucket policy is not valid JSON; fix it and add a statement denying aws:SecureTransport=false"
-    return ("no bucket policy denies requests without TLS; add a Deny s3:* statement for Principal '*' "
-            "with Condition {Bool: {aws:SecureTransport: 'false'}}")
+    return ("no bucket policy denies requests without TLS on the bucket and its objects; add a Deny s3:* statement "
+            "for Principal '*' on Resource [<bucket ARN>, <bucket ARN>/*] with Condition "
+            "{Bool: {aws:SecureTransport: 'false'}}")
 
 
 BLOCK_PUBLIC_ACCESS = StackRule(

@@ -171,10 +171,10 @@ def test_instances_accept_traffic_only_from_the_gateway(runs) -> None:
 
 def test_artifact_bucket_is_private_encrypted_versioned_and_tls_only(runs) -> None:
     run = runs[("prod", False)]
-    block = run.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")[0].inputs
-    encryption = run.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")[0]
-    versioning = run.of_type("aws:s3/bucketVersioning:BucketVersioning")[0]
-    policy = json.loads(run.of_type("aws:s3/bucketPolicy:BucketPolicy")[0].inputs["policy"])
+    block = child(run, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "artifacts").inputs
+    encryption = child(run, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "artifacts")
+    versioning = child(run, "aws:s3/bucketVersioning:BucketVersioning", "artifacts")
+    policy = json.loads(child(run, "aws:s3/bucketPolicy:BucketPolicy", "artifacts").inputs["policy"])
 
     assert all(block[key] is True for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
     assert encryption.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"

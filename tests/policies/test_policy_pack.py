@@ -202,7 +202,7 @@ def test_served_model_registrations_carry_their_registered_outputs_for_stack_pol
     # What ServedModel.register_outputs names (not its inputs, which carry the manifest and more).
     champion = served["fraud-scorer.champion"]
     assert set(champion.outputs) == {
-        "instanceType", "minInstances", "maxInstances", "requestTimeoutSeconds", "targetGroupArn", "image",
+        "instanceType", "minInstances", "maxInstances", "requestTimeoutSeconds", "authRequired", "targetGroupArn", "image",
     }
     [target_group] = [r for r in run.registrations if r.type == TARGET_GROUP and r.parent == champion.urn]
     assert champion.outputs["targetGroupArn"] == target_group.outputs["arn"]

@@ -37,6 +37,7 @@ EXPECTED_LEVELS = {
     "capacity-covers-peak": ("advisory", "advisory", "advisory"),
     "alb-idle-timeout-above-request-timeout": ("mandatory", "mandatory", "mandatory"),
     "internet-facing-requires-https": ("mandatory", "mandatory", "mandatory"),
+    "internet-facing-requires-auth": ("advisory", "advisory", "mandatory"),
     "request-timeout-within-databricks": ("advisory", "advisory", "advisory"),
     "s3-block-public-access": ("mandatory", "mandatory", "mandatory"),
     "s3-encryption": ("mandatory", "mandatory", "mandatory"),

@@ -453,8 +453,9 @@ def test_tls_only_flags_a_statement_that_does_not_deny_everyone_everything_witho
     stack = bucket_stack(BUCKET, (BUCKET_POLICY, {"policy": policy}))
     assert storage.TLS_ONLY.check(stack) == [
         Violation(
-            "no bucket policy denies requests without TLS; add a Deny s3:* statement for Principal '*' with "
-            "Condition {Bool: {aws:SecureTransport: 'false'}}",
+            "no bucket policy denies requests without TLS on the bucket and its objects; add a Deny s3:* statement "
+            "for Principal '*' on Resource [<bucket ARN>, <bucket ARN>/*] with Condition "
+            "{Bool: {aws:SecureTransport: 'false'}}",
             stack[0].urn,
         )
     ]

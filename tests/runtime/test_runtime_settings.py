@@ -15,6 +15,8 @@ URI = "s3://kiln-artifacts/models/abc/"
 DIGEST = hashlib.sha256(b"model tree").hexdigest()
 TOKEN_A = hashlib.sha256(b"token-a").hexdigest()
 TOKEN_B = hashlib.sha256(b"token-b").hexdigest()
+TOKEN_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kiln/prod/fraud-scorer/tokens-AbCdEf"
+PARAMETER = "arn:aws:ssm:us-east-1:123456789012:parameter/fraud/api-key"
 DIMENSIONS = "Stack=dev,Endpoint=fraud-scorer,ServedModel=champion"
 
 # Every documented default, written out (not read from the code): the container and
@@ -38,6 +40,10 @@ DEFAULTS = {
     "max_payload_bytes": 16 * 1024 * 1024,  # Databricks' 16 MB request limit = 16777216 bytes
     "load_timeout_seconds": 1800,
     "auth_token_sha256": (),
+    "auth_required": False,  # no token asked while no hash is configured
+    "auth_token_sha256_secret": None,
+    "auth_refresh_seconds": 60,  # a rotated token holds on every instance within a minute
+    "secret_environment": (),
     "cache_dir": None,
     "metric_dimensions": (),
     "metric_period_seconds": 10,
@@ -119,6 +125,8 @@ def test_every_variable_reaches_its_field() -> None:
         KILN_CAPTURE_URI="s3://kiln-artifacts/inference-tables/fraud-scorer/", KILN_CAPTURE_SAMPLING_FRACTION="0.25",
         KILN_CAPTURE_FORMAT="jsonl", KILN_CAPTURE_MAX_BODY_BYTES="1024", KILN_CAPTURE_MAX_BUFFERED_BYTES="2048",
         KILN_CAPTURE_FLUSH_SECONDS="5", KILN_CAPTURE_FLUSH_RECORDS="10",
+        KILN_AUTH_REQUIRED="true", KILN_AUTH_TOKEN_SHA256_SECRET=TOKEN_SECRET, KILN_AUTH_REFRESH_SECONDS="15",
+        KILN_SECRET_ENVIRONMENT=f" DB_PASSWORD={{{{secrets/fraud/db}}}} , API_KEY={PARAMETER} ",
     )
 
     assert settings == {
@@ -134,7 +142,17 @@ def test_every_variable_reaches_its_field() -> None:
         "capture_uri": "s3://kiln-artifacts/inference-tables/fraud-scorer/", "capture_sampling_fraction": 0.25,
         "capture_format": "jsonl", "capture_max_body_bytes": 1024, "capture_max_buffered_bytes": 2048,
         "capture_flush_seconds": 5.0, "capture_flush_records": 10,
+        "auth_required": True, "auth_token_sha256_secret": TOKEN_SECRET, "auth_refresh_seconds": 15.0,
+        "secret_environment": (("DB_PASSWORD", "{{secrets/fraud/db}}"), ("API_KEY", PARAMETER)),
     }
+
+
+def test_a_secret_reference_that_is_not_one_names_the_variable_and_the_forms() -> None:
+    with pytest.raises(SettingsError) as refused:
+        parsed(KILN_SECRET_ENVIRONMENT="DB_PASSWORD=hunter2")
+
+    assert str(refused.value).startswith("KILN_SECRET_ENVIRONMENT: DB_PASSWORD: 'hunter2' is not a secret reference; "
+                                         "write {{secrets/<scope>/<key>}}")
 
 
 @pytest.mark.parametrize(("name", "field", "minimum"), INTEGERS)
@@ -345,7 +363,8 @@ def test_settings_written_as_env_read_back_the_same() -> None:
         auth_token_sha256=(TOKEN_A, TOKEN_B), cache_dir=Path("/var/cache/kiln"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "fraud-scorer"), ("ServedModel", "champion")),
         metric_period_seconds=1.0, load_balancer_idle_timeout_seconds=602, gpus=8, spread_across_gpus=True,
-        require_gpu=True,
+        require_gpu=True, auth_required=True, auth_token_sha256_secret=TOKEN_SECRET, auth_refresh_seconds=15,
+        secret_environment=(("DB_PASSWORD", "{{secrets/fraud/db}}"), ("API_KEY", PARAMETER)),
     )
 
     assert settings_from_env(settings.as_env()) == settings
@@ -357,6 +376,7 @@ def test_every_field_has_its_variable_in_the_env() -> None:
         queue_budget_seconds=3, auth_token_sha256=(TOKEN_A,), cache_dir=Path("/c"),
         metric_dimensions=(("Stack", "dev"), ("Endpoint", "e"), ("ServedModel", "s")),
         load_balancer_idle_timeout_seconds=65, capture_uri="s3://b/inference-tables/e/",
+        auth_token_sha256_secret=TOKEN_SECRET, secret_environment=(("DB_PASSWORD", "{{secrets/fraud/db}}"),),
     )
 
     assert sorted(settings.as_env()) == sorted(f"KILN_{field.name.upper()}" for field in dataclasses.fields(settings))

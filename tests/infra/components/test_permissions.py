@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from infra.components.permissions import (
+    access_log_bucket_policy,
     activator_policy,
     build_policy,
     group_arn,
@@ -134,3 +135,12 @@ def test_artifact_bucket_refuses_every_request_without_tls() -> None:
             }
         ],
     }
+
+
+def test_access_logs_are_delivered_by_the_regions_elb_account_or_its_service_principal() -> None:
+    old = json.loads(access_log_bucket_policy("arn:aws:s3:::logs", "eu-west-1", "alb"))["Statement"]
+    new = json.loads(access_log_bucket_policy("arn:aws:s3:::logs", "ap-southeast-5", "alb"))["Statement"]
+
+    assert old[1]["Principal"] == {"AWS": "arn:aws:iam::156460612806:root"}
+    assert new[1]["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    assert old[0]["Sid"] == new[0]["Sid"] == "DenyInsecureTransport"

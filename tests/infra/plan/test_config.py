@@ -926,7 +926,8 @@ def test_schema_names_stack_file_keys_with_their_namespace() -> None:
         "type": "object",
         "properties": {
             **{f"kiln:{key}": models["properties"][key] for key in
-               ("environment", "mlflowTrackingUri", "network", "gateway", "build", "amis", "alerts", "endpoints")},
+               ("environment", "mlflowTrackingUri", "network", "gateway", "build", "amis", "alerts", "endpoints",
+                "kmsKeyArn", "sessionManager")},
             "aws:region": {"type": "string", "description": "AWS region the stack deploys to"},
         },
         "required": ["kiln:environment", "kiln:mlflowTrackingUri", "kiln:network", "kiln:endpoints", "aws:region"],

@@ -420,7 +420,8 @@ def test_a_served_model_is_serialized_once_for_its_component_report_and_outputs(
         "workersPerInstance": sizing.workers_per_instance, "minInstances": sizing.min_instances,
         "maxInstances": sizing.max_instances, "minConcurrency": capacity.min_concurrency,
         "maxConcurrency": capacity.max_concurrency, "trafficPercentage": 90, "scaleToZeroEnabled": False,
-        "requestTimeoutSeconds": 597, "targetRequestsPerMinute": capacity.target_requests_per_minute,
+        "requestTimeoutSeconds": 597, "authRequired": False,
+        "targetRequestsPerMinute": capacity.target_requests_per_minute,
         "hourlyCostMin": sizing.hourly_cost_min, "hourlyCostMax": sizing.hourly_cost_max,
         # 200 QPS × 40 ms
         "expectedPeakConcurrency": 8,

@@ -85,6 +85,9 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
         f"{ENDPOINT}.trafficConfig.routes.challenger.trafficPercentage": 10,
         f"{ENDPOINT}.requestTimeoutSeconds": 597,  # the Databricks default
         f"{ENDPOINT}.autoCaptureConfig": None,  # no inference table
+        f"{ENDPOINT}.auth": None,  # on exactly when the gateway is internet-facing
+        "kmsKeyArn": None,
+        "sessionManager": True,
         "region": "us-east-1",
     }
 
