@@ -45,29 +45,30 @@ def _applies(requirement: Requirement) -> bool:
     return requirement.marker is None or requirement.marker.evaluate(LINUX_PYTHON_311)
 
 
-@pytest.mark.parametrize("requirement", _project_requirements(), ids=str)
-def test_every_project_requirement_is_locked_within_its_range(requirement: Requirement) -> None:
-    """A dependency added to pyproject.toml without `make lock` would install unpinned."""
+def _locked_version_within(requirement: Requirement, where: str) -> str:
+    """The lock's version of `requirement`, asserted present and inside its range."""
     locked = _locked()
     name = canonicalize_name(requirement.name)
 
-    assert name in locked, f"{requirement} is not in requirements.lock; run `make lock`"
+    assert name in locked, f"{where}: {requirement} is not in requirements.lock; run `make lock`"
     assert requirement.specifier.contains(locked[name], prereleases=True), (
-        f"requirements.lock has {name}=={locked[name]}, outside pyproject.toml's {requirement}; run `make lock`")
+        f"{where}: {requirement}, but requirements.lock has {name}=={locked[name]}; run `make lock`")
+    return locked[name]
+
+
+@pytest.mark.parametrize("requirement", _project_requirements(), ids=str)
+def test_every_project_requirement_is_locked_within_its_range(requirement: Requirement) -> None:
+    """A dependency added to pyproject.toml without `make lock` would install unpinned."""
+    _locked_version_within(requirement, "pyproject.toml")
 
 
 @pytest.mark.parametrize("requirement", [r for r in _requirements(ROOT / "runtime" / "requirements.txt") if _applies(r)],
                          ids=str)
 def test_the_image_runtime_requirements_agree_with_the_lock(requirement: Requirement) -> None:
     """An exact pin is the lock's version; a range (what the model pins too) holds it."""
-    locked = _locked()
-    name = canonicalize_name(requirement.name)
-
-    assert name in locked, f"runtime/requirements.txt: {requirement} is not in requirements.lock"
-    assert requirement.specifier.contains(locked[name], prereleases=True), (
-        f"runtime/requirements.txt: {requirement}, requirements.lock has {name}=={locked[name]}")
+    version = _locked_version_within(requirement, "runtime/requirements.txt")
     if any(spec.operator == "==" for spec in requirement.specifier):
-        assert str(requirement.specifier) == f"=={locked[name]}"
+        assert str(requirement.specifier) == f"=={version}"
 
 
 def test_the_runtimes_own_server_packages_are_pinned() -> None:

@@ -50,48 +50,36 @@ class ServedModelAlarms(pulumi.ComponentResource):
         super().__init__(ALARMS_COMPONENT_TYPE, name, alarm_properties(plan), opts)
         child = pulumi.ResourceOptions(parent=self)
         dimensions = {"LoadBalancer": load_balancer_suffix, "TargetGroup": target_group_suffix}
-        latency = alarms["p99-latency"]
-        self.latency_alarm = aws.cloudwatch.MetricAlarm(
-            f"{name}-p99-latency",
-            name=latency.name,
-            alarm_description=_description(plan, latency),
-            namespace=ALB_NAMESPACE,
-            metric_name="TargetResponseTime",
-            dimensions=dimensions,
-            extended_statistic="p99",
-            period=ALB_METRIC_PERIOD_SECONDS,
-            evaluation_periods=latency.minutes,
-            datapoints_to_alarm=latency.minutes,
-            comparison_operator="GreaterThanThreshold",
-            threshold=latency.threshold,
-            # No requests, no latency data: an idle served model is not a slow one.
-            treat_missing_data="notBreaching",
-            **alert_actions(plan),
-            tags=plan.tags,
-            opts=child,
-        )
-        self.no_healthy_hosts_alarm = None
-        if "no-healthy-hosts" in alarms:
-            hosts = alarms["no-healthy-hosts"]
-            self.no_healthy_hosts_alarm = aws.cloudwatch.MetricAlarm(
-                f"{name}-no-healthy-hosts",
-                name=hosts.name,
-                alarm_description=_description(plan, hosts),
+        def metric_alarm(key: str, metric_name: str, comparison: str, missing_data: str,
+                         **statistic: str) -> aws.cloudwatch.MetricAlarm:
+            alarm = alarms[key]
+            return aws.cloudwatch.MetricAlarm(
+                f"{name}-{key}",
+                name=alarm.name,
+                alarm_description=_description(plan, alarm),
                 namespace=ALB_NAMESPACE,
-                metric_name="HealthyHostCount",
+                metric_name=metric_name,
                 dimensions=dimensions,
-                statistic="Minimum",
                 period=ALB_METRIC_PERIOD_SECONDS,
-                evaluation_periods=hosts.minutes,
-                datapoints_to_alarm=hosts.minutes,
-                comparison_operator="LessThanThreshold",
-                threshold=hosts.threshold,
-                # The ALB reports healthy hosts every minute, traffic or not: silence is not health.
-                treat_missing_data="breaching",
+                evaluation_periods=alarm.minutes,
+                datapoints_to_alarm=alarm.minutes,
+                comparison_operator=comparison,
+                threshold=alarm.threshold,
+                treat_missing_data=missing_data,
+                **statistic,
                 **alert_actions(plan),
                 tags=plan.tags,
                 opts=child,
             )
+
+        # No requests, no latency data: an idle served model is not a slow one.
+        self.latency_alarm = metric_alarm("p99-latency", "TargetResponseTime", "GreaterThanThreshold", "notBreaching",
+                                          extended_statistic="p99")
+        # The ALB reports healthy hosts every minute, traffic or not: silence is not health.
+        self.no_healthy_hosts_alarm = (
+            metric_alarm("no-healthy-hosts", "HealthyHostCount", "LessThanThreshold", "breaching", statistic="Minimum")
+            if "no-healthy-hosts" in alarms else None
+        )
         self.refresh_rule = aws.cloudwatch.EventRule(
             f"{name}-refresh-failed",
             name=refresh_rule_name(plan),

@@ -67,7 +67,8 @@ def test_failed_or_rolled_back_refreshes_reach_the_topic_through_eventbridge(pro
 
 
 def test_one_dashboard_has_a_row_per_served_model(prod) -> None:
-    run, _ = prod
+    run, raw = prod
+    first = plan_stack("prod", parse_stack_config(values_from_stack_config(raw, "prod"), "prod")).served_models[0]
     (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")
     body = json.loads(dashboard.inputs["dashboardBody"])
     headers = [w["properties"]["markdown"] for w in body["widgets"] if w["type"] == "text"]
@@ -79,7 +80,9 @@ def test_one_dashboard_has_a_row_per_served_model(prod) -> None:
                           "Healthy hosts / instances", "Refresh failed / rolled back"]
     latency = next(w for w in body["widgets"] if w["type"] == "metric" and w["properties"]["title"] == "Target response time")
     assert [m[-1]["stat"] for m in latency["properties"]["metrics"]] == ["p50", "p99"]
-    assert latency["properties"]["annotations"]["horizontal"][0]["value"] == 597 / 2
+    # The first row's latency line is its p99 alarm's threshold: planned latency + admission budget.
+    assert latency["properties"]["annotations"]["horizontal"][0]["value"] == latency_budget_seconds(first)
+    assert latency_budget_seconds(first) == round(first.capacity.latency_ms / 1000 + 1, 3)
 
 
 def _without_alert_topic(run: ProgramRun) -> ProgramRun:
