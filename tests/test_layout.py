@@ -29,8 +29,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.components": ("infra.plan", "infra.providers", "models", "runtime"),
     "infra.preview": ("infra.plan",),
     "infra.review": ("infra.preview", "infra.plan"),
-    # The simulator replays the runtime's own admission limit and in-flight peak, not copies.
-    "infra.simulator": ("infra.plan", "runtime.contract", "runtime.admission", "runtime.gauge"),
+    # The simulator replays the runtime's own admission limit and in-flight peak, and the
+    # activator's own poll schedule, not copies.
+    "infra.simulator": ("infra.plan", "infra.activator", "runtime.contract", "runtime.admission", "runtime.gauge"),
     # `kiln status` reads the account by the tags the plan puts on what it deploys.
     "infra.operate": ("infra.plan",),
     "infra.local": ("infra.plan", "models", "runtime"),

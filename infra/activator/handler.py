@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -56,9 +56,20 @@ ROUTE_ATTEMPTS = 3
 # Polls back off from the poll interval up to this, with full jitter
 # (https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/).
 MAX_POLL_SECONDS = 16.0
+DEFAULT_POLL_SECONDS = 2.0
 # A leader that has not written for this long is presumed gone (its invocation ended or
 # failed); the next poller takes over.
 LEADER_LEASE_SECONDS = 3 * MAX_POLL_SECONDS
+
+
+def poll_ceilings(poll_seconds: float = DEFAULT_POLL_SECONDS) -> Iterator[float]:
+    """The bound of each successive wait between one held request's polls: the poll interval,
+    doubling up to MAX_POLL_SECONDS; full jitter waits uniformly below it. `kiln simulate`
+    counts the activator's API calls from the same schedule."""
+    ceiling = poll_seconds
+    while True:
+        yield ceiling
+        ceiling = min(ceiling * 2, max(MAX_POLL_SECONDS, poll_seconds))
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class Settings:
             request_timeout_seconds=float(env["KILN_REQUEST_TIMEOUT_SECONDS"]),
             readiness_path=env.get("KILN_READINESS_PATH", "/ping"),
             port=int(env.get("KILN_PORT", "8080")),
-            poll_seconds=float(env.get("KILN_POLL_SECONDS", "2")),
+            poll_seconds=float(env.get("KILN_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
             ready_parameter=env.get("KILN_READY_PARAMETER") or None,
         )
 
@@ -204,13 +215,12 @@ class Activator:
     def wait_until_ready(self, deadline: float) -> str | None:
         """Poll until an instance is ready or the deadline, backing off with full jitter so the
         held requests of one cold start do not poll in step."""
-        ceiling = self.settings.poll_seconds
+        ceilings = poll_ceilings(self.settings.poll_seconds)
         while True:
             address = self.poll()
             if address is not None or self.clock() >= deadline:
                 return address
-            self.sleep(min(self.jitter(0.0, ceiling), max(deadline - self.clock(), 0.0)))
-            ceiling = min(ceiling * 2, max(MAX_POLL_SECONDS, self.settings.poll_seconds))
+            self.sleep(min(self.jitter(0.0, next(ceilings)), max(deadline - self.clock(), 0.0)))
 
     def forward(self, address: str, event: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send the held request to the instance as the ALB would have, and return its answer."""

@@ -15,7 +15,7 @@ from infra.commands.output import console, fail, user_errors
 from infra.plan.config import load_stack
 from infra.plan.stack import EndpointPlan, ServedModelPlan, plan_stack
 from infra.simulator.replay import Replay, replay
-from infra.simulator.report import Summary, summarize
+from infra.simulator.report import Summary, activator_calls_line, summarize
 from infra.simulator.report import as_json as results_as_json
 from infra.simulator.scaling_policies import assumptions
 from infra.simulator.timeline import TimelineError, draw
@@ -110,6 +110,8 @@ def _print(console: Console, served: ServedModelPlan, trace: Trace, replays: lis
         f"{policy.deregistration_delay_seconds} s and is billed until it terminates; {pool}"
         f"admission budget {policy.admission_budget_seconds:g} s (429 beyond), batches of up to {policy.max_batch_size}.",
         highlight=False)
+    for line in filter(None, (activator_calls_line(r.planned) for r in replays)):
+        console.print(line, highlight=False)
     console.print("assumed: " + "; ".join(f"{name} {timing.describe('')}" for name, timing in assumptions(served)),
                   highlight=False, style="dim")
 

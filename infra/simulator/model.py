@@ -31,8 +31,14 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from infra.activator.handler import poll_ceilings
 from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS
-from infra.simulator.scaling_policies import SimPolicy
+from infra.simulator.scaling_policies import (
+    ELB_DESCRIBE_BUCKET,
+    ELB_DESCRIBE_REFILL_PER_SECOND,
+    SSM_GET_PARAMETER_PER_SECOND,
+    SimPolicy,
+)
 from infra.simulator.trace import Trace
 from runtime.admission import Admission
 from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS
@@ -64,6 +70,44 @@ class Event:
 
 
 @dataclass
+class ActivatorCalls:
+    """What a cold start's held requests ask of the ELB and SSM APIs, second by second."""
+
+    describe_peak_per_second: float = 0.0
+    describe_throttled: float = 0.0
+    get_parameter_peak_per_second: float = 0.0
+    # Seconds in which the reads exceeded SSM's rate: those reads are throttled (delayed).
+    get_parameter_throttled_seconds: int = 0
+    _bucket: float = field(default=ELB_DESCRIBE_BUCKET.value, repr=False)
+
+    def second(self, leader_age: float | None, held: deque[list[float]], now: int) -> None:
+        """One second of polling: the leader (`leader_age` seconds into the hold) calls ELB;
+        each held cohort reads SSM at its own age's expected interval."""
+        self._bucket = min(ELB_DESCRIBE_BUCKET.value, self._bucket + ELB_DESCRIBE_REFILL_PER_SECOND.value)
+        describes = 1 / expected_poll_interval(leader_age) if leader_age is not None else 0.0
+        self.describe_peak_per_second = max(self.describe_peak_per_second, describes)
+        self._bucket -= describes
+        if self._bucket < 0:
+            self.describe_throttled += -self._bucket
+            self._bucket = 0.0
+        reads = sum(amount / expected_poll_interval(now - arrival) for arrival, amount in held)
+        self.get_parameter_peak_per_second = max(self.get_parameter_peak_per_second, reads)
+        self.get_parameter_throttled_seconds += reads > SSM_GET_PARAMETER_PER_SECOND.value
+
+
+def expected_poll_interval(age: float) -> float:
+    """The mean wait between one held request's polls `age` seconds into its hold: half the
+    ceiling the activator's full-jitter backoff is at by then (infra/activator/handler.py)."""
+    elapsed = 0.0
+    ceilings = poll_ceilings()
+    while True:
+        interval = next(ceilings) / 2
+        elapsed += interval
+        if elapsed > age:
+            return interval
+
+
+@dataclass
 class Result:
     policy: SimPolicy
     trace: Trace
@@ -75,6 +119,10 @@ class Result:
     max_wait_seconds: float = 0.0
     # Seconds from the first request that met zero instances to the first ready instance.
     cold_starts: list[int] = field(default_factory=list)
+    # The activator's AWS calls while it holds requests (expected values of its jittered
+    # backoff): the leader's DescribeTargetHealth against ELB's bucket, every held request's
+    # read of the shared readiness parameter against SSM's rate.
+    activator_calls: ActivatorCalls = field(default_factory=ActivatorCalls)
 
     @property
     def served(self) -> float:
@@ -269,6 +317,8 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
         for line in (held, admitted):
             while line and now - line[0][0] >= policy.request_timeout_seconds:
                 timed_out += line.popleft()[1]
+        if held:
+            result.activator_calls.second(now - cold_since if cold_since is not None else None, held, now)
         waiting = sum(a for _, a in held) + sum(a for _, a in admitted)
         # In flight per instance: the batches running (served rate × time in a batch, Little's
         # law) plus those waiting for a worker, into the runtime's own peak gauge.

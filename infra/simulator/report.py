@@ -8,6 +8,11 @@ from typing import Any
 from infra.plan.launch_timing import Timing
 from infra.simulator.model import Result
 from infra.simulator.replay import Replay
+from infra.simulator.scaling_policies import (
+    ELB_DESCRIBE_BUCKET,
+    ELB_DESCRIBE_REFILL_PER_SECOND,
+    SSM_GET_PARAMETER_PER_SECOND,
+)
 
 # A load step: the rate rises by at least half (and at least 1 rps) from one second to the next.
 STEP_MIN_RISE_FRACTION = 0.5
@@ -128,6 +133,7 @@ def as_json(served_model: str, traffic_percentage: int, replays: list[Replay],
                 "estimateRange": {"low": _summary_json(summarize(r.low)), "high": _summary_json(summarize(r.high))},
                 "events": [{"second": e.second, "kind": e.kind, "desired": e.desired, "reason": e.reason}
                            for e in r.planned.events],
+                "activatorCalls": _activator_calls_json(r.planned),
                 "timeline": timeline(r.planned),
             }
             for r in replays
@@ -152,3 +158,27 @@ def _summary_json(summary: Summary) -> dict[str, Any]:
         "instanceHours": round(summary.instance_hours, 4),
         "costUsd": round(summary.cost_usd, 4),
     }
+
+
+def _activator_calls_json(result: Result) -> dict[str, float]:
+    calls = result.activator_calls
+    return {
+        "describeTargetHealthPeakPerSecond": round(calls.describe_peak_per_second, 3),
+        "describeTargetHealthThrottled": round(calls.describe_throttled, 3),
+        "getParameterPeakPerSecond": round(calls.get_parameter_peak_per_second, 3),
+        "getParameterThrottledSeconds": calls.get_parameter_throttled_seconds,
+    }
+
+
+def activator_calls_line(result: Result) -> str | None:
+    """What one replay's held requests ask of the account-wide API limits, when it held any."""
+    calls = result.activator_calls
+    if not calls.get_parameter_peak_per_second:
+        return None
+    describe = (f"{calls.describe_throttled:.1f} throttled" if calls.describe_throttled else "within the bucket")
+    reads = (f"over it for {calls.get_parameter_throttled_seconds} s: reads delayed"
+             if calls.get_parameter_throttled_seconds else "within it")
+    return (f"{result.policy.label}: the activator's peak is {calls.describe_peak_per_second:.1f} DescribeTargetHealth/s "
+            f"(ELB bucket {ELB_DESCRIBE_BUCKET.value:g}, +{ELB_DESCRIBE_REFILL_PER_SECOND.value:g}/s per account and "
+            f"region: {describe}) and {calls.get_parameter_peak_per_second:.1f} SSM GetParameter/s "
+            f"({SSM_GET_PARAMETER_PER_SECOND.value:g}/s per account and region: {reads})")

@@ -61,10 +61,16 @@ ACTIVATOR_HOLD_LIMIT = Timing(500, ESTIMATE, 500, 500)
 # The ELB API's Describe calls, per account and region: a bucket of 40, refilled at 10 a second
 # (https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html).
 # The activator's held requests share one poller (infra/activator/handler.py), so a cold start
-# costs one DescribeTargetHealth per backoff step however many requests it holds; a replay
-# never comes near the bucket, and a throttled call would only delay the wake by one poll.
+# costs one DescribeTargetHealth per backoff step however many requests it holds; the replay
+# counts those calls against the bucket (a throttled call only delays the wake by one poll).
 ELB_DESCRIBE_BUCKET = Timing(40, "https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html")
 ELB_DESCRIBE_REFILL_PER_SECOND = Timing(10, ELB_DESCRIBE_BUCKET.source)
+# Every held request reads the shared readiness signal, an SSM parameter, on its own backoff
+# schedule: GetParameter (shared with GetParameters and GetParametersByPath) allows 40
+# transactions a second per account and region at Parameter Store's default throughput
+# (https://docs.aws.amazon.com/general/latest/gr/ssm.html); beyond it reads are throttled,
+# which the activator treats as "not ready yet".
+SSM_GET_PARAMETER_PER_SECOND = Timing(40, "https://docs.aws.amazon.com/general/latest/gr/ssm.html")
 # Extra rows in one batch cost this share of a single prediction each (GPU: mostly per call).
 BATCH_ROW_COST = Timing(0.2, ESTIMATE, 0.05, 0.5)
 
@@ -272,6 +278,7 @@ def assumptions(plan: ServedModelPlan) -> list[tuple[str, Timing]]:
         ("activator reaction", ACTIVATOR_REACTION),
         ("ELB Describe bucket", ELB_DESCRIBE_BUCKET),
         ("ELB Describe refill per second", ELB_DESCRIBE_REFILL_PER_SECOND),
+        ("SSM GetParameter per second", SSM_GET_PARAMETER_PER_SECOND),
         ("batch row cost", BATCH_ROW_COST),
         ("Databricks scale-down period", DATABRICKS_SCALE_DOWN),
         ("Databricks idle to zero", DATABRICKS_IDLE),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra.simulator.model import simulate
-from infra.simulator.report import summarize, time_to_capacity
+from infra.simulator.report import activator_calls_line, summarize, time_to_capacity
 from infra.simulator.scaling_policies import Signal, SimPolicy
 from infra.simulator.trace import Trace, TraceError, idle_then_burst, load_csv, resolve, step
 
@@ -116,6 +116,35 @@ def test_scale_to_zero_holds_requests_through_the_cold_start_gap() -> None:
     assert sum(t.rejected for t in during_gap) == 0 and result.timed_out == 0
     assert during_gap[-1].waiting == pytest.approx(2 * (1 + READY))
     assert result.max_wait_seconds == 1 + READY
+
+
+def test_the_activator_asks_elb_once_per_backoff_step_and_each_held_request_reads_ssm() -> None:
+    # The issue's case: 2 rps held through a ~105 s cold start, ~210 requests. Polling
+    # DescribeTargetHealth every 2 s per request would be ~105 calls/s against ELB's bucket of 40.
+    trace = idle_then_burst(peak=2, idle=2400, burst=600)
+
+    result = simulate(policy(min_instances=0, scale_to_zero=True), trace)
+    calls = result.activator_calls
+
+    # One leader polls ELB: its first mean wait is 1 s (half the 2 s ceiling), then 2, 4, 8 s.
+    assert calls.describe_peak_per_second == 1.0 and calls.describe_throttled == 0
+    # Every held second's 2 requests read SSM at their age's mean interval: 1 s for the newest,
+    # 2 s for the next two seconds' cohorts, 4 s for the next four, 8 s for the rest.
+    cohorts = 1 + READY
+    assert calls.get_parameter_peak_per_second == pytest.approx(2 * (1 / 1 + 2 / 2 + 4 / 4 + (cohorts - 7) / 8))
+    assert calls.get_parameter_throttled_seconds == 0  # 30.75 reads/s, under SSM's 40
+    assert "within the bucket" in activator_calls_line(result) and "within it" in activator_calls_line(result)
+
+
+def test_a_large_cold_start_backlog_is_throttled_reading_ssm_and_the_report_says_so() -> None:
+    result = simulate(policy(min_instances=0, scale_to_zero=True), idle_then_burst(peak=20, idle=2400, burst=600))
+    calls = result.activator_calls
+
+    assert calls.describe_peak_per_second == 1.0 and calls.describe_throttled == 0
+    assert calls.get_parameter_peak_per_second > 40 and calls.get_parameter_throttled_seconds > 0
+    assert f"over it for {calls.get_parameter_throttled_seconds} s: reads delayed" in activator_calls_line(result)
+    # Without scale to zero nothing is held and the line is left out.
+    assert activator_calls_line(simulate(policy(), STEP)) is None
 
 
 def test_warm_pool_shortens_the_cold_start_to_the_warm_start() -> None:
