@@ -213,7 +213,8 @@ def test_the_runtime_is_told_the_served_models_queue_budget_or_left_to_its_defau
     default = served_plan(plan, "ticket-router.champion").runtime_settings("s3://b/models/cd/", "cd" * 32)
 
     assert (budget.queue_budget_seconds, budget.admission_budget_seconds) == (1.5, 1.5)
-    assert (default.queue_budget_seconds, default.admission_budget_seconds) == (None, 60)
+    # Unset: the runtime's default, 1 s (half ticket-router's 120 s timeout would be 60 s).
+    assert (default.queue_budget_seconds, default.admission_budget_seconds) == (None, 1.0)
 
 
 def test_batching_is_off_on_cpu_and_on_for_gpu_unless_the_served_model_says_otherwise() -> None:

@@ -33,7 +33,7 @@ def problems_for(values: dict[str, Any]) -> list[str]:
 def internet_facing(values: dict[str, Any]) -> dict[str, Any]:
     values["gateway"] = {"internetFacing": True, "allowedCidrs": ["0.0.0.0/0"],
                          "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}
-    values["network"]["publicSubnetIds"] = ["subnet-a2", "subnet-b2"]
+    values["network"]["publicSubnetIds"] = ["subnet-0a2b3c4d", "subnet-0b2c3d4e"]
     return values
 
 
