@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from click.testing import CliRunner
+from mlflow.store.artifact import s3_artifact_repo
 
 from infra.commands.cli import main
 from infra.plan.config import STACKS_DIR, read_stack_file
@@ -71,6 +73,10 @@ def test_an_s3_model_without_aws_credentials_is_exit_2_naming_the_served_model(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # As in a fresh `kiln` process: no credentials cached by an earlier test's boto3 session
+    # or MLflow's cached S3 client.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    s3_artifact_repo._cached_get_s3_client.cache_clear()
 
     code, output = check(dev_with(tmp_path, lambda served: served.update(modelUri="s3://kiln-models/fraud/model")))
 
