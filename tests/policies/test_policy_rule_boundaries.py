@@ -38,6 +38,7 @@ EXPECTED_LEVELS = {
     "alb-idle-timeout-above-request-timeout": ("mandatory", "mandatory", "mandatory"),
     "internet-facing-requires-https": ("mandatory", "mandatory", "mandatory"),
     "internet-facing-requires-auth": ("advisory", "advisory", "mandatory"),
+    "alert-destination": ("disabled", "disabled", "mandatory"),
     "request-timeout-within-databricks": ("advisory", "advisory", "advisory"),
     "s3-block-public-access": ("mandatory", "mandatory", "mandatory"),
     "s3-encryption": ("mandatory", "mandatory", "mandatory"),
