@@ -39,7 +39,7 @@ from runtime.errors import (
 from runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runtime.metrics import Metrics
 from runtime.settings import RuntimeSettings
-from runtime.workers import WorkerPool
+from runtime.workers import Scored, WorkerPool
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -48,6 +48,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = logging.getLogger("kiln.runtime")
 
 JSON = b"application/json"
+SERVER_TIMING_HEADER = b"server-timing"
 
 
 class Phase(Enum):
@@ -96,6 +97,18 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout_seconds:
     return b"".join(chunks)
 
 
+def server_timing(body_seconds: float, scored: Scored, total_seconds: float) -> tuple[bytes, bytes]:
+    """The W3C Server-Timing header (milliseconds) of an answered invocation: where its time
+    went, so a client, a browser's developer tools or benchmarks/request_profile.py can tell the
+    model's work from waiting. `worker` is the pipe there and back plus the worker's whole call;
+    `total` runs from the request's arrival to its answer. Stages a request never reached are left out."""
+    stages = scored.reply.stages
+    spans = (("body", body_seconds), ("queue", scored.queued_seconds), ("worker", scored.worker_seconds),
+             ("parse", stages.parse), ("predict", stages.predict), ("serialize", stages.serialize),
+             ("total", total_seconds))
+    return SERVER_TIMING_HEADER, ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in spans if seconds).encode()
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -105,12 +118,14 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 class Reply:
     """The ASGI send of one HTTP request: adds its request id to the response headers, and
-    keeps the body sent, which an invocation's inference-table row records."""
+    keeps the body sent, which an invocation's inference-table row records, and when the
+    request arrived, which its timings count from."""
 
     def __init__(self, send: Send, request_id: str) -> None:
         self._send = send
         self.request_id = request_id
         self.body = b""
+        self.started = time.perf_counter()
 
     async def __call__(self, message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -221,11 +236,11 @@ class RuntimeApp:
             await respond(send, 503, json.dumps({"status": self.phase.value}).encode(), headers=RETRY_AFTER_HEADERS)
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Reply) -> None:
-        arrived, started = time.time(), time.perf_counter()
+        arrived = time.time()
         # The request body, kept (not copied) for the inference table when this request is sampled.
         body: list[bytes] | None = [] if self.capture is not None and self.capture.sampled() else None
         status = await self._answer(scope, receive, send, body)
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - send.started
         self.metrics.observe(status, seconds)
         if status >= 500:
             log.warning("request %s answered %d after %.3f s", send.request_id, status, seconds)
@@ -248,11 +263,12 @@ class RuntimeApp:
             if self.phase is not Phase.READY:
                 raise NotReady("the model is still loading")
             body = await read_body(scope, receive, self.settings.max_payload_bytes, self.settings.body_timeout_seconds)
+            body_seconds = time.perf_counter() - send.started
             if captured_body is not None:
                 captured_body.append(body)
             self.pool.admit()
             try:
-                return await self._predict(scope, body, send)
+                return await self._predict(scope, body, send, body_seconds)
             finally:
                 self.pool.release()
         except ServingError as error:
@@ -268,18 +284,20 @@ class RuntimeApp:
         finally:
             self._answering.discard(task)
 
-    async def _predict(self, scope: Scope, body: bytes, send: Reply) -> int:
+    async def _predict(self, scope: Scope, body: bytes, send: Reply, body_seconds: float) -> int:
         timeout = self.settings.request_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
                 content_type = (_header(scope, b"content-type") or b"").decode("latin-1")
-                reply = await self.pool.predict(content_type, body)
+                scored = await self.pool.predict(content_type, body)
         except TimeoutError:
             raise DeadlineExceeded(f"no prediction within the request timeout of {timeout:g} s") from None
         except WorkerDied as died:
             log.error("request %s: %s while predicting; a replacement is starting", send.request_id, died)
             raise WorkerDied(f"the model process exited while predicting ({died}); it is being restarted") from None
-        await respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header,))
+        reply = scored.reply
+        timing = server_timing(body_seconds, scored, time.perf_counter() - send.started)
+        await respond(send, reply.status, reply.body, reply.content_type.encode("latin-1"), (self.served_header, timing))
         return reply.status
 
     @property

@@ -31,12 +31,12 @@ import re
 import secrets
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import error_body
-from runtime.protocol import Reply
+from runtime.protocol import Reply, Stages
 
 log = logging.getLogger("kiln.runtime.worker")
 
@@ -214,6 +214,7 @@ class Parsed:
     data: Any
     params: Any
     unified: bool  # the unified LLM input format, serialized unwrapped
+    parse_seconds: float = 0.0
 
 
 def _prepare(loaded: LoadedModel, body: bytes, content_type: str | None) -> Parsed | Reply:
@@ -227,8 +228,9 @@ def _prepare(loaded: LoadedModel, body: bytes, content_type: str | None) -> Pars
     mime, problem = _content_type(content_type)
     if problem:
         return problem
+    started = time.perf_counter()
     try:
-        return Parsed(*_parse(loaded, body, mime))
+        return Parsed(*_parse(loaded, body, mime), parse_seconds=time.perf_counter() - started)
     except MlflowException as error:
         return error_reply(400, error.error_code if error.get_http_status_code() == 400 else "BAD_REQUEST", error.message)
     except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as error:
@@ -261,6 +263,7 @@ def _serialize(predictions: Any, unified: bool) -> Reply:
 def _predict_one(loaded: LoadedModel, parsed: Parsed) -> Reply:
     from mlflow.exceptions import MlflowException
 
+    started = time.perf_counter()
     try:
         predictions = _call_predict(loaded, parsed.data, parsed.params)
     except MlflowException as error:
@@ -274,7 +277,14 @@ def _predict_one(loaded: LoadedModel, parsed: Parsed) -> Reply:
             return error_reply(400, "BAD_REQUEST", f"the model cannot predict with NaN, Infinity or null in "
                                f"{', '.join(fields)}; send finite numbers there")
         return internal_error("the model's predict failed")
-    return _serialize(predictions, parsed.unified)
+    return _serialize_timed(predictions, parsed, time.perf_counter() - started)
+
+
+def _serialize_timed(predictions: Any, parsed: Parsed, predict_seconds: float) -> Reply:
+    """The serialized reply, carrying the seconds this request's parse, predict and serialize took."""
+    started = time.perf_counter()
+    reply = _serialize(predictions, parsed.unified)
+    return replace(reply, stages=Stages(parsed.parse_seconds, predict_seconds, time.perf_counter() - started))
 
 
 def score(loaded: LoadedModel, body: bytes, content_type: str | None) -> Reply:
@@ -337,13 +347,17 @@ def _split(predictions: Any, sizes: list[int]) -> list[Any] | None:
 
 def _predict_merged(loaded: LoadedModel, group: list[Parsed]) -> list[Reply] | None:
     """One predict for the group's rows, split back; None when that cannot give each request
-    what it would get alone (predict failed, or the output is not one row per input row)."""
+    what it would get alone (predict failed, or the output is not one row per input row).
+    Each reply's predict time is the merged call's: every request of the group waited for all of it."""
+    started = time.perf_counter()
     try:
         predictions = _call_predict(loaded, _concat([p.data for p in group]), None)
     except Exception:  # noqa: BLE001 - whose request it was is found by predicting them alone
         return None
+    predict_seconds = time.perf_counter() - started
     parts = _split(predictions, [_rows(p.data) or 0 for p in group])
-    return None if parts is None else [_serialize(part, False) for part in parts]
+    return None if parts is None else [_serialize_timed(part, parsed, predict_seconds)
+                                       for part, parsed in zip(parts, group)]
 
 
 def score_batch(loaded: LoadedModel, requests: list[tuple[bytes, str | None]]) -> list[Reply]:

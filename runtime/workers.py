@@ -81,13 +81,24 @@ class Batching:
     timeout_seconds: float = 600.0
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A worker's reply, with how long the request waited for a worker and how long it then
+    took on one (the pipe there and back, and the worker's whole call, a batch's included)."""
+
+    reply: Reply
+    queued_seconds: float
+    worker_seconds: float
+
+
 @dataclass
 class _Waiting:
-    """A request waiting for a worker, batching on: what to send, and where its reply goes."""
+    """A request waiting for a worker, batching on: what to send, since when, and where its answer goes."""
 
     content_type: str
     body: bytes
-    reply: asyncio.Future[Reply]
+    since: float
+    answer: asyncio.Future[Scored]
 
 
 class Worker:
@@ -113,12 +124,12 @@ class Worker:
         assert stdout is not None
         try:
             header = await stdout.readexactly(protocol.REPLY_HEADER_SIZE)
-            body_size, status, ctype_size = protocol.reply_sizes(header)
+            body_size, status, ctype_size, stages = protocol.decode_reply_header(header)
             payload = await stdout.readexactly(ctype_size + body_size)
         except asyncio.IncompleteReadError:
             code = await self.process.wait()
             raise WorkerDied(f"worker {self.index} (pid {self.process.pid}) exited with code {code}") from None
-        return Reply(status, payload[:ctype_size].decode("latin-1"), payload[ctype_size:])
+        return Reply(status, payload[:ctype_size].decode("latin-1"), payload[ctype_size:], stages)
 
     async def wait_ready(self) -> dict[str, Any]:
         """The first frame: the model's description once loaded and warmed up, or the reason not."""
@@ -239,17 +250,18 @@ class WorkerPool:
     def in_flight(self) -> int:
         return int(self.in_flight_gauge.value)
 
-    async def predict(self, content_type: str, body: bytes) -> Reply:
+    async def predict(self, content_type: str, body: bytes) -> Scored:
         """Score on the next free worker, alone or, batching on, with others waiting then."""
         if self.batching.max_size > 1:
-            waiting = _Waiting(content_type, body, asyncio.get_running_loop().create_future())
+            waiting = _Waiting(content_type, body, time.perf_counter(), asyncio.get_running_loop().create_future())
             self._waiting.put_nowait(waiting)
-            return await waiting.reply  # a request that times out cancels this; its batch runs on
+            return await waiting.answer  # a request that times out cancels this; its batch runs on
         return await self._predict_alone(content_type, body)
 
-    async def _predict_alone(self, content_type: str, body: bytes) -> Reply:
+    async def _predict_alone(self, content_type: str, body: bytes) -> Scored:
         """Cancellation (the request timeout) while a worker is busy kills that worker, because
         its pipe would otherwise carry a stale reply."""
+        queued = time.perf_counter()
         worker = await self._idle.get()
         self.busy += 1
         started = time.perf_counter()
@@ -267,7 +279,7 @@ class WorkerPool:
             # Every outcome counts, a timeout most of all: the worker was taken that long.
             self.admission.observe(time.perf_counter() - started)
         self._idle.put_nowait(worker)
-        return reply
+        return Scored(reply, started - queued, time.perf_counter() - started)
 
     async def _dispatch(self) -> None:
         """Batching on: give each free worker the requests waiting then, up to max_size, after
@@ -279,7 +291,7 @@ class WorkerPool:
                 await asyncio.sleep(self.batching.max_delay_seconds)
             while len(batch) < self.batching.max_size and not self._waiting.empty():
                 batch.append(self._waiting.get_nowait())
-            batch = [waiting for waiting in batch if not waiting.reply.done()]  # timed out while waiting
+            batch = [waiting for waiting in batch if not waiting.answer.done()]  # timed out while waiting
             if not batch:
                 self._idle.put_nowait(worker)
                 continue
@@ -304,17 +316,18 @@ class WorkerPool:
             failure = DeadlineExceeded(f"no prediction within {self.batching.timeout_seconds:g} s")
         else:
             self._idle.put_nowait(worker)
+            worker_seconds = time.perf_counter() - started
             for waiting, reply in zip(batch, replies):
-                if not waiting.reply.done():
-                    waiting.reply.set_result(reply)
+                if not waiting.answer.done():
+                    waiting.answer.set_result(Scored(reply, started - waiting.since, worker_seconds))
             return
         finally:
             self.busy -= 1
             # Per request: what a batch costs a worker, shared by the requests it served.
             self.admission.observe((time.perf_counter() - started) / len(batch))
         for waiting in batch:
-            if not waiting.reply.done():
-                waiting.reply.set_exception(failure)
+            if not waiting.answer.done():
+                waiting.answer.set_exception(failure)
 
     def _replace(self, worker: Worker) -> None:
         self._all.discard(worker)

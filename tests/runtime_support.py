@@ -70,6 +70,12 @@ class RunningProcess:
                 self.process.wait()
 
 
+def server_timing(response: httpx.Response) -> dict[str, float]:
+    """The runtime's Server-Timing header as {metric name: milliseconds}, in the order sent."""
+    spans = [span.strip().split(";dur=") for span in response.headers["server-timing"].split(",")]
+    return {name: float(ms) for name, ms in spans}
+
+
 def start(command: list[str], env: dict[str, str], log_path: Path, port: int) -> RunningProcess:
     full_env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **env}
     log = log_path.open("w")

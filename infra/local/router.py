@@ -30,7 +30,8 @@ from runtime.errors import RETRY_AFTER, NotFound, NotReady, ServingError, error_
 from runtime.settings import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_MAX_PAYLOAD_BYTES
 
 FORWARDED_REQUEST_HEADERS = ("content-type", "authorization")
-FORWARDED_RESPONSE_HEADERS = ("content-type", "retry-after", "x-kiln-served-model", "www-authenticate")
+FORWARDED_RESPONSE_HEADERS = ("content-type", "retry-after", "x-kiln-served-model", "www-authenticate",
+                              "server-timing")
 
 # A runtime that refused a connection is skipped this long, an ALB health check's interval
 # (elbv2 HealthCheckIntervalSeconds default 30 s is for remote targets; a local one restarts fast).

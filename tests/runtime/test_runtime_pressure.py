@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.runtime_models import RowsPerCall, Switchboard, save, switchboard_body
-from tests.runtime_support import RunningProcess, start_runtime
+from tests.runtime_support import RunningProcess, server_timing, start_runtime
 
 BUDGET_SECONDS = 2
 BODY_TIMEOUT_SECONDS = 3
@@ -242,6 +242,12 @@ def test_requests_waiting_for_a_worker_are_predicted_in_one_call(batching: Runni
 
     assert (first.status_code, first.json()) == (200, {"predictions": [{"done": "1"}]})
     assert [(a.status_code, a.json()) for a in waited] == [(200, {"predictions": [{"done": "5"}]})] * 5
+    # Server-Timing tells them apart: the first predicted for its 1 s sleep; the five waited in the
+    # queue, then shared one predict call.
+    timings = [server_timing(a) for a in (first, *waited)]
+    assert timings[0]["predict"] >= 1000, timings[0]
+    assert len({t["predict"] for t in timings[1:]}) == 1, timings
+    assert all(t["queue"] > 0 and t["queue"] + t["worker"] <= t["total"] for t in timings), timings
 
 
 def test_a_batch_that_overruns_the_timeout_gets_504s_and_its_worker_is_replaced(batching: RunningProcess) -> None:

@@ -623,3 +623,47 @@ def test_a_merged_call_that_fails_finds_the_failing_request_by_predicting_alone(
 
     assert [reply.status for reply in replies] == [500, 200]
     assert body(replies[1]) == {"predictions": [{"action": "ok"}]}
+
+
+# --- Stage timings (the runtime's Server-Timing header) -------------------------------------------
+
+PREDICT_SLEEP_SECONDS = 0.05
+
+
+class SlowPredict(mlflow.pyfunc.PythonModel):
+    """Takes a known time per predict call, so the stage it is counted in shows."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+        import time
+
+        time.sleep(PREDICT_SLEEP_SECONDS)
+        return list(model_input["x"])
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> scoring.LoadedModel:
+    return scoring.load(_save(SlowPredict(), tmp_path_factory.mktemp("slow") / "model"))
+
+
+def test_a_reply_says_how_long_its_parse_predict_and_serialize_took(slow: scoring.LoadedModel) -> None:
+    stages = scoring.score(slow, *_x(1, 2)).stages
+
+    assert PREDICT_SLEEP_SECONDS <= stages.predict < PREDICT_SLEEP_SECONDS + 1
+    assert 0 < stages.parse < PREDICT_SLEEP_SECONDS
+    assert 0 < stages.serialize < PREDICT_SLEEP_SECONDS
+
+
+def test_a_request_refused_before_predict_has_no_predict_or_serialize_time(slow: scoring.LoadedModel) -> None:
+    reply = scoring.score(slow, b"{", JSON)
+
+    assert reply.status == 400
+    assert (reply.stages.predict, reply.stages.serialize) == (0, 0)
+
+
+def test_each_request_of_a_merged_batch_waited_for_the_whole_merged_predict(slow: scoring.LoadedModel) -> None:
+    replies = scoring.score_batch(slow, [_x(1), _x(2, 3), _x(4)])
+
+    assert [body(reply) for reply in replies] == [{"predictions": [1]}, {"predictions": [2, 3]}, {"predictions": [4]}]
+    # One predict call (one sleep) for all three: each reply counts that call, not a third of it.
+    assert {reply.stages.predict for reply in replies} == {replies[0].stages.predict}
+    assert PREDICT_SLEEP_SECONDS <= replies[0].stages.predict < 2 * PREDICT_SLEEP_SECONDS

@@ -20,6 +20,7 @@ from tests.runtime_support import (
     fraud_model_dir,
     free_port,
     moto_s3,
+    server_timing,
     start,
     start_runtime,
     upload_model,
@@ -148,3 +149,24 @@ def test_metrics_expose_in_flight_counts_by_status_and_latency(servers) -> None:
     assert 'kiln_requests_total{status="200"}' in text
     assert 'kiln_requests_total{status="400"}' in text
     assert 'kiln_request_duration_seconds_bucket{le="+Inf"}' in text
+
+
+def test_an_answer_says_where_its_time_went_inserver_timing(servers) -> None:
+    kiln, _ = servers
+    response = _post(f"{kiln.url}/invocations", FORMATS["dataframe_split"][1])
+
+    timing = server_timing(response)
+
+    assert list(timing) == ["body", "queue", "worker", "parse", "predict", "serialize", "total"]
+    assert all(ms > 0 for ms in timing.values()), timing
+    # The worker's stages happen within its call, which happens within the request.
+    assert timing["parse"] + timing["predict"] + timing["serialize"] <= timing["worker"], timing
+    assert timing["body"] + timing["queue"] + timing["worker"] <= timing["total"], timing
+
+
+def test_a_request_refused_before_any_worker_has_noserver_timing(servers) -> None:
+    kiln, _ = servers
+    response = _post(f"{kiln.url}/serving-endpoints/other/invocations", FORMATS["dataframe_split"][1])
+
+    assert response.status_code == 404
+    assert "server-timing" not in response.headers

@@ -60,6 +60,8 @@ def test_one_served_model_can_be_called_directly(served_stack: RunningProcess) -
 
     assert response.status_code == 200
     assert response.headers["x-kiln-served-model"] == "challenger"
+    # The runtime's own timings reach the client through the router.
+    assert "predict;dur=" in response.headers["server-timing"]
     assert "POST /serving-endpoints/fraud-scorer/served-models/challenger/invocations → challenger 200" in served_stack.log()
 
 
