@@ -10,10 +10,20 @@ from __future__ import annotations
 import boto3
 import click
 import yaml
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from infra.commands.output import console, fail, user_errors
 from infra.plan.catalog import AMI_PARAMETERS, PROFILES, ComputeType, ami_class
 from infra.plan.config import NAMESPACE, read_stack_file, resolve_stack_path
+
+# What each failure to ask SSM is, in the words that start its message.
+AWS_ERRORS: dict[type[Exception], str] = {
+    NoCredentialsError: ("no AWS credentials: `kiln amis` reads AWS's public SSM parameters, which any account may "
+                         "read; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: "),
+    EndpointConnectionError: "cannot reach AWS: ",
+    ClientError: "AWS refused to read the public AMI parameters (the caller needs ssm:GetParameters): ",
+    BotoCoreError: "cannot read the public AMI parameters: ",
+}
 
 
 def compute_classes(config: dict) -> list[str]:
@@ -46,7 +56,8 @@ def amis(stack: str) -> None:
         path = resolve_stack_path(stack)
         config = read_stack_file(path)
     pinned = config.get(f"{NAMESPACE}:amis") or {}
-    current = published_amis(str(config.get("aws:region")), compute_classes(config))
+    with user_errors(AWS_ERRORS):
+        current = published_amis(str(config.get("aws:region")), compute_classes(config))
     for compute_class, ami in current.items():
         was = pinned.get(compute_class)
         state = "pinned" if was == ami else (f"pinned {was}: a bump rolls its groups" if was else "not pinned")

@@ -4,7 +4,7 @@ Exit codes, the same for every command: 0 ok; 1 findings (a mandatory policy vio
 `plan` and `check`, an error finding in `bake`, a failed step in `rehearse`, a runtime that
 failed to become ready in `runtime`, a served model that does not answer in `status`); 2 invalid
 input (config, model URI, usage, an unreachable registry, a busy port); 3 an internal error (a
-bug, never read as findings).
+bug, never read as findings); 130 interrupted (Ctrl-C), as a shell reports it.
 """
 
 from __future__ import annotations
@@ -33,14 +33,22 @@ from infra.preview.policy_pack import load_policy_pack_config
 from infra.preview.report import build_plan_report, plan_as_json
 
 
+# 128 + SIGINT, what a shell reports for a command Ctrl-C stopped.
+EXIT_INTERRUPTED = 130
+
+
 class KilnGroup(click.Group):
-    """The command group, turning an unexpected exception into exit 3 instead of Python's 1."""
+    """The command group, turning an unexpected exception into exit 3 and Ctrl-C into 130,
+    instead of Python's and click's 1, which CI would read as findings."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as error:  # noqa: BLE001 (the one place every command's crash ends)
             crash(error)
 

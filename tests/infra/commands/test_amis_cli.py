@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import boto3
 import pytest
 import yaml
@@ -38,3 +40,18 @@ def test_amis_names_a_parameter_the_region_does_not_publish(ssm_endpoint: str) -
 
     assert result.exit_code == 2
     assert f"us-east-1 has no SSM parameter {GPU_AMI_PARAMETER}" in result.output
+
+
+def test_amis_without_credentials_is_invalid_input_saying_how_to_give_them(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # as in a fresh `kiln` process: nothing cached
+
+    result = CliRunner().invoke(main, ["amis", "dev"])
+
+    assert result.exit_code == 2, result.output
+    assert "no AWS credentials" in result.output and "AWS_PROFILE" in result.output

@@ -73,3 +73,16 @@ def test_runtime_without_a_registry_says_how_to_give_one(monkeypatch: pytest.Mon
     assert result.exit_code == 2
     assert "models:/x/1 is resolved through an MLflow registry and none was given: pass --mlflow-tracking-uri" in result.output
     assert LocalStore(DEFAULT_STORE).tracking_uri in " ".join(result.output.split())
+
+
+def test_ctrl_c_is_exit_130_not_1_which_ci_reads_as_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("infra.commands.cli.build_plan_report", interrupted)
+    monkeypatch.setattr("infra.commands.cli.require_reachable_registry", lambda *args: None)
+
+    result = CliRunner().invoke(main, ["plan", "dev"])
+
+    assert result.exit_code == 130
+    assert "interrupted" in result.output
