@@ -32,7 +32,6 @@ from infra.plan.config import json_schema
 from infra.preview.policy_pack import load_policy_pack_config
 from infra.preview.report import build_plan_report, plan_as_json
 
-
 # 128 + SIGINT, what a shell reports for a command Ctrl-C stopped.
 EXIT_INTERRUPTED = 130
 

@@ -50,13 +50,15 @@ class TargetHealth:
     last: str = "not checked yet"
 
 
-def path_pattern_matches(pattern: str, path: str) -> bool:
-    """ALB path patterns: case-sensitive, `*` any run of characters, `?` exactly one."""
+def path_pattern_matches(pattern: str, path: str, ignore_case: bool = False) -> bool:
+    """ALB match strings: `*` any run of characters, `?` exactly one; path patterns are
+    case-sensitive, HTTP header values are not (AWS::ElasticLoadBalancingV2::ListenerRule
+    HttpHeaderConfig, "The comparison strings are case insensitive")."""
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, path) is not None
+    return re.fullmatch(regex, path, re.IGNORECASE if ignore_case else 0) is not None
 
 
-def _matches(rule: dict[str, Any], path: str, headers: dict[str, str]) -> bool:
+def rule_matches(rule: dict[str, Any], path: str, headers: dict[str, str]) -> bool:
     for condition in rule["Conditions"]:
         field_name = condition["Field"]
         if field_name == "path-pattern":
@@ -66,7 +68,7 @@ def _matches(rule: dict[str, Any], path: str, headers: dict[str, str]) -> bool:
         elif field_name == "http-header":
             config = condition["HttpHeaderConfig"]
             value = headers.get(config["HttpHeaderName"].lower(), "")
-            if not any(path_pattern_matches(v, value) for v in config["Values"]):
+            if not any(path_pattern_matches(v, value, ignore_case=True) for v in config["Values"]):
                 return False
         else:
             raise ValueError(f"the rehearsal's gateway does not apply {field_name} conditions (rule {rule['RuleArn']})")
@@ -141,7 +143,7 @@ class Gateway:
         rules = elbv2.describe_rules(ListenerArn=self.listener_arn)["Rules"]
         lowered = {k.lower(): v for k, v in headers.items()}
         ordered = sorted(rules, key=lambda r: (r["IsDefault"], int(r["Priority"]) if r["Priority"].isdigit() else 0))
-        rule = next(r for r in ordered if r["IsDefault"] or _matches(r, path, lowered))
+        rule = next(r for r in ordered if r["IsDefault"] or rule_matches(r, path, lowered))
         action = rule["Actions"][0]
         if action["Type"] == "fixed-response":
             fixed = action["FixedResponseConfig"]

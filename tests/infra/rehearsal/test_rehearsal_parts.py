@@ -8,7 +8,7 @@ import pytest
 from infra.components.user_data import Deployment, render_user_data, runtime_env_file
 from infra.plan.config import parse_stack_config
 from infra.plan.stack import plan_stack
-from infra.rehearsal.gateway import path_pattern_matches
+from infra.rehearsal.gateway import path_pattern_matches, rule_matches
 from tests.stack_values import valid_values
 
 
@@ -23,6 +23,22 @@ from tests.stack_values import valid_values
 ])
 def test_path_patterns_match_as_the_alb_matches_them(pattern: str, path: str, matches: bool) -> None:
     assert path_pattern_matches(pattern, path) is matches
+
+
+HEADER_RULE = {"RuleArn": "rule/1", "Conditions": [
+    {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/serving-endpoints/fraud/invocations"]}},
+    {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "X-Kiln-Served-Model", "Values": ["challenger"]}},
+]}
+
+
+@pytest.mark.parametrize(("headers", "matches"), [
+    ({"x-kiln-served-model": "challenger"}, True),
+    ({"x-kiln-served-model": "Challenger"}, True),  # header values compare case-insensitively
+    ({"x-kiln-served-model": "champion"}, False),
+    ({}, False),
+])
+def test_header_conditions_match_values_as_the_alb_does(headers: dict[str, str], matches: bool) -> None:
+    assert rule_matches(HEADER_RULE, "/serving-endpoints/fraud/invocations", headers) is matches
 
 
 def test_the_runtime_env_is_read_back_from_the_rendered_user_data() -> None:
