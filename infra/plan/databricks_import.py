@@ -49,6 +49,21 @@ def _served_model(entity: dict[str, Any]) -> dict[str, Any]:
     return served
 
 
+def _glue_name(name: str) -> str:
+    """A Unity Catalog identifier as a Glue database or table name (lower case, '_' for the rest)."""
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower())
+
+
+def _auto_capture(capture: dict[str, Any]) -> dict[str, Any]:
+    """Databricks' auto_capture_config as Kiln's: the Unity Catalog schema becomes the Glue
+    database and the table prefix stays; Databricks captures every request, as Kiln does by default."""
+    imported: dict[str, Any] = {"enabled": bool(capture.get("enabled", True))}
+    for key, kiln_key in (("schema_name", "schemaName"), ("table_name_prefix", "tableNamePrefix")):
+        if capture.get(key):
+            imported[kiln_key] = _glue_name(str(capture[key]))
+    return imported
+
+
 def import_endpoint(document: dict[str, Any], source: str) -> dict[str, Any]:
     """A validated `kiln:endpoints` entry (camelCase, as written in a stack file)."""
     config = document.get("config") or document.get("pending_config") or {}
@@ -72,6 +87,8 @@ def import_endpoint(document: dict[str, Any], source: str) -> dict[str, Any]:
                 for route in routes
             ]
         }
+    if config.get("auto_capture_config"):
+        endpoint["autoCaptureConfig"] = _auto_capture(config["auto_capture_config"])
     tags = document.get("tags") or []
     if tags:
         endpoint["tags"] = {tag["key"]: tag.get("value", "") for tag in tags}
@@ -104,4 +121,12 @@ def import_notes(document: dict[str, Any], endpoint: dict[str, Any]) -> list[str
         dropped = sorted(set(entity) - READ_ENTITY_KEYS)
         if dropped:
             notes.append(f"served entity {served['name']!r}: not imported, Kiln has no equivalent: {', '.join(dropped)}")
+    capture, imported = config.get("auto_capture_config") or {}, endpoint.get("autoCaptureConfig") or {}
+    if capture.get("catalog_name"):
+        notes.append(f"auto_capture_config.catalog_name {capture['catalog_name']!r}: not imported, Kiln's inference "
+                     "table lives in the account's Glue Data Catalog")
+    for key, kiln_key in (("schema_name", "schemaName"), ("table_name_prefix", "tableNamePrefix")):
+        if capture.get(key) and capture[key] != imported.get(kiln_key):
+            notes.append(f"auto_capture_config.{key} {capture[key]!r} is {kiln_key} {imported.get(kiln_key)!r} "
+                         "(Glue names are lower case)")
     return notes

@@ -132,3 +132,22 @@ def test_cli_prints_the_notes_on_stderr(tmp_path: Path) -> None:
 
     assert "note: endpoint 'fraud_scorer' is named 'fraud-scorer'" in result.stderr
     assert "note:" not in result.stdout
+
+
+def test_an_inference_table_is_imported_as_the_endpoints_auto_capture_config() -> None:
+    document = copy.deepcopy(ENDPOINT)
+    document["config"]["auto_capture_config"] = {"catalog_name": "main", "schema_name": "Risk-Tables",
+                                                 "table_name_prefix": "fraud_scorer", "enabled": True}
+
+    endpoint = import_endpoint(document, "fraud.json")
+    notes = import_notes(document, endpoint)
+
+    assert endpoint["autoCaptureConfig"] == {"enabled": True, "schemaName": "risk_tables", "tableNamePrefix": "fraud_scorer"}
+    assert "auto_capture_config.catalog_name 'main': not imported, Kiln's inference table lives in the account's " \
+        "Glue Data Catalog" in notes
+    assert "auto_capture_config.schema_name 'Risk-Tables' is schemaName 'risk_tables' (Glue names are lower case)" in notes
+    assert not any("table_name_prefix" in note for note in notes)
+
+
+def test_an_endpoint_without_an_inference_table_gets_none() -> None:
+    assert "autoCaptureConfig" not in import_endpoint(copy.deepcopy(ENDPOINT), "fraud.json")
