@@ -30,6 +30,8 @@ from typing import Any
 
 from infra.activator.handler import Activator, Settings
 from infra.components.user_data import runtime_env_file
+from infra.operate.live import read_stack_status
+from infra.operate.state import ANSWERING
 from infra.plan.config import StackFile, read_stack
 from infra.preview.program import ProgramRun, Registration, run_program
 from infra.rehearsal.gateway import Answer, Gateway
@@ -232,6 +234,8 @@ class Rehearsal:
         gateway.start_health_checks()
         for model in models:
             self._rehearse_served_model(aws, model, gateway, launcher)
+        self.progress("reading the stack's live state as `kiln status` does")
+        self.report.record("kiln status", *self._status(aws))
         # SIGTERM: each runtime drains and uploads the inference-table rows still in memory.
         launcher.stop()
         for model in models:
@@ -240,6 +244,15 @@ class Rehearsal:
         self.report.notes.extend(launcher.notes)
         if launcher.failures:
             self.report.record("instances", False, "; ".join(launcher.failures))
+
+    def _status(self, aws: LocalAws) -> tuple[bool, str]:
+        """What `kiln status` reads from the account once every served model was exercised:
+        each one READY (or SCALED_TO_ZERO, after its sleep), found by its tags alone."""
+        status = read_stack_status(self.stack_file.name, self.stack_file.config, aws.client)
+        return status.answering, "; ".join(
+            f"{served.endpoint}/{served.served_model} {served.state.value}"
+            + ("" if served.state in ANSWERING else f" ({', '.join(served.reasons)})")
+            for served in status.served_models)
 
     def _activator(self, aws: LocalAws, function: Registration, launcher: InstanceLauncher) -> Activator:
         """The activator handler with its Lambda's environment and its role's credentials."""

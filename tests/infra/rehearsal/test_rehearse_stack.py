@@ -39,6 +39,8 @@ def test_the_dev_stack_rehearses_end_to_end_through_a_registry_server(tmp_path: 
     assert '"predictions"' in steps["fraud-scorer/champion answers"]["detail"]
     assert "put with the instance role" in steps["fraud-scorer/champion publishes InFlightRequests"]["detail"]
     assert "set the group to 0" in steps["fraud-scorer/champion sleeps"]["detail"]
+    # `kiln status` finds each served model by its tags in the account the program deployed.
+    assert steps["kiln status"]["detail"] == "fraud-scorer/champion SCALED_TO_ZERO", steps["kiln status"]
     # Its inference-table rows, uploaded on drain with the instance role into the stand-in bucket.
     assert "put with the instance role" in steps["fraud-scorer/champion captures its requests"]["detail"]
     assert "/inference-tables/fraud-scorer/ put" in steps["fraud-scorer/champion captures its requests"]["detail"]
