@@ -36,9 +36,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.operate": ("infra.plan",),
     "infra.local": ("infra.plan", "models", "runtime"),
     # The rehearsal deploys the program and runs what AWS would run of it: components' user
-    # data, the providers, the activator, the local router's weighting.
+    # data, the providers, the activator, the local router's weighting; then reads the account
+    # as `kiln status` does.
     "infra.rehearsal": ("infra.preview", "infra.plan", "infra.components.user_data", "infra.providers",
-                        "infra.activator", "infra.local", "models", "runtime"),
+                        "infra.activator", "infra.local", "infra.operate", "models", "runtime"),
     "infra.commands": ("infra", "models", "policies", "runtime"),
     "infra": ("infra.components", "infra.program", "infra.plan", "models"),
 }
