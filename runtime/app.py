@@ -118,12 +118,14 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 class Reply:
     """The ASGI send of one HTTP request: adds its request id to the response headers, and
-    keeps the body sent, which an invocation's inference-table row records, and when the
-    request arrived, which its timings count from."""
+    keeps the request body read and the body sent (references, not copies), which an
+    invocation's inference-table row records, and when the request arrived, which its
+    timings count from."""
 
     def __init__(self, send: Send, request_id: str) -> None:
         self._send = send
         self.request_id = request_id
+        self.request_body = b""
         self.body = b""
         self.started = time.perf_counter()
 
@@ -237,19 +239,17 @@ class RuntimeApp:
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Reply) -> None:
         arrived = time.time()
-        # The request body, kept (not copied) for the inference table when this request is sampled.
-        body: list[bytes] | None = [] if self.capture is not None and self.capture.sampled() else None
-        status = await self._answer(scope, receive, send, body)
+        status = await self._answer(scope, receive, send)
         seconds = time.perf_counter() - send.started
         self.metrics.observe(status, seconds)
         if status >= 500:
             log.warning("request %s answered %d after %.3f s", send.request_id, status, seconds)
-        if self.capture is not None and body is not None:
+        if self.capture is not None and self.capture.sampled():
             client_id = _header(scope, CLIENT_REQUEST_ID_HEADER)
             self.capture.offer(Exchange(send.request_id, client_id.decode("latin-1") if client_id else None, arrived,
-                                        seconds, status, body[0] if body else b"", send.body))
+                                        seconds, status, send.request_body, send.body))
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Reply, captured_body: list[bytes] | None) -> int:
+    async def _answer(self, scope: Scope, receive: Receive, send: Reply) -> int:
         """Answer one invocation and return its status; every path ends in exactly one response.
 
         The body is read before admission: a slow sender holds a connection, never a place
@@ -264,8 +264,7 @@ class RuntimeApp:
                 raise NotReady("the model is still loading")
             body = await read_body(scope, receive, self.settings.max_payload_bytes, self.settings.body_timeout_seconds)
             body_seconds = time.perf_counter() - send.started
-            if captured_body is not None:
-                captured_body.append(body)
+            send.request_body = body
             self.pool.admit()
             try:
                 return await self._predict(scope, body, send, body_seconds)
