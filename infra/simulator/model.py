@@ -27,6 +27,7 @@ the policy, with no randomness. Per tick:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -95,9 +96,11 @@ class ActivatorCalls:
         self.get_parameter_throttled_seconds += reads > SSM_GET_PARAMETER_PER_SECOND.value
 
 
+@functools.cache
 def expected_poll_interval(age: float) -> float:
     """The mean wait between one held request's polls `age` seconds into its hold: half the
-    ceiling the activator's full-jitter backoff is at by then (infra/activator/handler.py)."""
+    ceiling the activator's full-jitter backoff is at by then (infra/activator/handler.py).
+    Cached: every held cohort asks again each simulated second, at ages a trace repeats."""
     elapsed = 0.0
     ceilings = poll_ceilings()
     while True:
