@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
+import shutil
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 HEADERS = {"Content-Type": "application/json"}
 # An open-loop request not answered within this long counts as an error (the server hung).
@@ -88,6 +93,54 @@ def closed_loop(port: int, body: str, clients: int, max_requests: int, max_secon
     for thread in threads:
         thread.join()
     return summarize(f"closed, {clients} clients", statuses, latencies, time.perf_counter() - started)
+
+
+# wrk's Lua hooks: POST the body, count refusals (429/503) and other non-200 answers per
+# thread, and print one JSON line at the end (durations and latencies in microseconds).
+WRK_SCRIPT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) refused = 0; other = 0 end
+function response(status, headers, body)
+  if status == 429 or status == 503 then refused = refused + 1 elseif status ~= 200 then other = other + 1 end
+end
+function done(summary, latency, requests)
+  local refused_total, other_total = 0, 0
+  for _, thread in ipairs(threads) do
+    refused_total = refused_total + thread:get("refused"); other_total = other_total + thread:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format('KILN {"requests": %d, "refused": %d, "other": %d, "socket_errors": %d, '
+    .. '"duration_us": %d, "p50_us": %d, "p99_us": %d}\\n', summary.requests, refused_total, other_total,
+    e.connect + e.read + e.write + e.timeout, summary.duration, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk_closed_loop(port: int, body: str, clients: int, seconds: float, path: str = "/invocations") -> LoadResult:
+    """`clients` keep-alive connections from wrk (one thread: C, so the client takes little
+    of the CPU the servers share with it) for `seconds`. wrk's percentiles cover every answer,
+    so they are those of the 200s only when nothing was refused or failed (the counts say)."""
+    with tempfile.TemporaryDirectory(prefix="kiln-wrk-") as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body)}\n"
+                          "wrk.headers['Content-Type'] = 'application/json'\n" + WRK_SCRIPT)
+        output = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "30s", "-s", str(script),
+             f"http://127.0.0.1:{port}{path}"],
+            capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    line = next(line for line in output.splitlines() if line.startswith("KILN "))
+    counts = json.loads(line.removeprefix("KILN "))
+    elapsed = counts["duration_us"] / 1e6
+    errors = counts["other"] + counts["socket_errors"]
+    successes = counts["requests"] - counts["refused"] - counts["other"]
+    return LoadResult(f"closed, {clients} clients", counts["requests"], successes, counts["refused"], errors,
+                      round(elapsed, 3), round(successes / elapsed, 1) if elapsed else 0.0,
+                      round(counts["p50_us"] / 1000, 2), round(counts["p99_us"] / 1000, 2))
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:

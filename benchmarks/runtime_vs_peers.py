@@ -11,7 +11,11 @@ rows (as a GPU call mostly does) at 8 clients; the Kiln runtime runs it with bat
 (its default) and on (KILN_MAX_BATCH_SIZE=8). Bounded: each load phase stops after
 --requests requests or --seconds seconds, and every process it starts is stopped.
 
-    .venv/bin/python -m benchmarks.runtime_vs_peers [--quick] [--workers 2] [--clients 1,8,64] [--json out.json]
+    .venv/bin/python -m benchmarks.runtime_vs_peers [--quick] [--workers 2] [--clients 1,8,64] [--client auto|wrk|python] [--json out.json]
+
+Closed-loop clients are wrk's when wrk is installed (`apt-get install wrk`: C, one thread,
+so it takes little of the two cores the servers run on) or Python threads otherwise; the
+open-loop phase is always Python's (benchmarks/load.py).
 
 The first run creates MLServer's virtualenv (benchmarks/servers.py; a few minutes). Numbers
 are only worth quoting from a quiet machine: the report prints the load average it ran under.
@@ -27,10 +31,11 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.load import LoadResult, closed_loop, open_loop
+from benchmarks.load import LoadResult, closed_loop, open_loop, wrk_available, wrk_closed_loop
 from benchmarks.servers import SERVERS, start, stop, wait_ready
 
 PER_CALL_SECONDS = 0.005
@@ -81,13 +86,24 @@ def save_per_call_cost_model(directory: Path) -> tuple[Path, str]:
     return path, json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
 
 
+ClosedLoop = Callable[[int, str, int, int, float], LoadResult]
+
+
+def wrk_client(port: int, body: str, clients: int, requests: int, seconds: float) -> LoadResult:
+    """The closed loop from wrk, bounded by `seconds` (wrk has no request bound)."""
+    return wrk_closed_loop(port, body, clients, seconds)
+
+
+CLIENTS: dict[str, ClosedLoop] = {"python": closed_loop, "wrk": wrk_client}
+
+
 def measure(name: str, model: Path, body: str, workers: int, clients: list[int], requests: int, seconds: float,
-            directory: Path) -> ServerResult:
+            directory: Path, client: ClosedLoop) -> ServerResult:
     server = start(name, model, workers, directory)
     try:
         cold = wait_ready(server)
         closed_loop(server.port, body, 1, 50, 5)  # warm the connection path (imports, first-call caches)
-        results = [closed_loop(server.port, body, c, requests, seconds) for c in clients]
+        results = [client(server.port, body, c, requests, seconds) for c in clients]
         capacity = max(r.goodput for r in results)
         results.append(open_loop(server.port, body, max(1.0, round(OVERLOAD_FACTOR * capacity)), seconds))
     finally:
@@ -95,7 +111,8 @@ def measure(name: str, model: Path, body: str, workers: int, clients: list[int],
     return ServerResult(name, round(cold, 2), results)
 
 
-def batching_phase(workers: int, requests: int, seconds: float, directory: Path) -> dict[str, LoadResult]:
+def batching_phase(workers: int, requests: int, seconds: float, directory: Path,
+                   client: ClosedLoop) -> dict[str, LoadResult]:
     """Goodput of the per-call-cost model at BATCHING_CLIENTS clients on every server, the Kiln
     runtime with batching off and on."""
     model, body = save_per_call_cost_model(directory)
@@ -107,7 +124,7 @@ def batching_phase(workers: int, requests: int, seconds: float, directory: Path)
         try:
             wait_ready(server)
             closed_loop(server.port, body, 1, 50, 5)
-            results[label] = closed_loop(server.port, body, BATCHING_CLIENTS, requests, seconds)
+            results[label] = client(server.port, body, BATCHING_CLIENTS, requests, seconds)
         finally:
             stop(server)
     return results
@@ -123,9 +140,9 @@ def _ratio(label: str, ours: float, peers: list[float]) -> str:
     return f"{min(peers) / ours:.1f}x"
 
 
-def report(results: dict[str, ServerResult], batching: dict[str, LoadResult], workers: int) -> None:
+def report(results: dict[str, ServerResult], batching: dict[str, LoadResult], workers: int, client: str) -> None:
     names = list(results)
-    print(f"model: sklearn iris, workers: {workers}, python {sys.version.split()[0]}, "
+    print(f"model: sklearn iris, workers: {workers}, closed-loop client: {client}, python {sys.version.split()[0]}, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'metric':44}" + "".join(f"{name:>12}" for name in names) + f"{'kiln/best':>11}")
     rows: list[tuple[str, list[float]]] = [("cold start to ready (s)", [results[n].cold_start_seconds for n in names])]
@@ -161,16 +178,21 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,64", help="closed-loop client counts, one load phase each")
     parser.add_argument("--requests", type=int, default=3000, help="most requests per load phase")
     parser.add_argument("--seconds", type=float, default=10, help="most seconds per load phase")
+    parser.add_argument("--client", choices=("auto", *CLIENTS), default="auto",
+                        help="closed-loop client: wrk (C, little CPU; the issue's method) or python (benchmarks/load.py); "
+                             "auto: wrk when it is on PATH")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    client_name = ("wrk" if wrk_available() else "python") if args.client == "auto" else args.client
     requests, seconds = (QUICK["requests"], QUICK["seconds"]) if args.quick else (args.requests, args.seconds)
     clients = [int(count) for count in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
         model, body = save_iris_model(Path(tmp))
-        results = {name: measure(name, model, body, args.workers, clients, int(requests), seconds, Path(tmp))
+        client = CLIENTS[client_name]
+        results = {name: measure(name, model, body, args.workers, clients, int(requests), seconds, Path(tmp), client)
                    for name in SERVERS}
-        batching = batching_phase(args.workers, int(requests), seconds, Path(tmp))
-    report(results, batching, args.workers)
+        batching = batching_phase(args.workers, int(requests), seconds, Path(tmp), client)
+    report(results, batching, args.workers, client_name)
     if args.json:
         args.json.write_text(json.dumps({**{name: asdict(result) for name, result in results.items()},
                                          "batching": {k: asdict(v) for k, v in batching.items()}}, indent=2))
