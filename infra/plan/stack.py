@@ -24,6 +24,7 @@ from infra.plan.config import (
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from infra.plan.tags import ENDPOINT_TAG, ENVIRONMENT_TAG, SERVED_MODEL_TAG, STACK_TAG
+from infra.plan.vpc_endpoints import VpcEndpointsPlan, plan_vpc_endpoints
 from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS
 from runtime.contract import RUNTIME_PORT
 from runtime.settings import DEFAULT_AUTH_REFRESH_SECONDS, RuntimeSettings
@@ -277,6 +278,8 @@ class StackPlan:
     gateway: GatewayPlan
     endpoints: list[EndpointPlan]
     tags: dict[str, str] = field(default_factory=dict)
+    # `kiln:network.vpcEndpoints`: what the instances reach AWS through (None: the VPC's own way).
+    vpc_endpoints: VpcEndpointsPlan | None = None
 
     @property
     def served_models(self) -> list[ServedModelPlan]:
@@ -288,12 +291,17 @@ class StackPlan:
         return [endpoint.capture for endpoint in self.endpoints if endpoint.capture is not None]
 
     @property
+    def network_hourly_cost(self) -> float:
+        """What the stack's VPC endpoints cost whatever the traffic."""
+        return self.vpc_endpoints.hourly_cost if self.vpc_endpoints else 0.0
+
+    @property
     def hourly_cost_min(self) -> float:
-        return round(sum(s.capacity.sizing.hourly_cost_min for s in self.served_models), 4)
+        return round(sum(s.capacity.sizing.hourly_cost_min for s in self.served_models) + self.network_hourly_cost, 4)
 
     @property
     def hourly_cost_max(self) -> float:
-        return round(sum(s.capacity.sizing.hourly_cost_max for s in self.served_models), 4)
+        return round(sum(s.capacity.sizing.hourly_cost_max for s in self.served_models) + self.network_hourly_cost, 4)
 
 
 def endpoint_path(endpoint: str) -> str:
@@ -351,6 +359,7 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
         ),
         endpoints=endpoints,
         tags=stack_tags,
+        vpc_endpoints=plan_vpc_endpoints(config, [served for endpoint in endpoints for served in endpoint.served_models]),
     )
 
 
