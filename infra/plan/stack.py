@@ -92,6 +92,9 @@ class ServedModelPlan:
     # The stack's customer managed KMS key (None: AWS managed keys), and Session Manager access.
     kms_key_arn: str | None = None
     session_manager: bool = True
+    # S3 through the stack's S3 interface endpoint, whose private DNS answers only for S3's
+    # regional names: the runtime's boto3 must not use us-east-1's global s3.amazonaws.com.
+    s3_regional_endpoint: bool = False
 
     @property
     def resource_name(self) -> str:
@@ -265,6 +268,9 @@ class GatewayPlan:
     # replacement cannot remove the load balancer every client resolves).
     access_logs: bool = False
     deletion_protection: bool = False
+    # Instances send HTTPS anywhere (through the VPC's NAT gateway or endpoints), unless the
+    # stack's own VPC endpoints carry it (infra/components/vpc_endpoints.py).
+    instance_https_anywhere: bool = True
 
     @property
     def listener_port(self) -> int:
@@ -356,6 +362,7 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
             region=config.region,
             access_logs=config.environment == "prod",
             deletion_protection=config.environment == "prod",
+            instance_https_anywhere=config.network.endpoints is None,
         ),
         endpoints=endpoints,
         tags=stack_tags,
@@ -399,6 +406,7 @@ def _served_model_plan(
         auth=config.auth_for(endpoint),
         kms_key_arn=config.kms_key_arn,
         session_manager=config.session_manager,
+        s3_regional_endpoint=config.network.endpoints is not None and not config.network.endpoints.route_table_ids,
         # The VPC and port force a target group replacement; salting the name with
         # them lets the new group be created before the old one is deleted.
         target_group_name=short_name(
