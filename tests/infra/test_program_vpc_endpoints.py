@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from infra.commands.cli import main
+from infra.plan.catalog import HOURS_PER_MONTH
 from infra.plan.vpc_endpoints import ACTIVATOR, ALWAYS, IN_FLIGHT_METRIC, SESSION_MANAGER
 from infra.preview.program import ProgramRun, Registration, run_program
-from tests.conftest import stack_config
+from infra.preview.report import build_plan_report
+from infra.review.render import render_markdown
+from infra.review.report import build_review
+from tests.conftest import stack_config, write_stack
 
 ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -121,3 +128,28 @@ def test_without_route_tables_s3_is_an_interface_endpoint_and_boto3_uses_its_reg
     assert peers(rules(run, EGRESS, "gateway-instance-sg")) == [(443, group_id(run, "vpc-endpoints-sg"))]
     user_data = base64.b64decode(run.of_type(LAUNCH_TEMPLATE)[0].inputs["userData"]).decode()
     assert "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT=regional" in user_data
+
+
+def test_plan_and_review_show_the_endpoints_cost_in_the_total(example_store: Any, tmp_path: Path) -> None:
+    path = write_stack(tmp_path, with_endpoints("dev", example_store, routeTableIds=ROUTE_TABLES), stack="dev")
+    plan = build_plan_report(str(path), policies=False).plan
+    endpoints_cost = plan.vpc_endpoints.hourly_cost
+    served_cost = sum(served.capacity.sizing.hourly_cost_max for served in plan.served_models)
+
+    assert endpoints_cost == pytest.approx(len(plan.vpc_endpoints.interface_services) * 2 * 0.01)
+    assert plan.hourly_cost_max == pytest.approx(served_cost + endpoints_cost)
+    as_json = json.loads(CliRunner().invoke(main, ["plan", str(path), "--json"]).stdout)
+    assert as_json["vpcEndpoints"]["hourlyCost"] == endpoints_cost
+    assert as_json["totals"]["hourlyCostMax"] == plan.hourly_cost_max
+    console = CliRunner().invoke(main, ["plan", str(path)])
+    assert console.exit_code == 0, console.output
+    assert f"vpc endpoints: {plan.vpc_endpoints.arithmetic()}" in " ".join(console.output.split())
+    review = build_review(str(path))
+    markdown = render_markdown(review)
+    # The policy pack passes the narrowed stack as it passes the shipped one.
+    assert review.policy is not None and review.policy.mandatory == []
+    cost = f"${endpoints_cost:,.2f}"
+    monthly = f"${endpoints_cost * HOURS_PER_MONTH:,.2f}"
+    assert f"| VPC endpoints ({plan.vpc_endpoints.interface_endpoint_count} interface × 2 AZs) | {cost} | {cost} | " \
+           f"{monthly} | {monthly} |" in markdown
+    assert f"**${plan.hourly_cost_max:,.2f}**" in markdown
