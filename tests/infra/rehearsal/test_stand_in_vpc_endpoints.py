@@ -9,7 +9,8 @@ from pathlib import Path
 from infra.plan.config import read_stack, read_stack_file, resolve_stack_path
 from infra.rehearsal.local_aws import local_aws
 from infra.rehearsal.provider import StandInProvider
-from infra.rehearsal.rehearsal import stand_in_references
+from infra.rehearsal.rehearsal import rehearse, stand_in_references
+from models.examples.seed import LocalStore
 from tests.conftest import write_stack
 
 ROUTE_TABLES = ["rtb-0d3e00000000000a1", "rtb-0d3e00000000000b1"]
@@ -56,3 +57,14 @@ def test_route_tables_are_made_in_the_account_and_the_endpoints_created_there(tm
 def test_a_stack_without_the_key_gets_no_route_tables() -> None:
     with local_aws() as (aws, _):
         assert "vpcEndpoints" not in stand_in_references(aws, read_stack("dev"))["kiln:network"]
+
+
+def test_a_stack_with_the_key_on_rehearses_end_to_end(tmp_path: Path, example_store: LocalStore) -> None:
+    config = {**read_stack_file(resolve_stack_path("dev")), "kiln:mlflowTrackingUri": example_store.tracking_uri}
+    config["kiln:network"] = {**config["kiln:network"], "vpcEndpoints": {"routeTableIds": ROUTE_TABLES}}
+    path = write_stack(tmp_path, config, stack="dev")
+
+    report = rehearse(str(path), tmp_path / "work", registry=False)
+
+    assert [step.name for step in report.steps if not step.ok] == []
+    assert any("VPC endpoints" in note for note in report.notes)
