@@ -15,8 +15,10 @@ from click.testing import CliRunner
 from infra.commands.cli import main
 from infra.plan.catalog import HOURS_PER_MONTH
 from infra.plan.vpc_endpoints import ACTIVATOR, ALWAYS, IN_FLIGHT_METRIC, SESSION_MANAGER
+from infra.preview.policy_pack import check_policies
 from infra.preview.program import ProgramRun, Registration, run_program
 from infra.preview.report import build_plan_report
+from infra.program.physical_names import name_problem
 from infra.review.render import render_markdown
 from infra.review.report import build_review
 from tests.conftest import stack_config, write_stack
@@ -153,3 +155,20 @@ def test_plan_and_review_show_the_endpoints_cost_in_the_total(example_store: Any
     assert f"| VPC endpoints ({plan.vpc_endpoints.interface_endpoint_count} interface × 2 AZs) | {cost} | {cost} | " \
            f"{monthly} | {monthly} |" in markdown
     assert f"**${plan.hourly_cost_max:,.2f}**" in markdown
+
+
+def test_prod_with_the_key_on_passes_the_pack_and_every_new_name_fits_aws(example_store: Any) -> None:
+    config = with_endpoints("prod", example_store, routeTableIds=ROUTE_TABLES + ["rtb-0d3e00000000000c1"])
+    run = run_program("prod", config, preview=False)
+    result = check_policies(run, config)
+
+    # The shipped prod stack's one advisory (its CPU model on a GPU), nothing else.
+    assert [(v.policy, v.level) for v in result.violations] == [("no-gpu-framework-on-gpu", "advisory")]
+    assert (443, "0.0.0.0/0") not in peers(rules(run, EGRESS, "gateway-instance-sg"))
+    new = [r for r in run.registrations if r.name.startswith("vpc-endpoints")]
+    # The component, 8 interface endpoints and the S3 gateway endpoint, their group, its ingress,
+    # the instances' two egress rules.
+    assert len(new) == 14
+    assert [name_problem(r.type, r.name, r.inputs) for r in new] == [None] * len(new)
+    assert all(r.inputs["tags"] == {"kiln:stack": "prod", "kiln:environment": "prod"}
+               for r in new if r.type in (ENDPOINT, SECURITY_GROUP))
