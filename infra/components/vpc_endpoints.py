@@ -56,7 +56,7 @@ class VpcEndpoints(pulumi.ComponentResource):
         self.register_outputs({"securityGroupId": self.security_group.id})
 
     def admit(self, rule_name: str, clients: aws.ec2.SecurityGroup, opts: pulumi.ResourceOptions) -> None:
-        """Let `clients` call the endpoints over HTTPS, and nothing else over HTTPS."""
+        """Let `clients` call the endpoints over HTTPS: in on the endpoints' group, out on theirs."""
         allow_tcp(aws.vpc.SecurityGroupIngressRule, rule_name, self.security_group, HTTPS, opts,
                   referenced_security_group_id=clients.id)
         allow_tcp(aws.vpc.SecurityGroupEgressRule, f"{rule_name}-out", clients, HTTPS, opts,

@@ -91,6 +91,9 @@ def test_instance_https_goes_only_to_the_endpoints_and_s3s_prefix_list(dev_on: P
 
     assert peers(instance_egress) == sorted([(443, endpoint_group), (443, s3_prefix_list)])
     assert all("0.0.0.0/0" not in json.dumps(r) for r in instance_egress)
+    # No instance boots before the endpoints it reaches AWS through exist.
+    group = dev_on.of_type("aws:autoscaling/group:Group")[0]
+    assert {r.urn for r in dev_on.of_type(ENDPOINT)} <= set(group.dependencies)
     # The endpoints admit HTTPS from the instances and the activator, from no address block.
     activator_group = next(r for r in dev_on.of_type(SECURITY_GROUP) if r.name.endswith("-sg") and "activator" in
                            r.inputs["description"]).outputs["id"]
