@@ -11,6 +11,7 @@ from infra.components.image_registry import ImageRegistry
 from infra.components.inference_table import InferenceTables
 from infra.components.model_artifact import ModelArtifactUpload
 from infra.components.monitoring import stack_dashboard
+from infra.components.vpc_endpoints import VpcEndpoints
 from infra.plan.stack import ServedModelPlan, plan_stack
 from infra.program.bake import bake_served_models, builder_compute_type, model_memory, worker_measurements
 from infra.program.physical_names import refuse_names_aws_rejects
@@ -48,7 +49,12 @@ for model in baked:
             f"model-{model.artifact_digest[:16]}", model, artifact_store, config.region
         )
 gateway = Gateway("gateway", plan.gateway, network.vpc_id, tags=plan.tags)
-foundation = Foundation(gateway, artifact_store, registry, network.vpc_id, network.private_subnet_ids, config.kms_key_arn)
+vpc_endpoints = (
+    VpcEndpoints("vpc-endpoints", plan.vpc_endpoints, network.vpc_id, gateway.instance_security_group, plan.tags)
+    if plan.vpc_endpoints else None
+)
+foundation = Foundation(gateway, artifact_store, registry, network.vpc_id, network.private_subnet_ids, config.kms_key_arn,
+                        vpc_endpoints)
 
 
 def release(served: ServedModelPlan) -> Release:

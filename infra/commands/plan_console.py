@@ -90,6 +90,10 @@ def capacity_table(report: PlanReport) -> Table:
             f"{row['trafficPercentage']}%",
             f"{row['hourlyCostMin']:.2f}-{row['hourlyCostMax']:.2f}",
         )
+    endpoints = report.plan.vpc_endpoints
+    if endpoints:
+        cost = f"{endpoints.hourly_cost:.2f}"
+        table.add_row("vpc endpoints", "", f"{endpoints.interface_endpoint_count} interface", "", "", "", f"{cost}-{cost}")
     table.add_section()
     table.add_row("total", "", "", "", "", "", f"{report.plan.hourly_cost_min:.2f}-{report.plan.hourly_cost_max:.2f}")
     return table
@@ -103,5 +107,7 @@ def print_plan(console: Console, report: PlanReport) -> None:
         lines = served.sizing_comparison() or ["; ".join(served.capacity.arithmetic())]
         for line in lines:
             console.print(f"[dim]{served.endpoint}/{served.name}: {escape(line)}[/]")
+    if report.plan.vpc_endpoints:
+        console.print(f"[dim]vpc endpoints: {escape(report.plan.vpc_endpoints.arithmetic())}[/]")
     if report.policy is not None:
         print_policy_check(console, report.policy, report.run)

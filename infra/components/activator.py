@@ -78,8 +78,12 @@ class Activator(pulumi.ComponentResource):
         ingress, egress = aws.vpc.SecurityGroupIngressRule, aws.vpc.SecurityGroupEgressRule
         allow_tcp(egress, f"{name}-to-instances", self.security_group, RUNTIME_PORT, child,
                   referenced_security_group_id=instances.id)
-        # The Auto Scaling, ELB and EC2 APIs, through a NAT gateway or VPC endpoints.
-        allow_tcp(egress, f"{name}-https-out", self.security_group, 443, child, cidr_ipv4="0.0.0.0/0")
+        if foundation.vpc_endpoints:
+            # The stack's endpoints answer for the Auto Scaling, ELB, EC2 and SSM names VPC-wide.
+            foundation.vpc_endpoints.admit(f"{name}-to-endpoints", self.security_group, child)
+        else:
+            # The Auto Scaling, ELB and EC2 APIs, through a NAT gateway or VPC endpoints.
+            allow_tcp(egress, f"{name}-https-out", self.security_group, 443, child, cidr_ipv4="0.0.0.0/0")
         allow_tcp(ingress, f"{name}-instances-from-activator", instances, RUNTIME_PORT, child,
                   referenced_security_group_id=self.security_group.id)
 

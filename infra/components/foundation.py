@@ -9,6 +9,7 @@ import pulumi
 from infra.components.artifact_store import ArtifactStore
 from infra.components.gateway import Gateway
 from infra.components.image_registry import ImageRegistry
+from infra.components.vpc_endpoints import VpcEndpoints
 from models.bake import BakedModel
 from models.checks import Finding
 
@@ -24,6 +25,8 @@ class Foundation:
     subnet_ids: list[str]
     # The stack's customer managed KMS key, for what it creates encrypted (None: AWS managed keys).
     kms_key_arn: str | None = None
+    # The stack's VPC endpoints (kiln:network.vpcEndpoints): what else in the VPC calls AWS must be admitted.
+    vpc_endpoints: VpcEndpoints | None = None
 
 
 @dataclass(frozen=True)

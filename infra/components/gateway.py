@@ -47,8 +47,10 @@ class Gateway(pulumi.ComponentResource):
                 allow_tcp(ingress, f"{name}-alb-in-{port}-{index}", alb, port, child, **peer)
         allow_tcp(egress, f"{name}-alb-to-instances", alb, RUNTIME_PORT, child, referenced_security_group_id=instances.id)
         allow_tcp(ingress, f"{name}-instances-from-alb", instances, RUNTIME_PORT, child, referenced_security_group_id=alb.id)
-        # Instances reach ECR, S3 and CloudWatch over HTTPS (through a NAT gateway or VPC endpoints).
-        allow_tcp(egress, f"{name}-instances-https-out", instances, 443, child, cidr_ipv4="0.0.0.0/0")
+        if plan.instance_https_anywhere:
+            # Instances reach ECR, S3 and CloudWatch over HTTPS (through a NAT gateway or VPC endpoints
+            # the VPC has); with the stack's own endpoints, those admit them (infra/components/vpc_endpoints.py).
+            allow_tcp(egress, f"{name}-instances-https-out", instances, 443, child, cidr_ipv4="0.0.0.0/0")
         logs = AccessLogStore(f"{name}-access-logs", plan.region, tags, opts=child) if plan.access_logs else None
         self.load_balancer = aws.lb.LoadBalancer(
             f"{name}-alb",

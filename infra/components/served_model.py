@@ -184,9 +184,11 @@ class ServedModel(pulumi.ComponentResource):
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             # Scaling policies own the desired capacity once the group exists. Instances fetch
             # the model at start, so its upload must be complete before any can launch.
-            # The instance refresh names the rollout alarm, and a booting instance uses its role.
+            # The instance refresh names the rollout alarm, and a booting instance uses its role,
+            # and, with the stack's VPC endpoints, reaches AWS only through them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"],
-                                        depends_on=[release.artifact, self.rollout_alarm, self.role_policy]),
+                                        depends_on=[release.artifact, self.rollout_alarm, self.role_policy,
+                                                    *filter(None, [foundation.vpc_endpoints])]),
         )
         self.scaling = ServedModelScaling(name, plan, self.group, self.target_group, gateway, opts=child)
         self.alarms = ServedModelAlarms(

@@ -91,6 +91,7 @@ def _render(plan: ServedModelPlan, deployment: Deployment, settings: RuntimeSett
         group_name=plan.group_name,
         lifecycle_hook=LAUNCH_HOOK_NAME,
         ready_timeout=plan.scaling.launch_hook_timeout_seconds,
+        s3_regional_endpoint=plan.s3_regional_endpoint,
     )
 
 

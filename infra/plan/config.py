@@ -58,7 +58,9 @@ ENVIRONMENT_VARIABLE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EC2_ID_DIGITS = r"([0-9a-f]{8}|[0-9a-f]{17})"
 SUBNET_ID_PATTERN = re.compile(rf"subnet-{EC2_ID_DIGITS}")
 VPC_ID_PATTERN = re.compile(rf"vpc-{EC2_ID_DIGITS}")
+ROUTE_TABLE_ID_PATTERN = re.compile(rf"rtb-{EC2_ID_DIGITS}")
 SUBNET_IDS_SCHEMA: dict[str, Any] = {"items": {"type": "string", "pattern": f"^{SUBNET_ID_PATTERN.pattern}$"}}
+ROUTE_TABLE_IDS_SCHEMA: dict[str, Any] = {"items": {"type": "string", "pattern": f"^{ROUTE_TABLE_ID_PATTERN.pattern}$"}}
 
 # AWS tag limits (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html):
 # 50 tags per resource, keys 1-128 and values 0-256 characters of letters, digits, spaces
@@ -124,11 +126,38 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
+def _check_ids(ids: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    bad = [repr(item) for item in ids if not pattern.fullmatch(item)]
+    if bad:
+        prefix = pattern.pattern.partition("-")[0]
+        raise ValueError(f"not {what}: {', '.join(bad)} (expected '{prefix}-' and 8 or 17 hexadecimal digits)")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{what} are listed twice")
+    return ids
+
+
+class VpcEndpoints(_Model):
+    """VPC endpoints for what the instances call, so they reach AWS without a NAT gateway and
+    their HTTPS egress goes to those endpoints only (docs/security.md)."""
+
+    enabled: bool = True
+    # The private subnets' route tables: S3 through a gateway endpoint (free) routed from them.
+    # Empty, S3 through an interface endpoint, which carries no AL2023 package download.
+    route_table_ids: list[str] = Field(default_factory=list, json_schema_extra=ROUTE_TABLE_IDS_SCHEMA)
+
+    @field_validator("route_table_ids")
+    @classmethod
+    def _route_table_ids(cls, ids: list[str]) -> list[str]:
+        return _check_ids(ids, ROUTE_TABLE_ID_PATTERN, "route table ids")
+
+
 class Network(_Model):
     # The patterns are for editors (schema/); the validators below say what is wrong.
     vpc_id: str = Field(json_schema_extra={"pattern": f"^{VPC_ID_PATTERN.pattern}$"})
     private_subnet_ids: list[str] = Field(min_length=2, json_schema_extra=SUBNET_IDS_SCHEMA)
     public_subnet_ids: list[str] = Field(default_factory=list, json_schema_extra=SUBNET_IDS_SCHEMA)
+    # Unset or `enabled: false`: instances reach AWS through whatever the VPC has (egress 443 anywhere).
+    vpc_endpoints: VpcEndpoints | None = None
 
     @field_validator("vpc_id")
     @classmethod
@@ -140,12 +169,12 @@ class Network(_Model):
     @field_validator("private_subnet_ids", "public_subnet_ids")
     @classmethod
     def _subnet_ids(cls, ids: list[str]) -> list[str]:
-        bad = [repr(subnet) for subnet in ids if not SUBNET_ID_PATTERN.fullmatch(subnet)]
-        if bad:
-            raise ValueError(f"not subnet ids: {', '.join(bad)} (expected 'subnet-' and 8 or 17 hexadecimal digits)")
-        if len(set(ids)) != len(ids):
-            raise ValueError("subnet ids are listed twice")
-        return ids
+        return _check_ids(ids, SUBNET_ID_PATTERN, "subnet ids")
+
+    @property
+    def endpoints(self) -> VpcEndpoints | None:
+        """The VPC endpoints the stack creates, None when it creates none."""
+        return self.vpc_endpoints if self.vpc_endpoints is not None and self.vpc_endpoints.enabled else None
 
 
 class Gateway(_Model):
@@ -668,7 +697,24 @@ class StackConfig(_Model):
         if self.environment == "prod":
             self._prod_pins_its_amis()
         self._one_inference_table_per_name()
+        self._cpu_instances_reach_their_packages()
         return self
+
+    def _cpu_instances_reach_their_packages(self) -> None:
+        """A CPU instance installs Docker at first boot from the AL2023 repositories, S3 buckets
+        it reaches by their dual-stack names (`al2023-repos-<region>-….s3.dualstack.…`): an S3
+        gateway endpoint routes those privately, an S3 interface endpoint's private DNS does not."""
+        endpoints = self.network.endpoints
+        if endpoints is None or endpoints.route_table_ids:
+            return
+        cpu = [f"{e.name}.{s.name}" for e in self.endpoints for s in e.served_models if not PROFILES[s.compute_type].has_gpu]
+        if cpu:
+            raise KeyPathError(
+                ("network", "vpcEndpoints", "routeTableIds"),
+                f"is required with CPU served models ({', '.join(cpu)}): their instances install Docker at first boot "
+                "from the Amazon Linux 2023 repositories in S3, which only an S3 gateway endpoint reaches without "
+                "internet access; list the private subnets' route tables (rtb-…)",
+            )
 
     def _one_inference_table_per_name(self) -> None:
         """Two endpoints writing one table would mix their rows under one name."""

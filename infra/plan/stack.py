@@ -24,6 +24,7 @@ from infra.plan.config import (
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from infra.plan.tags import ENDPOINT_TAG, ENVIRONMENT_TAG, SERVED_MODEL_TAG, STACK_TAG
+from infra.plan.vpc_endpoints import VpcEndpointsPlan, plan_vpc_endpoints
 from runtime.capture import CAPTURE_FLUSH_ON_DRAIN_SECONDS
 from runtime.contract import RUNTIME_PORT
 from runtime.settings import DEFAULT_AUTH_REFRESH_SECONDS, RuntimeSettings
@@ -91,6 +92,9 @@ class ServedModelPlan:
     # The stack's customer managed KMS key (None: AWS managed keys), and Session Manager access.
     kms_key_arn: str | None = None
     session_manager: bool = True
+    # S3 through the stack's S3 interface endpoint, whose private DNS answers only for S3's
+    # regional names: the runtime's boto3 must not use us-east-1's global s3.amazonaws.com.
+    s3_regional_endpoint: bool = False
 
     @property
     def resource_name(self) -> str:
@@ -264,6 +268,9 @@ class GatewayPlan:
     # replacement cannot remove the load balancer every client resolves).
     access_logs: bool = False
     deletion_protection: bool = False
+    # Instances send HTTPS anywhere (through the VPC's NAT gateway or endpoints), unless the
+    # stack's own VPC endpoints carry it (infra/components/vpc_endpoints.py).
+    instance_https_anywhere: bool = True
 
     @property
     def listener_port(self) -> int:
@@ -277,6 +284,8 @@ class StackPlan:
     gateway: GatewayPlan
     endpoints: list[EndpointPlan]
     tags: dict[str, str] = field(default_factory=dict)
+    # `kiln:network.vpcEndpoints`: what the instances reach AWS through (None: the VPC's own way).
+    vpc_endpoints: VpcEndpointsPlan | None = None
 
     @property
     def served_models(self) -> list[ServedModelPlan]:
@@ -288,12 +297,17 @@ class StackPlan:
         return [endpoint.capture for endpoint in self.endpoints if endpoint.capture is not None]
 
     @property
+    def network_hourly_cost(self) -> float:
+        """What the stack's VPC endpoints cost whatever the traffic."""
+        return self.vpc_endpoints.hourly_cost if self.vpc_endpoints else 0.0
+
+    @property
     def hourly_cost_min(self) -> float:
-        return round(sum(s.capacity.sizing.hourly_cost_min for s in self.served_models), 4)
+        return round(sum(s.capacity.sizing.hourly_cost_min for s in self.served_models) + self.network_hourly_cost, 4)
 
     @property
     def hourly_cost_max(self) -> float:
-        return round(sum(s.capacity.sizing.hourly_cost_max for s in self.served_models), 4)
+        return round(sum(s.capacity.sizing.hourly_cost_max for s in self.served_models) + self.network_hourly_cost, 4)
 
 
 def endpoint_path(endpoint: str) -> str:
@@ -348,9 +362,11 @@ def plan_stack(stack: str, config: StackConfig, model_memory_gib: Mapping[str, f
             region=config.region,
             access_logs=config.environment == "prod",
             deletion_protection=config.environment == "prod",
+            instance_https_anywhere=config.network.endpoints is None,
         ),
         endpoints=endpoints,
         tags=stack_tags,
+        vpc_endpoints=plan_vpc_endpoints(config, [served for endpoint in endpoints for served in endpoint.served_models]),
     )
 
 
@@ -390,6 +406,7 @@ def _served_model_plan(
         auth=config.auth_for(endpoint),
         kms_key_arn=config.kms_key_arn,
         session_manager=config.session_manager,
+        s3_regional_endpoint=config.network.endpoints is not None and not config.network.endpoints.route_table_ids,
         # The VPC and port force a target group replacement; salting the name with
         # them lets the new group be created before the old one is deleted.
         target_group_name=short_name(

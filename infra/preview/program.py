@@ -102,6 +102,12 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str)
         outputs["id"] = f"{inputs.get('role')}:{physical}"
     elif type_ == "aws:ec2/securityGroup:SecurityGroup":
         outputs.update(id=f"sg-{digest(name, 17)}", arn=f"arn:aws:ec2:{region}:{ACCOUNT_ID}:security-group/sg-{digest(name, 17)}")
+    elif type_ == "aws:ec2/vpcEndpoint:VpcEndpoint":
+        endpoint_id = f"vpce-{digest(name, 17)}"
+        outputs.update(id=endpoint_id, arn=f"arn:aws:ec2:{region}:{ACCOUNT_ID}:vpc-endpoint/{endpoint_id}")
+        if inputs.get("vpcEndpointType") == "Gateway":
+            # The AWS-managed prefix list of the service's addresses, which the endpoint's routes name.
+            outputs["prefixListId"] = f"pl-{digest(str(inputs.get('serviceName')), 8)}"
     elif type_ == "aws:ecr/repository:Repository":
         outputs["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}"
     elif type_ == "aws:lb/loadBalancer:LoadBalancer":

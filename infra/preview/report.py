@@ -87,6 +87,12 @@ def _plan_as_json(report: PlanReport) -> dict[str, Any]:
             "hourlyCostMax": report.plan.hourly_cost_max,
             "pricesAsOf": PRICES_AS_OF,
         },
+        **({"vpcEndpoints": {
+            "interfaceServices": list(report.plan.vpc_endpoints.interface_services),
+            "s3": "gateway" if report.plan.vpc_endpoints.s3_gateway else "interface",
+            "hourlyCost": report.plan.vpc_endpoints.hourly_cost,
+            "arithmetic": report.plan.vpc_endpoints.arithmetic(),
+        }} if report.plan.vpc_endpoints else {}),
         "outputs": report.run.outputs,
         # Served models sized from measurements (`sizing: measured`): both plans and the difference.
         "sizingComparisons": [

@@ -86,6 +86,7 @@ class StandInProvider:
             "aws:iam/rolePolicy:RolePolicy": self.role_policy,
             "aws:iam/instanceProfile:InstanceProfile": self.instance_profile,
             "aws:ec2/securityGroup:SecurityGroup": self.security_group,
+            "aws:ec2/vpcEndpoint:VpcEndpoint": self.vpc_endpoint,
             "aws:lb/loadBalancer:LoadBalancer": self.load_balancer,
             "aws:lb/targetGroup:TargetGroup": self.target_group,
             "aws:lb/listener:Listener": self.listener,
@@ -169,6 +170,43 @@ class StandInProvider:
                                                              VpcId=inputs["vpcId"])
         return {"id": group["GroupId"], "name": name,
                 "arn": f"arn:aws:ec2:{self.aws.region}:{self._account()}:security-group/{group['GroupId']}"}
+
+    def vpc_endpoint(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """An endpoint of `kiln:network.vpcEndpoints`, as pulumi-aws creates it. moto records it
+        (and a gateway endpoint's route to S3's prefix list), but the rehearsal's runtimes reach
+        the stand-in account on loopback: what private DNS and the narrowed security groups do
+        to an instance's calls shows only on AWS."""
+        ec2 = self.aws.client("ec2")
+        kind = inputs.get("vpcEndpointType", "Gateway")
+        arguments: dict[str, Any] = {
+            "VpcId": inputs["vpcId"], "ServiceName": inputs["serviceName"], "VpcEndpointType": kind,
+            "TagSpecifications": [{"ResourceType": "vpc-endpoint", "Tags": _tags(inputs.get("tags"))}],
+        }
+        if kind == "Gateway":
+            arguments["RouteTableIds"] = inputs.get("routeTableIds", [])
+        else:
+            arguments.update(SubnetIds=inputs.get("subnetIds", []), SecurityGroupIds=inputs.get("securityGroupIds", []),
+                             PrivateDnsEnabled=bool(inputs.get("privateDnsEnabled")))
+            dns = inputs.get("dnsOptions") or {}
+            if "privateDnsOnlyForInboundResolverEndpoint" in dns:
+                arguments["DnsOptions"] = {
+                    "PrivateDnsOnlyForInboundResolverEndpoint": dns["privateDnsOnlyForInboundResolverEndpoint"]}
+        endpoint = ec2.create_vpc_endpoint(**arguments)["VpcEndpoint"]
+        note = ("VPC endpoints: created in the stand-in VPC, but the runtimes here reach the stand-in account on "
+                "loopback; private DNS and the instances' narrowed HTTPS egress act only on AWS")
+        if note not in self.skipped:
+            self.skipped.append(note)
+        endpoint_id = endpoint["VpcEndpointId"]
+        outputs: dict[str, Any] = {
+            "id": endpoint_id, "arn": f"arn:aws:ec2:{self.aws.region}:{self._account()}:vpc-endpoint/{endpoint_id}",
+            "dnsEntries": [{"dnsName": e["DnsName"], "hostedZoneId": e["HostedZoneId"]} for e in endpoint["DnsEntries"]],
+        }
+        if kind == "Gateway":
+            # pulumi-aws reads the service's prefix list the same way: by its name, the service's.
+            [prefix_list] = ec2.describe_prefix_lists(
+                Filters=[{"Name": "prefix-list-name", "Values": [inputs["serviceName"]]}])["PrefixLists"]
+            outputs["prefixListId"] = prefix_list["PrefixListId"]
+        return outputs
 
     def load_balancer(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         elbv2 = self.aws.client("elbv2")

@@ -135,9 +135,9 @@ def served_models_under_test(run: ProgramRun) -> list[ServedModelUnderTest]:
 
 
 def stand_in_references(aws: LocalAws, stack_file: StackFile) -> dict[str, Any]:
-    """Config values naming what the stack uses but does not create (its VPC and subnets, the
-    gateway's certificate), replaced by equivalents made in the stand-in account: the stack's
-    own ids do not exist there."""
+    """Config values naming what the stack uses but does not create (its VPC, subnets and their
+    route tables, the gateway's certificate), replaced by equivalents made in the stand-in
+    account: the stack's own ids do not exist there."""
     ec2 = aws.client("ec2")
     network = stack_file.config.network
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -147,14 +147,28 @@ def stand_in_references(aws: LocalAws, stack_file: StackFile) -> dict[str, Any]:
         return [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{offset + i}.0/24", AvailabilityZone=zones[i % len(zones)],
                                   )["Subnet"]["SubnetId"] for i in range(count)]
 
-    replaced: dict[str, Any] = {"kiln:network": {"vpcId": vpc, "privateSubnetIds": subnets(len(network.private_subnet_ids), 0)}}
+    private = subnets(len(network.private_subnet_ids), 0)
+    replaced: dict[str, Any] = {"kiln:network": {"vpcId": vpc, "privateSubnetIds": private}}
     if network.public_subnet_ids:
         replaced["kiln:network"]["publicSubnetIds"] = subnets(len(network.public_subnet_ids), 100)
+    if network.vpc_endpoints is not None:
+        replaced["kiln:network"]["vpcEndpoints"] = {
+            **network.vpc_endpoints.model_dump(by_alias=True),
+            "routeTableIds": _route_tables(ec2, vpc, private, len(network.vpc_endpoints.route_table_ids)),
+        }
     gateway = stack_file.raw.get("kiln:gateway")
     if isinstance(gateway, dict) and gateway.get("certificateArn"):
         certificate = aws.client("acm").request_certificate(DomainName="gateway.kiln-rehearsal.internal")
         replaced["kiln:gateway"] = {**gateway, "certificateArn": certificate["CertificateArn"]}
     return replaced
+
+
+def _route_tables(ec2: Any, vpc: str, subnets: list[str], count: int) -> list[str]:
+    """`count` route tables of the stand-in VPC, between them associated with every subnet."""
+    tables = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(count)]
+    for index, subnet in enumerate(subnets if tables else []):
+        ec2.associate_route_table(RouteTableId=tables[index % count], SubnetId=subnet)
+    return tables
 
 
 class Rehearsal:

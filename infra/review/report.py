@@ -11,6 +11,7 @@ from typing import Any
 from infra.plan.alarms import ALARMS_COMPONENT_TYPE, dashboard_name
 from infra.plan.catalog import HOURS_PER_MONTH, PRICES_AS_OF
 from infra.plan.config import ConfigError, resolve_stack_path, stack_name
+from infra.plan.vpc_endpoints import VpcEndpointsPlan
 from infra.preview.policy_pack import PolicyCheck
 from infra.preview.report import PlanReport, build_plan_report, served_model_rows
 from infra.review.diff import ROLLOUT, Change, ResourceChange, diff_resources, diff_settings
@@ -88,6 +89,8 @@ class Review:
     policy: PolicyCheck | None = None
     alarms: list[AlarmsReview] = field(default_factory=list)
     dashboard: str | None = None
+    # The stack's VPC endpoints, a cost line of their own (included in `cost`).
+    vpc_endpoints: VpcEndpointsPlan | None = None
 
     @property
     def cost_delta(self) -> Cost | None:
@@ -205,4 +208,5 @@ def build_review(stack: str, against: str | None = None, tracking_uri: str | Non
         policy=head.policy,
         alarms=review_alarms(head),
         dashboard=dashboard_name(head.plan.stack),
+        vpc_endpoints=head.plan.vpc_endpoints,
     )
