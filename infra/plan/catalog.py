@@ -14,6 +14,11 @@ from enum import Enum
 PRICES_AS_OF = "2026-06 us-east-1 Linux on-demand (aws.amazon.com/ec2/pricing/on-demand)"
 # The month of the AWS pricing pages, for monthly costs.
 HOURS_PER_MONTH = 730
+# AWS PrivateLink, us-east-1: an interface VPC endpoint is billed $0.01 per hour in each
+# Availability Zone it has a network interface in; a gateway endpoint costs nothing
+# (https://aws.amazon.com/privatelink/pricing/, docs/sources.md). Data processed ($0.01/GB)
+# depends on traffic and is left out, like the NAT gateway's it replaces.
+INTERFACE_ENDPOINT_AZ_HOURLY_USD = 0.01
 
 # Databricks' own deployment window: the image build timeout unless the stack sets one
 # (CodeBuild accepts 5-2160 minutes), and the most the policy pack allows unless configured.

@@ -22,18 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infra.plan.catalog import HOURS_PER_MONTH
+from infra.plan.catalog import HOURS_PER_MONTH, INTERFACE_ENDPOINT_AZ_HOURLY_USD
 from infra.plan.config import StackConfig
 from runtime.secrets import parse_reference
 
 if TYPE_CHECKING:  # the stack plan holds this one
     from infra.plan.stack import ServedModelPlan
 
-# AWS PrivateLink, us-east-1: an interface endpoint is billed $0.01 per hour in each
-# Availability Zone it has a network interface in; a gateway endpoint costs nothing
-# (https://aws.amazon.com/privatelink/pricing/, docs/sources.md). Data processed ($0.01/GB)
-# depends on traffic and is left out, like the NAT gateway's it replaces.
-INTERFACE_ENDPOINT_AZ_HOURLY_USD = 0.01
 
 # Every interface endpoint's service, in the order the plan lists them, and why it is there.
 ALWAYS = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, INSTANCES
-from policies.rules.resource_types import AUTOSCALING_GROUP, CODEBUILD_PROJECT, LAUNCH_TEMPLATE
+from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, INSTANCES, INTERFACE_ENDPOINT_AZ_HOURLY_USD
+from policies.rules.resource_types import AUTOSCALING_GROUP, CODEBUILD_PROJECT, LAUNCH_TEMPLATE, VPC_ENDPOINT
 from policies.rules.rule import MANDATORY, Config, Props, Resource, ResourceRule, StackRule, Violation, of_type
 
 # CodeBuild's own default, and Databricks' deployment window.
@@ -21,8 +21,19 @@ def build_within_limit(props: Props, config: Config) -> list[str]:
             "(a build that long usually means an unpinned or oversized dependency set)")]
 
 
+def _interface_endpoints_cost(resources: Sequence[Resource]) -> tuple[float, list[str]]:
+    """Interface VPC endpoints: each billed per hour in every Availability Zone (subnet) it is in."""
+    zones = [len(endpoint.props.get("subnetIds") or []) for endpoint in of_type(resources, VPC_ENDPOINT)
+             if endpoint.props.get("vpcEndpointType") == "Interface"]
+    if not zones:
+        return 0.0, []
+    cost = sum(zones) * INTERFACE_ENDPOINT_AZ_HOURLY_USD
+    return cost, [f"{len(zones)} interface VPC endpoints in {sum(zones)} AZ-hours × ${INTERFACE_ENDPOINT_AZ_HOURLY_USD:g}"]
+
+
 def cost_within_budget(resources: Sequence[Resource], config: Config) -> list[Violation]:
-    """What the stack costs at max scale: each group's maxSize × its instance type's hourly price.
+    """What the stack costs at max scale: each group's maxSize × its instance type's hourly price,
+    plus the interface VPC endpoints it keeps running.
 
     Priced from the resources actually declared (not the plan), so a hand-edited group counts too.
     """
@@ -43,6 +54,9 @@ def cost_within_budget(resources: Sequence[Resource], config: Config) -> list[Vi
         cost = group.props.get("maxSize", 0) * instance.hourly_usd
         total += cost
         parts.append(f"{group.name} {group.props.get('maxSize', 0):g} × {instance.name} ${instance.hourly_usd:g}")
+    endpoints_cost, endpoint_parts = _interface_endpoints_cost(resources)
+    total += endpoints_cost
+    parts += endpoint_parts
     if total > budget:
         violations.append(Violation(
             f"max hourly cost ${total:,.2f} is over the ${budget:,.2f} budget ({'; '.join(parts)}); lower "
@@ -65,11 +79,12 @@ COST_BUDGET = StackRule(
     id="hourly-cost-budget",
     description="The stack's cost at max scale stays under the hourly budget.",
     levels=MANDATORY,
-    resource_types=(AUTOSCALING_GROUP, LAUNCH_TEMPLATE),
+    resource_types=(AUTOSCALING_GROUP, LAUNCH_TEMPLATE, VPC_ENDPOINT),
     run=cost_within_budget,
     fix="Lower max concurrency or raise maxHourlyCostUsd in the policy pack config.",
     config={"maxHourlyCostUsd": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_MAX_HOURLY_COST_USD,
-                                 "description": "USD per hour for all served models at max scale"}},
+                                 "description": "USD per hour for all served models at max scale and the stack's "
+                                                "interface VPC endpoints"}},
 )
 
 RULES = [BUILD_TIMEOUT, COST_BUDGET]

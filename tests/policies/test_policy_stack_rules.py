@@ -28,6 +28,7 @@ from policies.rules.resource_types import (
     LOAD_BALANCER,
     SECURITY_GROUP,
     SERVED_MODEL,
+    VPC_ENDPOINT,
 )
 from policies.rules.rule import Resource, Violation
 
@@ -62,6 +63,21 @@ def test_cost_budget_sums_every_group_and_names_each_part() -> None:
             "policy's maxHourlyCostUsd"
         )
     ]
+
+
+def vpc_endpoint(name: str, kind: str, zones: int) -> Resource:
+    return resource(VPC_ENDPOINT, name, {"vpcEndpointType": kind, "subnetIds": [f"subnet-{i:08x}" for i in range(zones)]})
+
+
+def test_cost_budget_counts_interface_vpc_endpoints_per_zone_and_not_gateway_ones() -> None:
+    # 4 × $1.006 = $4.024, plus 2 interface endpoints × 3 AZs × $0.01 = $0.06: $4.084; the gateway one is free.
+    stack = [*priced_group("scorer", "g5.xlarge", 4), vpc_endpoint("ecr-api", "Interface", 3),
+             vpc_endpoint("logs", "Interface", 3), vpc_endpoint("s3", "Gateway", 0)]
+
+    assert budget.COST_BUDGET.check(stack, {"maxHourlyCostUsd": 4.084}) == []
+    [violation] = budget.COST_BUDGET.check(stack, {"maxHourlyCostUsd": 4.05})  # instances alone ($4.024) fit
+    assert violation.message.startswith("max hourly cost $4.08 is over the $4.05 budget (scorer-asg 4 × g5.xlarge "
+                                        "$1.006; 2 interface VPC endpoints in 6 AZ-hours × $0.01)")
 
 
 def test_cost_budget_defaults_to_100_dollars_an_hour() -> None:

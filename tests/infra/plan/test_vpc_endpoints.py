@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from infra.plan.catalog import INTERFACE_ENDPOINT_AZ_HOURLY_USD
 from infra.plan.config import ConfigError, parse_stack_config
 from infra.plan.stack import plan_stack
-from infra.plan.vpc_endpoints import INTERFACE_ENDPOINT_AZ_HOURLY_USD
 from tests.stack_values import valid_values
 
 ROUTE_TABLE = "rtb-0abc0000000000001"
