@@ -72,6 +72,7 @@ def test_settings_are_dotted_paths_with_list_items_keyed_by_name() -> None:
         "network.vpcId": "vpc-0abc0000000000001",
         "network.privateSubnetIds": ["subnet-0a1000000000000a1", "subnet-0b1000000000000b1"],
         "network.publicSubnetIds": [],
+        "network.vpcEndpoints": None,  # instances reach AWS through whatever the VPC has
         "gateway.internetFacing": False,
         "gateway.certificateArn": None,
         "gateway.allowedCidrs": None,
