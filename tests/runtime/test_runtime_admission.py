@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from runtime.admission import Admission
@@ -25,15 +27,35 @@ def test_a_wait_at_the_budget_is_admitted_and_one_over_it_is_refused_with_retry_
     assert (refused.value.status, refused.value.headers) == (429, ((b"retry-after", b"3"),))
 
 
+def test_a_seed_is_the_service_time_until_a_prediction_is_measured() -> None:
+    admission = Admission(workers=1, budget_seconds=1)
+    admission.seed(None)  # a model without an input example: still unknown
+    unknown = admission.service_seconds
+
+    admission.seed(2.0)
+
+    assert (unknown, admission.service_seconds, admission.expected_wait(2)) == (0.0, 2.0, 4.0)
+
+
 def test_the_first_measured_prediction_replaces_the_seed_and_later_ones_are_smoothed() -> None:
     admission = Admission(workers=1, budget_seconds=1)
     admission.seed(2.0)  # a warm-up is slower than what follows
 
     admission.observe(0.1)
     first = admission.service_seconds
-    admission.observe(1.1)
+    admission.observe(0.6)
 
-    assert (first, admission.service_seconds) == (0.1, pytest.approx(0.3))
+    # A fifth of the way from 0.1 to 0.6.
+    assert (first, admission.service_seconds) == (0.1, pytest.approx(0.2))
+
+
+def test_a_refusal_just_over_the_budget_retries_after_one_second_not_zero() -> None:
+    admission = Admission(workers=1, budget_seconds=1, service_seconds=0.75)
+
+    with pytest.raises(Overloaded) as refused:
+        admission.check(2)  # waits 1.5 s: 0.5 s over
+
+    assert refused.value.headers == ((b"retry-after", b"1"),)
 
 
 def test_a_seed_after_measurements_changes_nothing() -> None:
@@ -47,7 +69,10 @@ def test_a_seed_after_measurements_changes_nothing() -> None:
 
 
 def test_without_a_service_time_every_request_is_admitted() -> None:
-    Admission(workers=1, budget_seconds=0.001).check(10_000)
+    admission = Admission(workers=1, budget_seconds=0.001)
+
+    admission.check(10_000)
+    assert admission.limit() == math.inf
 
 
 @pytest.mark.parametrize(("workers", "budget", "service"), [(2, 1.0, 0.5), (3, 2.5, 0.4), (1, 0.1, 1.0)])

@@ -115,8 +115,10 @@ def test_interface_endpoints_are_billed_per_availability_zone_and_hour_and_count
     assert endpoints.monthly_cost == pytest.approx(175.20)
     assert plan.hourly_cost_min == pytest.approx(base.hourly_cost_min + 0.24)
     assert plan.hourly_cost_max == pytest.approx(base.hourly_cost_max + 0.24)
-    assert endpoints.arithmetic().startswith("8 interface endpoints × 3 AZs × $0.01/h = $0.24/h; S3 through a gateway")
+    assert endpoints.arithmetic() == ("8 interface endpoints × 3 AZs × $0.01/h = $0.24/h; S3 through a gateway "
+                                      "endpoint (free); services: " + ", ".join(endpoints.interface_services))
     # Without route tables S3 is one more interface endpoint, and boto3 must use its regional name.
     gpu = planned(gpu_only())
     assert gpu.vpc_endpoints.interface_endpoint_count == len(gpu.vpc_endpoints.interface_services) + 1
     assert all(served.s3_regional_endpoint for served in gpu.served_models)
+    assert "; S3 through an interface endpoint; services: ecr.api, ecr.dkr, " in gpu.vpc_endpoints.arithmetic()
