@@ -277,9 +277,10 @@ class WorkerPool:
         finally:
             self.busy -= 1
             # Every outcome counts, a timeout most of all: the worker was taken that long.
-            self.admission.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.admission.observe(took)
         self._idle.put_nowait(worker)
-        return Scored(reply, started - queued, time.perf_counter() - started)
+        return Scored(reply, started - queued, took)
 
     async def _dispatch(self) -> None:
         """Batching on: give each free worker the requests waiting then, up to max_size, after
