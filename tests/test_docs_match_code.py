@@ -54,3 +54,16 @@ def test_readme_review_excerpt_is_what_kiln_review_prints_for_prod(example_store
 
     assert excerpt.split("### Policies")[0] in report
     assert excerpt[excerpt.index("### Policies"):] in report
+
+
+def test_scaling_docs_simulate_example_is_what_kiln_simulate_prints(monkeypatch) -> None:
+    from infra.commands import output
+
+    monkeypatch.setattr(output.console, "width", 100)  # the docs show a 100-column terminal
+    command = "kiln simulate dev --trace idle-then-burst --peak-qps 2"
+    printed = CliRunner().invoke(main, command.split()[1:]).output
+    docs = (PROJECT_ROOT / "docs" / "scaling.md").read_text()
+    example = docs[docs.index(f"$ {command}\n") + len(command) + 3:docs.index(" …\nassumed:")]
+
+    assert [line.rstrip() for line in example.splitlines()] == [
+        line.rstrip() for line in printed.splitlines()[:len(example.splitlines())]]

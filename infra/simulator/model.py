@@ -320,7 +320,7 @@ def simulate(policy: SimPolicy, trace: Trace) -> Result:
         for line in (held, admitted):
             while line and now - line[0][0] >= policy.request_timeout_seconds:
                 timed_out += line.popleft()[1]
-        if held:
+        if held and policy.activator:
             result.activator_calls.second(now - cold_since if cold_since is not None else None, held, now)
         waiting = sum(a for _, a in held) + sum(a for _, a in admitted)
         # In flight per instance: the batches running (served rate × time in a batch, Little's

@@ -160,7 +160,11 @@ def _summary_json(summary: Summary) -> dict[str, Any]:
     }
 
 
-def _activator_calls_json(result: Result) -> dict[str, float]:
+def _activator_calls_json(result: Result) -> dict[str, float] | None:
+    """None for a policy with no Kiln activator (Databricks), whose holding costs this account
+    no API calls."""
+    if not result.policy.activator:
+        return None
     calls = result.activator_calls
     return {
         "describeTargetHealthPeakPerSecond": round(calls.describe_peak_per_second, 3),

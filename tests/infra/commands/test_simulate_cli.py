@@ -28,6 +28,9 @@ def test_simulate_prints_a_table_per_served_model() -> None:
     assert "billed until it terminates" in result.output
     assert "range of estimates" in result.output
     assert "boot 90 (estimate, 60-180)" in result.output
+    # A GPU endpoint's Databricks cold start is a launch here (documented only as "slower"), with
+    # its range down to the CPU's 10 s: not the CPU's 20 s.
+    assert "Databricks cold start (GPU" in result.output and "cold start (CPU)" not in result.output
 
 
 def test_simulate_json_compares_three_policies_with_totals_and_a_timeline() -> None:
@@ -45,6 +48,12 @@ def test_simulate_json_compares_three_policies_with_totals_and_a_timeline() -> N
     assert {"served", "rejected", "timeToCapacitySeconds", "coldStartSeconds", "instanceHours", "costUsd"} <= set(stack)
     assert stack["coldStartSeconds"] == [1 + served["settings"]["readySeconds"]]
     assert policies["databricks"]["coldStartSeconds"] == [20]
+    # Held requests poll through Kiln's activator against this account's API limits; Databricks
+    # holds inside its own service, so its replay counts no calls here.
+    assert stack["activatorCalls"]["getParameterPeakPerSecond"] > 0
+    assert policies["databricks"]["activatorCalls"] is None
+    assert "Databricks (docs + assumptions): the activator" not in run("dev", "--trace", "idle-then-burst",
+                                                                        "--peak-qps", "2").output
     assert len(stack["timeline"]) == report["durationSeconds"] // 60
     # Every estimate at its fast and its slow end: the cold start moves with the launch estimates,
     # Databricks' from its documented 10 s to a launch here (its "can take minutes").

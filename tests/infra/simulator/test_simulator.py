@@ -38,7 +38,7 @@ def policy(**changes) -> SimPolicy:
         scale_in_window_seconds=300, scale_in_threshold_rpm=ALB_TARGET / 2,
         scale_in_threshold_in_flight=IN_FLIGHT_TARGET / 2,
         scale_down_every_seconds=None, scale_down_to_needed=False, detection_seconds=None,
-        scale_to_zero=False, idle_seconds=1860, hold_at_zero=True, hold_limit=500, wake_reaction_seconds=1,
+        scale_to_zero=False, idle_seconds=1860, hold_at_zero=True, activator=True, hold_limit=500, wake_reaction_seconds=1,
         until_in_service_seconds=IN_SERVICE, warm_until_in_service_seconds=35, health_check_seconds=HEALTH_CHECKS,
         instance_warmup_seconds=WARMUP, cold_start_seconds=None,
         warm_pool_min_size=0, warm_pool_hourly_usd=0.0, deregistration_delay_seconds=DRAIN,
