@@ -103,7 +103,7 @@ def _print(console: Console, served: ServedModelPlan, trace: Trace, replays: lis
     console.print(table)
     policy = replays[0].planned.policy
     pool = (f"warm pool max({policy.warm_pool_min_size}, {policy.max_instances} - desired) stopped instances, "
-            "as AWS keeps it without a max prepared capacity; " if policy.warm_pool_min_size else "")
+            "as AWS keeps it without a max prepared capacity; " if policy.warm_pool_min_size is not None else "")
     console.print(
         f"launch to serving {policy.ready_seconds} s; warm-up {policy.instance_warmup_seconds} s after InService "
         f"(scale-in waits for it); in-flight = each 10 s period's peak; a scaled-in instance drains up to "

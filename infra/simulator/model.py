@@ -214,12 +214,12 @@ class _Group:
             # drain at once for a target with no requests or connections: after a quiet spell.
             quiet = now - quiet_since >= policy.deregistration_delay_seconds
             gone = now + (0 if quiet else policy.deregistration_delay_seconds) + policy.termination_seconds
-            if policy.warm_pool_min_size > 0:
+            if policy.warm_pool_min_size is not None and policy.warm_pool_reuse_on_scale_in:
                 self.pool.append(gone)
             else:
                 self.draining.append(gone)
             self.last_activity_end = max(self.last_activity_end, gone)
-        if policy.warm_pool_min_size > 0:
+        if policy.warm_pool_min_size is not None:
             wanted = max(policy.warm_pool_min_size, policy.max_instances - desired)
             while len(self.pool) < wanted:  # a first boot: pull, load, then stopped
                 self.pool.append(now + policy.until_in_service_seconds)

@@ -143,7 +143,10 @@ class SimPolicy:
     health_check_seconds: int  # InService to the ALB sending requests
     instance_warmup_seconds: int  # InService to counted in the metrics; scale-in blocked until then
     cold_start_seconds: int | None  # overrides the time to serve from zero (Databricks)
-    warm_pool_min_size: int
+    # None: no warm pool. A pool of minSize 0 still holds max - desired instances (AWS keeps it so
+    # without a max prepared capacity).
+    warm_pool_min_size: int | None
+    warm_pool_reuse_on_scale_in: bool  # scale-in stops an instance back into the pool
     warm_pool_hourly_usd: float  # per stopped instance: its EBS volume
     deregistration_delay_seconds: int  # the most a scaled-in instance stays registered (draining)
     termination_seconds: int
@@ -208,7 +211,8 @@ def stack_policy(plan: ServedModelPlan, bound: str = "planned", slower: float = 
         health_check_seconds=int(HEALTH_CHECKS.value),
         instance_warmup_seconds=scaling.instance_warmup_seconds,
         cold_start_seconds=None,
-        warm_pool_min_size=warm.min_size if warm else 0,
+        warm_pool_min_size=warm.min_size if warm else None,
+        warm_pool_reuse_on_scale_in=bool(warm and warm.reuse_on_scale_in),
         warm_pool_hourly_usd=volume_month / HOURS_PER_MONTH,
         deregistration_delay_seconds=plan.deregistration_delay_seconds,
         termination_seconds=int(TERMINATION.at(bound)),
@@ -249,7 +253,8 @@ def databricks_policy(plan: ServedModelPlan, bound: str = "planned", slower: flo
         cold_start_seconds=math.ceil(cold),
         instance_warmup_seconds=0,
         deregistration_delay_seconds=0,
-        warm_pool_min_size=0,
+        warm_pool_min_size=None,
+        warm_pool_reuse_on_scale_in=False,
     )
 
 

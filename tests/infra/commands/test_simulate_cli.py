@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from infra.commands.cli import main
+from infra.plan.config import PROJECT_ROOT
 
 
 def run(*args: str):
@@ -105,6 +106,26 @@ def test_simulate_replays_every_endpoint_into_the_one_png_asked_for(tmp_path: Pa
     assert report["png"] == str(png)
     assert [p.name for p in tmp_path.iterdir()] == ["timeline.png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_warm_pool_is_replayed_and_reported_as_aws_keeps_it(tmp_path: Path) -> None:
+    stack = (PROJECT_ROOT / "stacks" / "Pulumi.staging.yaml").read_text().replace(
+        "          maxProvisionedConcurrency: 4\n        - name: challenger",
+        "          maxProvisionedConcurrency: 4\n          scaling: {warmPool: {minSize: 0}}\n        - name: challenger")
+    path = tmp_path / "Pulumi.pooled.yaml"
+    path.write_text(stack)
+
+    text = run(str(path), "--trace", "step", "--endpoint", "fraud-scorer")
+    report = json.loads(run(str(path), "--trace", "step", "--endpoint", "fraud-scorer", "--json").output)
+    champion, challenger = report["servedModels"]
+    stack_policy = next(p for p in champion["policies"] if p["policy"] == "stack")
+
+    assert text.exit_code == 0, text.output
+    assert "warm pool max(0, " in text.output
+    # minSize 0 is only the floor: the pool holds max - desired stopped instances.
+    first = stack_policy["timeline"][0]
+    assert first["warmPool"] == champion["settings"]["maxInstances"] - first["desired"] > 0
+    assert {row["warmPool"] for row in challenger["policies"][0]["timeline"]} == {0}
 
 
 def test_unknown_endpoint_is_a_usage_error_naming_the_endpoints() -> None:

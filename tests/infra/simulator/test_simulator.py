@@ -41,7 +41,7 @@ def policy(**changes) -> SimPolicy:
         scale_to_zero=False, idle_seconds=1860, hold_at_zero=True, activator=True, hold_limit=500, wake_reaction_seconds=1,
         until_in_service_seconds=IN_SERVICE, warm_until_in_service_seconds=35, health_check_seconds=HEALTH_CHECKS,
         instance_warmup_seconds=WARMUP, cold_start_seconds=None,
-        warm_pool_min_size=0, warm_pool_hourly_usd=0.0, deregistration_delay_seconds=DRAIN,
+        warm_pool_min_size=None, warm_pool_reuse_on_scale_in=True, warm_pool_hourly_usd=0.0, deregistration_delay_seconds=DRAIN,
         termination_seconds=TERMINATION, request_timeout_seconds=597,
     )
     return replace(base, **changes)
@@ -179,6 +179,28 @@ def test_warm_pool_is_kept_at_group_max_minus_desired_and_its_first_boots_are_bi
     assert result.warm_pool_seconds == pytest.approx(9 * (7200 - IN_SERVICE))
     assert result.cost_usd == pytest.approx(
         (7200 + 9 * IN_SERVICE) / 3600 * 0.357 + 9 * (7200 - IN_SERVICE) / 3600 * 30 * 0.08 / 730)
+
+
+def test_a_warm_pool_of_min_size_zero_still_holds_max_minus_desired() -> None:
+    """minSize is only the pool's floor: with 0, AWS still keeps max - desired stopped instances."""
+    flat = Trace("flat", tuple(2.0 for _ in range(3600)))
+
+    assert {t.pool for t in simulate(policy(warm_pool_min_size=0), flat).ticks} == {9}
+    assert {t.pool for t in simulate(policy(), flat).ticks} == {0}  # no pool at all
+
+
+def test_scale_in_stops_instances_into_the_pool_only_when_the_pool_reuses_them() -> None:
+    load = Trace("up-down", tuple(8.0 if 60 <= t < 400 else 0.5 for t in range(3600)))
+
+    reused = simulate(policy(warm_pool_min_size=0), load)
+    not_reused = simulate(policy(warm_pool_min_size=0, warm_pool_reuse_on_scale_in=False), load)
+
+    assert any(e.kind == "scale-in" for e in reused.events)
+    # Reused: a scaled-in instance stops into the pool, never terminates.
+    assert not any(e.kind == "terminated" for e in reused.events)
+    # Not reused: it drains and terminates, and the pool refills with a fresh first boot.
+    assert any(e.kind == "terminated" for e in not_reused.events)
+    assert not_reused.instance_seconds > reused.instance_seconds
 
 
 def test_a_new_instance_counts_in_the_metrics_only_after_its_warmup_and_scale_in_waits_for_it() -> None:
