@@ -104,7 +104,8 @@ def print_plan(console: Console, report: PlanReport) -> None:
     console.print(capacity_table(report))
     console.print(f"[dim]Prices: {PRICES_AS_OF}. {len(report.run.registrations)} resources.[/]")
     for served in report.plan.served_models:
-        lines = served.sizing_comparison() or ["; ".join(served.capacity.arithmetic())]
+        lines = [*(served.sizing_comparison() or ["; ".join(served.capacity.arithmetic())]),
+                 *filter(None, [served.warm_pool_arithmetic()])]
         for line in lines:
             console.print(f"[dim]{served.endpoint}/{served.name}: {escape(line)}[/]")
     if report.plan.vpc_endpoints:

@@ -19,6 +19,20 @@ HOURS_PER_MONTH = 730
 # (https://aws.amazon.com/privatelink/pricing/, docs/sources.md). Data processed ($0.01/GB)
 # depends on traffic and is left out, like the NAT gateway's it replaces.
 INTERFACE_ENDPOINT_AZ_HOURLY_USD = 0.01
+# gp3 EBS, us-east-1 (https://aws.amazon.com/ebs/pricing/): storage per GB-month, and throughput
+# provisioned above the 125 MiB/s baseline per MiB/s-month. What a stopped warm-pool instance
+# costs; a running instance's volume is left out of the plan's cost like its data transfer.
+GP3_USD_PER_GB_MONTH = 0.08
+GP3_USD_PER_MIBPS_MONTH = 0.04
+# The baseline throughput every gp3 volume gets
+# (https://docs.aws.amazon.com/ebs/latest/userguide/general-purpose.html#gp3-ebs-volume-type).
+GP3_BASELINE_MIB_PER_SECOND = 125
+
+
+def gp3_hourly_usd(gib: float, throughput_mib: float | None = None) -> float:
+    """One gp3 volume per hour: its size, plus any throughput above the free baseline."""
+    provisioned = max((throughput_mib or GP3_BASELINE_MIB_PER_SECOND) - GP3_BASELINE_MIB_PER_SECOND, 0)
+    return (gib * GP3_USD_PER_GB_MONTH + provisioned * GP3_USD_PER_MIBPS_MONTH) / HOURS_PER_MONTH
 
 # Databricks' own deployment window: the image build timeout unless the stack sets one
 # (CodeBuild accepts 5-2160 minutes), and the most the policy pack allows unless configured.

@@ -12,7 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infra.plan.catalog import HEALTH_CHECK_INTERVAL_SECONDS, HEALTHY_THRESHOLD, ComputeProfile
+from infra.plan.catalog import (
+    GP3_BASELINE_MIB_PER_SECOND,
+    HEALTH_CHECK_INTERVAL_SECONDS,
+    HEALTHY_THRESHOLD,
+    ComputeProfile,
+    gp3_hourly_usd,
+)
 from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS
 
 MIB_PER_GIB = 1024
@@ -62,10 +68,9 @@ GPU_IMAGE_GIB = Timing(10, ESTIMATE, 6, 20)
 # How fast `docker pull` from ECR in-region lands layers on disk when the disk is not the limit
 # (download and decompression overlap; decompression of gzip layers dominates).
 IMAGE_UNPACK_MIB_PER_SECOND = Timing(200, ESTIMATE, 100, 400)
-# gp3: 125 MiB/s baseline throughput, provisionable up to 1,000 MiB/s at 0.25 MiB/s per
+# gp3: GP3_BASELINE_MIB_PER_SECOND, provisionable up to 1,000 MiB/s at 0.25 MiB/s per
 # provisioned IOPS (3,000 IOPS baseline: up to 750 MiB/s without more IOPS)
 # (https://docs.aws.amazon.com/ebs/latest/userguide/general-purpose.html#gp3-ebs-volume-type).
-GP3_BASELINE_MIB_PER_SECOND = 125
 GP3_MAX_MIB_PER_SECOND_AT_BASELINE_IOPS = 750
 # A GPU group's root volume gets enough throughput to write its image in about this long.
 IMAGE_WRITE_GOAL_SECONDS = 30
@@ -88,6 +93,11 @@ def root_volume_throughput_mib(profile: ComputeProfile) -> int | None:
         return None
     wanted = math.ceil(GPU_IMAGE_GIB.value * MIB_PER_GIB / IMAGE_WRITE_GOAL_SECONDS / 25) * 25
     return max(GP3_BASELINE_MIB_PER_SECOND, min(wanted, GP3_MAX_MIB_PER_SECOND_AT_BASELINE_IOPS))
+
+
+def root_volume_hourly_usd(profile: ComputeProfile) -> float:
+    """What one instance's root volume costs an hour: all a stopped warm-pool instance costs."""
+    return gp3_hourly_usd(profile.root_volume_gib, root_volume_throughput_mib(profile))
 
 
 def image_pull_seconds(profile: ComputeProfile, bound: str = "planned") -> float:

@@ -46,6 +46,13 @@ LAUNCH_HOOK_NAME = "kiln-runtime-ready"
 # put in service (a launch hook's ABANDON), and the group launches another.
 LAUNCH_HOOK_DEFAULT_RESULT = "ABANDON"
 
+def warm_pool_size(min_size: int, max_instances: int, desired: int) -> int:
+    """Instances AWS keeps in a warm pool without a max prepared capacity: the group's max minus
+    its desired capacity, never fewer than minSize
+    (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutWarmPool.html)."""
+    return max(min_size, max_instances - desired)
+
+
 @dataclass(frozen=True)
 class WarmPoolPlan:
     min_size: int
@@ -105,6 +112,12 @@ class ScalingPlan:
         slower than planned answers fewer requests with more in flight, and the request count
         alone would remove the instances the in-flight policy then adds back."""
         return round(self.in_flight_target * SCALE_IN_FRACTION, 2) if self.high_resolution_metric else None
+
+    def warm_pool_stopped(self, desired: int) -> int:
+        """Stopped instances in the warm pool while the group runs `desired` (0 without a pool)."""
+        if self.warm_pool is None:
+            return 0
+        return warm_pool_size(self.warm_pool.min_size, self.max_instances, desired)
 
     @property
     def scale_in_floor(self) -> int:

@@ -21,6 +21,7 @@ from infra.plan.config import (
     ServedModel,
     StackConfig,
 )
+from infra.plan.launch_timing import root_volume_hourly_usd, root_volume_throughput_mib
 from infra.plan.names import listener_rule_priorities, short_name
 from infra.plan.scaling import ScalingPlan, plan_scaling
 from infra.plan.tags import ENDPOINT_TAG, ENVIRONMENT_TAG, SERVED_MODEL_TAG, STACK_TAG
@@ -129,6 +130,36 @@ class ServedModelPlan:
     def health_check_grace_seconds(self) -> int:
         return self.profile.health_check_grace_seconds
 
+    @property
+    def warm_pool_stopped(self) -> tuple[int, int]:
+        """Stopped warm-pool instances with the group at its minimum and at its maximum: AWS keeps
+        max - desired, so the pool is largest when the group is smallest."""
+        return (self.scaling.warm_pool_stopped(self.scaling.min_instances),
+                self.scaling.warm_pool_stopped(self.scaling.max_instances))
+
+    @property
+    def hourly_cost_min(self) -> float:
+        """Instances at the minimum, plus the root volumes of the pool AWS keeps then."""
+        return round(self.capacity.sizing.hourly_cost_min
+                     + self.warm_pool_stopped[0] * root_volume_hourly_usd(self.profile), 4)
+
+    @property
+    def hourly_cost_max(self) -> float:
+        return round(self.capacity.sizing.hourly_cost_max
+                     + self.warm_pool_stopped[1] * root_volume_hourly_usd(self.profile), 4)
+
+    def warm_pool_arithmetic(self) -> str | None:
+        if self.scaling.warm_pool is None:
+            return None
+        at_min, at_max = self.warm_pool_stopped
+        volume = root_volume_hourly_usd(self.profile)
+        throughput = root_volume_throughput_mib(self.profile)
+        provisioned = f" + {throughput} MiB/s" if throughput else ""
+        return (f"warm pool {at_min} stopped at min, {at_max} at max (= max(minSize {self.scaling.warm_pool.min_size}, "
+                f"{self.scaling.max_instances} - desired), as AWS keeps it) × ${volume:.4f}/h "
+                f"(gp3 {self.profile.root_volume_gib} GiB{provisioned}) = "
+                f"${at_min * volume:.2f}/h at min, ${at_max * volume:.2f}/h at max")
+
     def as_properties(self) -> dict[str, Any]:
         """The plan of this served model in the camelCase the component's inputs, the plan
         report and the review share (and the policy pack reads): one serializer for all."""
@@ -151,8 +182,8 @@ class ServedModelPlan:
             "requestTimeoutSeconds": self.request_timeout_seconds,
             "authRequired": self.auth is not None,
             "targetRequestsPerMinute": self.capacity.target_requests_per_minute,
-            "hourlyCostMin": sizing.hourly_cost_min,
-            "hourlyCostMax": sizing.hourly_cost_max,
+            "hourlyCostMin": self.hourly_cost_min,
+            "hourlyCostMax": self.hourly_cost_max,
             **optional,
         }
 
@@ -303,11 +334,11 @@ class StackPlan:
 
     @property
     def hourly_cost_min(self) -> float:
-        return round(sum(s.capacity.sizing.hourly_cost_min for s in self.served_models) + self.network_hourly_cost, 4)
+        return round(sum(s.hourly_cost_min for s in self.served_models) + self.network_hourly_cost, 4)
 
     @property
     def hourly_cost_max(self) -> float:
-        return round(sum(s.capacity.sizing.hourly_cost_max for s in self.served_models) + self.network_hourly_cost, 4)
+        return round(sum(s.hourly_cost_max for s in self.served_models) + self.network_hourly_cost, 4)
 
 
 def endpoint_path(endpoint: str) -> str:

@@ -309,6 +309,13 @@ class StandInProvider:
         if inputs.get("defaultInstanceWarmup") is not None:
             arguments["DefaultInstanceWarmup"] = int(inputs["defaultInstanceWarmup"])
         autoscaling.create_auto_scaling_group(**arguments)
+        if pool := inputs.get("warmPool"):
+            autoscaling.put_warm_pool(
+                AutoScalingGroupName=name, MinSize=int(pool.get("minSize", 0)), PoolState=pool.get("poolState", "Stopped"),
+                InstanceReusePolicy={"ReuseOnScaleIn": bool((pool.get("instanceReusePolicy") or {}).get("reuseOnScaleIn"))})
+            self.skipped.append(
+                f"warm pool of {name}: moto records it but launches no pool instances, so starting a stopped "
+                "instance (and its runtime coming back at boot) shows only on AWS")
         for hook in inputs.get("initialLifecycleHooks", []):
             self.skipped.append(
                 f"lifecycle hook {hook.get('name')} of {name}: moto neither holds instances in Pending:Wait nor "

@@ -29,6 +29,8 @@ class ServedModelReview:
     # `sizing: measured` with measurements at hand: the nominal plan, the measured plan and
     # the monthly difference, each with its arithmetic (StackPlan's sizing_comparison); else empty.
     sizing_comparison: list[str]
+    # What its warm pool's stopped instances cost, with the arithmetic; None without a pool.
+    warm_pool_arithmetic: str | None
 
     @property
     def monthly_cost_min(self) -> float:
@@ -128,7 +130,7 @@ def review_served_models(report: PlanReport, base: PlanReport | None) -> list[Se
     owners: dict[str, list[str]] = {}
     for (endpoint, name), p in props.items():
         owners.setdefault(p["imageTag"], []).append(f"{endpoint}/{name}")
-    comparisons = {(s.endpoint, s.name): s.sizing_comparison() for s in report.plan.served_models}
+    planned = {(s.endpoint, s.name): s for s in report.plan.served_models}
     reviews = []
     for row in served_model_rows(report.plan):
         key = (row["endpoint"], row["servedModelName"])
@@ -142,7 +144,8 @@ def review_served_models(report: PlanReport, base: PlanReport | None) -> list[Se
                 request_timeout=p["requestTimeoutSeconds"],
                 findings=p["packagingFindings"],
                 manifest=p["manifest"],
-                sizing_comparison=comparisons[key],
+                sizing_comparison=planned[key].sizing_comparison(),
+                warm_pool_arithmetic=planned[key].warm_pool_arithmetic(),
             )
         )
     return reviews

@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from infra.activator.handler import poll_ceilings
-from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS
+from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS, warm_pool_size
 from infra.simulator.scaling_policies import (
     ELB_DESCRIBE_BUCKET,
     ELB_DESCRIBE_REFILL_PER_SECOND,
@@ -220,7 +220,7 @@ class _Group:
                 self.draining.append(gone)
             self.last_activity_end = max(self.last_activity_end, gone)
         if policy.warm_pool_min_size is not None:
-            wanted = max(policy.warm_pool_min_size, policy.max_instances - desired)
+            wanted = warm_pool_size(policy.warm_pool_min_size, policy.max_instances, desired)
             while len(self.pool) < wanted:  # a first boot: pull, load, then stopped
                 self.pool.append(now + policy.until_in_service_seconds)
             self.pool.sort()

@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from infra.plan.catalog import HOURS_PER_MONTH
+from infra.plan.catalog import GP3_BASELINE_MIB_PER_SECOND
 from infra.plan.launch_timing import (
     CPU_BOOT,
     CPU_IMAGE_GIB,
     CPU_MODEL_LOAD,
     CPU_WARM_START,
     ESTIMATE,
-    GP3_BASELINE_MIB_PER_SECOND,
     GPU_BOOT,
     GPU_IMAGE_GIB,
     GPU_MODEL_LOAD,
@@ -28,6 +27,7 @@ from infra.plan.launch_timing import (
     IMAGE_UNPACK_MIB_PER_SECOND,
     Timing,
     ready_seconds,
+    root_volume_hourly_usd,
     root_volume_throughput_mib,
     until_runtime_ready_seconds,
     warm_ready_seconds,
@@ -86,11 +86,6 @@ DATABRICKS_CPU_COLD_START = Timing(20, ESTIMATE, 10, 120)
 # Not documented, so a range: "almost immediately" detection, whether requests are held while
 # cold (UNCONFIRMED), and how far one scale-down goes (to what is needed, or one step).
 DATABRICKS_DETECTION = Timing(0, ESTIMATE, 0, 10)
-
-# gp3, us-east-1 (https://aws.amazon.com/ebs/pricing/): storage per GB-month, and provisioned
-# throughput above the 125 MiB/s baseline per MiB/s-month.
-GP3_USD_PER_GB_MONTH = 0.08
-GP3_USD_PER_MIBPS_MONTH = 0.04
 
 
 @dataclass(frozen=True)
@@ -177,9 +172,6 @@ def stack_policy(plan: ServedModelPlan, bound: str = "planned", slower: float = 
     warm = scaling.warm_pool
     profile = plan.profile
     settings = plan.runtime_settings("", "")
-    throughput = root_volume_throughput_mib(profile) or GP3_BASELINE_MIB_PER_SECOND
-    volume_month = (profile.root_volume_gib * GP3_USD_PER_GB_MONTH
-                    + (throughput - GP3_BASELINE_MIB_PER_SECOND) * GP3_USD_PER_MIBPS_MONTH)
     return SimPolicy(
         name="stack",
         label="this stack" + (" (ALB + 10 s in-flight)" if scaling.high_resolution_metric else " (ALB only)"),
@@ -213,7 +205,7 @@ def stack_policy(plan: ServedModelPlan, bound: str = "planned", slower: float = 
         cold_start_seconds=None,
         warm_pool_min_size=warm.min_size if warm else None,
         warm_pool_reuse_on_scale_in=bool(warm and warm.reuse_on_scale_in),
-        warm_pool_hourly_usd=volume_month / HOURS_PER_MONTH,
+        warm_pool_hourly_usd=root_volume_hourly_usd(profile),
         deregistration_delay_seconds=plan.deregistration_delay_seconds,
         termination_seconds=int(TERMINATION.at(bound)),
         request_timeout_seconds=plan.request_timeout_seconds,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.plan.catalog import DEFAULT_BUILD_TIMEOUT_MINUTES, INSTANCES, INTERFACE_ENDPOINT_AZ_HOURLY_USD
+from infra.plan.catalog import (
+    DEFAULT_BUILD_TIMEOUT_MINUTES,
+    INSTANCES,
+    INTERFACE_ENDPOINT_AZ_HOURLY_USD,
+    gp3_hourly_usd,
+)
 from policies.rules.resource_types import AUTOSCALING_GROUP, CODEBUILD_PROJECT, LAUNCH_TEMPLATE, VPC_ENDPOINT
 from policies.rules.rule import MANDATORY, Config, Props, Resource, ResourceRule, StackRule, Violation, of_type
 
@@ -31,9 +36,24 @@ def _interface_endpoints_cost(resources: Sequence[Resource]) -> tuple[float, lis
     return cost, [f"{len(zones)} interface VPC endpoints in {sum(zones)} AZ-hours × ${INTERFACE_ENDPOINT_AZ_HOURLY_USD:g}"]
 
 
+def _warm_pool_cost(group: Resource, template: Resource) -> tuple[float, list[str]]:
+    """At max scale a warm pool still holds minSize instances (AWS keeps max - desired, never fewer
+    than minSize), billed for their root volumes."""
+    pool = group.props.get("warmPool")
+    if not isinstance(pool, dict):
+        return 0.0, []
+    stopped = pool.get("minSize") or 0
+    volumes = [mapping.get("ebs") or {} for mapping in template.props.get("blockDeviceMappings") or []]
+    hourly = sum(gp3_hourly_usd(ebs.get("volumeSize") or 0, ebs.get("throughput")) for ebs in volumes)
+    if not stopped or not hourly:
+        return 0.0, []
+    return stopped * hourly, [f"{group.name} warm pool {stopped:g} stopped × volumes ${hourly:.4f}"]
+
+
 def cost_within_budget(resources: Sequence[Resource], config: Config) -> list[Violation]:
-    """What the stack costs at max scale: each group's maxSize × its instance type's hourly price,
-    plus the interface VPC endpoints it keeps running.
+    """What the stack costs at max scale: each group's maxSize × its instance type's hourly price
+    and the volumes of the warm pool AWS keeps then, plus the interface VPC endpoints it keeps
+    running.
 
     Priced from the resources actually declared (not the plan), so a hand-edited group counts too.
     """
@@ -54,6 +74,9 @@ def cost_within_budget(resources: Sequence[Resource], config: Config) -> list[Vi
         cost = group.props.get("maxSize", 0) * instance.hourly_usd
         total += cost
         parts.append(f"{group.name} {group.props.get('maxSize', 0):g} × {instance.name} ${instance.hourly_usd:g}")
+        pool_cost, pool_parts = _warm_pool_cost(group, template)
+        total += pool_cost
+        parts += pool_parts
     endpoints_cost, endpoint_parts = _interface_endpoints_cost(resources)
     total += endpoints_cost
     parts += endpoint_parts

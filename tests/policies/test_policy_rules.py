@@ -410,8 +410,11 @@ def test_cost_budget_passes_prod_under_the_default_budget(prod_run: ProgramRun) 
 
 def test_cost_budget_flags_prod_over_a_small_budget(prod_run: ProgramRun) -> None:
     [violation] = budget.COST_BUDGET.check(resources(prod_run), {"maxHourlyCostUsd": 10})
-    # 4 × c7i.2xlarge + 6 × c7i.4xlarge + 8 × g5.xlarge
-    assert "max hourly cost $13.76 is over the $10.00 budget" in violation.message
+    # 4 × c7i.2xlarge + 6 × c7i.4xlarge + 8 × g5.xlarge = 13.76, and at max ticket-router's warm
+    # pool keeps its minSize 1 stopped: a 100 GiB gp3 volume with 225 MiB/s over the baseline,
+    # (100 × 0.08 + 225 × 0.04) / 730 = 0.0233/h.
+    assert "max hourly cost $13.78 is over the $10.00 budget" in violation.message
+    assert "warm pool 1 stopped × volumes $0.0233" in violation.message
 
 
 def test_cost_budget_flags_an_instance_type_it_cannot_price(prod_run: ProgramRun) -> None:

@@ -52,7 +52,8 @@ def prod_values() -> dict[str, Any]:
                 "requestTimeoutSeconds": 120,
                 "servedModels": [
                     {"name": "champion", "modelUri": "models:/ticket-router@champion", "computeType": "GPU_MEDIUM",
-                     "minProvisionedConcurrency": 2, "maxProvisionedConcurrency": 8, "expectedLatencyMs": 250},
+                     "minProvisionedConcurrency": 2, "maxProvisionedConcurrency": 8, "expectedLatencyMs": 250,
+                     "scaling": {"warmPool": {"minSize": 1}}},
                 ],
                 "tags": {"team": "support"},
             },
@@ -364,8 +365,27 @@ def test_stack_cost_is_the_sum_of_its_served_models() -> None:
 
     # champion 3-6 × c7i.4xlarge $0.714 = 2.142-4.284; challenger 4 × c7i.2xlarge $0.357 = 1.428;
     # ticket-router 2-8 × g5.xlarge $1.006 = 2.012-8.048. Sum: 5.582-13.76.
-    assert plan.hourly_cost_min == pytest.approx(5.582)
-    assert plan.hourly_cost_max == pytest.approx(13.76)
+    # ticket-router's warm pool: AWS keeps max(1, 8 - desired) stopped, 6 at the minimum and 1 at
+    # the maximum, each a 100 GiB gp3 root with 350 MiB/s (225 over the free 125), per AWS's EBS
+    # prices $0.08/GB-month and $0.04/MiB/s-month over 730 hours.
+    volume = (100 * 0.08 + 225 * 0.04) / 730
+    assert plan.hourly_cost_min == pytest.approx(5.582 + 6 * volume, abs=1e-4)
+    assert plan.hourly_cost_max == pytest.approx(13.76 + 1 * volume, abs=1e-4)
+    [router] = [s for s in plan.served_models if s.endpoint == "ticket-router"]
+    assert router.as_properties()["hourlyCostMin"] == pytest.approx(2.012 + 6 * volume, abs=1e-4)
+    assert "warm pool 6 stopped at min, 1 at max" in router.warm_pool_arithmetic()
+    assert all(s.warm_pool_arithmetic() is None for s in plan.served_models if s is not router)
+
+
+@pytest.mark.parametrize(("min_size", "stopped"), [(0, (6, 0)), (3, (6, 3)), (7, (7, 7))])
+def test_a_warm_pool_is_kept_at_max_minus_desired_never_below_its_min_size(
+        min_size: int, stopped: tuple[int, int]) -> None:
+    values = prod_values()
+    values["endpoints"][1]["servedModels"][0]["scaling"] = {"warmPool": {"minSize": min_size}}
+
+    [router] = [s for s in plan_of(values).served_models if s.endpoint == "ticket-router"]
+
+    assert router.warm_pool_stopped == stopped
 
 
 def test_the_plan_carries_the_stack_settings_bake_and_the_reports_read() -> None:

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from infra.components.permissions import trust_policy
 from infra.plan.config import read_stack
 from infra.rehearsal.local_aws import LocalAws, local_aws
+from infra.rehearsal.provider import StandInProvider
 from infra.rehearsal.rehearsal import stand_in_references
 from tests.fakes import listener_on_new_load_balancer
 
@@ -91,3 +92,22 @@ def test_what_the_stack_references_but_does_not_create_is_made_in_the_account(ac
     certificate = replaced["kiln:gateway"]["certificateArn"]
     assert aws.client("acm").describe_certificate(CertificateArn=certificate)["Certificate"]["CertificateArn"] == certificate
     assert replaced["kiln:gateway"]["internetFacing"] == stack_file.raw["kiln:gateway"]["internetFacing"]
+
+
+def test_a_warm_pool_is_put_on_its_group_and_the_rehearsal_says_what_moto_leaves_out(
+        account: tuple[LocalAws, Any]) -> None:
+    aws, _ = account
+    ec2, autoscaling = aws.client("ec2"), aws.client("autoscaling")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    template = ec2.create_launch_template(LaunchTemplateName="router-lt-1a2b3c4", LaunchTemplateData={
+        "ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"})["LaunchTemplate"]["LaunchTemplateId"]
+    provider = StandInProvider(aws)
+
+    provider.group("router-asg-1a2b3c4", {
+        "launchTemplate": {"id": template}, "minSize": 2, "maxSize": 8, "vpcZoneIdentifiers": [subnet],
+        "warmPool": {"minSize": 1, "poolState": "Stopped", "instanceReusePolicy": {"reuseOnScaleIn": True}}})
+
+    pool = autoscaling.describe_warm_pool(AutoScalingGroupName="router-asg-1a2b3c4")["WarmPoolConfiguration"]
+    assert (pool["MinSize"], pool["PoolState"], pool["InstanceReusePolicy"]) == (1, "Stopped", {"ReuseOnScaleIn": True})
+    assert any("warm pool of router-asg-1a2b3c4" in line for line in provider.skipped)
