@@ -195,6 +195,15 @@ def test_a_caller_without_a_describe_permission_is_a_clear_exit_2(account, tmp_p
     assert "Traceback" not in result.output
 
 
+def test_a_timeout_without_watch_is_refused_rather_than_read_once(tmp_path: Path) -> None:
+    """`kiln status prod --timeout 1800` in a pipeline would otherwise read once and fail the
+    rollout it meant to wait for."""
+    result = CliRunner().invoke(main, ["status", str(stack_file(tmp_path / "once", ("ready",))), "--timeout", "1800"])
+
+    assert result.exit_code == 2
+    assert "--interval and --timeout apply to --watch" in result.output
+
+
 def test_no_credentials_is_a_clear_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(variable, raising=False)
