@@ -165,6 +165,12 @@ class InferenceCapture:
         """Buffer the row of one sampled invocation, or drop and count it when the buffer is full.
         Never blocks and never raises into the request."""
         limit = self.settings.capture_max_body_bytes
+        # What the row will hold in memory, counted in the bodies' bytes (a non-ASCII body takes
+        # more than its length in characters), and judged before any body is decoded.
+        size = RECORD_OVERHEAD_BYTES + sum(len(body) for body in (exchange.request, exchange.response) if len(body) <= limit)
+        if self._buffered_bytes + size > self.settings.capture_max_buffered_bytes:
+            self.dropped["buffer_full"] += 1
+            return
         record: Record = {
             "databricks_request_id": exchange.request_id,
             "client_request_id": exchange.client_request_id,
@@ -178,10 +184,6 @@ class InferenceCapture:
                                  "request_bytes": str(len(exchange.request)),
                                  "response_bytes": str(len(exchange.response))},
         }
-        size = RECORD_OVERHEAD_BYTES + len(record["request"] or "") + len(record["response"] or "")
-        if self._buffered_bytes + size > self.settings.capture_max_buffered_bytes:
-            self.dropped["buffer_full"] += 1
-            return
         self._pending.append((record, size))
         self._buffered_bytes += size
         if len(self._pending) >= self.settings.capture_flush_records:

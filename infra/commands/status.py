@@ -15,6 +15,7 @@ import time
 import boto3
 import click
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, ProfileNotFound
+from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -50,6 +51,12 @@ AWS_ERRORS: dict[type[Exception], str] = {
 @click.option("--endpoint-url", help="Send every AWS request here (default: boto3's, e.g. AWS_ENDPOINT_URL).")
 def status_command(stack: str, as_json: bool, watch: bool, interval: float, timeout: float | None,
                    region: str | None, profile: str | None, endpoint_url: str | None) -> None:
+    interval_given = click.get_current_context().get_parameter_source("interval") is not ParameterSource.DEFAULT
+    if not watch and (interval_given or timeout is not None):
+        # One read would answer at once: a pipeline that meant to wait for a rollout must not
+        # take that for its outcome.
+        raise click.UsageError("--interval and --timeout apply to --watch; add --watch to read until every served "
+                               "model answers")
     with user_errors(AWS_ERRORS):
         name, config = load_stack(stack)
         session = boto3.session.Session(profile_name=profile, region_name=region or config.region)

@@ -41,7 +41,7 @@ class InferenceTables(pulumi.ComponentResource):
             name=capture.table,
             database_name=self.databases[capture.database].name,
             description=f"Sampled requests and responses of endpoint {capture.endpoint} "
-                        f"({capture.sampling_fraction:.0%} of requests)",
+                        f"({capture.sampling_fraction * 100:g} % of requests)",
             table_type="EXTERNAL_TABLE",
             parameters=bucket.apply(lambda b: table_parameters(capture, b, PARTITION_COLUMN.name)),
             partition_keys=[{"name": PARTITION_COLUMN.name, "type": PARTITION_COLUMN.glue_type,

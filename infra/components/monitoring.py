@@ -77,8 +77,9 @@ class ServedModelAlarms(pulumi.ComponentResource):
                                           extended_statistic="p99")
         # The ALB reports healthy hosts every minute, traffic or not: silence is not health.
         self.no_healthy_hosts_alarm = (
-            metric_alarm("no-healthy-hosts", "HealthyHostCount", "LessThanThreshold", "breaching", statistic="Minimum")
-            if "no-healthy-hosts" in alarms else None
+            self._woken_without_healthy_hosts(name, plan, alarms["no-healthy-hosts"], dimensions, child)
+            if plan.scale_to_zero
+            else metric_alarm("no-healthy-hosts", "HealthyHostCount", "LessThanThreshold", "breaching", statistic="Minimum")
         )
         self.refresh_rule = aws.cloudwatch.EventRule(
             f"{name}-refresh-failed",
@@ -94,6 +95,38 @@ class ServedModelAlarms(pulumi.ComponentResource):
                 f"{name}-refresh-failed-alert", rule=self.refresh_rule.name, arn=plan.alert_topic_arn, opts=child
             )
         self.register_outputs({"refreshRule": self.refresh_rule.name})
+
+
+    @staticmethod
+    def _woken_without_healthy_hosts(name: str, plan: ServedModelPlan, alarm: AlarmPlan, dimensions: dict[str, Any],
+                                     opts: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
+        """No healthy host while the group wants one: idle at zero is not an outage, a wake that
+        never becomes healthy is (its requests wait at the activator, then fail there)."""
+        def query(id_: str, namespace: str, metric: str, dims: dict[str, Any], stat: str) -> dict[str, Any]:
+            return {"id": id_, "metric": {"namespace": namespace, "metric_name": metric, "dimensions": dims,
+                                          "stat": stat, "period": ALB_METRIC_PERIOD_SECONDS}}
+
+        return aws.cloudwatch.MetricAlarm(
+            f"{name}-no-healthy-hosts",
+            name=alarm.name,
+            alarm_description=_description(plan, alarm),
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            evaluation_periods=alarm.minutes,
+            datapoints_to_alarm=alarm.minutes,
+            # Both metrics come every minute (group metrics are on); a gap says nothing either way.
+            treat_missing_data="notBreaching",
+            metric_queries=[
+                query("healthy", ALB_NAMESPACE, "HealthyHostCount", dimensions, "Minimum"),
+                query("desired", "AWS/AutoScaling", "GroupDesiredCapacity", {"AutoScalingGroupName": plan.group_name},
+                      "Maximum"),
+                {"id": "down", "expression": "IF(FILL(desired, 0) >= 1 AND FILL(healthy, 0) < 1, 1, 0)",
+                 "label": "wanted and not healthy", "return_data": True},
+            ],
+            **alert_actions(plan),
+            tags=plan.tags,
+            opts=opts,
+        )
 
 
 def refresh_failure_pattern(plan: ServedModelPlan) -> dict[str, Any]:

@@ -10,8 +10,10 @@ and every name starts with the target group's name, which is unique per account 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from infra.plan.launch_timing import ready_seconds
 from infra.plan.scaling import ROLLOUT_ALARM_MINUTES, ROLLOUT_ERROR_RATE
 from infra.plan.stack import ServedModelPlan
 from runtime.settings import admission_budget_seconds
@@ -68,11 +70,23 @@ def latency_budget_seconds(plan: ServedModelPlan) -> float:
     return round(planned + admission_budget_seconds(plan.queue_budget_seconds, plan.request_timeout_seconds), 3)
 
 
+def no_healthy_hosts_minutes(plan: ServedModelPlan) -> int:
+    """How long a served model may have no healthy host before it alarms. A scale-to-zero one
+    has none while idle, by design, and none while it wakes: it alarms only once its group has
+    wanted an instance for longer than the slowest planned launch to ready
+    (infra/plan/launch_timing.py) and the usual two minutes on top."""
+    if not plan.scale_to_zero:
+        return NO_HEALTHY_HOSTS_MINUTES
+    return math.ceil(ready_seconds(plan.profile, "high") / 60) + NO_HEALTHY_HOSTS_MINUTES
+
+
 def served_model_alarms(plan: ServedModelPlan) -> list[AlarmPlan]:
     """The alarms of one served model. The 5xx one is the rollout alarm the instance refresh
-    already watches; a scale-to-zero served model has no healthy host while idle, by design,
-    so it gets no no-healthy-hosts alarm."""
+    already watches. A woken scale-to-zero served model that never becomes healthy is answered
+    by its activator, not its target group, so no 5xx alarm sees it: its no-healthy-hosts alarm
+    is what does."""
     budget = latency_budget_seconds(plan)
+    hosts_minutes = no_healthy_hosts_minutes(plan)
     alarms = [
         AlarmPlan("5xx-rate", rollout_alarm_name(plan), ROLLOUT_ERROR_RATE, ROLLOUT_ALARM_MINUTES,
                   f"more than {ROLLOUT_ERROR_RATE:.0%} of requests answered 5xx for {ROLLOUT_ALARM_MINUTES} minutes "
@@ -80,8 +94,8 @@ def served_model_alarms(plan: ServedModelPlan) -> list[AlarmPlan]:
         AlarmPlan("p99-latency", f"{plan.target_group_name}-p99-latency", budget, LATENCY_ALARM_MINUTES,
                   f"p99 target response time above the latency budget ({budget:g} s) for {LATENCY_ALARM_MINUTES} minutes"),
     ]
-    if not plan.scale_to_zero:
-        alarms.append(AlarmPlan("no-healthy-hosts", f"{plan.target_group_name}-no-healthy-hosts", 1,
-                                NO_HEALTHY_HOSTS_MINUTES,
-                                f"no healthy instance behind the target group for {NO_HEALTHY_HOSTS_MINUTES} minutes"))
+    alarms.append(AlarmPlan(
+        "no-healthy-hosts", f"{plan.target_group_name}-no-healthy-hosts", 1, hosts_minutes,
+        f"no healthy instance behind the target group for {hosts_minutes} minutes"
+        + (" while its group wants one (woken from zero and never ready)" if plan.scale_to_zero else "")))
     return alarms

@@ -6,7 +6,8 @@ rendered user data writes (read back from the launch template moto holds), crede
 the role in the template's instance profile (assumed, as the instance metadata service hands
 them out), the region, and nothing else of this machine's AWS settings. What differs is said
 in one place, here: it runs in this machine's Python instead of the image's virtualenv, on a
-loopback port instead of the instance's address, and without Docker, IMDS or a reboot.
+loopback port instead of the instance's address, and without Docker, IMDS or a reboot; the two
+settings it changes, each with a note in the report, are in `stand_in_env`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,25 @@ class RunningInstance:
 
     def log_tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stand_in_env(group: str, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The runtime env of an instance of `group` as the rehearsal runs it, and a note for each
+    setting changed from the user data's: this machine's CPU stands in for the instance's GPUs,
+    and an inference table captures every request, since the rehearsal sends a served model
+    only a request or two and a sampled capture (10 % in the prod stack) would most often
+    write no row to show that the instance role can put them."""
+    env, notes = dict(env), []
+    if env.get(variable("require_gpu")) == "true":
+        env[variable("require_gpu")] = "false"
+        notes.append(f"{group}: a GPU compute type; its runtime ran on this machine's CPU "
+                     f"({variable('require_gpu')} off): device placement only shows on a GPU")
+    sampling = variable("capture_sampling_fraction")
+    if env.get(variable("capture_uri")) and float(env.get(sampling, "1")) < 1:
+        notes.append(f"{group}: its runtime captured every request here ({sampling} {env[sampling]} on AWS), so the "
+                     "rehearsal's few requests show in the inference table")
+        env[sampling] = "1"
+    return env, notes
 
 
 class InstanceLauncher:
@@ -113,14 +133,9 @@ class InstanceLauncher:
         roles = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]
         credentials = self.role_credentials[roles[0]["Arn"]]
         port = self._ports.setdefault(instance_id, free_port())
-        env = {**runtime_env_file(user_data), variable("host"): "127.0.0.1", variable("port"): str(port)}
-        if env.get(variable("require_gpu")) == "true":
-            # This machine's CPU stands in for the instance's GPUs; the report says so.
-            env[variable("require_gpu")] = "false"
-            note = (f"{group['AutoScalingGroupName']}: a GPU compute type; its runtime ran on this machine's CPU "
-                    f"({variable('require_gpu')} off): device placement only shows on a GPU")
-            if note not in self.notes:
-                self.notes.append(note)
+        env, notes = stand_in_env(group["AutoScalingGroupName"], runtime_env_file(user_data))
+        env.update({variable("host"): "127.0.0.1", variable("port"): str(port)})
+        self.notes.extend(note for note in notes if note not in self.notes)
         # Nothing of this machine's AWS or Kiln settings, and a home of its own (so an empty
         # model cache and no ~/.aws): only what a new instance's container has.
         home = self.log_dir / instance_id

@@ -40,6 +40,7 @@ def test_the_prod_plan_declares_a_glue_table_over_the_capture_prefix(prod: Progr
     assert [(c["name"], c["type"]) for c in storage["columns"]] == [(c.name, c.glue_type) for c in COLUMNS]
     assert storage["serDeInfo"]["serializationLibrary"].endswith("ParquetHiveSerDe")
     assert [k["name"] for k in table.inputs["partitionKeys"]] == ["date"]
+    assert table.inputs["description"].endswith("(10 % of requests)")
 
 
 def test_athena_finds_the_date_partitions_by_projection_without_a_crawler(prod: ProgramRun) -> None:
@@ -82,3 +83,16 @@ def test_the_instance_role_may_only_put_objects_under_its_endpoints_capture_pref
     assert writes == [{"Sid": "WriteInferenceTable", "Effect": "Allow", "Action": ["s3:PutObject"],
                        "Resource": f"arn:aws:s3:::{bucket}/inference-tables/fraud-scorer/*"}]
     assert "WriteInferenceTable" not in _statements(prod, "ticket-router.champion")
+
+
+def test_the_dev_stacks_json_lines_rows_are_declared_with_athenas_json_serde(example_store) -> None:
+    """The dev stack writes JSON Lines: its table reads text with the OpenX SerDe Athena
+    documents for JSON, not Parquet."""
+    dev = run_program("dev", stack_config("dev", example_store), preview=False)
+    [table] = dev.of_type(TABLE)
+    storage = table.inputs["storageDescriptor"]
+
+    assert storage["serDeInfo"]["serializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+    assert storage["inputFormat"] == "org.apache.hadoop.mapred.TextInputFormat"
+    assert table.inputs["parameters"]["classification"] == "json"
+    assert table.inputs["description"].endswith("(100 % of requests)")

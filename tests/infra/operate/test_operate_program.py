@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 
 import pytest
 
 from infra.plan.alarms import ALARMS_COMPONENT_TYPE, latency_budget_seconds
 from infra.plan.config import parse_stack_config, values_from_stack_config
+from infra.plan.launch_timing import ready_seconds
 from infra.plan.stack import plan_stack
 from infra.preview.policy_pack import check_policies
 from infra.preview.program import ProgramRun, run_program
@@ -127,3 +129,29 @@ def test_kiln_review_lists_the_alarms_the_rule_and_the_topic(example_store) -> N
 
     silent = dataclasses.replace(review, alarms=[dataclasses.replace(a, alert_topic_arn=None) for a in review.alarms])
     assert "No alert topic (`kiln:alerts`)" in render_markdown(silent)
+
+
+def test_a_scale_to_zero_served_model_alarms_when_woken_and_never_healthy_not_while_idle(example_store) -> None:
+    """The dev stack's served model scales to zero: no host while idle is by design, but a wake
+    that never becomes healthy is answered by the activator, out of sight of the 5xx alarm, so
+    its no-healthy-hosts alarm counts only minutes when the group wants an instance, and only
+    after the slowest planned launch to ready."""
+    raw = stack_config("dev", example_store)
+    run = run_program("dev", raw, preview=False)
+    [served] = plan_stack("dev", parse_stack_config(values_from_stack_config(raw, "dev"), "dev")).served_models
+    alarms = {r.inputs["name"]: r.inputs for r in run.of_type(ALARM) if "name" in r.inputs}
+
+    alarm = alarms[f"{served.target_group_name}-no-healthy-hosts"]
+    queries = {q["id"]: q for q in alarm["metricQueries"]}
+
+    assert served.scale_to_zero
+    assert alarm["evaluationPeriods"] == math.ceil(ready_seconds(served.profile, "high") / 60) + 2
+    assert alarm["evaluationPeriods"] > 2
+    assert (queries["healthy"]["metric"]["metricName"], queries["healthy"]["metric"]["stat"]) == ("HealthyHostCount", "Minimum")
+    assert queries["desired"]["metric"]["metricName"] == "GroupDesiredCapacity"
+    assert queries["desired"]["metric"]["dimensions"] == {"AutoScalingGroupName": served.group_name}
+    assert queries["down"]["expression"] == "IF(FILL(desired, 0) >= 1 AND FILL(healthy, 0) < 1, 1, 0)"
+    assert (alarm["comparisonOperator"], alarm["threshold"], alarm["treatMissingData"]) == (
+        "GreaterThanOrEqualToThreshold", 1, "notBreaching")
+    # dev names no kiln:alerts topic: the alarm changes state and notifies no one.
+    assert alarm["alarmActions"] == []

@@ -4,11 +4,14 @@ a refresh at its checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from datetime import UTC, datetime
 
 from rich.console import Console
 
 from infra.commands.status import print_status
 from infra.operate.state import (
+    Activity,
     GroupState,
     Refresh,
     ServedModelStatus,
@@ -59,3 +62,23 @@ def test_the_table_says_why_the_last_refresh_rolled_back() -> None:
     text = out.export_text()
     assert "scorer/champion" in text and "READY" in text and "models:/scorer/7" in text
     assert "last instance refresh RollbackSuccessful: alarm kiln-prod-rollout-5xx in ALARM" in text
+
+
+def test_a_group_that_cannot_launch_says_why_in_its_last_scaling_activities() -> None:
+    """moto records no scaling activity, so this is where a capacity error reaches the reader:
+    the table lists the latest ones, and --json carries them with ISO times."""
+    failed = Activity(datetime(2026, 11, 27, 5, 12, tzinfo=UTC), "Failed", "Launching a new EC2 instance.  Status Reason: "
+                      "We currently do not have sufficient g5.xlarge capacity in the Availability Zone you requested.")
+    stuck = dataclasses.replace(GROUP, in_service=0, target_groups=[TargetGroupHealth("tg", [])], activities=[failed])
+    state, reasons = serving_state(stuck, scale_to_zero=False)
+    status = StackStatus("prod", "us-east-1", [ServedModelStatus("scorer", "champion", state, reasons, stuck)])
+    out = Console(record=True, width=300)
+
+    print_status(out, status)
+
+    text = out.export_text()
+    assert state is ServingState.NOT_READY
+    assert "no target registered yet (0 in service, 0 pending of 2)" in text
+    assert "2026-11-27 05:12 Failed: Launching a new EC2 instance.  Status Reason: We currently do not have sufficient" in text
+    [activity] = json.loads(json.dumps(status.as_json()))["servedModels"][0]["group"]["activities"]
+    assert (activity["time"], activity["status"]) == ("2026-11-27T05:12:00+00:00", "Failed")

@@ -13,13 +13,17 @@ import pytest
 from click.testing import CliRunner, Result
 
 from infra.commands.cli import main
-from infra.rehearsal.local_aws import LocalAws, local_aws
+from infra.rehearsal.local_aws import Credentials, LocalAws, local_aws
 from tests.conftest import write_stack
 
 STACK = "ops"
 SERVED = ("ready", "broken", "rolling", "idle", "absent")
 MODEL = "models:/scorer/7"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/kiln-images@sha256:" + "ab" * 32
+# What docs/operate.md says `kiln status` needs, and nothing more: every read below is made
+# with these, IAM enforced.
+READER_ACTIONS = ["autoscaling:Describe*", "elasticloadbalancing:DescribeTargetHealth",
+                  "ec2:DescribeLaunchTemplateVersions", "cloudwatch:DescribeAlarms"]
 
 
 def stack_file(directory: Path, served_models: tuple[str, ...]) -> Path:
@@ -62,8 +66,8 @@ def deploy(aws: LocalAws, served: str, subnets: list[str], vpc: str, desired: in
 
 
 @pytest.fixture(scope="module")
-def account() -> Iterator[tuple[LocalAws, dict[str, dict[str, Any]]]]:
-    with local_aws() as (aws, _):
+def account() -> Iterator[tuple[LocalAws, dict[str, dict[str, Any]], dict[str, Credentials]]]:
+    with local_aws() as (aws, enforce):
         ec2 = aws.client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")["Subnet"]["SubnetId"]
@@ -77,21 +81,40 @@ def account() -> Iterator[tuple[LocalAws, dict[str, dict[str, Any]]]]:
                                     Statistic="Minimum", Period=60, EvaluationPeriods=2, Threshold=1,
                                     ComparisonOperator="LessThanThreshold")
         cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="0 healthy hosts for 2 minutes")
+        # ready: a warm pool too, so its warm instances are read (moto keeps none in it).
+        aws.client("autoscaling").put_warm_pool(AutoScalingGroupName=deployed["ready"]["group"], MinSize=1,
+                                                PoolState="Stopped")
         # rolling: an instance refresh half-way to its first checkpoint.
         aws.client("autoscaling").start_instance_refresh(
             AutoScalingGroupName=deployed["rolling"]["group"],
             Preferences={"MinHealthyPercentage": 100, "AutoRollback": True, "CheckpointPercentages": [50, 100]})
-        yield aws, deployed
+        readers = {"reader": reader(aws, "kiln-status-reader", READER_ACTIONS),
+                   "without-alarms": reader(aws, "kiln-status-no-alarms", READER_ACTIONS[:-1])}
+        enforce()
+        yield aws, deployed, readers
 
 
-def kiln_status(aws: LocalAws, path: Path, *options: str) -> Result:
-    env = {**aws.process_env(aws.operator), "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+def reader(aws: LocalAws, name: str, actions: list[str]) -> Credentials:
+    """A user allowed `actions` on every resource, and nothing else."""
+    iam = aws.client("iam")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="status", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def kiln_status(account: tuple[LocalAws, Any, dict[str, Credentials]], path: Path, *options: str,
+                as_user: str = "reader") -> Result:
+    aws, _, readers = account
+    env = {**aws.process_env(readers[as_user]), "AWS_CONFIG_FILE": "/nonexistent",
+           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
     return CliRunner().invoke(main, ["status", str(path), *options], env=env)
 
 
 def test_each_served_model_gets_its_word_and_why(account, tmp_path: Path) -> None:
-    aws, deployed = account
-    result = kiln_status(aws, stack_file(tmp_path / "all", SERVED), "--json")
+    _, deployed, _ = account
+    result = kiln_status(account, stack_file(tmp_path / "all", SERVED), "--json")
     status = json.loads(result.output)
     by_name = {s["servedModel"]: s for s in status["servedModels"]}
 
@@ -112,8 +135,8 @@ def test_each_served_model_gets_its_word_and_why(account, tmp_path: Path) -> Non
 
 
 def test_the_table_names_each_state_and_the_alarm_in_alarm(account, tmp_path: Path) -> None:
-    aws, deployed = account
-    result = kiln_status(aws, stack_file(tmp_path / "all", SERVED))
+    _, deployed, _ = account
+    result = kiln_status(account, stack_file(tmp_path / "all", SERVED))
 
     assert result.exit_code == 1
     for word in ("READY", "NOT_READY", "UPDATING", "SCALED_TO_ZERO"):
@@ -122,8 +145,7 @@ def test_the_table_names_each_state_and_the_alarm_in_alarm(account, tmp_path: Pa
 
 
 def test_exit_0_when_every_served_model_answers(account, tmp_path: Path) -> None:
-    aws, _ = account
-    result = kiln_status(aws, stack_file(tmp_path / "answering", ("ready", "idle")), "--json")
+    result = kiln_status(account, stack_file(tmp_path / "answering", ("ready", "idle")), "--json")
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["answering"] is True
@@ -132,15 +154,15 @@ def test_exit_0_when_every_served_model_answers(account, tmp_path: Path) -> None
 def test_watch_reads_until_the_rollback_ends(account, tmp_path: Path) -> None:
     """--watch reads again until every served model answers: a refresh that is rolled back
     stays UPDATING (with AWS's reason) until it is no longer active."""
-    aws, deployed = account
+    aws, deployed, _ = account
     group = deployed["rolling"]["group"]
     path = stack_file(tmp_path / "rolling", ("rolling",))
     aws.client("autoscaling").rollback_instance_refresh(AutoScalingGroupName=group)
-    first = json.loads(kiln_status(aws, path, "--json").output)["servedModels"][0]
+    first = json.loads(kiln_status(account, path, "--json").output)["servedModels"][0]
     assert first["reasons"] == ["instance refresh RollbackInProgress 0 %, next checkpoint at 50 %; Rollback initiated by user"]
 
     # Long enough for a second read on a loaded machine (a read takes well under a second alone).
-    watched = kiln_status(aws, path, "--json", "--watch", "--interval", "0.2", "--timeout", "10")
+    watched = kiln_status(account, path, "--json", "--watch", "--interval", "0.2", "--timeout", "10")
 
     reads = [json.loads(line) for line in watched.output.splitlines()]
     assert watched.exit_code == 1 and len(reads) >= 2
@@ -148,20 +170,38 @@ def test_watch_reads_until_the_rollback_ends(account, tmp_path: Path) -> None:
 
 
 def test_watch_stops_once_the_targets_turn_healthy(account, tmp_path: Path) -> None:
-    aws, deployed = account
+    aws, deployed, _ = account
     ec2 = aws.client("ec2")
     path = stack_file(tmp_path / "broken", ("broken",))
     # Long after the first read (a read takes well under a second), well before the timeout.
     timer = threading.Timer(5.0, ec2.start_instances, kwargs={"InstanceIds": deployed["broken"]["instances"]})
     timer.start()
     try:
-        watched = kiln_status(aws, path, "--json", "--watch", "--interval", "0.5", "--timeout", "60")
+        watched = kiln_status(account, path, "--json", "--watch", "--interval", "0.5", "--timeout", "60")
     finally:
         timer.join()
 
     states = [json.loads(line)["servedModels"][0]["state"] for line in watched.output.splitlines()]
     assert watched.exit_code == 0
     assert states[0] == "NOT_READY" and states[-1] == "READY"
+
+
+def test_a_caller_without_a_describe_permission_is_a_clear_exit_2(account, tmp_path: Path) -> None:
+    result = kiln_status(account, stack_file(tmp_path / "denied", ("broken",)), as_user="without-alarms")
+
+    assert result.exit_code == 2
+    assert "error: AWS refused to describe the stack" in result.output
+    assert "DescribeAlarms" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_timeout_without_watch_is_refused_rather_than_read_once(tmp_path: Path) -> None:
+    """`kiln status prod --timeout 1800` in a pipeline would otherwise read once and fail the
+    rollout it meant to wait for."""
+    result = CliRunner().invoke(main, ["status", str(stack_file(tmp_path / "once", ("ready",))), "--timeout", "1800"])
+
+    assert result.exit_code == 2
+    assert "--interval and --timeout apply to --watch" in result.output
 
 
 def test_no_credentials_is_a_clear_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from infra.commands.cli import main
 from infra.components.permissions import instance_policy
 from infra.rehearsal.rehearsal import RehearsalReport, rehearse
 from models.examples.seed import LocalStore
+from tests.conftest import write_stack
 
 
 def _step(report: RehearsalReport, name: str) -> Any:
@@ -48,6 +49,30 @@ def test_the_dev_stack_rehearses_end_to_end_through_a_registry_server(tmp_path: 
     assert any("DenyInsecureTransport" in note for note in report["notes"])
     # The tracking server's artifacts went through the stand-in S3.
     assert "PUT /api/2.0/mlflow-artifacts/artifacts/" in (tmp_path / "mlflow-server.log").read_text()
+
+
+def test_a_sampled_inference_table_and_an_always_on_group_rehearse_as_ready_with_their_rows(
+        tmp_path: Path, example_store: LocalStore) -> None:
+    """The prod stack's shape: a group that never scales to zero, capturing 10 % as Parquet.
+    `kiln status` reads it READY from the program's own tags, and its rows show although the
+    rehearsal sends it a single request (it captures every request here, and says so)."""
+    stack = write_stack(tmp_path, {
+        "aws:region": "us-east-1",
+        "kiln:environment": "dev",
+        "kiln:mlflowTrackingUri": example_store.tracking_uri,
+        "kiln:network": {"vpcId": "vpc-0d3e0000000000001",
+                         "privateSubnetIds": ["subnet-0d3e00000000000a1", "subnet-0d3e00000000000b1"]},
+        "kiln:endpoints": [{"name": "scorer", "autoCaptureConfig": {"samplingPercentage": 10},
+                            "servedModels": [{"name": "champion", "modelUri": "models:/fraud-scorer@champion",
+                                              "computeType": "CPU_MEDIUM", "workloadSize": "Small"}]}],
+    }, stack="sampled")
+
+    report = rehearse(str(stack), tmp_path / "work", registry=False)
+
+    assert report.ok, [(step.name, step.detail) for step in report.steps if not step.ok]
+    assert _step(report, "kiln status").detail == "scorer/champion READY"
+    assert "/inference-tables/scorer/ put with the instance role" in _step(report, "scorer/champion captures its requests").detail
+    assert any("captured every request here (KILN_CAPTURE_SAMPLING_FRACTION 0.1 on AWS)" in note for note in report.notes)
 
 
 def test_an_instance_role_that_may_only_get_objects_fails_the_rehearsal_with_access_denied(
