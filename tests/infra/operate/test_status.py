@@ -4,14 +4,16 @@ found by the stack's tags, with the reason a person acts on."""
 from __future__ import annotations
 
 import json
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
+from infra.commands import status as status_module
 from infra.commands.cli import main
 from infra.rehearsal.local_aws import Credentials, LocalAws, local_aws
 from tests.conftest import write_stack
@@ -169,17 +171,22 @@ def test_watch_reads_until_the_rollback_ends(account, tmp_path: Path) -> None:
     assert {read["servedModels"][0]["state"] for read in reads} == {"UPDATING"}
 
 
-def test_watch_stops_once_the_targets_turn_healthy(account, tmp_path: Path) -> None:
+def test_watch_stops_once_the_targets_turn_healthy(account, tmp_path: Path, monkeypatch) -> None:
     aws, deployed, _ = account
     ec2 = aws.client("ec2")
     path = stack_file(tmp_path / "broken", ("broken",))
-    # Long after the first read (a read takes well under a second), well before the timeout.
-    timer = threading.Timer(5.0, ec2.start_instances, kwargs={"InstanceIds": deployed["broken"]["instances"]})
-    timer.start()
-    try:
-        watched = kiln_status(account, path, "--json", "--watch", "--interval", "0.5", "--timeout", "60")
-    finally:
-        timer.join()
+
+    def heal_then_wait(seconds: float) -> None:
+        """The instance starts while the watch waits after its first read, however long that read
+        took (a timer raced a slow machine)."""
+        if not any(i["State"]["Name"] == "running" for r in ec2.describe_instances(
+                InstanceIds=deployed["broken"]["instances"])["Reservations"] for i in r["Instances"]):
+            ec2.start_instances(InstanceIds=deployed["broken"]["instances"])
+        time.sleep(seconds)
+
+    monkeypatch.setattr(status_module, "time", SimpleNamespace(
+        sleep=heal_then_wait, monotonic=time.monotonic, strftime=time.strftime))
+    watched = kiln_status(account, path, "--json", "--watch", "--interval", "0.5", "--timeout", "60")
 
     states = [json.loads(line)["servedModels"][0]["state"] for line in watched.output.splitlines()]
     assert watched.exit_code == 0
