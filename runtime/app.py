@@ -242,11 +242,14 @@ class RuntimeApp:
         status = await self._answer(scope, receive, send)
         seconds = time.perf_counter() - send.started
         self.metrics.observe(status, seconds)
-        if status >= 500:
-            log.warning("request %s answered %d after %.3f s", send.request_id, status, seconds)
+        raw_client_id = _header(scope, CLIENT_REQUEST_ID_HEADER)
+        client_id = raw_client_id.decode("latin-1") if raw_client_id else None
+        # The access log: every answer's id (the caller's x-request-id) findable in the logs, as
+        # an error when the runtime failed it.
+        log.log(logging.WARNING if status >= 500 else logging.INFO, "request %s answered %d after %.3f s%s",
+                send.request_id, status, seconds, f" (client request id {client_id})" if client_id else "")
         if self.capture is not None and self.capture.sampled():
-            client_id = _header(scope, CLIENT_REQUEST_ID_HEADER)
-            self.capture.offer(Exchange(send.request_id, client_id.decode("latin-1") if client_id else None, arrived,
+            self.capture.offer(Exchange(send.request_id, client_id, arrived,
                                         seconds, status, send.request_body, send.body))
 
     async def _answer(self, scope: Scope, receive: Receive, send: Reply) -> int:

@@ -229,18 +229,24 @@ def test_drain_uploads_the_rows_still_in_memory(capturing, s3) -> None:
     assert "flushed 5 row(s) on drain" in runtime.log()
 
 
-def test_every_response_carries_a_request_id_and_a_failed_one_is_logged_with_it(capturing) -> None:
+def test_every_response_carries_a_request_id_and_every_answer_is_logged_with_it(capturing) -> None:
     runtime, _ = capturing
 
     ping = httpx.get(f"{runtime.url}/ping")
     failed = _invoke(runtime, "raise")
     missing = httpx.get(f"{runtime.url}/no-such-path")
+    answered = _invoke(runtime, "ok", headers={"x-client-request-id": "order-42"})
+    refused = httpx.post(f"{runtime.url}/invocations", content=b"{not json", headers=JSON_HEADERS)
 
-    ids = [r.headers.get("x-request-id") for r in (ping, failed, missing)]
-    assert all(ids) and len(set(ids)) == 3
-    # The model raised: a 500, whose log line carries the id the caller was given.
-    assert failed.status_code == 500
-    assert f"request {ids[1]} answered 500" in runtime.log()
+    ids = [r.headers.get("x-request-id") for r in (ping, failed, missing, answered, refused)]
+    assert all(ids) and len(set(ids)) == 5
+    # Each invocation's log line carries the id the caller was given: a 500 as an error, a 200
+    # and a 400 as the access log, with the caller's own id when it sent one.
+    assert failed.status_code == 500 and answered.status_code == 200 and refused.status_code == 400
+    log = runtime.log()
+    assert re.search(rf"WARNING request {ids[1]} answered 500 after \d+\.\d{{3}} s", log)
+    assert re.search(rf"INFO request {ids[3]} answered 200 after \d+\.\d{{3}} s \(client request id order-42\)", log)
+    assert re.search(rf"INFO request {ids[4]} answered 400 after", log)
 
 
 @pytest.fixture
