@@ -132,7 +132,9 @@ class StackStatus:
 def serving_state(group: GroupState, scale_to_zero: bool) -> tuple[ServingState, list[str]]:
     """The word for a deployed group, and why: a refresh in progress is UPDATING (the old
     instances keep serving), a scale-to-zero group with nothing desired is SCALED_TO_ZERO, one
-    healthy target is READY, else NOT_READY with each unhealthy target's reason."""
+    healthy target is READY, else NOT_READY with each unhealthy target's reason. A scale-to-zero
+    group waking up (its instances launching or registering, none failing) is still
+    SCALED_TO_ZERO: its route stays on the activator, which holds requests until one is healthy."""
     refresh = group.refresh
     if refresh is not None and refresh.active:
         checkpoint = f", next checkpoint at {refresh.next_checkpoint} %" if refresh.next_checkpoint else ""
@@ -145,6 +147,10 @@ def serving_state(group: GroupState, scale_to_zero: bool) -> tuple[ServingState,
                                         "group: set its desired capacity back to its minimum"]
     if group.healthy:
         return ServingState.READY, []
+    if scale_to_zero and all(t.state == "initial" for tg in group.target_groups for t in tg.targets):
+        return ServingState.SCALED_TO_ZERO, [
+            f"waking: {group.pending} pending, {group.in_service} in service of {group.desired}; the activator holds "
+            "requests until one is healthy"]
     reasons = [
         f"{target_group.name}: {target.target} {target.state}"
         + (f" ({target.reason}: {target.description})" if target.reason else "")

@@ -36,6 +36,23 @@ def test_an_emptied_group_without_an_activator_is_not_ready_and_says_so() -> Non
     assert state is ServingState.NOT_READY and "scaleToZeroEnabled is off" in reasons[0]
 
 
+def test_a_scale_to_zero_group_waking_up_is_still_scaled_to_zero_until_a_target_fails() -> None:
+    launching = dataclasses.replace(GROUP, desired=1, in_service=0, pending=1, target_groups=[TargetGroupHealth("tg", [])])
+    registering = dataclasses.replace(GROUP, desired=1, in_service=1, pending=0,
+                                      target_groups=[TargetGroupHealth("tg", [TargetHealth("i-1", "initial")])])
+    failing = dataclasses.replace(GROUP, desired=1, in_service=1, pending=0, target_groups=[TargetGroupHealth(
+        "tg", [TargetHealth("i-1", "unhealthy", "Target.FailedHealthChecks", "Health checks failed")])])
+
+    # The activator holds the requests of a waking model: it answers, only later.
+    assert serving_state(launching, scale_to_zero=True) == (ServingState.SCALED_TO_ZERO, [
+        "waking: 1 pending, 0 in service of 1; the activator holds requests until one is healthy"])
+    assert serving_state(registering, scale_to_zero=True)[0] is ServingState.SCALED_TO_ZERO
+    # A failing instance is NOT_READY, and without scale to zero nothing holds the requests.
+    assert serving_state(failing, scale_to_zero=True) == (ServingState.NOT_READY, [
+        "tg: i-1 unhealthy (Target.FailedHealthChecks: Health checks failed)"])
+    assert serving_state(launching, scale_to_zero=False)[0] is ServingState.NOT_READY
+
+
 def test_a_refresh_waiting_at_its_checkpoint_is_updating_while_the_old_instances_serve() -> None:
     waiting = dataclasses.replace(GROUP, refresh=Refresh("r-1", "Baking", 50, next_checkpoint=100))
 
