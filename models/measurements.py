@@ -107,4 +107,8 @@ def record_measurements(artifact_digest: str, image_tag: str, model_uri: str, me
 def recorded_measurements(artifact_digest: str, image_tag: str) -> Measurements | None:
     """What a reload check of this model in this environment measured, if one ran here."""
     path = measurements_path(artifact_digest, image_tag)
-    return Measurements.from_dict(json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    # Marked used, as a reused virtualenv is: `kiln cache prune` keeps what a plan still sizes from.
+    path.touch()
+    return Measurements.from_dict(json.loads(path.read_text()))
