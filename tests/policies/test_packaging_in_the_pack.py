@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from infra.commands.cli import main
@@ -93,15 +94,26 @@ def test_an_unpinned_requirement_in_prod_is_a_mandatory_violation_beside_the_oth
     assert _violations(result) >= {("requirements-unpinned", "mandatory"), ("no-scale-to-zero", "mandatory")}
 
 
-def test_the_pulumi_program_still_stops_on_an_unsigned_prod_model_with_the_checks_message(
-    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+@pytest.mark.parametrize("rule", ["model-signature", "no-conda-defaults-channel"])
+def test_the_pulumi_program_stops_on_a_mandatory_finding_with_the_message_kiln_check_reports(
+    rule: str, example_store, tmp_path: Path, kiln_runtime  # noqa: F811
 ) -> None:
-    model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+    """One check, one message: the pack reports the bake's finding, the program stops on it."""
+    if rule == "model-signature":
+        model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+    else:
+        model = save_pyfunc(tmp_path / "model", conda_env={
+            "name": "legacy", "channels": ["defaults"],
+            "dependencies": ["python=3.11.7", "pip", {"pip": pinned("mlflow", "pandas")}]})
+    stack = _prod_serving(tmp_path, example_store, model)
 
-    result = CliRunner().invoke(main, ["plan", str(_prod_serving(tmp_path, example_store, model)),
-                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+    planned = CliRunner().invoke(main, ["plan", str(stack), "--mlflow-tracking-uri", example_store.tracking_uri])
+    checked = _check(stack, example_store)
 
-    assert result.exit_code == 2 and "[model-signature]" in result.output and "infer_signature" in result.output
+    [violation] = [v for v in json.loads(checked.stdout)["violations"] if v["policy"] == rule]
+    [stopped] = [line.strip() for line in planned.output.splitlines() if line.strip().startswith(f"[{rule}]")]
+    assert planned.exit_code == 2 and checked.exit_code == 1 and violation["level"] == "mandatory"
+    assert stopped == f"[{rule}] " + violation["message"].split("): ", 1)[1]
 
 
 def _dev_building(tmp_path: Path, store: Any, timeout_minutes: int) -> Path:
