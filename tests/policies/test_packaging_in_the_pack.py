@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+import infra.commands.bake as bake_command_module
 from infra.commands.cli import main
 from models.examples.seed import pinned
-from tests.bake_support import kiln_runtime, save_pyfunc  # noqa: F401 (fixture)
+from models.reload import ReloadResult
+from tests.bake_support import kiln_runtime, save_pyfunc, venv_with_distributions  # noqa: F401 (fixture)
 from tests.conftest import stack_config, write_stack
 
 
@@ -146,3 +148,27 @@ def test_a_build_close_to_its_timeout_is_advised_and_does_not_fail_the_check(
     assert result.exit_code == 0, result.output
     assert ("build-time-margin", "advisory") in _violations(result)
     assert "build-time" not in {policy for policy, _ in _violations(result)}
+
+
+def test_the_install_kiln_bake_measured_replaces_the_package_table_in_kiln_checks_build_time(
+    example_store, tmp_path: Path, kiln_runtime, monkeypatch  # noqa: F811
+) -> None:
+    """The table puts torch at its CUDA wheels' 6.5 GiB; the reload check's virtualenv (stood in
+    for by one holding what pip records for a +cpu torch) is what the image's layer will hold,
+    and `kiln check`, which runs no reload check, sizes the image from it once `kiln bake` ran."""
+    stack = _dev_building(tmp_path, example_store, 5)
+    before = _check(stack, example_store)
+    venv = venv_with_distributions(tmp_path, ("torch", "2.4.0+cpu"), *(tuple(p.split("==")) for p in pinned("mlflow")))
+    monkeypatch.setattr(bake_command_module, "reload_check", lambda *_, **__: ReloadResult(True, "predict", "", venv=venv))
+
+    baked = CliRunner().invoke(main, ["bake", str(stack), "--json", "--mlflow-tracking-uri", example_store.tracking_uri,
+                                      "-o", str(tmp_path / "contexts")])
+    after = _check(stack, example_store)
+
+    [report] = json.loads(baked.stdout)["servedModels"]
+    assert baked.exit_code == 0, baked.output
+    assert report["estimate"]["dependenciesMeasured"] and report["estimate"]["buildMinutes"] < 5
+    assert report["estimate"]["fromPackageTable"]["buildMinutes"] > 5
+    assert before.exit_code == 1 and ("build-time", "mandatory") in _violations(before)
+    assert after.exit_code == 0, after.output
+    assert not {"build-time", "build-time-margin"} & {policy for policy, _ in _violations(after)}
