@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 import infra.commands.bake as bake_command_module
 from infra.commands.cli import main
+from models import artifacts
 from models.examples.seed import pinned
 from models.reload import ReloadResult
 from tests.bake_support import kiln_runtime, save_pyfunc, venv_with_distributions  # noqa: F401 (fixture)
@@ -156,6 +157,8 @@ def test_the_install_kiln_bake_measured_replaces_the_package_table_in_kiln_check
     """The table puts torch at its CUDA wheels' 6.5 GiB; the reload check's virtualenv (stood in
     for by one holding what pip records for a +cpu torch) is what the image's layer will hold,
     and `kiln check`, which runs no reload check, sizes the image from it once `kiln bake` ran."""
+    # A cache of its own: what this test measures must not calibrate the other tests' estimates.
+    monkeypatch.setattr(artifacts, "CACHE_DIR", tmp_path / "cache")
     stack = _dev_building(tmp_path, example_store, 5)
     before = _check(stack, example_store)
     venv = venv_with_distributions(tmp_path, ("torch", "2.4.0+cpu"), *(tuple(p.split("==")) for p in pinned("mlflow")))
