@@ -193,9 +193,13 @@ def _print(report: BakeReport) -> None:
     console.print(f"  image tag {report.image_tag}   model digest {report.artifact_digest[:16]}…", highlight=False)
     e = report.estimate
     if e:
+        # Which Python layer the figures rest on: the reload check's measured install, or the table.
+        layer = (f"Python layer {e['dependenciesGiB']} GiB measured, table {e['fromPackageTable']['dependenciesGiB']} GiB"
+                 if e["dependenciesMeasured"] else f"Python layer ~{e['dependenciesGiB']} GiB from the package table")
         console.print(
-            f"  image ~{e['imageGiB']} GiB; instance needs ~{e['instanceNeedsGiB']} GiB of {e['rootVolumeGiB']} GiB root; "
-            f"builder {e['builderComputeType']} needs ~{e['builderNeedsGiB']} GiB; build ~{e['buildMinutes']} min",
+            f"  image ~{e['imageGiB']} GiB ({layer}); instance needs ~{e['instanceNeedsGiB']} GiB of "
+            f"{e['rootVolumeGiB']} GiB root; builder {e['builderComputeType']} needs ~{e['builderNeedsGiB']} GiB; "
+            f"build ~{e['buildMinutes']} min",
             highlight=False,
         )
     if report.reload:

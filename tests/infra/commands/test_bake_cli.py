@@ -197,9 +197,12 @@ def test_the_reload_checks_virtualenv_calibrates_the_image_estimate_and_both_are
     monkeypatch.setattr(artifacts, "CACHE_DIR", tmp_path / "cache")  # as above
 
     result = CliRunner().invoke(main, ["bake", str(model), "--environment", "dev", "--json"])
+    tables = CliRunner().invoke(main, ["bake", str(model), "--environment", "dev"])
 
     estimate = json.loads(result.stdout)["servedModels"][0]["estimate"]
     assert result.exit_code == 0, result.output
+    assert (f"(Python layer {estimate['dependenciesGiB']} GiB measured, "
+            f"table {estimate['fromPackageTable']['dependenciesGiB']} GiB)") in " ".join(tables.stdout.split())
     assert estimate["dependenciesMeasured"] and not estimate["fromPackageTable"]["dependenciesMeasured"]
     assert estimate["dependenciesGiB"] < 0.1 < 6 < estimate["fromPackageTable"]["dependenciesGiB"]
     assert estimate["imageGiB"] < estimate["fromPackageTable"]["imageGiB"]
