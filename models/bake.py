@@ -16,6 +16,7 @@ from models.checks import CheckInput, Finding, PackagingError, ServingTarget, ch
 from models.environment import Environment, environment_for
 from models.estimates import ImageEstimate, estimate_image
 from models.manifest import Manifest, read_manifest
+from models.measurements import recorded_installed_size
 from models.resolved import ResolvedPackages
 
 # MLflow retries an unreachable server for minutes by default; a plan should say so at once.
@@ -43,6 +44,10 @@ class BakedModel:
     def image_tag(self) -> str:
         return self.environment.image_tag
 
+    def table_estimate(self, gpu: bool) -> ImageEstimate:
+        """The image estimate from the package table alone, whatever was measured."""
+        return estimate_image(self.manifest.requirements, self.manifest.size_bytes, gpu, self.environment.system_cuda)
+
     def calibrated(self, installed_bytes: int, gpu: bool) -> BakedModel:
         """This model with the image estimate taken from a measured install (the reload
         check's virtualenv) instead of the package table."""
@@ -57,6 +62,8 @@ class BakedModel:
 
 
 def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
+    """The model resolved and inspected; its image estimated from the installed size a reload
+    check of the same environment measured here (`kiln bake`), else from the package table."""
     files = fetch_model(model_uri, tracking_uri)
     manifest = read_manifest(files.directory)
     environment = environment_for(manifest, gpu)
@@ -67,7 +74,8 @@ def bake(model_uri: str, tracking_uri: str, gpu: bool) -> BakedModel:
         manifest=manifest,
         environment=environment,
         model_dir=files.directory,
-        estimate=estimate_image(manifest.requirements, manifest.size_bytes, gpu, environment.system_cuda),
+        estimate=estimate_image(manifest.requirements, manifest.size_bytes, gpu, environment.system_cuda,
+                                recorded_installed_size(environment.image_tag)),
     )
 
 

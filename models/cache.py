@@ -46,8 +46,8 @@ def _last_used(path: Path) -> float:
 
 
 def cache_entries(root: Path | None = None) -> list[CacheEntry]:
-    """Every model, virtualenv and build context in the cache (one entry each), plus the
-    measurements and the registry index as one entry apiece."""
+    """Every model, virtualenv, build context and measurement in the cache (one entry each),
+    plus the registry index as one entry."""
     root = root or artifacts.CACHE_DIR
     if not root.is_dir():
         return []
@@ -58,9 +58,11 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
         if child.name == "venvs":
             # Only the virtualenvs: their `.lock` files may be held by a running check.
             entries += [CacheEntry("venv", p, _size(p), _last_used(p)) for p in sorted(child.iterdir()) if p.is_dir()]
-        elif child.name == "contexts":
-            # Each build context is a folder and the zip uploaded from it.
-            entries += [CacheEntry("context", p, _size(p), _last_used(p)) for p in sorted(child.iterdir())]
+        elif child.name in ("contexts", "measurements"):
+            # Each build context is a folder and the zip uploaded from it; each measurement one
+            # model's file, read (and so marked used) whenever a `sizing: measured` plan sizes from it.
+            kind = "context" if child.name == "contexts" else "measurements"
+            entries += [CacheEntry(kind, p, _size(p), _last_used(p)) for p in sorted(child.iterdir())]
         elif child.name in KINDS:
             entries.append(CacheEntry(child.name, child, _size(child), _last_used(child)))
         else:

@@ -107,4 +107,34 @@ def record_measurements(artifact_digest: str, image_tag: str, model_uri: str, me
 def recorded_measurements(artifact_digest: str, image_tag: str) -> Measurements | None:
     """What a reload check of this model in this environment measured, if one ran here."""
     path = measurements_path(artifact_digest, image_tag)
-    return Measurements.from_dict(json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    # Marked used, as a reused virtualenv is: `kiln cache prune` keeps what a plan still sizes from.
+    path.touch()
+    return Measurements.from_dict(json.loads(path.read_text()))
+
+
+def installed_size_path(image_tag: str) -> Path:
+    """The cache file for one environment's measured Python layer (by image tag: the same
+    requirements, Python and runtime install the same wheels)."""
+    return artifacts.CACHE_DIR / "measurements" / f"{image_tag}.json"
+
+
+def record_installed_size(image_tag: str, installed_bytes: int) -> Path:
+    """What the reload check's virtualenv for this environment occupies installed, so that
+    `kiln plan`, `kiln check` and `pulumi up`, which run no reload check, size the image from
+    it instead of the package table."""
+    path = installed_size_path(image_tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"imageTag": image_tag, "installedBytes": installed_bytes,
+                                "measuredAt": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2))
+    return path
+
+
+def recorded_installed_size(image_tag: str) -> int | None:
+    """The installed size a reload check here measured for this environment, if one ran."""
+    path = installed_size_path(image_tag)
+    if not path.is_file():
+        return None
+    path.touch()  # marked used, as recorded_measurements does
+    return int(json.loads(path.read_text())["installedBytes"])

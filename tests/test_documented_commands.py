@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from infra.commands.cli import main
 from infra.plan.config import PROJECT_ROOT
@@ -217,6 +218,10 @@ def test_documented_command_runs_as_written(command: DocumentedCommand, scratch:
         run_server(command, scratch)
         return
     monkeypatch.chdir(scratch)
+    # As in a fresh `kiln` process: `kiln examples` above set MLflow's process-wide tracking URI
+    # to the example store, which a command that takes MLflow's own must not inherit.
+    monkeypatch.setattr(mlflow_tracking, "_tracking_uri", None)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     result = CliRunner().invoke(main, expand(command.words, scratch)[1:], env={"PWD": str(scratch)})
 

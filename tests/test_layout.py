@@ -22,7 +22,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.activator": (),
     "infra.plan": ("runtime",),
     "models": ("infra.plan", "runtime"),
-    # The pack shares the packaging rules' levels and channel test with models/checks.py.
+    # The pack shares the packaging rules and their levels with models/checks.py.
     "policies": ("infra.plan.catalog", "infra.plan.packaging"),
     "infra.providers": ("infra.plan", "models", "runtime"),
     "infra.program": ("infra.plan", "models", "runtime"),

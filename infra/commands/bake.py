@@ -36,7 +36,7 @@ from models.bake import bake_and_check
 from models.build_context import BuildContextError, render_build_context
 from models.checks import Finding, ServingTarget
 from models.estimates import ImageEstimate
-from models.measurements import record_measurements
+from models.measurements import record_installed_size, record_measurements
 from models.reload import ReloadResult, reload_check
 from models.resolved import installed_bytes, read_resolved
 
@@ -157,7 +157,6 @@ def bake_target(target: BakeTarget, skip_reload: bool, output: Path | None,
     report.image_tag = baked.image_tag
     report.artifact_digest = baked.artifact_digest
     profile = target.serving.profile
-    report.estimate = _estimate(baked.estimate, profile.root_volume_gib)
     if not skip_reload:
         with _step(progress, f"{report.served_model}: reload check (a fresh virtualenv from its requirements)"):
             report.reload = reload_check(baked.model_dir, baked.manifest, gpu=profile.has_gpu)
@@ -166,14 +165,19 @@ def bake_target(target: BakeTarget, skip_reload: bool, output: Path | None,
                                                                baked.resolved_uri, report.reload.measurements))
         if report.reload.venv is not None:
             # The checks again, on what pip resolved (a CPU-only torch, the CUDA its wheels carry)
-            # and with the image's Python layer measured instead of estimated from the table.
-            table = report.estimate
-            baked = baked.calibrated(installed_bytes(report.reload.venv), gpu=profile.has_gpu)
-            report.estimate = {**_estimate(baked.estimate, profile.root_volume_gib), "fromPackageTable": table}
+            # and with the image's Python layer measured instead of estimated from the table;
+            # recorded, so that the plan and the pack size this environment's image from it too.
+            installed = installed_bytes(report.reload.venv)
+            record_installed_size(baked.image_tag, installed)
+            baked = baked.calibrated(installed, gpu=profile.has_gpu)
             findings = baked.findings(target.serving, read_resolved(report.reload.venv))
         finding = report.reload.finding()
         if finding:
             findings = [finding, *findings]
+    report.estimate = _estimate(baked.estimate, profile.root_volume_gib)
+    if baked.estimate.measured:
+        # Both until a real build reports the image's size: what the checks used, and the table's.
+        report.estimate["fromPackageTable"] = _estimate(baked.table_estimate(profile.has_gpu), profile.root_volume_gib)
     try:
         with _step(progress, f"{report.served_model}: build context"):
             report.context_dir = str(render_build_context(baked.environment, output).directory)
@@ -189,9 +193,13 @@ def _print(report: BakeReport) -> None:
     console.print(f"  image tag {report.image_tag}   model digest {report.artifact_digest[:16]}…", highlight=False)
     e = report.estimate
     if e:
+        # Which Python layer the figures rest on: the reload check's measured install, or the table.
+        layer = (f"Python layer {e['dependenciesGiB']} GiB measured, table {e['fromPackageTable']['dependenciesGiB']} GiB"
+                 if e["dependenciesMeasured"] else f"Python layer ~{e['dependenciesGiB']} GiB from the package table")
         console.print(
-            f"  image ~{e['imageGiB']} GiB; instance needs ~{e['instanceNeedsGiB']} GiB of {e['rootVolumeGiB']} GiB root; "
-            f"builder {e['builderComputeType']} needs ~{e['builderNeedsGiB']} GiB; build ~{e['buildMinutes']} min",
+            f"  image ~{e['imageGiB']} GiB ({layer}); instance needs ~{e['instanceNeedsGiB']} GiB of "
+            f"{e['rootVolumeGiB']} GiB root; builder {e['builderComputeType']} needs ~{e['builderNeedsGiB']} GiB; "
+            f"build ~{e['buildMinutes']} min",
             highlight=False,
         )
     if report.reload:

@@ -188,17 +188,23 @@ class ServedModelPlan:
         }
 
     def sizing_comparison(self) -> list[str]:
-        """Both plans of a measured served model and what measuring saves (or costs), per month."""
+        """Both plans of a measured served model and what measuring saves (or costs), per month,
+        at the fewest instances and at the most: a served model that scales to zero costs
+        nothing at its minimum under either plan, so only its maximum shows the difference."""
         if self.nominal_capacity is None:
             return []
         measured, nominal = self.capacity.sizing, self.nominal_capacity.sizing
-        hours = HOURS_PER_MONTH
-        difference = (measured.hourly_cost_min - nominal.hourly_cost_min) * hours
+
+        def difference(at: str, measured_hourly: float, nominal_hourly: float) -> str:
+            hourly = measured_hourly - nominal_hourly
+            return (f"measured - nominal at {at}: ${measured_hourly:.4f}/h - ${nominal_hourly:.4f}/h = "
+                    f"${hourly:+.4f}/h × {HOURS_PER_MONTH} h = ${hourly * HOURS_PER_MONTH:+,.2f}/month")
+
         return [
             "sizing nominal: " + "; ".join(self.nominal_capacity.arithmetic()),
             "sizing measured: " + "; ".join(self.capacity.arithmetic()),
-            f"measured - nominal at minimum: ${measured.hourly_cost_min:.4f}/h - ${nominal.hourly_cost_min:.4f}/h = "
-            f"${measured.hourly_cost_min - nominal.hourly_cost_min:+.4f}/h × {hours} h = ${difference:+,.2f}/month",
+            difference("minimum", measured.hourly_cost_min, nominal.hourly_cost_min),
+            difference("maximum", measured.hourly_cost_max, nominal.hourly_cost_max),
         ]
 
     def capacity_outputs(self) -> dict[str, Any]:

@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from infra.plan.packaging import (
-    MODEL_SIGNATURE,
-    NO_CONDA_DEFAULTS_CHANNEL,
-    PACK_RULE_LEVELS,
-    PACKAGING_RULES,
-    PackagingRule,
-    anaconda_channels,
-)
+from infra.plan.packaging import PACKAGING_RULES, PackagingRule
 from policies.rules.resource_types import LISTENER_RULE, SERVED_MODEL
-from policies.rules.rule import MANDATORY, Config, Props, ResourceCheck, ResourceRule, items, prop, truthy
+from policies.rules.rule import MANDATORY, Config, Props, ResourceCheck, ResourceRule, items, prop
 
 
 def _name(props: Props) -> str:
     return f"{props.get('endpoint')}/{props.get('servedModelName')} ({props.get('resolvedModelUri') or props.get('modelUri')})"
-
-
-def has_signature(props: Props, config: Config) -> list[str]:
-    """Without a signature the runtime cannot validate inputs and clients learn the schema from errors."""
-    if truthy(prop(props, "manifest.hasSignature")):
-        return []
-    return [(f"{_name(props)} was logged without a signature; log it again with "
-            "signature=mlflow.models.infer_signature(X, model.predict(X))")]
-
-
-def no_defaults_channel(props: Props, config: Config) -> list[str]:
-    """Anaconda's `defaults` channel needs a commercial licence in most companies and drifts between builds."""
-    found = anaconda_channels(items(prop(props, "manifest.condaChannels")))
-    if not found:
-        return []
-    shown = ", ".join(repr(channel) for channel in found)
-    return [(f"{_name(props)} pins conda channel {shown} (licence terms, non-reproducible builds); log it "
-            "again with conda-forge only (or pip requirements)")]
 
 
 def weights_sum_to_100(props: Props, config: Config) -> list[str]:
@@ -52,22 +27,6 @@ def weights_sum_to_100(props: Props, config: Config) -> list[str]:
     return messages
 
 
-SIGNATURE = ResourceRule(
-    id=MODEL_SIGNATURE,
-    description="Served models carry an MLflow signature.",
-    levels=PACK_RULE_LEVELS[MODEL_SIGNATURE],
-    checks={SERVED_MODEL: has_signature},
-    fix="Log the model with a signature (mlflow.models.infer_signature) and register the new version.",
-)
-
-NO_DEFAULTS_CHANNEL = ResourceRule(
-    id=NO_CONDA_DEFAULTS_CHANNEL,
-    description="Served models do not depend on Anaconda's `defaults` conda channel.",
-    levels=PACK_RULE_LEVELS[NO_CONDA_DEFAULTS_CHANNEL],
-    checks={SERVED_MODEL: no_defaults_channel},
-    fix="Log the model with conda-forge (or pip requirements) and register the new version.",
-)
-
 def _findings_of(rule_id: str) -> ResourceCheck:
     """The bake's findings of one id on a served model (its `packagingFindings` input)."""
 
@@ -84,9 +43,10 @@ def _packaging_rule(rule: PackagingRule) -> ResourceRule:
                         fix="Re-log the model (or change its compute type) as the message says; docs/bake.md lists each check.")
 
 
-# The packaging checks as rules, at one set of levels (infra/plan/packaging.py); the two above
-# read the manifest themselves, every other one reports the bake's finding of its id.
-PACKAGING = [_packaging_rule(rule) for rule in PACKAGING_RULES if rule.id not in (MODEL_SIGNATURE, NO_CONDA_DEFAULTS_CHANNEL)]
+# The packaging checks as rules, at one set of levels (infra/plan/packaging.py), each reporting
+# the bake's finding of its id: the pack and a program that stops on a finding say the same
+# thing, because there is one check (models/checks.py) and one message.
+PACKAGING = [_packaging_rule(rule) for rule in PACKAGING_RULES]
 
 TRAFFIC_WEIGHTS = ResourceRule(
     id="traffic-weights-sum-to-100",
@@ -96,4 +56,4 @@ TRAFFIC_WEIGHTS = ResourceRule(
     fix="Make trafficConfig.routes[].trafficPercentage add up to 100 for the endpoint.",
 )
 
-RULES = [SIGNATURE, NO_DEFAULTS_CHANNEL, *PACKAGING, TRAFFIC_WEIGHTS]
+RULES = [*PACKAGING, TRAFFIC_WEIGHTS]

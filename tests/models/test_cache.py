@@ -15,6 +15,7 @@ from models import artifacts
 from models.artifacts import fetch_model
 from models.bake import bake
 from models.build_context import render_build_context
+from models.measurements import Measurements, record_measurements, recorded_measurements
 from models.reload import READY_MARKER, ensure_venv, venv_key
 from tests.bake_support import save_pyfunc
 
@@ -79,3 +80,25 @@ def test_reusing_a_virtualenv_marks_it_used_so_prune_keeps_it(cache: Path) -> No
     assert ensure_venv("", requirements) == venv
 
     assert time.time() - (venv / READY_MARKER).stat().st_mtime < DAY
+
+
+def _measured(digest: str, days: float) -> Path:
+    measured = Measurements(load_seconds=1.0, baseline_rss_mib=200.0, peak_rss_mib=260.0, example=None, batch=None,
+                            cpus=2)
+    path = record_measurements(digest, "env-abc", f"models:/m/{digest}", measured)
+    _age(path, days)
+    return path
+
+
+def test_prune_removes_each_stale_measurement_and_keeps_the_ones_a_plan_still_reads(cache: Path) -> None:
+    """A `sizing: measured` plan stops without its model's measurements: only those unused go."""
+    stale, read, fresh = _measured("a1", days=30), _measured("b2", days=30), _measured("c3", days=1)
+    assert recorded_measurements("b2", "env-abc") is not None  # what planning a measured served model does
+
+    shown = json.loads(CliRunner().invoke(main, ["cache", "show", "--json"]).stdout)["entries"]
+    result = CliRunner().invoke(main, ["cache", "prune", "--older-than", "7", "--kind", "measurements"])
+
+    assert result.exit_code == 0, result.output
+    assert {Path(e["path"]).name for e in shown if e["kind"] == "measurements"} == {stale.name, read.name, fresh.name}
+    assert not stale.exists() and read.is_file() and fresh.is_file()
+    assert "removed 1 entries" in result.output

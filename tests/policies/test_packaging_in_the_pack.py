@@ -11,11 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
+import infra.commands.bake as bake_command_module
 from infra.commands.cli import main
+from models import artifacts
 from models.examples.seed import pinned
-from tests.bake_support import kiln_runtime, save_pyfunc  # noqa: F401 (fixture)
+from models.reload import ReloadResult
+from tests.bake_support import kiln_runtime, save_pyfunc, venv_with_distributions  # noqa: F401 (fixture)
 from tests.conftest import stack_config, write_stack
 
 
@@ -93,15 +97,26 @@ def test_an_unpinned_requirement_in_prod_is_a_mandatory_violation_beside_the_oth
     assert _violations(result) >= {("requirements-unpinned", "mandatory"), ("no-scale-to-zero", "mandatory")}
 
 
-def test_the_pulumi_program_still_stops_on_an_unsigned_prod_model_with_the_checks_message(
-    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+@pytest.mark.parametrize("rule", ["model-signature", "no-conda-defaults-channel"])
+def test_the_pulumi_program_stops_on_a_mandatory_finding_with_the_message_kiln_check_reports(
+    rule: str, example_store, tmp_path: Path, kiln_runtime  # noqa: F811
 ) -> None:
-    model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+    """One check, one message: the pack reports the bake's finding, the program stops on it."""
+    if rule == "model-signature":
+        model = save_pyfunc(tmp_path / "model", signature=False, input_example=False)
+    else:
+        model = save_pyfunc(tmp_path / "model", conda_env={
+            "name": "legacy", "channels": ["defaults"],
+            "dependencies": ["python=3.11.7", "pip", {"pip": pinned("mlflow", "pandas")}]})
+    stack = _prod_serving(tmp_path, example_store, model)
 
-    result = CliRunner().invoke(main, ["plan", str(_prod_serving(tmp_path, example_store, model)),
-                                       "--mlflow-tracking-uri", example_store.tracking_uri])
+    planned = CliRunner().invoke(main, ["plan", str(stack), "--mlflow-tracking-uri", example_store.tracking_uri])
+    checked = _check(stack, example_store)
 
-    assert result.exit_code == 2 and "[model-signature]" in result.output and "infer_signature" in result.output
+    [violation] = [v for v in json.loads(checked.stdout)["violations"] if v["policy"] == rule]
+    [stopped] = [line.strip() for line in planned.output.splitlines() if line.strip().startswith(f"[{rule}]")]
+    assert planned.exit_code == 2 and checked.exit_code == 1 and violation["level"] == "mandatory"
+    assert stopped == f"[{rule}] " + violation["message"].split("): ", 1)[1]
 
 
 def _dev_building(tmp_path: Path, store: Any, timeout_minutes: int) -> Path:
@@ -134,3 +149,29 @@ def test_a_build_close_to_its_timeout_is_advised_and_does_not_fail_the_check(
     assert result.exit_code == 0, result.output
     assert ("build-time-margin", "advisory") in _violations(result)
     assert "build-time" not in {policy for policy, _ in _violations(result)}
+
+
+def test_the_install_kiln_bake_measured_replaces_the_package_table_in_kiln_checks_build_time(
+    example_store, tmp_path: Path, kiln_runtime, monkeypatch  # noqa: F811
+) -> None:
+    """The table puts torch at its CUDA wheels' 6.5 GiB; the reload check's virtualenv (stood in
+    for by one holding what pip records for a +cpu torch) is what the image's layer will hold,
+    and `kiln check`, which runs no reload check, sizes the image from it once `kiln bake` ran."""
+    # A cache of its own: what this test measures must not calibrate the other tests' estimates.
+    monkeypatch.setattr(artifacts, "CACHE_DIR", tmp_path / "cache")
+    stack = _dev_building(tmp_path, example_store, 5)
+    before = _check(stack, example_store)
+    venv = venv_with_distributions(tmp_path, ("torch", "2.4.0+cpu"), *(tuple(p.split("==")) for p in pinned("mlflow")))
+    monkeypatch.setattr(bake_command_module, "reload_check", lambda *_, **__: ReloadResult(True, "predict", "", venv=venv))
+
+    baked = CliRunner().invoke(main, ["bake", str(stack), "--json", "--mlflow-tracking-uri", example_store.tracking_uri,
+                                      "-o", str(tmp_path / "contexts")])
+    after = _check(stack, example_store)
+
+    [report] = json.loads(baked.stdout)["servedModels"]
+    assert baked.exit_code == 0, baked.output
+    assert report["estimate"]["dependenciesMeasured"] and report["estimate"]["buildMinutes"] < 5
+    assert report["estimate"]["fromPackageTable"]["buildMinutes"] > 5
+    assert before.exit_code == 1 and ("build-time", "mandatory") in _violations(before)
+    assert after.exit_code == 0, after.output
+    assert not {"build-time", "build-time-margin"} & {policy for policy, _ in _violations(after)}

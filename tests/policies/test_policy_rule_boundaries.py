@@ -650,44 +650,26 @@ def test_capacity_counts_an_absent_size_as_zero(props: dict[str, Any]) -> None:
 
 
 MODEL = {"endpoint": "fraud-scorer", "servedModelName": "champion", "modelUri": "models:/fraud-scorer/1"}
+SIGNATURE = next(rule for rule in served_models.PACKAGING if rule.id == "model-signature")
+UNSIGNED = {"id": "model-signature", "level": "error", "message": "the model has no signature; log it with …"}
 
 
-@pytest.mark.parametrize("signed", [True, "true"])
-def test_model_signature_passes_every_spelling_of_true(signed: Any) -> None:
-    assert served_models.has_signature(MODEL | {"manifest": {"hasSignature": signed}}, {}) == []
-
-
-@pytest.mark.parametrize("manifest", [{"hasSignature": False}, {"hasSignature": "false"}, {}, None])
-def test_model_signature_flags_a_model_without_one(manifest: Any) -> None:
-    assert served_models.has_signature(MODEL | {"manifest": manifest}, {}) == [
-        "fraud-scorer/champion (models:/fraud-scorer/1) was logged without a signature; log it again with "
-        "signature=mlflow.models.infer_signature(X, model.predict(X))"
+def test_a_packaging_rule_reports_the_bakes_finding_of_its_id_under_the_served_models_name() -> None:
+    assert SIGNATURE.check(SERVED_MODEL, MODEL | {"packagingFindings": [UNSIGNED]}) == [
+        "fraud-scorer/champion (models:/fraud-scorer/1): the model has no signature; log it with …"
     ]
+
+
+@pytest.mark.parametrize("findings", [[], None, [UNSIGNED | {"id": "input-example-missing"}]])
+def test_a_packaging_rule_passes_without_a_finding_of_its_id(findings: Any) -> None:
+    assert SIGNATURE.check(SERVED_MODEL, MODEL | {"packagingFindings": findings}) == []
 
 
 def test_model_messages_name_the_resolved_version_when_there_is_one() -> None:
-    props = MODEL | {"modelUri": "models:/fraud-scorer@champion", "resolvedModelUri": "models:/fraud-scorer/3"}
-    [message] = served_models.has_signature(props, {})
-    assert message.startswith("fraud-scorer/champion (models:/fraud-scorer/3) was logged")
-
-
-@pytest.mark.parametrize("channels", [["defaults"], ["conda-forge", "defaults"]])
-def test_conda_defaults_channel_is_flagged_wherever_it_appears(channels: list[str]) -> None:
-    assert served_models.no_defaults_channel(MODEL | {"manifest": {"condaChannels": channels}}, {}) == [
-        "fraud-scorer/champion (models:/fraud-scorer/1) pins conda channel 'defaults' (licence terms, "
-        "non-reproducible builds); log it again with conda-forge only (or pip requirements)"
-    ]
-
-
-@pytest.mark.parametrize("channel", ["main", "anaconda", "https://repo.anaconda.com/pkgs/main", "conda.anaconda.org/r"])
-def test_conda_defaults_channel_is_flagged_by_every_name_the_packaging_check_knows(channel: str) -> None:
-    [message] = served_models.no_defaults_channel(MODEL | {"manifest": {"condaChannels": ["conda-forge", channel]}}, {})
-    assert f"pins conda channel {channel!r} (licence terms" in message
-
-
-@pytest.mark.parametrize("manifest", [{"condaChannels": ["conda-forge"]}, {"condaChannels": []}, {}, None])
-def test_conda_channels_without_defaults_pass(manifest: Any) -> None:
-    assert served_models.no_defaults_channel(MODEL | {"manifest": manifest}, {}) == []
+    props = MODEL | {"modelUri": "models:/fraud-scorer@champion", "resolvedModelUri": "models:/fraud-scorer/3",
+                     "packagingFindings": [UNSIGNED]}
+    [message] = SIGNATURE.check(SERVED_MODEL, props)
+    assert message.startswith("fraud-scorer/champion (models:/fraud-scorer/3): ")
 
 
 def forward(*weights: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import infra.commands.bake as bake_command_module
 from infra.commands.cli import main
+from models import artifacts
 from models.examples.seed import LocalStore
 from models.reload import ReloadResult
 from tests.bake_support import kiln_runtime, register_pyfunc, save_pyfunc, venv_with_distributions  # noqa: F401 (fixture)
@@ -65,6 +66,8 @@ def test_a_gpu_model_whose_requirements_resolve_to_a_cpu_torch_exits_1(
     endpoint["servedModels"][0]["modelUri"] = str(save_pyfunc(tmp_path / "model", requirements=requirements))
     venv = venv_with_distributions(tmp_path, ("torch", "2.9.0+cpu"), ("mlflow", "3.17.2"))
     monkeypatch.setattr(bake_command_module, "reload_check", lambda *_, **__: ReloadResult(True, "predict", "", venv=venv))
+    # A cache of its own: the stand-in's install size is recorded, and must calibrate no other test's estimate.
+    monkeypatch.setattr(artifacts, "CACHE_DIR", tmp_path / "cache")
     served = f"{endpoint['name']}/{endpoint['servedModels'][0]['name']}"
 
     result = CliRunner().invoke(main, ["bake", str(write_stack(tmp_path, config)), "--served-model", served, "--json"])
@@ -191,11 +194,15 @@ def test_the_reload_checks_virtualenv_calibrates_the_image_estimate_and_both_are
     model = save_pyfunc(tmp_path / "model", requirements=["mlflow==3.17.2", "torch==2.9.0"])
     venv = venv_with_distributions(tmp_path, ("torch", "2.9.0+cpu"), ("mlflow", "3.17.2"))
     monkeypatch.setattr(bake_command_module, "reload_check", lambda *_, **__: ReloadResult(True, "predict", "", venv=venv))
+    monkeypatch.setattr(artifacts, "CACHE_DIR", tmp_path / "cache")  # as above
 
     result = CliRunner().invoke(main, ["bake", str(model), "--environment", "dev", "--json"])
+    tables = CliRunner().invoke(main, ["bake", str(model), "--environment", "dev"])
 
     estimate = json.loads(result.stdout)["servedModels"][0]["estimate"]
     assert result.exit_code == 0, result.output
+    assert (f"(Python layer {estimate['dependenciesGiB']} GiB measured, "
+            f"table {estimate['fromPackageTable']['dependenciesGiB']} GiB)") in " ".join(tables.stdout.split())
     assert estimate["dependenciesMeasured"] and not estimate["fromPackageTable"]["dependenciesMeasured"]
     assert estimate["dependenciesGiB"] < 0.1 < 6 < estimate["fromPackageTable"]["dependenciesGiB"]
     assert estimate["imageGiB"] < estimate["fromPackageTable"]["imageGiB"]

@@ -52,12 +52,13 @@ def _save_heavy(path: Path, gib: float) -> Path:
     return path
 
 
-def _measured_stack(tmp_path: Path, store: LocalStore, model: Path, compute_type: str = "CPU_MEDIUM") -> Path:
-    """The dev stack with its one served model always on (workloadSize Small: 4 concurrency),
-    serving `model`, sized from measurements."""
+def _measured_stack(tmp_path: Path, store: LocalStore, model: Path, compute_type: str = "CPU_MEDIUM",
+                    scale_to_zero: bool = False) -> Path:
+    """The dev stack with its one served model always on (workloadSize Small: 4 concurrency)
+    unless `scale_to_zero`, serving `model`, sized from measurements."""
     config: dict[str, Any] = copy.deepcopy(stack_config("dev", store))
     served = config["kiln:endpoints"][0]["servedModels"][0]
-    served.update(modelUri=str(model), computeType=compute_type, scaleToZeroEnabled=False, sizing="measured")
+    served.update(modelUri=str(model), computeType=compute_type, scaleToZeroEnabled=scale_to_zero, sizing="measured")
     return write_stack(tmp_path, config)
 
 
@@ -95,6 +96,35 @@ def test_kiln_plan_shows_both_plans_and_the_monthly_difference_with_the_arithmet
     assert "sizing nominal:" in text and "sizing measured:" in text
     assert "GiB measured per worker" in text and "GiB peak × 1.25" in text
     assert "measured - nominal at minimum:" in text and "× 730 h = $-" in text
+
+
+def _monthly(text: str, at: str) -> tuple[float, float, float]:
+    """(measured $/h, nominal $/h, $/month) from the `measured - nominal at <at>` line."""
+    found = re.search(rf"measured - nominal at {at}: \$([\d.]+)/h - \$([\d.]+)/h = \$[-+\d.]+/h × 730 h = "
+                      r"\$([-+\d.,]+)/month", text)
+    assert found, text
+    return float(found[1]), float(found[2]), float(found[3].replace(",", ""))
+
+
+def test_a_measured_model_that_scales_to_zero_shows_the_difference_at_its_maximum(
+    example_store, tmp_path: Path, kiln_runtime  # noqa: F811
+) -> None:
+    """At its minimum a scale-to-zero model costs nothing under either plan; the saving is at its maximum."""
+    model = save_pyfunc(tmp_path / "tiny")
+    measure_here(model, example_store.tracking_uri)
+    stack = _measured_stack(tmp_path, example_store, model, scale_to_zero=True)
+
+    result = CliRunner().invoke(main, ["plan", str(stack), "--json", "--mlflow-tracking-uri", example_store.tracking_uri])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    [comparison] = report["sizingComparisons"]
+    [served] = report["servedModels"]
+    text = " ".join(comparison["arithmetic"])
+    assert _monthly(text, "minimum") == (0.0, 0.0, 0.0)
+    measured_hourly, nominal_hourly, monthly = _monthly(text, "maximum")
+    assert measured_hourly == round(served["hourlyCostMax"], 4) and measured_hourly < nominal_hourly
+    assert monthly < 0 and abs(monthly - (measured_hourly - nominal_hourly) * 730) < 0.05
 
 
 def test_a_measured_model_never_measured_here_names_kiln_bake(example_store, tmp_path: Path, kiln_runtime) -> None:  # noqa: F811
@@ -141,7 +171,7 @@ def test_kiln_plan_json_carries_the_comparison_of_measured_served_models(
     [comparison] = json.loads(result.stdout)["sizingComparisons"]
     assert (comparison["endpoint"], comparison["servedModelName"]) == ("fraud-scorer", "champion")
     assert [line.split(":")[0] for line in comparison["arithmetic"]] == [
-        "sizing nominal", "sizing measured", "measured - nominal at minimum"]
+        "sizing nominal", "sizing measured", "measured - nominal at minimum", "measured - nominal at maximum"]
 
 
 def test_kiln_review_shows_both_plans_and_the_monthly_difference_in_markdown_and_html(
@@ -163,7 +193,7 @@ def test_kiln_review_shows_both_plans_and_the_monthly_difference_in_markdown_and
     lines = [line.strip() for line in section.splitlines() if line.strip()]
     assert lines[0] == "- **fraud-scorer/champion**:"
     assert [line.split(":")[0] for line in lines[1:]] == [
-        "- sizing nominal", "- sizing measured", "- measured - nominal at minimum"]
+        "- sizing nominal", "- sizing measured", "- measured - nominal at minimum", "- measured - nominal at maximum"]
     assert "GiB measured per worker" in section and "× 730 h = $-" in section
     # In the HTML the three lines are nested under their served model, not loose paragraphs.
     assert re.search(r"<li><strong>fraud-scorer/champion</strong>:\s*<ul>\s*<li>sizing nominal: ", html)
