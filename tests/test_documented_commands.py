@@ -52,6 +52,8 @@ RUNNABLE: dict[str, str | None] = {"bash": None, "console": "$ "}
 COMMAND_LINE = re.compile(r"(\$ )?(\.venv/bin/)?(kiln|make|curl|pulumi|python|mutmut|aws) ")
 TEMPLATE_MARKS = ("[", "<")
 
+TERMINAL_COLUMNS = 100
+
 # Bounds a documented command's run; the longest, a reload check on a fresh cache, takes ~4 min.
 COMMAND_TIMEOUT_S = 600
 
@@ -89,6 +91,8 @@ class DocumentedCommand:
     where: str
     words: tuple[str, ...]
     follow_ups: tuple[tuple[str, ...], ...] = field(default=())
+    # What a console block shows it printing (lines with a `…` mark a cut, not output).
+    shown: tuple[str, ...] = field(default=())
 
     def starts_with(self, prefix: tuple[str, ...]) -> bool:
         return self.words[: len(prefix)] == prefix
@@ -126,6 +130,16 @@ def command_lines(lines: list[str], start: int, prompt: str | None = None) -> It
             yield first, tuple(word.removeprefix(VENV_BIN) if i == 0 else word for i, word in enumerate(words))
 
 
+def shown_output(lines: list[str], start: int, number: int, prompt: str) -> tuple[str, ...]:
+    """The lines a console block shows after the command on line `number`, up to the next prompt."""
+    after = []
+    for line in lines[number - start + 1:]:
+        if line.startswith(prompt):
+            break
+        after.append(line)
+    return tuple(after)
+
+
 def documented_commands() -> list[DocumentedCommand]:
     """Every distinct command of every runnable block, each server with the curl lines after it."""
     commands: list[DocumentedCommand] = []
@@ -143,8 +157,10 @@ def documented_commands() -> list[DocumentedCommand]:
                     commands[previous] = DocumentedCommand(server.where, server.words, (*server.follow_ups, words))
                     continue
                 known = [i for i, command in enumerate(commands) if command.words == words]
+                prompt = RUNNABLE[language]
+                shown = shown_output(lines, start, number, prompt) if prompt else ()
                 if not known:
-                    commands.append(DocumentedCommand(where, words))
+                    commands.append(DocumentedCommand(where, words, shown=shown))
                 previous = known[0] if known else len(commands) - 1
     return commands
 
@@ -195,7 +211,8 @@ def test_the_policy_config_example_is_the_shipped_file() -> None:
 def fresh_shell(folder: Path) -> dict[str, str]:
     """The environment of a newcomer's shell in `folder`: no MLFLOW_TRACKING_URI of a developer's."""
     env = {name: value for name, value in os.environ.items() if name != "MLFLOW_TRACKING_URI"}
-    return {**env, "PYTHONPATH": str(PROJECT_ROOT), "PWD": str(folder)}
+    # A 100-column terminal (issue 16's width), so tables print as the docs show them.
+    return {**env, "PYTHONPATH": str(PROJECT_ROOT), "PWD": str(folder), "COLUMNS": str(TERMINAL_COLUMNS)}
 
 
 def kiln(words: tuple[str, ...] | list[str], folder: Path) -> subprocess.CompletedProcess[str]:
@@ -312,4 +329,7 @@ def test_documented_command_runs_as_written(command: DocumentedCommand, scratch:
 
         assert result.returncode == 0, \
             f"{shlex.join(command.words)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        printed = {line.rstrip() for line in result.stdout.splitlines()}
+        stale = [line for line in command.shown if "…" not in line and line.rstrip() not in printed]
+        assert stale == [], f"{command.where} shows lines {shlex.join(command.words)} no longer prints"
     assert unignored_files(folder) == [], f"{shlex.join(command.words)} left files git would offer to commit"
