@@ -333,3 +333,18 @@ def test_documented_command_runs_as_written(command: DocumentedCommand, scratch:
         stale = [line for line in command.shown if "…" not in line and line.rstrip() not in printed]
         assert stale == [], f"{command.where} shows lines {shlex.join(command.words)} no longer prints"
     assert unignored_files(folder) == [], f"{shlex.join(command.words)} left files git would offer to commit"
+
+
+PYTHON_MODULES = sorted({command.words[2] for command in COMMANDS if command.starts_with(("python", "-m"))})
+
+
+@pytest.mark.parametrize("module", PYTHON_MODULES)
+def test_every_documented_python_module_starts_with_the_projects_interpreter(module: str) -> None:
+    """The `python -m` lines skipped above still name a module that exists and imports in
+    `.venv` from the checkout, as written (issue 16 item 9: the benchmark's line did not)."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
