@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.plan.config import PROJECT_ROOT
+from models.examples.seed import DEFAULT_STORE, LocalStore
 from runtime.digest import tree_digest
 
 CACHE_DIR = Path(os.environ.get("KILN_CACHE_DIR", PROJECT_ROOT / ".kiln" / "cache"))
@@ -39,12 +40,21 @@ class ModelFiles:
 
 def require_store(tracking_uri: str) -> None:
     """A sqlite store that is not there is a typo or a missing `kiln examples`, and MLflow
-    would silently create an empty database in its place."""
+    would silently create an empty database in its place. `kiln examples` fills one store
+    only, so the hint says which: suggesting it for any other path (MLflow's default
+    ./mlflow.db, say) sends the user to fill a store the command never reads."""
     prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix) and not Path(tracking_uri.removeprefix(prefix)).is_file():
-        raise ModelResolutionError(
-            f"no MLflow store at {tracking_uri} (for the example models of the dev stack, run `kiln examples`)"
-        )
+    if not tracking_uri.startswith(prefix):
+        return
+    path = Path(tracking_uri.removeprefix(prefix))
+    if path.is_file():
+        return
+    example = LocalStore(DEFAULT_STORE)
+    if path.resolve() == (example.root / "mlflow.db").resolve():
+        raise ModelResolutionError(f"no MLflow store at {tracking_uri}: run `kiln examples` to fill it with the example models")
+    raise ModelResolutionError(
+        f"no MLflow store at {tracking_uri}; the example models of `kiln examples` are in {example.tracking_uri}"
+    )
 
 
 def resolve_model_uri(model_uri: str, tracking_uri: str) -> str:

@@ -136,8 +136,16 @@ async def _serve(settings: RuntimeSettings) -> int:
         timeout_graceful_shutdown=1,
     ))
     terminate = asyncio.Event()
+    # Which signal stopped it, for the log: SIGTERM from docker stop or a scale-in, SIGINT from
+    # Ctrl-C at a terminal (`kiln runtime`, `kiln serve`), drained the same way.
+    received: list[str] = []
+
+    def stop(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        terminate.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, terminate.set)
+        loop.add_signal_handler(sig, stop, sig)
     server_task = asyncio.create_task(server.serve())
     ready_task = asyncio.create_task(_become_ready(settings, app, pool))
     term_task = asyncio.create_task(terminate.wait())
@@ -153,7 +161,7 @@ async def _serve(settings: RuntimeSettings) -> int:
             return EXIT_FAILED
         if not ready_task.done():  # SIGTERM while loading: nothing admitted, nothing to drain
             ready_task.cancel()
-            log.info("SIGTERM before the model was ready; exiting")
+            log.info("%s before the model was ready; exiting", received[0])
             return EXIT_OK
         if error := ready_task.exception():
             if isinstance(error, (FetchError, WorkerStartError, SecretError, TokenHashError)):
@@ -172,7 +180,7 @@ async def _serve(settings: RuntimeSettings) -> int:
             return EXIT_FAILED
         if publisher_task:
             publisher_task.cancel()
-        await _drain(app, pool, settings.drain_seconds)
+        await _drain(app, pool, settings.drain_seconds, received[0])
         if capture:
             # Not cancelled first: an upload under way finishes, then the rest goes.
             await _flush_capture(capture)
@@ -211,10 +219,10 @@ def _server_failed(server_task: asyncio.Task[None]) -> int:
     return EXIT_FAILED
 
 
-async def _drain(app: RuntimeApp, pool: WorkerPool, drain_seconds: float) -> None:
+async def _drain(app: RuntimeApp, pool: WorkerPool, drain_seconds: float, signal_name: str) -> None:
     app.phase = Phase.DRAINING
-    log.info("SIGTERM: readiness is 503; draining %d unanswered request(s) (%d admitted) for up to %g s",
-             app.unanswered, pool.in_flight, drain_seconds)
+    log.info("%s: readiness is 503; draining %d unanswered request(s) (%d admitted) for up to %g s",
+             signal_name, app.unanswered, pool.in_flight, drain_seconds)
     deadline = asyncio.get_running_loop().time() + drain_seconds
     while app.unanswered and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)

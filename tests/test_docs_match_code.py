@@ -56,14 +56,20 @@ def test_readme_review_excerpt_is_what_kiln_review_prints_for_prod(example_store
     assert excerpt[excerpt.index("### Policies"):] in report
 
 
-def test_scaling_docs_simulate_example_is_what_kiln_simulate_prints(monkeypatch) -> None:
-    from infra.commands import output
+def test_readme_plan_excerpt_is_the_capacity_table_kiln_plan_prints_for_prod(example_store) -> None:
+    """The README's capacity table is what a 100-column terminal shows for the shipped prod stack."""
+    import io
 
-    monkeypatch.setattr(output.console, "width", 100)  # the docs show a 100-column terminal
-    command = "kiln simulate dev --trace idle-then-burst --peak-qps 2"
-    printed = CliRunner().invoke(main, command.split()[1:]).output
-    docs = (PROJECT_ROOT / "docs" / "scaling.md").read_text()
-    example = docs[docs.index(f"$ {command}\n") + len(command) + 3:docs.index(" …\nassumed:")]
+    from rich.console import Console
 
-    assert [line.rstrip() for line in example.splitlines()] == [
-        line.rstrip() for line in printed.splitlines()[:len(example.splitlines())]]
+    from infra.commands.plan_console import capacity_table
+    from infra.preview.report import build_plan_report
+
+    console = Console(width=100, file=io.StringIO(), record=True)
+    console.print(capacity_table(build_plan_report("prod", tracking_uri=example_store.tracking_uri, policies=False)))
+    printed = [line.rstrip() for line in console.export_text().splitlines()]
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    excerpt = readme[readme.index("An excerpt of `kiln plan prod`"):].split("```")[1].strip("\n").splitlines()
+    table = excerpt[:excerpt.index(next(line for line in excerpt if line.startswith("total"))) + 1]
+
+    assert table == printed[printed.index(table[0]):printed.index(table[0]) + len(table)]

@@ -92,3 +92,19 @@ def test_the_lock_holds_no_cuda_wheels() -> None:
     cuda = [name for name in _locked() if name.startswith("nvidia-") or name in ("torch", "triton")]
 
     assert cuda == []
+
+
+def test_the_environment_the_tests_run_in_is_the_locks() -> None:
+    """`make test` runs in the environment the Makefile installed with `-c requirements.lock`
+    (reinstalled whenever the lock changes): every locked package it has is at the locked version.
+    An install that ignored the lock gets whatever was released that morning and fails here."""
+    from importlib.metadata import distributions
+
+    locked = _locked()
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
+    drifted = {name: (version, installed[name]) for name, version in locked.items()
+               if name in installed and installed[name] != version}
+
+    assert drifted == {}, "locked vs installed; run `make test`, which reinstalls from the lock"
+    # `.[dev]` holds every extra, so the Makefile's install brings every locked package.
+    assert sorted(set(locked) - set(installed)) == []

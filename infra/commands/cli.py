@@ -38,12 +38,21 @@ EXIT_INTERRUPTED = 130
 
 class KilnGroup(click.Group):
     """The command group, turning an unexpected exception into exit 3 and Ctrl-C into 130,
-    instead of Python's and click's 1, which CI would read as findings."""
+    instead of Python's and click's 1, which CI would read as findings; with --json, a usage
+    error is also JSON on stdout."""
 
     def invoke(self, ctx: click.Context) -> object:
+        as_json = "--json" in ctx.args  # the command's own arguments, before click consumes them
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.exceptions.ClickException as error:
+            # A usage error (unknown option, served model, endpoint) of a command given --json:
+            # the script reading its stdout gets it as JSON too, as with every other error
+            # (README "Exit codes"); click still prints the usage on stderr and exits 2.
+            if as_json:
+                click.echo(json.dumps({"error": error.format_message()}))
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -8,6 +8,7 @@ knows them all and how to introduce them.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -25,8 +26,9 @@ from models.artifacts import ModelResolutionError
 from models.build_context import BuildContextError
 from models.checks import PackagingError
 
-# Tables stay readable when piped into a file or a CI log.
-console = Console(width=None if sys.stdout.isatty() else 160)
+# Tables stay readable when piped into a file or a CI log (160 columns), unless COLUMNS says
+# how wide the reader is (`COLUMNS=100 kiln plan prod | less`), which rich then follows.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 errors = Console(stderr=True)
 
 # What each user error is, in the words that start its message.

@@ -72,14 +72,15 @@ def _tree(report: PlanReport) -> Tree:
 def capacity_table(report: PlanReport) -> Table:
     """One row per served model within 100 columns, no cell cut short: endpoint and served model
     share a column, each range is one cell, and workers per instance are left to the arithmetic
-    lines below (concurrency = instances × workers); narrower terminals wrap the names."""
-    table = Table(title="Capacity per served model", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    names = [f"{row['endpoint']}/{row['servedModelName']}" for row in served_model_rows(report.plan)]
-    table.add_column("served model", overflow="fold", min_width=min(max(map(len, names)), 24))
+    lines below (concurrency = instances × workers). Narrower terminals (80 columns) fold the
+    names only: every other cell stays whole, and no column, the cost least of all, is cropped."""
+    table = Table(title="Capacity per served model", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("served model", overflow="fold")
     for column in ("compute", "instance"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for column in ("instances", "concurrency", "traffic", "$/h"):
-        table.add_column(column, justify="right", overflow="fold")
+        table.add_column(column, justify="right", no_wrap=True)
     for row in served_model_rows(report.plan):
         table.add_row(
             f"{row['endpoint']}/{row['servedModelName']}",

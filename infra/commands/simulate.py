@@ -86,16 +86,17 @@ def simulate_command(
 
 def _print(console: Console, served: ServedModelPlan, trace: Trace, replays: list[Replay]) -> None:
     # Within 100 columns: the policy's name whole, the headers of the numbers on two lines (the
-    # instance-hours behind the cost are in --json). Under
+    # instance-hours behind the cost are in --json); narrower, the policy's name wraps and the
+    # numbers stay whole, none cropped. Under
     # each policy, the same replay with every estimate at the fast and the slow end of its range.
     table = Table(title=(
         f"{served.resource_name} ({served.traffic_percentage} % of traffic, {trace.name}, "
         f"{trace.duration_seconds} s, {trace.total_requests:,.0f} requests)"
     ), box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    table.add_column("policy", min_width=max(len(r.planned.policy.label) for r in replays))
+    table.add_column("policy")
     for column in ("served\n%", "rejected", "time to\ncapacity s", "cold\nstart s", "max\nwait s", "peak\nbilled",
                    "cost $"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for r in replays:
         table.add_row(r.planned.policy.label, *_cells(summarize(r.planned)))
         low, high = _cells(summarize(r.low)), _cells(summarize(r.high))

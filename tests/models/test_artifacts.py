@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.artifacts import ModelResolutionError, fetch_model, resolve_model_uri, tree_digest
+from models.examples.seed import DEFAULT_STORE, LocalStore
 from tests.bake_support import save_pyfunc
 
 
@@ -68,10 +69,22 @@ def test_unknown_version_names_the_uri(example_store) -> None:
 def test_missing_local_store_is_reported_not_created(tmp_path: Path) -> None:
     store = tmp_path / "mlflow.db"
 
-    with pytest.raises(ModelResolutionError, match="run `kiln examples`"):
+    with pytest.raises(ModelResolutionError) as raised:
         fetch_model("models:/fraud-scorer/1", f"sqlite:///{store}")
 
     assert not store.exists()
+    # `kiln examples` fills another store: the hint names that one, not "run kiln examples".
+    assert str(raised.value) == (f"no MLflow store at sqlite:///{store}; the example models of `kiln examples` "
+                                 f"are in {LocalStore(DEFAULT_STORE).tracking_uri}")
+
+
+def test_a_missing_example_store_says_kiln_examples_fills_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh clone before `make plan`: the relative URI the stacks and docs use, from the project folder.
+    monkeypatch.setattr("models.artifacts.DEFAULT_STORE", tmp_path / ".kiln" / "mlflow")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(ModelResolutionError, match="run `kiln examples` to fill it"):
+        fetch_model("models:/fraud-scorer/1", "sqlite:///.kiln/mlflow/mlflow.db")
 
 
 def test_a_local_model_needs_no_store_but_a_registry_uri_names_the_missing_one(tmp_path: Path) -> None:

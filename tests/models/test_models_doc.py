@@ -25,16 +25,16 @@ MODELS_DOC = PROJECT_ROOT / "docs" / "models.md"
 PIP_REQUIREMENTS = re.compile(r"\n\s*pip_requirements=\[.*?\],[^\n]*", re.S)
 
 
-def _snippet() -> str:
+def models_doc_snippet() -> str:
     """The page's first Python block: the one that logs a model."""
     found = re.search(r"```python\n(.*?)```", MODELS_DOC.read_text(), re.S)
     assert found, "docs/models.md has no python block"
     return found[1]
 
 
-def _log(code: str, folder: Path) -> str:
+def log_model(code: str, folder: Path) -> str:
     """Run `code` as a script in `folder` with this virtualenv's Python; the model URI it prints."""
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     (folder / "log_model.py").write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     done = subprocess.run([sys.executable, "log_model.py"], cwd=folder, env=env, capture_output=True, text=True,
@@ -51,13 +51,13 @@ def _bake(uri: str, folder: Path) -> tuple[int, dict]:
 
 
 def test_the_pins_in_the_snippet_are_what_this_project_installs() -> None:
-    pins = dict(re.findall(r'"([a-z-]+)==([^"]+)"', PIP_REQUIREMENTS.search(_snippet())[0]))
+    pins = dict(re.findall(r'"([a-z-]+)==([^"]+)"', PIP_REQUIREMENTS.search(models_doc_snippet())[0]))
 
     assert pins and pins == {name: version(name) for name in pins}
 
 
 def test_the_logging_snippet_logs_a_model_kiln_bake_finds_nothing_wrong_with(tmp_path: Path) -> None:
-    uri = _log(_snippet(), tmp_path / "ds")
+    uri = log_model(models_doc_snippet(), tmp_path / "ds")
 
     code, report = _bake(uri, tmp_path / "ds")
 
@@ -68,10 +68,10 @@ def test_the_logging_snippet_logs_a_model_kiln_bake_finds_nothing_wrong_with(tmp
 
 
 def test_without_pip_requirements_mlflow_infers_pytest_from_this_virtualenv_as_the_page_says(tmp_path: Path) -> None:
-    inferred = PIP_REQUIREMENTS.sub("", _snippet())
+    inferred = PIP_REQUIREMENTS.sub("", models_doc_snippet())
     assert "pip_requirements" not in inferred
 
-    code, report = _bake(_log(inferred, tmp_path / "ds"), tmp_path / "ds")
+    code, report = _bake(log_model(inferred, tmp_path / "ds"), tmp_path / "ds")
 
     [leak] = [f for f in report["findings"] if f["id"] == "dev-packages"]
     assert code == 0 and "pytest" in leak["message"]

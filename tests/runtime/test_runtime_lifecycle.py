@@ -98,7 +98,8 @@ def test_missing_model_uri_is_a_settings_error(tmp_path: Path) -> None:
     assert "KILN_MODEL_URI" in runtime.log()
 
 
-def test_sigterm_refuses_new_requests_drains_in_flight_ones_and_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_sigterm_refuses_new_requests_drains_in_flight_ones_and_exits_0(tmp_path: Path, stop: signal.Signals) -> None:
     model = save(Switchboard(), tmp_path / "switchboard", example_action="ok")
     runtime = start_runtime(tmp_path, "runtime", KILN_MODEL_URI=str(model), KILN_WORKERS="1", KILN_DRAIN_SECONDS="20")
     body = json.dumps({"dataframe_split": {"columns": ["action"], "data": [["sleep:1.5"]]}})
@@ -110,7 +111,7 @@ def test_sigterm_refuses_new_requests_drains_in_flight_ones_and_exits_0(tmp_path
         request.start()
         runtime.wait_for_in_flight(1)
 
-        runtime.process.send_signal(signal.SIGTERM)
+        runtime.process.send_signal(stop)
         pings = runtime.wait_for_status(503, "/ping")
         refused = httpx.post(f"{runtime.url}/invocations", content=body, headers={"content-type": "application/json"})
         request.join(30)
@@ -122,3 +123,4 @@ def test_sigterm_refuses_new_requests_drains_in_flight_ones_and_exits_0(tmp_path
     assert refused.status_code == 503
     assert [r.status_code for r in in_flight] == [200]
     assert code == 0
+    assert f"{stop.name}: readiness is 503; draining 1 unanswered request(s)" in runtime.log()

@@ -63,6 +63,26 @@ def test_with_json_an_error_is_a_json_object_on_stdout(argv: list[str]) -> None:
     assert "stack file not found" in error and "dev, prod, staging" in error
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["bake", "dev", "--served-model", "nosuch", "--skip-reload", "--json"],
+     "unknown served model nosuch; this stack serves fraud-scorer/champion"),
+    (["plan", "dev", "--json", "--bogus"], "No such option '--bogus'."),
+    (["simulate", "--json"], "Missing argument 'STACK'."),
+])
+def test_with_json_a_usage_error_is_a_json_object_on_stdout_too(argv: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, argv)
+
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"error": message}
+    assert result.stderr.startswith("Usage: ")  # click's usage text, on stderr as without --json
+
+
+def test_without_json_a_usage_error_leaves_stdout_empty() -> None:
+    result = CliRunner().invoke(main, ["plan", "dev", "--bogus"])
+
+    assert (result.exit_code, result.stdout) == (2, "")
+
+
 def test_runtime_without_a_registry_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
     from models.examples.seed import DEFAULT_STORE, LocalStore
 

@@ -142,7 +142,7 @@ def test_bad_trace_is_a_usage_error(tmp_path: Path) -> None:
     assert "trace file not found" in result.output
 
 
-def test_the_comparison_table_fits_100_columns_with_every_column_whole() -> None:
+def _comparison_table(width: int) -> tuple[str, list]:
     from rich.console import Console
 
     from infra.commands.simulate import _print
@@ -154,10 +154,26 @@ def test_the_comparison_table_fits_100_columns_with_every_column_whole() -> None
     served = plan_stack(*load_stack("prod")).endpoints[1].served_models[0]
     trace = resolve("spike", 20, None)
     replays = replay(served, trace)
-    console = Console(width=100, file=io.StringIO(), record=True)
+    console = Console(width=width, file=io.StringIO(), record=True)
 
     _print(console, served, trace, replays)
-    text = console.export_text()
+    return console.export_text(), replays
+
+
+def test_the_comparison_table_fits_100_columns_with_every_column_whole() -> None:
+    text, replays = _comparison_table(100)
 
     assert "…" not in text and "cost $" in text
     assert all(r.planned.policy.label in text for r in replays)
+
+
+def test_at_80_columns_the_policy_names_wrap_and_no_number_is_cropped() -> None:
+    from infra.commands.simulate import _cells
+    from infra.simulator.report import summarize
+
+    text, replays = _comparison_table(80)
+
+    assert "…" not in text and "cost $" in text and "peak" in text
+    for r in replays:
+        cells = _cells(summarize(r.planned))
+        assert any(line.split()[-len(cells):] == cells for line in text.splitlines()), cells
