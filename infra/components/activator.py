@@ -18,18 +18,19 @@ group, rewrite its own endpoint's listener rule, and read what it must to find a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.components.foundation import Foundation
 from infra.components.iam import service_role
+from infra.components.monitoring import ALB_NAMESPACE, AUTOSCALING_NAMESPACE, metric_query
 from infra.components.permissions import activator_policy, ready_parameter_arn
 from infra.components.security_rules import allow_tcp
 from infra.components.served_model import ServedModel
 from infra.plan.catalog import LOG_RETENTION_DAYS
 from infra.plan.names import short_name
-from infra.plan.scaling import ALB_METRIC_PERIOD_SECONDS
 from infra.plan.stack import ServedModelPlan
 from runtime.contract import READINESS_PATH, RUNTIME_PORT
 
@@ -195,16 +196,8 @@ class Activator(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             metric_queries=[
                 _request_count("held", {**alb, "TargetGroup": self.target_group.arn_suffix}),
-                {
-                    "id": "capacity",
-                    "metric": {
-                        "namespace": "AWS/AutoScaling",
-                        "metric_name": "GroupDesiredCapacity",
-                        "dimensions": {"AutoScalingGroupName": served_model.group.name},
-                        "stat": "Maximum",
-                        "period": ALB_METRIC_PERIOD_SECONDS,
-                    },
-                },
+                metric_query("capacity", AUTOSCALING_NAMESPACE, "GroupDesiredCapacity",
+                             {"AutoScalingGroupName": served_model.group.name}, "Maximum"),
                 # Only while the group is at zero, so it never shrinks a group that has grown.
                 {"id": "cold", "expression": "IF(FILL(held, 0) > 0 AND capacity < 1, 1, 0)", "label": "cold", "return_data": True},
             ],
@@ -261,14 +254,5 @@ def route_target_group(served_model: ServedModel, activator: Activator | None) -
     return activator.target_group.arn if activator is not None else served_model.target_group.arn
 
 
-def _request_count(id_: str, dimensions: dict) -> dict:
-    return {
-        "id": id_,
-        "metric": {
-            "namespace": "AWS/ApplicationELB",
-            "metric_name": "RequestCount",
-            "dimensions": dimensions,
-            "stat": "Sum",
-            "period": ALB_METRIC_PERIOD_SECONDS,
-        },
-    }
+def _request_count(id_: str, dimensions: dict[str, Any]) -> dict[str, Any]:
+    return metric_query(id_, ALB_NAMESPACE, "RequestCount", dimensions, "Sum")

@@ -30,6 +30,13 @@ from infra.plan.stack import ServedModelPlan, StackPlan
 from runtime.contract import HIGH_RESOLUTION_PERIOD_SECONDS, IN_FLIGHT_METRIC, METRIC_NAMESPACE
 
 ALB_NAMESPACE = "AWS/ApplicationELB"
+AUTOSCALING_NAMESPACE = "AWS/AutoScaling"
+
+
+def metric_query(id_: str, namespace: str, metric: str, dimensions: dict[str, Any], stat: str) -> dict[str, Any]:
+    """One metric of a metric-math alarm, at the 1-minute period of the ALB and group metrics."""
+    return {"id": id_, "metric": {"namespace": namespace, "metric_name": metric, "dimensions": dimensions,
+                                  "stat": stat, "period": ALB_METRIC_PERIOD_SECONDS}}
 
 
 class ServedModelAlarms(pulumi.ComponentResource):
@@ -102,10 +109,6 @@ class ServedModelAlarms(pulumi.ComponentResource):
                                      opts: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
         """No healthy host while the group wants one: idle at zero is not an outage, a wake that
         never becomes healthy is (its requests wait at the activator, then fail there)."""
-        def query(id_: str, namespace: str, metric: str, dims: dict[str, Any], stat: str) -> dict[str, Any]:
-            return {"id": id_, "metric": {"namespace": namespace, "metric_name": metric, "dimensions": dims,
-                                          "stat": stat, "period": ALB_METRIC_PERIOD_SECONDS}}
-
         return aws.cloudwatch.MetricAlarm(
             f"{name}-no-healthy-hosts",
             name=alarm.name,
@@ -117,9 +120,9 @@ class ServedModelAlarms(pulumi.ComponentResource):
             # Both metrics come every minute (group metrics are on); a gap says nothing either way.
             treat_missing_data="notBreaching",
             metric_queries=[
-                query("healthy", ALB_NAMESPACE, "HealthyHostCount", dimensions, "Minimum"),
-                query("desired", "AWS/AutoScaling", "GroupDesiredCapacity", {"AutoScalingGroupName": plan.group_name},
-                      "Maximum"),
+                metric_query("healthy", ALB_NAMESPACE, "HealthyHostCount", dimensions, "Minimum"),
+                metric_query("desired", AUTOSCALING_NAMESPACE, "GroupDesiredCapacity",
+                             {"AutoScalingGroupName": plan.group_name}, "Maximum"),
                 {"id": "down", "expression": "IF(FILL(desired, 0) >= 1 AND FILL(healthy, 0) < 1, 1, 0)",
                  "label": "wanted and not healthy", "return_data": True},
             ],
