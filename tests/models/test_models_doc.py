@@ -33,11 +33,11 @@ def models_doc_snippet() -> str:
 
 
 def log_model(code: str, folder: Path) -> str:
-    """Run `code` as a script in `folder` with this virtualenv's Python; the model URI it prints."""
+    """Run `code` as a script in `folder` with this virtualenv's Python (from stdin: the folder
+    keeps only what the script writes); the model URI it prints."""
     folder.mkdir(exist_ok=True)
-    (folder / "log_model.py").write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    done = subprocess.run([sys.executable, "log_model.py"], cwd=folder, env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-"], input=code, cwd=folder, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
