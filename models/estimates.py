@@ -56,7 +56,8 @@ UNKNOWN_PACKAGE_MIB = 20
 # Uncompressed base image sizes (GiB). python:3.x-slim-bookworm is ~125-150 MB on Docker
 # Hub (the base of CPU images and of GPU images whose framework brings its own CUDA); the
 # CUDA cuDNN runtime images are ~3.5-4 GB uncompressed (nvcr.io / Docker Hub tag pages), plus
-# a standalone Python (~0.1 GiB) installed on top.
+# a standalone Python (~0.1 GiB) installed on top. The tag pages are in docs/sources.md
+# ("Base image sizes").
 PYTHON_BASE_GIB = 0.15
 CUDA_BASE_GIB = 4.1
 # The Kiln runtime and its own requirements (starlette, uvicorn, boto3, mlflow-skinny).
