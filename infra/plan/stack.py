@@ -138,27 +138,32 @@ class ServedModelPlan:
                 self.scaling.warm_pool_stopped(self.scaling.max_instances))
 
     @property
+    def warm_pool_hourly_cost(self) -> tuple[float, float]:
+        """What those stopped instances' root volumes cost an hour, at the minimum and the maximum."""
+        volume = root_volume_hourly_usd(self.profile)
+        at_min, at_max = self.warm_pool_stopped
+        return at_min * volume, at_max * volume
+
+    @property
     def hourly_cost_min(self) -> float:
         """Instances at the minimum, plus the root volumes of the pool AWS keeps then."""
-        return round(self.capacity.sizing.hourly_cost_min
-                     + self.warm_pool_stopped[0] * root_volume_hourly_usd(self.profile), 4)
+        return round(self.capacity.sizing.hourly_cost_min + self.warm_pool_hourly_cost[0], 4)
 
     @property
     def hourly_cost_max(self) -> float:
-        return round(self.capacity.sizing.hourly_cost_max
-                     + self.warm_pool_stopped[1] * root_volume_hourly_usd(self.profile), 4)
+        return round(self.capacity.sizing.hourly_cost_max + self.warm_pool_hourly_cost[1], 4)
 
     def warm_pool_arithmetic(self) -> str | None:
         if self.scaling.warm_pool is None:
             return None
         at_min, at_max = self.warm_pool_stopped
-        volume = root_volume_hourly_usd(self.profile)
+        cost_min, cost_max = self.warm_pool_hourly_cost
         throughput = root_volume_throughput_mib(self.profile)
         provisioned = f" + {throughput} MiB/s" if throughput else ""
         return (f"warm pool {at_min} stopped at min, {at_max} at max (= max(minSize {self.scaling.warm_pool.min_size}, "
-                f"{self.scaling.max_instances} - desired), as AWS keeps it) × ${volume:.4f}/h "
+                f"{self.scaling.max_instances} - desired), as AWS keeps it) × ${root_volume_hourly_usd(self.profile):.4f}/h "
                 f"(gp3 {self.profile.root_volume_gib} GiB{provisioned}) = "
-                f"${at_min * volume:.2f}/h at min, ${at_max * volume:.2f}/h at max")
+                f"${cost_min:.2f}/h at min, ${cost_max:.2f}/h at max")
 
     def as_properties(self) -> dict[str, Any]:
         """The plan of this served model in the camelCase the component's inputs, the plan
